@@ -1,0 +1,36 @@
+"""The functional core of medloss: the source of truth the loss modules call.
+
+* :mod:`~medloss.functional.prepare` — the one preamble (validation, activation, label maps, ignore masks, fp32).
+* :mod:`~medloss.functional.stats` — :func:`region_stats`, the only voxel-summing code for region losses.
+* :mod:`~medloss.functional.region` — region formulas on the statistics and the functional region losses.
+* :mod:`~medloss.functional.voxel` — cross-entropy, BCE and focal terms.
+* :mod:`~medloss.functional.reduce` — the single reduction.
+"""
+from medloss.functional.region import (
+    dice_from_stats,
+    dice_loss,
+    focal_tversky_from_stats,
+    generalized_dice_from_stats,
+    generalized_dice_loss,
+    overlap_index,
+    tversky_from_stats,
+    tversky_loss,
+)
+from medloss.functional.stats import RegionStats, region_stats
+from medloss.functional.voxel import bce_with_logits_loss, cross_entropy_loss, focal_loss
+
+__all__ = [
+    "RegionStats",
+    "bce_with_logits_loss",
+    "cross_entropy_loss",
+    "dice_from_stats",
+    "dice_loss",
+    "focal_loss",
+    "focal_tversky_from_stats",
+    "generalized_dice_from_stats",
+    "generalized_dice_loss",
+    "overlap_index",
+    "region_stats",
+    "tversky_from_stats",
+    "tversky_loss",
+]

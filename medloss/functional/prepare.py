@@ -1,0 +1,237 @@
+"""The one preamble shared by every loss: validation, activation, label maps, ignore masks, fp32 upcast.
+
+Every loss in medloss goes through the functions here before any statistic is summed, so a bad input gets the
+same typed, explanatory error whichever loss it reaches (see :mod:`medloss.errors`).
+
+Conventions (MONAI's):
+    input:  (B, C, *S) logits (with ``sigmoid``/``softmax``/``other_act``) or probabilities.
+    target: (B, 1, *S) or (B, *S) label map (``to_onehot_y=True``), or (B, C, *S) one-hot / soft target.
+
+Inside medloss everything is flattened to (B, C, N) with N = prod(S). Arithmetic runs in float32 (float64 when the
+input is float64), whatever the input dtype, so fp16/bf16 inputs outside autocast neither overflow nor lose the
+sums (DESIGN.md §3.6).
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+
+from medloss.errors import (
+    InputRangeError,
+    InvalidOptionError,
+    LabelValueError,
+    OptionTypeError,
+    ShapeMismatchError,
+)
+
+Activation = Callable[[torch.Tensor], torch.Tensor]
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """float64 for float64 inputs, float32 for everything else (fp16, bf16, fp32)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def check_input_tensor(input: object, *, arg: str = "input") -> torch.Tensor:
+    """Check that ``input`` is a floating (B, C, *S) tensor; raise a typed error naming ``arg`` otherwise."""
+    if not isinstance(input, torch.Tensor):
+        raise OptionTypeError(f"`{arg}` must be a torch.Tensor of shape (B, C, *spatial), got {type(input).__name__}.")
+    if not input.is_floating_point():
+        raise OptionTypeError(
+            f"`{arg}` must be floating point (network logits or probabilities), got dtype {input.dtype}. "
+            "Integer inputs usually mean argmax'd predictions were passed; pass the network output instead."
+        )
+    if input.ndim < 3:
+        raise ShapeMismatchError(
+            f"`{arg}` must have shape (B, C, *spatial) with at least one spatial axis, got {tuple(input.shape)}."
+        )
+    return input
+
+
+def check_finite(x: torch.Tensor, *, arg: str = "input") -> tuple[float, float]:
+    """Return (min, max) of ``x``; raise :class:`InputRangeError` if it holds NaN or inf (one pass, no temporary)."""
+    lo, hi = torch.aminmax(x.detach())
+    lo_f, hi_f = float(lo), float(hi)
+    if not (torch.isfinite(lo) and torch.isfinite(hi)):
+        raise InputRangeError(
+            f"`{arg}` contains NaN or infinite values (min {lo_f}, max {hi_f}); check the network output "
+            "(e.g. a diverged training or fp16 overflow)."
+        )
+    return lo_f, hi_f
+
+
+def check_activation_options(sigmoid: bool, softmax: bool, other_act: Activation | None) -> None:
+    """At most one of ``sigmoid``, ``softmax``, ``other_act`` may be set (checked in every ``__init__``)."""
+    if int(bool(sigmoid)) + int(bool(softmax)) + int(other_act is not None) > 1:
+        raise InvalidOptionError(
+            "`sigmoid`, `softmax` and `other_act` are mutually exclusive: set only one "
+            f"(got sigmoid={sigmoid}, softmax={softmax}, other_act={other_act!r})."
+        )
+    if other_act is not None and not callable(other_act):
+        raise OptionTypeError(f"`other_act` must be callable (e.g. torch.tanh), got {type(other_act).__name__}.")
+
+
+def activate(
+    input: torch.Tensor,
+    *,
+    sigmoid: bool = False,
+    softmax: bool = False,
+    other_act: Activation | None = None,
+    check_input: bool = True,
+) -> torch.Tensor:
+    """Return probabilities (B, C, N) in the compute dtype; check [0, 1] when no activation is configured."""
+    x = input.to(compute_dtype(input))
+    if softmax:
+        if x.shape[1] == 1:
+            raise InvalidOptionError(
+                "`softmax=True` with a single input channel gives probability 1 everywhere; "
+                "use `sigmoid=True` for binary segmentation with one channel."
+            )
+        return torch.softmax(x, dim=1)
+    if sigmoid:
+        return torch.sigmoid(x)
+    if other_act is not None:
+        return other_act(x)
+    if check_input:
+        lo, hi = check_finite(input)
+        if lo < 0.0 or hi > 1.0:
+            raise InputRangeError(
+                f"`input` has values outside [0, 1] (min {lo:.4g}, max {hi:.4g}) but no activation is set: "
+                "these look like logits. Pass `softmax=True` (mutually exclusive classes) or `sigmoid=True` "
+                "(independent channels), or give probabilities."
+            )
+    return x
+
+
+def flatten(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, *S) -> (B, C, N) (a view when possible)."""
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def label_map(target: torch.Tensor, input: torch.Tensor, *, arg: str = "target") -> torch.Tensor:
+    """Return ``target`` as a (B, 1, *S) label map, accepting (B, 1, *S) or (B, *S) as MONAI and torch pass it."""
+    if not isinstance(target, torch.Tensor):
+        raise OptionTypeError(f"`{arg}` must be a torch.Tensor, got {type(target).__name__}.")
+    spatial = tuple(input.shape[2:])
+    if target.ndim == input.ndim - 1 and tuple(target.shape[1:]) == spatial and target.shape[0] == input.shape[0]:
+        target = target.unsqueeze(1)
+    if target.ndim != input.ndim or target.shape[0] != input.shape[0] or tuple(target.shape[2:]) != spatial:
+        raise ShapeMismatchError(
+            f"`{arg}` of shape {tuple(target.shape)} does not match `input` of shape {tuple(input.shape)}: "
+            f"expected a label map (B, 1, *S) or (B, *S) with B={input.shape[0]} and S={spatial}."
+        )
+    if target.shape[1] != 1:
+        raise ShapeMismatchError(
+            f"`{arg}` has {target.shape[1]} channels but a (B, 1, *S) label map is expected here "
+            "(to_onehot_y=True); if the target is already one-hot, set `to_onehot_y=False`."
+        )
+    return target
+
+
+def check_labels(
+    labels: torch.Tensor, num_classes: int, ignore_index: int | None, *, arg: str = "target"
+) -> None:
+    """Labels must be integers in [0, num_classes) except where they equal ``ignore_index``."""
+    if labels.is_floating_point() or labels.is_complex():
+        bad_int = labels != torch.round(labels)
+        if bool(bad_int.any()):
+            example = float(labels[bad_int].flatten()[0])
+            raise LabelValueError(
+                f"`{arg}` label map holds non-integer value {example}; labels must be class indices "
+                "(pass a one-hot/soft target with `to_onehot_y=False` instead)."
+            )
+    lo, hi = torch.aminmax(labels.detach())
+    if not (torch.isfinite(lo.float()) and torch.isfinite(hi.float())):
+        raise LabelValueError(f"`{arg}` contains NaN or infinite labels.")
+    if float(lo) >= 0 and float(hi) < num_classes:
+        return
+    outside = (labels < 0) | (labels >= num_classes)
+    if ignore_index is not None:
+        outside &= labels != ignore_index
+    if bool(outside.any()):
+        values = torch.unique(labels[outside])[:5].tolist()
+        hint = "" if ignore_index is None else f" (ignore_index={ignore_index})"
+        raise LabelValueError(
+            f"`{arg}` holds label values {values} outside [0, {num_classes}){hint}: the input has {num_classes} "
+            "channels. Check the number of output channels, or set `ignore_index` for unlabelled voxels."
+        )
+
+
+def labels_and_mask(
+    target: torch.Tensor, input: torch.Tensor, *, ignore_index: int | None, check_input: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Label map -> (labels (B, 1, N) int64 with ignored voxels set to 0, valid (B, 1, N) or None).
+
+    ``valid`` is 1 where the voxel counts and 0 where ``target == ignore_index``; it is in the compute dtype.
+    """
+    target = label_map(target, input)
+    num_classes = input.shape[1]
+    if check_input:
+        check_labels(target, max(num_classes, 2), ignore_index)
+    labels = target.reshape(target.shape[0], 1, -1)
+    valid = None
+    if ignore_index is not None:
+        ignored = labels == ignore_index
+        if bool(ignored.any()):
+            valid = (~ignored).to(compute_dtype(input))
+            labels = labels.masked_fill(ignored, 0)
+    if labels.dtype != torch.int64:
+        labels = labels.long()
+    return labels, valid
+
+
+def dense_target(
+    target: torch.Tensor,
+    input: torch.Tensor,
+    *,
+    to_onehot_y: bool,
+    ignore_index: int | None,
+    soft_label: bool,
+    check_input: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Return (target (B, C, N) float one-hot/soft, valid (B, 1, N) or None) in the compute dtype."""
+    num_classes = input.shape[1]
+    dtype = compute_dtype(input)
+    if to_onehot_y:
+        labels, valid = labels_and_mask(target, input, ignore_index=ignore_index, check_input=check_input)
+        if num_classes == 1:  # a single foreground channel: the {0, 1} label map is its own one-hot
+            return labels.to(dtype), valid
+        onehot = torch.zeros(labels.shape[0], num_classes, labels.shape[2], dtype=dtype, device=labels.device)
+        return onehot.scatter_(1, labels, 1.0), valid
+    if not isinstance(target, torch.Tensor):
+        raise OptionTypeError(f"`target` must be a torch.Tensor, got {type(target).__name__}.")
+    if tuple(target.shape) != tuple(input.shape):
+        hint = (
+            "; for a (B, 1, ...) label map pass `to_onehot_y=True`"
+            if target.ndim == input.ndim and target.shape[1] == 1 and num_classes > 1
+            else ""
+        )
+        raise ShapeMismatchError(
+            f"`target` has shape {tuple(target.shape)} but `input` has {tuple(input.shape)}: a one-hot target "
+            f"needs {num_classes} channels{hint}."
+        )
+    t = flatten(target)
+    valid = None
+    if ignore_index is not None:
+        ignored = (t == ignore_index).any(dim=1, keepdim=True)
+        if bool(ignored.any()):
+            valid = (~ignored).to(dtype)
+            t = t.masked_fill(ignored, 0)
+    if check_input:
+        lo, hi = torch.aminmax(t.detach().to(dtype))
+        if not (torch.isfinite(lo) and torch.isfinite(hi)) or float(lo) < 0 or float(hi) > 1:
+            raise LabelValueError(
+                f"`target` one-hot/soft values must lie in [0, 1], got min {float(lo):.4g}, max {float(hi):.4g}; "
+                "for a label map pass `to_onehot_y=True`."
+            )
+        if not soft_label and bool(((t != 0) & (t != 1)).any()):
+            raise LabelValueError(
+                "`target` holds fractional values but `soft_label=False`; set `soft_label=True` for soft targets."
+            )
+    return t.to(dtype), valid
+
+
+def warn_single_channel(option: str) -> None:
+    warnings.warn(f"single channel prediction, `{option}` ignored.", stacklevel=3)

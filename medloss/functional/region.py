@@ -1,0 +1,180 @@
+"""Region-loss formulas on :class:`~medloss.functional.stats.RegionStats`, and the functional region losses.
+
+The math of each loss, its defaults and its paper are documented on the module class (e.g.
+:class:`medloss.losses.DiceLoss`); the functions here are the implementation that the classes call.
+"""
+from __future__ import annotations
+
+import torch
+
+from medloss.errors import InvalidOptionError, check_choice
+from medloss.functional import reduce as _reduce
+from medloss.functional.prepare import Activation
+from medloss.functional.stats import RegionStats, region_stats
+
+W_TYPES = ("square", "simple", "uniform")
+EMPTY_POLICIES = ("penalize", "monai")
+# Lower bound on 1 - TI before a fractional power: keeps d/dx x^(1/gamma) finite at a perfect class.
+FOCAL_TVERSKY_EPS = 1e-7
+
+
+def overlap_index(
+    stats: RegionStats, *, k: float, a: float, b: float, smooth_nr: float, smooth_dr: float
+) -> torch.Tensor:
+    """(k TP + s_nr) / (k TP + a FP + b FN + s_dr), per table entry.
+
+    Dice is k=2, a=b=1; MONAI's Jaccard k=2, a=b=2; Tversky k=1, a=alpha (FP), b=beta (FN).
+    """
+    return (k * stats.tp + smooth_nr) / (k * stats.tp + a * stats.fp + b * stats.fn + smooth_dr)
+
+
+def dice_from_stats(stats: RegionStats, *, jaccard: bool, smooth_nr: float, smooth_dr: float) -> torch.Tensor:
+    """1 - Dice (or 1 - Jaccard) per table entry."""
+    ab = 2.0 if jaccard else 1.0
+    if not jaccard:  # 2TP + FP + FN = PRED + TARGET exactly; avoid the cancellation in PRED - TP
+        return 1.0 - (2.0 * stats.tp + smooth_nr) / (stats.pred + stats.target + smooth_dr)
+    return 1.0 - overlap_index(stats, k=2.0, a=ab, b=ab, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+
+
+def tversky_from_stats(
+    stats: RegionStats, *, alpha: float, beta: float, smooth_nr: float, smooth_dr: float
+) -> torch.Tensor:
+    """1 - Tversky index per table entry (alpha weighs false positives, beta false negatives)."""
+    return 1.0 - overlap_index(stats, k=1.0, a=alpha, b=beta, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+
+
+def focal_tversky_from_stats(
+    stats: RegionStats, *, alpha: float, beta: float, gamma: float, smooth_nr: float, smooth_dr: float
+) -> torch.Tensor:
+    """(1 - Tversky index)^(1/gamma) per table entry, the exponent taken per class (Abraham & Khan 2019)."""
+    loss = tversky_from_stats(stats, alpha=alpha, beta=beta, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    return loss.clamp_min(FOCAL_TVERSKY_EPS).pow(1.0 / gamma)
+
+
+def gdl_weights(target_sum: torch.Tensor, *, w_type: str) -> torch.Tensor:
+    """Generalized Dice class weights from per-class target volumes (B, C), without gradient.
+
+    w_c = 1/G_c^2 ("square"), 1/G_c ("simple") or 1 ("uniform"). A class absent from the target (G_c = 0) gets the
+    largest weight of the present classes in its row (MONAI's rule); a row with no class present gets all zeros.
+    """
+    g = target_sum.detach().to(torch.float64)
+    if w_type == "square":
+        w = torch.reciprocal(g * g)
+    elif w_type == "simple":
+        w = torch.reciprocal(g)
+    else:
+        w = torch.ones_like(g)
+    absent = torch.isinf(w)
+    w = w.masked_fill(absent, 0.0)
+    w = w + absent * w.max(dim=1, keepdim=True).values
+    return w.to(target_sum.dtype)
+
+
+def generalized_dice_from_stats(
+    stats: RegionStats, *, w_type: str, empty: str, smooth_nr: float, smooth_dr: float
+) -> torch.Tensor:
+    """1 - GDL per row (sample, or the pooled batch): (B, 1).
+
+    A row whose target holds none of the classes has no Dice. ``empty="monai"`` keeps MONAI's value there (all
+    weights 0: loss 0, gradient 0); ``empty="penalize"`` uses the soft false-positive rate
+    sum_c PRED_c / (C * VOXELS), the mean predicted probability of the classes, which is 0 only without false
+    positives and whose gradient does not vanish (a Dice ratio with tiny smoothing saturates at 1 there).
+    """
+    w = gdl_weights(stats.target, w_type=w_type)
+    numer = 2.0 * (w * stats.tp).sum(dim=1, keepdim=True) + smooth_nr
+    denom = (w * (stats.pred + stats.target)).sum(dim=1, keepdim=True) + smooth_dr
+    loss = 1.0 - numer / denom
+    if empty == "penalize":
+        empty_rows = (stats.target.detach() == 0).all(dim=1, keepdim=True)
+        fp_rate = stats.pred.sum(dim=1, keepdim=True) / (stats.pred.shape[1] * stats.voxels.clamp_min(1.0))
+        loss = torch.where(empty_rows, fp_rate, loss)
+    return loss
+
+
+def check_region_options(*, smooth_nr: float, smooth_dr: float) -> None:
+    """Options shared by every region loss."""
+    for name, value in (("smooth_nr", smooth_nr), ("smooth_dr", smooth_dr)):
+        if not isinstance(value, (int, float)) or value < 0:
+            raise InvalidOptionError(f"`{name}` must be a number >= 0, got {value!r}.")
+
+
+def _stats(input, target, opts: dict) -> RegionStats:
+    keys = (
+        "include_background", "to_onehot_y", "sigmoid", "softmax", "other_act", "soft_label", "batch",
+        "ignore_index", "check_input",
+    )
+    return region_stats(input, target, **{k: opts[k] for k in keys if k in opts})
+
+
+def dice_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    include_background: bool = True,
+    to_onehot_y: bool = False,
+    sigmoid: bool = False,
+    softmax: bool = False,
+    other_act: Activation | None = None,
+    squared_pred: bool = False,
+    jaccard: bool = False,
+    reduction: str = "mean",
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    batch: bool = False,
+    weight: torch.Tensor | None = None,
+    soft_label: bool = False,
+    ignore_index: int | None = None,
+    check_input: bool = True,
+) -> torch.Tensor:
+    """Dice / Jaccard loss. See :class:`medloss.losses.DiceLoss`."""
+    stats = region_stats(
+        input, target, include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
+        softmax=softmax, other_act=other_act, squared_pred=squared_pred, soft_label=soft_label, batch=batch,
+        ignore_index=ignore_index, check_input=check_input,
+    )
+    loss = dice_from_stats(stats, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    loss = _reduce.apply_class_weight(loss, weight)
+    return _reduce.reduce_table(loss, reduction).to(input.dtype)
+
+
+def tversky_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    gamma: float | None = None,
+    reduction: str = "mean",
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    **options,
+) -> torch.Tensor:
+    """Tversky loss, or Focal-Tversky when ``gamma`` is given. See :class:`medloss.losses.TverskyLoss` and
+    :class:`medloss.losses.FocalTverskyLoss`; ``options`` are the shared region options of :func:`region_stats`."""
+    stats = _stats(input, target, options)
+    if gamma is None:
+        loss = tversky_from_stats(stats, alpha=alpha, beta=beta, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    else:
+        loss = focal_tversky_from_stats(
+            stats, alpha=alpha, beta=beta, gamma=gamma, smooth_nr=smooth_nr, smooth_dr=smooth_dr
+        )
+    return _reduce.reduce_table(loss, reduction).to(input.dtype)
+
+
+def generalized_dice_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    w_type: str = "square",
+    empty: str = "penalize",
+    reduction: str = "mean",
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    **options,
+) -> torch.Tensor:
+    """Generalized Dice loss, (B, 1) before reduction. See :class:`medloss.losses.GeneralizedDiceLoss`."""
+    check_choice("w_type", w_type, W_TYPES)
+    check_choice("empty", empty, EMPTY_POLICIES)
+    stats = _stats(input, target, options)
+    loss = generalized_dice_from_stats(stats, w_type=w_type, empty=empty, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    return _reduce.reduce_table(loss, reduction).to(input.dtype)

@@ -1,0 +1,24 @@
+"""Small factories shared by the loss tests."""
+from __future__ import annotations
+
+import torch
+
+
+def random_case(
+    shape=(2, 3, 6, 5, 4), *, dtype=torch.float64, ignore_index=None, ignore_fraction=0.2, seed=0, scale=2.0
+):
+    """Logits (B, C, *S) with requires_grad and a (B, 1, *S) int64 label map (some voxels set to ignore_index)."""
+    gen = torch.Generator().manual_seed(seed)
+    logits = (scale * torch.randn(shape, generator=gen, dtype=torch.float64)).to(dtype).requires_grad_()
+    labels = torch.randint(0, shape[1], (shape[0], 1, *shape[2:]), generator=gen)
+    if ignore_index is not None:
+        ignored = torch.rand(labels.shape, generator=gen) < ignore_fraction
+        labels = labels.masked_fill(ignored, ignore_index)
+    return logits, labels
+
+
+def value_and_grad(loss_fn, logits, target, reduce=True):
+    x = logits.detach().clone().requires_grad_()
+    out = loss_fn(x, target)
+    (out.sum() if reduce else out).backward()
+    return out.detach(), x.grad
