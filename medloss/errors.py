@@ -46,8 +46,9 @@ def did_you_mean(value: object, allowed: Collection[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest allowed string, or ``""``."""
     if not isinstance(value, str):
         return ""
-    close = difflib.get_close_matches(value.lower(), [str(a) for a in allowed], n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    folded = {str(a).lower(): str(a) for a in allowed}
+    close = difflib.get_close_matches(value.lower(), list(folded), n=1, cutoff=0.5)
+    return f" Did you mean {folded[close[0]]!r}?" if close else ""
 
 
 def check_choice(arg: str, value: object, allowed: Collection[str]) -> str:

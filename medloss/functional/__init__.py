@@ -17,11 +17,15 @@ from medloss.functional.region import (
     tversky_loss,
 )
 from medloss.functional.stats import RegionStats, region_stats
+from medloss.functional.weights import RunningClassCounts, class_counts, class_weights
 from medloss.functional.voxel import bce_with_logits_loss, cross_entropy_loss, focal_loss
 
 __all__ = [
     "RegionStats",
+    "RunningClassCounts",
     "bce_with_logits_loss",
+    "class_counts",
+    "class_weights",
     "cross_entropy_loss",
     "dice_from_stats",
     "dice_loss",

@@ -235,3 +235,55 @@ def dense_target(
 
 def warn_single_channel(option: str) -> None:
     warnings.warn(f"single channel prediction, `{option}` ignored.", stacklevel=3)
+
+
+def target_labels(
+    target: torch.Tensor,
+    input: torch.Tensor,
+    *,
+    to_onehot_y: bool,
+    ignore_index: int | None,
+    check_input: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Class indices (B, 1, N) and validity mask for losses with a voxel term on the labelled class.
+
+    A label map (``to_onehot_y=True``) is used as is; a hard one-hot (B, C, *S) target is turned into indices
+    (argmax). Soft targets have no single label per voxel and raise :class:`LabelValueError`.
+    """
+    if to_onehot_y or input.shape[1] == 1:
+        return labels_and_mask(target, input, ignore_index=ignore_index, check_input=check_input)
+    onehot, valid = dense_target(
+        target, input, to_onehot_y=False, ignore_index=ignore_index, soft_label=False, check_input=check_input
+    )
+    if check_input:
+        sums = onehot.sum(dim=1, keepdim=True)
+        bad = sums != 1 if valid is None else (sums != 1) & (valid > 0)
+        if bool(bad.any()):
+            raise LabelValueError(
+                "`target` must be one-hot (exactly one channel = 1 per voxel) for this loss; pass a (B, 1, *S) "
+                "label map with `to_onehot_y=True`."
+            )
+    return onehot.argmax(dim=1, keepdim=True), valid
+
+
+def label_log_prob(
+    input: torch.Tensor, labels: torch.Tensor, *, softmax: bool, sigmoid: bool, check_input: bool
+) -> torch.Tensor:
+    """log p_y (B, 1, N) of the labelled class, in the compute dtype.
+
+    softmax: log_softmax over channels; sigmoid (one channel, binary): log sigmoid(+-x); neither: log of the given
+    probabilities (checked to lie in [0, 1]).
+    """
+    x = flatten(input.to(compute_dtype(input)))
+    if softmax:
+        return torch.log_softmax(x, dim=1).gather(1, labels)
+    if sigmoid:
+        if x.shape[1] != 1:
+            raise InvalidOptionError(
+                "`sigmoid=True` here supports one channel (binary: class 1 = foreground); for C > 1 mutually "
+                "exclusive classes use `softmax=True`."
+            )
+        sign = labels.to(x.dtype).mul(2).sub(1)
+        return torch.nn.functional.logsigmoid(sign * x)
+    p = activate(input, check_input=check_input)
+    return torch.log(flatten(p).gather(1, labels))

@@ -53,7 +53,7 @@ class RegionStats(NamedTuple):
         return RegionStats(self.tp[:, 1:], self.pred[:, 1:], self.target[:, 1:], self.voxels)
 
 
-def _labelled_sums(values: torch.Tensor | None, labels: torch.Tensor, num_classes: int, dtype: torch.dtype):
+def labelled_sums(values: torch.Tensor | None, labels: torch.Tensor, num_classes: int, dtype: torch.dtype):
     """sum_n values[b, n] [labels[b, n] = c] for every (b, c) -> (B, C), accumulated in float64.
 
     ``values=None`` counts voxels per label. A scatter-add into the tiny (B, C) table, in chunks of float64 so that
@@ -92,9 +92,9 @@ class _SoftmaxLabelStats(torch.autograd.Function):
         p_y = p.gather(1, labels)
         if valid is not None:
             p_y.mul_(valid)
-        tp = _labelled_sums(p_y, labels, num_classes, p.dtype)
+        tp = labelled_sums(p_y, labels, num_classes, p.dtype)
         del p_y
-        target = _labelled_sums(valid, labels, num_classes, p.dtype)
+        target = labelled_sums(valid, labels, num_classes, p.dtype)
         if squared:
             pred = torch.stack([_masked_square_sum(p[:, c], valid) for c in range(num_classes)], dim=1)
         elif valid is None:
@@ -233,5 +233,21 @@ def region_stats(
         else:
             stats = stats.drop_background()
     if batch:
-        stats = RegionStats(*(t.sum(dim=0, keepdim=True) for t in stats))
+        stats = RegionStats(*(distributed_sum(t.sum(dim=0, keepdim=True)) for t in stats))
     return stats
+
+
+def distributed_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum a batch-pooled table over the ranks of an initialised ``torch.distributed`` process group, with gradient.
+
+    A no-op without a process group (or with one rank). The backward of the all-reduce sums the gradients of every
+    rank's copy of the loss, so each rank's logits receive world_size x dL/dlogits; DDP's gradient averaging then
+    gives the parameters exactly the gradient of the loss on the concatenated global batch (as nnU-Net's
+    all-gather Dice). Every region loss with ``batch=True`` goes through here.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return t
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(t)

@@ -3,12 +3,22 @@
 Use them in training loops, or in MONAI bundle configs by full dotted path, e.g.
 ``{"_target_": "medloss.losses.DiceLoss", "softmax": true, "to_onehot_y": true}``.
 """
+from medloss.losses.deep_supervision import DeepSupervisionLoss
+from medloss.losses.compound import BCEDiceLoss, DiceCELoss, DiceFocalLoss, GeneralizedDiceFocalLoss
 from medloss.losses.dice import DiceLoss, GeneralizedDiceLoss, JaccardLoss
+from medloss.losses.paper import AnatomyNetLoss, ExpLogLoss
 from medloss.losses.tversky import FocalTverskyLoss, TverskyLoss
 from medloss.losses.voxel import BCELoss, CrossEntropyLoss, FocalLoss
 
 __all__ = [
+    "AnatomyNetLoss",
+    "BCEDiceLoss",
     "BCELoss",
+    "DeepSupervisionLoss",
+    "DiceCELoss",
+    "DiceFocalLoss",
+    "ExpLogLoss",
+    "GeneralizedDiceFocalLoss",
     "CrossEntropyLoss",
     "DiceLoss",
     "FocalLoss",

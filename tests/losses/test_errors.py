@@ -71,6 +71,13 @@ INIT_CASES = [
     ("alpha-negative", lambda: L.TverskyLoss(alpha=-0.1), InvalidOptionError, r"`alpha`"),
     ("label-smoothing", lambda: L.CrossEntropyLoss(label_smoothing=1.5), InvalidOptionError, r"`label_smoothing`"),
     ("focal-reduction", lambda: L.FocalLoss(reduction="avg"), InvalidOptionError, r"`reduction`"),
+    ("explog-no-smoothing", lambda: L.ExpLogLoss(smooth_dr=0.0), InvalidOptionError, r"`smooth_dr`"),
+    ("explog-frequencies-string", lambda: L.ExpLogLoss(class_frequencies="dataset"), InvalidOptionError, r"`class_frequencies`"),
+    ("explog-frequencies-zero", lambda: L.ExpLogLoss(class_frequencies=[0.5, 0.0]), InvalidOptionError, r"`class_frequencies`"),
+    ("explog-clamp", lambda: L.ExpLogLoss(clamp=0.7), InvalidOptionError, r"`clamp`"),
+    ("dicece-none", lambda: L.DiceCELoss(reduction="none"), InvalidOptionError, r"`reduction='none'`.*DiceCELoss"),
+    ("dicefocal-lambda", lambda: L.DiceFocalLoss(lambda_focal=-1.0), InvalidOptionError, r"`lambda_focal`"),
+    ("anatomynet-weights", lambda: L.AnatomyNetLoss(class_weights=[1.0, -2.0]), InvalidOptionError, r"`class_weights`"),
 ]
 
 

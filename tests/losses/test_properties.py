@@ -26,6 +26,13 @@ CASES = [
     ("bce", lambda **k: L.BCELoss(pos_weight=[2.0, 1.0, 0.5], **k), "binary"),
     ("focal-sigmoid", lambda **k: L.FocalLoss(to_onehot_y=True, alpha=0.25, **k), "labels"),
     ("focal-softmax", lambda **k: L.FocalLoss(to_onehot_y=True, use_softmax=True, alpha=[0.2, 0.3, 0.5], **k), "labels"),
+    ("explog", lambda **k: L.ExpLogLoss(softmax=True, to_onehot_y=True, **k), "labels"),
+    ("explog-batch-freqs", lambda **k: L.ExpLogLoss(softmax=True, to_onehot_y=True, batch=True, class_frequencies=[0.6, 0.3, 0.1], **k), "labels"),
+    ("anatomynet", lambda **k: L.AnatomyNetLoss(softmax=True, to_onehot_y=True, class_weights=[1.0, 2.0, 1.5], **k), "labels"),
+    ("dicece", lambda **k: L.DiceCELoss(softmax=True, to_onehot_y=True, **k), "labels"),
+    ("dicefocal-softmax", lambda **k: L.DiceFocalLoss(softmax=True, to_onehot_y=True, **k), "labels"),
+    ("gdl-focal", lambda **k: L.GeneralizedDiceFocalLoss(softmax=True, to_onehot_y=True, **k), "labels"),
+    ("bcedice", lambda **k: L.BCEDiceLoss(**k), "binary"),
 ]
 IDS = [c[0] for c in CASES]
 IGNORABLE = {"labels", "binary"}  # target kinds that carry an ignore label
@@ -110,7 +117,9 @@ def test_ignored_voxels_are_in_no_denominator(name, factory, kind):
 
 
 # per-class region losses; class 0 must stay scored, or a permutation moving it changes the set of classes
-PER_CLASS = [c for c in CASES if c[0].startswith(("dice", "jaccard", "tversky", "focal-tversky")) and "nobg" not in c[0]]
+PER_CLASS_NAMES = {"dice-softmax-labels", "dice-softmax-squared", "dice-sigmoid-onehot", "dice-softmax-soft", "jaccard",
+                   "tversky", "tversky-sigmoid-batch", "focal-tversky"}
+PER_CLASS = [c for c in CASES if c[0] in PER_CLASS_NAMES]
 
 
 @pytest.mark.parametrize("name,factory,kind", PER_CLASS, ids=[c[0] for c in PER_CLASS])
@@ -136,6 +145,10 @@ def test_permuting_classes_permutes_per_class_outputs(name, factory, kind):
         (lambda: L.GeneralizedDiceLoss(softmax=True, to_onehot_y=True, reduction="none"), (2, 1)),
         (lambda: L.CrossEntropyLoss(reduction="none"), (2, 5, 4, 3)),
         (lambda: L.FocalLoss(to_onehot_y=True, reduction="none"), (2, 4, 5, 4, 3)),
+        (lambda: L.ExpLogLoss(softmax=True, to_onehot_y=True, reduction="none"), (2,)),
+        (lambda: L.ExpLogLoss(softmax=True, to_onehot_y=True, reduction="none", batch=True), (1,)),
+        (lambda: L.AnatomyNetLoss(softmax=True, to_onehot_y=True, reduction="none"), (1, 4)),
+        (lambda: L.AnatomyNetLoss(softmax=True, to_onehot_y=True, reduction="none", include_background=False), (1, 3)),
     ],
 )
 def test_reduction_none_shapes(factory, shape):
@@ -152,11 +165,19 @@ def test_fused_backward_is_reentrant():
     torch.testing.assert_close(g1, g2, rtol=0, atol=0)
 
 
-def test_focal_tversky_gradient_finite_on_a_perfect_class():
+@pytest.mark.parametrize("factory", [
+    lambda: L.FocalTverskyLoss(softmax=True, to_onehot_y=True),
+    lambda: L.ExpLogLoss(softmax=True, to_onehot_y=True),
+    lambda: L.ExpLogLoss(softmax=True, to_onehot_y=True, smooth_nr=0.0, smooth_dr=1e-5),
+    lambda: L.AnatomyNetLoss(softmax=True, to_onehot_y=True),
+], ids=["focal-tversky", "explog", "explog-small-smoothing", "anatomynet"])
+@pytest.mark.parametrize("scale", [60.0, 1000.0])
+def test_gradient_finite_on_a_perfect_and_an_absent_class(factory, scale):
+    """Class 1 predicted perfectly (saturated softmax), class 2 absent from the target and not predicted."""
     labels = torch.zeros(1, 1, 4, 4, 4, dtype=torch.long)
     labels[..., :2, :, :] = 1
-    logits = (torch.nn.functional.one_hot(labels[:, 0], 2).movedim(-1, 1).double() * 60.0).requires_grad_()
-    out = L.FocalTverskyLoss(softmax=True, to_onehot_y=True)(logits, labels)
+    logits = (torch.nn.functional.one_hot(labels[:, 0], 3).movedim(-1, 1).double() * scale).requires_grad_()
+    out = factory()(logits, labels)
     out.backward()
     assert torch.isfinite(out) and torch.isfinite(logits.grad).all()
 

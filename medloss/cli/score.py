@@ -1,0 +1,251 @@
+"""``medloss score PRED REF``: score predicted label volumes against references, per label and per lesion.
+
+PRED and REF are two volumes (files or DICOM series folders) or two folders of cases paired by case id. Geometry
+(shape, spacing, origin, direction) is checked before scoring. Metrics are computed by
+:func:`medloss.scoring.score_arrays`; see :mod:`medloss.scoring.report` for the output files.
+
+Exit status: 0 when every case was scored; 1 when any case failed or was unpaired (the others are still scored
+and written; the failures are on stderr and under ``errors`` in the JSON), or when the input is unusable (nothing
+is written then); 2 for a usage error. Heavy modules (scipy, nibabel, SimpleITK, matplotlib) are imported only when
+the command runs, and torch never.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+_SURFACES = ("voxel", "surfel")
+_PRESETS = ("default", "brats23", "autopet", "isles")
+
+
+def _parse_labels(value: str | None) -> list[int] | None:
+    if value is None or value.strip() == "":
+        return None
+    try:
+        out = [int(v) for v in value.replace(" ", "").split(",") if v != ""]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as '1,2,3', got {value!r}.") from None
+    if not out or any(v < 0 for v in out):
+        raise click.BadParameter(f"labels must be integers >= 0, got {value!r}.")
+    return out
+
+
+def score_case(case: str, pred_path: str, ref_path: str, opts: dict) -> tuple[list[dict], str | None]:
+    """Read, check and score one case; return ``(rows, None)`` or ``([], "one-line error")``."""
+    from medloss.errors import MedlossError
+    from medloss.io import as_label_array, check_geometry, read_volume
+    from medloss.scoring import score_arrays
+
+    try:
+        ref = read_volume(ref_path)
+        pred = read_volume(pred_path)
+        check_geometry(pred, ref, opts["geometry_tolerance"])
+        ref_arr = as_label_array(ref.array, ref_path, opts["ignore_index"])
+        pred_arr = as_label_array(pred.array, pred_path, opts["ignore_index"])
+        rows = score_arrays(pred_arr, ref_arr, ref.spacing, labels=opts["labels"], surface=opts["surface"],
+                            tolerance=opts["tolerance"], lesions=opts["lesions"], ignore_index=opts["ignore_index"],
+                            empty=opts["empty"], worst_distance=opts["worst_distance"],
+                            percentile=opts["percentile"], case=case, workers=opts["kd_workers"],
+                            connectivity=opts["connectivity"])
+        return rows, None
+    except MedlossError as exc:
+        return [], str(exc)
+    except MemoryError:
+        return [], f"{pred_path}: out of memory while scoring this case."
+
+
+def _check_output(path: str | None, flag: str) -> None:
+    if path is None:
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise click.BadParameter(f"folder {parent} does not exist.", param_hint=flag)
+    if os.path.isdir(path):
+        raise click.BadParameter(f"{path} is a folder; give a file name.", param_hint=flag)
+
+
+def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
+    """Folder mode with default labels: a label scored in some case but absent from both volumes of another case
+    gets that case's both-empty row (from the same scorer), so every case has the same labels."""
+    import numpy as np
+
+    from medloss.scoring import score_arrays
+
+    labels = sorted({r["label"] for r in rows})
+    by_case: dict[str, dict] = {}
+    for r in rows:
+        by_case.setdefault(r["case"], {})[r["label"]] = r
+    zeros = np.zeros((1, 1, 1), np.uint8)
+    for case, have in by_case.items():
+        missing = [lab for lab in labels if lab not in have]
+        if not missing:
+            continue
+        template = next(iter(have.values()))
+        spacing = [float(v) for v in template["spacing_mm"].split("x")]
+        for row in score_arrays(zeros, zeros, spacing, labels=missing, surface=opts["surface"],
+                                tolerance=opts["tolerance"], lesions=opts["lesions"], empty=opts["empty"],
+                                percentile=opts["percentile"], case=case):
+            row["spacing_mm"] = template["spacing_mm"]
+            rows.append(row)
+    rows.sort(key=lambda r: (r["case"], r["label"]))
+
+
+@click.command(name="score", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("pred", type=click.Path(path_type=str))
+@click.argument("ref", type=click.Path(path_type=str))
+@click.option("--labels", default=None, metavar="1,2,...",
+              help="Labels to score (default: every foreground label of the reference or prediction).")
+@click.option("--ignore-index", type=int, default=None, help="Reference value whose voxels are left out of scoring.")
+@click.option("--surface", type=click.Choice(_SURFACES), default="voxel", show_default=True,
+              help="Surface convention: 'voxel' = MONAI voxel centres, 'surfel' = DeepMind area-weighted surfels.")
+@click.option("--tolerance", type=click.FloatRange(min=0, max=1e6), default=1.0, show_default=True, help="NSD tolerance in mm.")
+@click.option("--percentile", type=click.FloatRange(0, 100), default=95.0, show_default=True,
+              help="Percentile of the robust Hausdorff distance (column hd95).")
+@click.option("--empty", type=click.Choice(("worst", "nan")), default="worst", show_default=True,
+              help="Empty-mask policy: 'worst' (documented worst values; both empty = perfect) or 'nan'.")
+@click.option("--worst-distance", default="diagonal", show_default=True,
+              help="HD/HD95/ASSD when exactly one mask is empty: 'diagonal' (of the volume, mm) or a number of mm.")
+@click.option("--lesions", is_flag=True, help="Add lesion-wise (connected-component) detection columns.")
+@click.option("--lesion-preset", type=click.Choice(_PRESETS), default=None,
+              help="Lesion conventions (implies --lesions): brats23, autopet, isles or default.")
+@click.option("--connectivity", type=click.Choice(("6", "18", "26")), default=None,
+              help="Connected-component connectivity (this and the two options below imply --lesions; "
+                   "default: the preset's).")
+@click.option("--lesion-dilation", type=click.IntRange(min=0), default=None,
+              help="Reference dilation (iterations) for lesion matching/merging; brats23: 3 (MEN/MET use 1).")
+@click.option("--lesion-min-volume", type=click.FloatRange(min=0), default=None,
+              help="Reference lesions of at most this volume (mm³) are not counted; brats23: 50 (MET uses 2).")
+@click.option("--geometry-tolerance", type=click.FloatRange(min=0), default=1e-3, show_default=True,
+              help="Largest spacing/origin difference (mm) and direction-cosine difference accepted.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Write the per-case x per-label rows and summary rows to this CSV file.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Write {rows, summary, recipe, errors} to this JSON file.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Write a PNG box/strip plot of Dice and HD95 per label across cases.")
+@click.option("--no-csv-summary", is_flag=True, help="Leave the summary rows out of the CSV.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes scoring cases in parallel (folders).")
+@click.option("--pred-suffix", default="", help="Suffix stripped from prediction names to get case ids (e.g. _pred).")
+@click.option("--ref-suffix", default="", help="Suffix stripped from reference names to get case ids (e.g. _seg).")
+@click.option("--quiet", "-q", is_flag=True, help="No table on the terminal.")
+def score(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty, worst_distance, lesions,
+          lesion_preset, connectivity, lesion_dilation, lesion_min_volume, geometry_tolerance, csv_path, json_path, plot_path, no_csv_summary, workers,
+          pred_suffix, ref_suffix, quiet):
+    """Score predicted label volumes PRED against reference volumes REF.
+
+    PRED and REF are two volumes (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd, or a DICOM series folder) or two
+    folders whose cases are paired by file name. Distances are in mm from the reference spacing.
+    """
+    from medloss.errors import MedlossError
+
+    label_list = _parse_labels(labels)
+    for path, flag in ((csv_path, "--csv"), (json_path, "--json"), (plot_path, "--plot")):
+        _check_output(path, flag)
+    try:
+        code = _run(pred, ref, label_list, ignore_index, surface, tolerance, percentile, empty, worst_distance,
+                    lesions, lesion_preset, (connectivity, lesion_dilation, lesion_min_volume), geometry_tolerance, csv_path, json_path, plot_path,
+                    no_csv_summary, workers, pred_suffix, ref_suffix, quiet)
+    except MedlossError as exc:
+        _err(str(exc))
+        sys.exit(1)
+    sys.exit(code)
+
+
+def _err(msg: str) -> None:
+    click.echo("medloss score: error: " + " ".join(str(msg).split()), err=True)
+
+
+def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty, worst_distance, lesions,
+         lesion_preset, lesion_opts, geometry_tolerance, csv_path, json_path, plot_path, no_csv_summary, workers,
+         pred_suffix, ref_suffix, quiet) -> int:
+    from rich.console import Console
+
+    from medloss.io import resolve_inputs
+    from medloss.scoring import columns, lesion_config, worst_distance_mm
+    from medloss.scoring.report import print_report, recipe, summarize, write_csv, write_json, write_plot
+
+    worst_distance_mm((1, 1, 1), (1, 1, 1), worst_distance)  # validate early
+    connectivity, dilation, min_volume = lesion_opts
+    spec = lesion_preset if lesion_preset else (True if lesions or any(v is not None for v in lesion_opts) else False)
+    cfg = lesion_config(spec, connectivity=int(connectivity) if connectivity else None, dilation=dilation,
+                        exclude_volume_mm3=min_volume)
+    batch, pairing = resolve_inputs(pred, ref, pred_suffix, ref_suffix)
+    opts = dict(labels=labels, surface=surface, tolerance=tolerance, lesions=cfg, ignore_index=ignore_index,
+                empty=empty, worst_distance=worst_distance, percentile=percentile, connectivity=None,
+                geometry_tolerance=geometry_tolerance, kd_workers=1 if workers > 1 else -1)
+    errors = [{"case": c, "pred": p, "ref": None, "error": f"{p}: no reference for case {c!r} in {ref}"}
+              for c, p in pairing.missing_reference]
+    errors += [{"case": c, "pred": None, "ref": r, "error": f"{r}: no prediction for case {c!r} in {pred}"}
+               for c, r in pairing.missing_prediction]
+    for e in errors:
+        _err(e["error"])
+    rows: list[dict] = []
+    results = _score_all(pairing.pairs, opts, workers, show_progress=batch)
+    for (case, p, r), (case_rows, err) in zip(pairing.pairs, results):
+        if err:
+            _err(err)
+            errors.append({"case": case, "pred": p, "ref": r, "error": err})
+        rows.extend(case_rows)
+    if not rows:
+        if not batch and errors:
+            return 1
+        _err(f"no case could be scored ({len(errors)} error(s)); nothing written.")
+        return 1
+    if batch and labels is None:
+        _fill_absent_labels(rows, opts)
+    summary = summarize(rows, n_cases=len({r["case"] for r in rows}))
+    summary["n_errors"] = len(errors)
+    spacing = {}
+    for r in rows:
+        spacing.setdefault(r["case"], r["spacing_mm"])
+    rec = recipe(surface=surface, tolerance=tolerance, percentile=percentile, empty=empty,
+                 worst_distance=worst_distance, labels=labels, ignore_index=ignore_index, lesion_cfg=cfg,
+                 geometry_tolerance=geometry_tolerance, spacing=spacing)
+    cols = columns(cfg is not None, cfg is not None and cfg.hd95)
+    if csv_path:
+        write_csv(csv_path, rows, cols, None if no_csv_summary else summary)
+    if json_path:
+        write_json(json_path, rows, summary, rec, errors)
+    if plot_path:
+        write_plot(plot_path, rows)
+    if not quiet:
+        print_report(Console(width=None if sys.stdout.isatty() else 160), rows, summary, rec)
+    return 1 if errors else 0
+
+
+def _score_all(pairs, opts: dict, workers: int, show_progress: bool) -> list[tuple[list[dict], str | None]]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    results: list = [None] * len(pairs)
+    progress = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=Console(stderr=True), disable=not show_progress or len(pairs) < 2, transient=False)
+    if workers <= 1 or len(pairs) < 2:
+        with progress:
+            task = progress.add_task("scoring", total=len(pairs))
+            for i, (case, p, r) in enumerate(pairs):
+                results[i] = score_case(case, p, r, opts)
+                progress.advance(task)
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # fork (Linux) reuses the imported modules; every job is submitted, so every worker is forked, before the
+    # progress display starts its refresh thread. Elsewhere, spawn.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() and sys.platform == "linux" else "spawn"
+    with ProcessPoolExecutor(max_workers=min(workers, len(pairs)),
+                             mp_context=multiprocessing.get_context(method)) as pool:
+        futures = {pool.submit(score_case, case, p, r, opts): i for i, (case, p, r) in enumerate(pairs)}
+        with progress:
+            task = progress.add_task("scoring", total=len(pairs))
+            for fut in as_completed(futures):
+                i = futures[fut]
+                try:
+                    results[i] = fut.result()
+                except Exception as exc:  # a crashed worker: report the case, keep the others
+                    results[i] = ([], f"{pairs[i][1]}: scoring failed ({type(exc).__name__}: {exc})")
+                progress.advance(task)
+    return results

@@ -1,0 +1,270 @@
+"""Paper losses and compounds: a region formula on :func:`region_stats` plus a voxel term.
+
+The math, defaults and papers are documented on the module classes (:class:`medloss.losses.ExpLogLoss`,
+:class:`medloss.losses.AnatomyNetLoss`, :class:`medloss.losses.DiceCELoss`, ...). Voxel terms on the labelled
+class are summed per (sample, class) with the same label-indexed sums as the statistics, so no one-hot tensor is
+built for label-map targets.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from medloss.errors import InvalidOptionError, ShapeMismatchError, check_choice
+from medloss.functional import prepare
+from medloss.functional import reduce as _reduce
+from medloss.functional.region import dice_from_stats, dice_loss, generalized_dice_loss, overlap_index
+from medloss.functional.stats import RegionStats, distributed_sum, labelled_sums, region_stats
+from medloss.functional.voxel import bce_with_logits_loss, cross_entropy_loss, focal_loss
+
+
+def _per_class_voxel_sums(term: torch.Tensor, labels: torch.Tensor, valid, num_classes: int) -> torch.Tensor:
+    """sum_n v term_n [y_n = c] -> (B, C): a voxel term of the labelled class, summed per class."""
+    if valid is not None:
+        term = term * valid
+    return labelled_sums(term, labels, num_classes, term.dtype)
+
+
+def _sample_rows(x: torch.Tensor, batch: bool) -> torch.Tensor:
+    """Per-sample rows, or one row pooled over the (global, under DDP) batch."""
+    return distributed_sum(x.sum(dim=0, keepdim=True)) if batch else x
+
+
+def class_frequency_weights(frequencies: torch.Tensor) -> torch.Tensor:
+    """Wong et al.'s label weights w_l = ((sum_k f_k) / f_l)^0.5; labels with f_l = 0 get weight 0 (they never
+    occur as a voxel's label, so the weight is never used)."""
+    f = frequencies.to(torch.float64)
+    w = torch.where(f > 0, (f.sum(dim=-1, keepdim=True) / f.clamp_min(1e-300)).sqrt(), torch.zeros_like(f))
+    return w
+
+
+def explog_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    w_dice: float = 0.8,
+    w_cross: float = 0.2,
+    gamma_dice: float = 0.3,
+    gamma_cross: float = 0.3,
+    class_frequencies: torch.Tensor | None = None,
+    include_background: bool = True,
+    to_onehot_y: bool = False,
+    softmax: bool = False,
+    sigmoid: bool = False,
+    ignore_index: int | None = None,
+    smooth_nr: float = 1.0,
+    smooth_dr: float = 1.0,
+    batch: bool = False,
+    clamp: float = 1e-5,
+    reduction: str = "mean",
+    check_input: bool = True,
+) -> torch.Tensor:
+    """Exponential Logarithmic loss (Wong et al. 2018), (B,) per sample. See :class:`medloss.losses.ExpLogLoss`."""
+    prepare.check_input_tensor(input)
+    num_classes = max(input.shape[1], 2) if sigmoid else input.shape[1]
+    stats = region_stats(
+        input, target, include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
+        softmax=softmax, batch=batch, ignore_index=ignore_index, check_input=check_input,
+    )
+    dice = 1.0 - dice_from_stats(stats, jaccard=False, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    dice_term = (-torch.log(dice.clamp(clamp, 1.0 - clamp))).pow(gamma_dice).mean(dim=1)
+
+    labels, valid = prepare.target_labels(
+        target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index, check_input=False
+    )
+    log_p = prepare.label_log_prob(input, labels, softmax=softmax, sigmoid=sigmoid, check_input=False)
+    cross = (-log_p.clamp(math.log(clamp), math.log1p(-clamp))).pow(gamma_cross)
+    per_class = _per_class_voxel_sums(cross, labels, valid, num_classes)  # (B, C)
+    counts = labelled_sums(valid, labels, num_classes, per_class.dtype)  # voxels per label (B, C)
+    if class_frequencies is None:
+        freqs = distributed_sum(counts.sum(dim=0, keepdim=True))  # label frequencies of this (global) batch
+    else:
+        freqs = torch.as_tensor(class_frequencies, device=per_class.device).reshape(1, -1)
+        if freqs.shape[1] != num_classes:
+            raise ShapeMismatchError(
+                f"`class_frequencies` has {freqs.shape[1]} values but the labels have {num_classes} classes "
+                "(background included)."
+            )
+    weights = class_frequency_weights(freqs).to(per_class.dtype)
+    cross_term = _sample_rows((per_class * weights).sum(dim=1), batch) / _sample_rows(
+        counts.sum(dim=1), batch
+    ).clamp_min(1.0)
+    loss = w_dice * dice_term + w_cross * cross_term
+    return _reduce.reduce_table(loss, reduction).to(input.dtype)
+
+
+def anatomynet_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    gamma: float = 2.0,
+    lambda_focal: float = 0.1,
+    class_weights: torch.Tensor | None = None,
+    class_mask: torch.Tensor | None = None,
+    include_background: bool = True,
+    to_onehot_y: bool = False,
+    softmax: bool = False,
+    ignore_index: int | None = None,
+    smooth_nr: float = 0.0,
+    smooth_dr: float = 1e-5,
+    p_min: float = 1e-6,
+    reduction: str = "sum",
+    check_input: bool = True,
+) -> torch.Tensor:
+    """AnatomyNet Dice + focal (Zhu et al. 2019), (1, C') per class. See :class:`medloss.losses.AnatomyNetLoss`."""
+    prepare.check_input_tensor(input)
+    num_classes = input.shape[1]
+    batch_size = input.shape[0]
+    stats = region_stats(
+        input, target, to_onehot_y=to_onehot_y, softmax=softmax, ignore_index=ignore_index,
+        check_input=check_input,
+    )
+    mask = _class_mask(class_mask, batch_size, num_classes, stats.tp)
+    masked = RegionStats(*(t * mask for t in stats[:3]), stats.voxels)
+    pooled = RegionStats(*(distributed_sum(t.sum(dim=0, keepdim=True)) for t in masked))
+    # paper: TP / (TP + alpha FN + beta FP); overlap_index takes (a on FP, b on FN)
+    index = overlap_index(pooled, k=1.0, a=beta, b=alpha, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    available = (distributed_sum(mask.sum(dim=0, keepdim=True)) > 0).to(index.dtype)
+    dice_term = available * (1.0 - index)
+
+    labels, valid = prepare.target_labels(
+        target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index, check_input=False
+    )
+    log_p = prepare.label_log_prob(input, labels, softmax=softmax, sigmoid=False, check_input=False)
+    log_p = log_p.clamp_min(math.log(p_min))
+    focal = -(1.0 - log_p.exp()).pow(gamma) * log_p
+    per_class = distributed_sum((_per_class_voxel_sums(focal, labels, valid, num_classes) * mask).sum(0, keepdim=True))
+    focal_term = per_class / pooled.voxels.sum().clamp_min(1.0)
+
+    loss = dice_term + lambda_focal * focal_term  # (1, C)
+    if class_weights is not None:
+        loss = _reduce.apply_class_weight(loss, class_weights, arg="class_weights")
+    if not include_background:
+        loss = loss[:, 1:]
+    return _reduce.reduce_table(loss, reduction).to(input.dtype)
+
+
+def _class_mask(class_mask, batch_size: int, num_classes: int, like: torch.Tensor) -> torch.Tensor:
+    """(B, C) availability mask in the tables' dtype: 1 = class annotated in that scan."""
+    if class_mask is None:
+        return torch.ones(batch_size, num_classes, dtype=like.dtype, device=like.device)
+    m = torch.as_tensor(class_mask, device=like.device).to(like.dtype)
+    if m.ndim == 1:
+        m = m.unsqueeze(0).expand(batch_size, -1)
+    if tuple(m.shape) != (batch_size, num_classes):
+        raise ShapeMismatchError(
+            f"`class_mask` must have shape (B, C) = ({batch_size}, {num_classes}) or (C,), got {tuple(m.shape)}."
+        )
+    if bool(((m != 0) & (m != 1)).any()):
+        raise ShapeMismatchError("`class_mask` must hold 0 (class not annotated) or 1 (annotated) values.")
+    return m
+
+
+
+COMPOUND_REDUCTIONS = ("mean", "sum")
+
+
+def check_compound_reduction(reduction: str, name: str) -> str:
+    """Compounds add a per-class and a per-voxel term, whose unreduced shapes differ: "mean"/"sum" only, as MONAI."""
+    if reduction == "none":
+        raise InvalidOptionError(
+            f"`reduction='none'` is not defined for {name}: its region term is per class (B, C) and its voxel term "
+            "per voxel. Use 'mean' or 'sum', or the component losses for unreduced values."
+        )
+    return check_choice("reduction", reduction, COMPOUND_REDUCTIONS)
+
+
+def dice_ce_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    lambda_dice: float = 1.0,
+    lambda_ce: float = 1.0,
+    weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    dice_options: dict,
+    check_input: bool = True,
+) -> torch.Tensor:
+    """lambda_dice Dice + lambda_ce CE (BCE with logits for one channel). See :class:`medloss.losses.DiceCELoss`."""
+    total = input.new_zeros((), dtype=prepare.compute_dtype(input))
+    if lambda_dice:
+        dice_weight = weight if weight is None or dice_options.get("include_background", True) else weight[1:]
+        total = total + lambda_dice * dice_loss(
+            input, target, weight=dice_weight, ignore_index=ignore_index, reduction=reduction,
+            check_input=check_input, **dice_options,
+        )
+    if lambda_ce:
+        if input.shape[1] == 1:
+            ce = bce_with_logits_loss(
+                input, target.to(input.dtype) if not target.is_floating_point() else target, pos_weight=weight,
+                ignore_index=ignore_index, reduction=reduction, check_input=check_input,
+            )
+        else:
+            if not dice_options.get("to_onehot_y", False) and target.shape[1] == input.shape[1]:
+                ce_target = target.to(prepare.compute_dtype(input))  # one-hot / soft target: probabilities
+            else:
+                ce_target = target
+            ce = cross_entropy_loss(
+                input, ce_target, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                label_smoothing=label_smoothing, check_input=check_input,
+            )
+        total = total + lambda_ce * ce
+    return total.to(input.dtype)
+
+
+def dice_focal_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    lambda_dice: float = 1.0,
+    lambda_focal: float = 1.0,
+    generalized: bool = False,
+    region_options: dict,
+    focal_options: dict,
+    reduction: str = "mean",
+    ignore_index: int | None = None,
+    check_input: bool = True,
+) -> torch.Tensor:
+    """lambda_dice (Generalized) Dice + lambda_focal focal. See :class:`medloss.losses.DiceFocalLoss`."""
+    total = input.new_zeros((), dtype=prepare.compute_dtype(input))
+    if lambda_dice:
+        region = generalized_dice_loss if generalized else dice_loss
+        total = total + lambda_dice * region(
+            input, target, ignore_index=ignore_index, reduction=reduction, check_input=check_input, **region_options
+        )
+    if lambda_focal:
+        total = total + lambda_focal * focal_loss(
+            input, target, ignore_index=ignore_index, reduction=reduction, check_input=check_input, **focal_options
+        )
+    return total.to(input.dtype)
+
+
+def bce_dice_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    lambda_dice: float = 1.0,
+    lambda_bce: float = 1.0,
+    pos_weight: torch.Tensor | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    dice_options: dict,
+    check_input: bool = True,
+) -> torch.Tensor:
+    """lambda_bce BCE + lambda_dice sigmoid Dice. See :class:`medloss.losses.BCEDiceLoss`."""
+    total = input.new_zeros((), dtype=prepare.compute_dtype(input))
+    if lambda_dice:
+        total = total + lambda_dice * dice_loss(
+            input, target, ignore_index=ignore_index, reduction=reduction, check_input=check_input, **dice_options
+        )
+    if lambda_bce:
+        total = total + lambda_bce * bce_with_logits_loss(
+            input, target, pos_weight=pos_weight, ignore_index=ignore_index, reduction=reduction,
+            check_input=check_input,
+        )
+    return total.to(input.dtype)

@@ -1,0 +1,247 @@
+"""Compound losses: a region term plus a voxel term (thin shells over :mod:`medloss.functional.compound`)."""
+from __future__ import annotations
+
+import torch
+
+from torch.nn.modules.loss import _Loss
+
+from medloss.errors import InvalidOptionError, check_choice
+from medloss.functional import prepare
+from medloss.functional import reduce as _reduce
+from medloss.functional.compound import bce_dice_loss, check_compound_reduction, dice_ce_loss, dice_focal_loss
+from medloss.functional.region import EMPTY_POLICIES, W_TYPES
+from medloss.losses._base import check_ignore_index, check_positive
+
+
+class _CompoundLoss(_Loss):
+    """Validates the options shared by the Dice + voxel-term compounds."""
+
+    def __init__(self, *, name: str, reduction: str, sigmoid: bool, softmax: bool, other_act, ignore_index,
+                 check_input: bool, lambdas: dict) -> None:
+        super().__init__(reduction=check_compound_reduction(reduction, name))
+        prepare.check_activation_options(sigmoid, softmax, other_act)
+        for key, value in lambdas.items():
+            setattr(self, key, check_positive(key, value, allow_zero=True))
+        self.ignore_index = check_ignore_index(ignore_index)
+        self.check_input = bool(check_input)
+
+
+class DiceCELoss(_CompoundLoss):
+    """Dice + cross-entropy; a drop-in for ``monai.losses.DiceCELoss``, plus ``ignore_index``::
+
+        L = lambda_dice * Dice(input, target) + lambda_ce * CE(input, target)
+
+    Dice is :class:`~medloss.losses.DiceLoss` with the Dice arguments; CE is
+    :class:`~medloss.losses.CrossEntropyLoss` on the logits (BCE with logits when ``input`` has one channel), with
+    class ``weight`` (also given to Dice, without class 0 when ``include_background=False``, as MONAI),
+    ``label_smoothing`` and ``ignore_index`` (MONAI 1.6.1 has no ignore_index on compounds). A (B, C, *S) one-hot or
+    soft target is used by CE as class probabilities, as in MONAI.
+
+    Shapes: input (B, C, *S) logits; target (B, 1, *S) label map (``to_onehot_y=True``) or (B, C, *S).
+    Output: scalar ("mean" or "sum" of each term; "none" is undefined for a compound, as in MONAI).
+
+    References:
+        Isensee et al., "nnU-Net", Nature Methods 2021 (Dice + CE as the default segmentation loss).
+        Taghanaki et al., "Combo loss", CMIG 2019, arXiv:1805.02798.
+    """
+
+    def __init__(
+        self,
+        include_background: bool = True,
+        to_onehot_y: bool = False,
+        sigmoid: bool = False,
+        softmax: bool = False,
+        other_act=None,
+        squared_pred: bool = False,
+        jaccard: bool = False,
+        reduction: str = "mean",
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        batch: bool = False,
+        weight=None,
+        lambda_dice: float = 1.0,
+        lambda_ce: float = 1.0,
+        label_smoothing: float = 0.0,
+        ignore_index: int | None = None,
+        check_input: bool = True,
+    ) -> None:
+        super().__init__(name="DiceCELoss", reduction=reduction, sigmoid=sigmoid, softmax=softmax,
+                         other_act=other_act, ignore_index=ignore_index, check_input=check_input,
+                         lambdas={"lambda_dice": lambda_dice, "lambda_ce": lambda_ce})
+        self.label_smoothing = check_positive("label_smoothing", label_smoothing, allow_zero=True)
+        self.dice_options = dict(
+            include_background=bool(include_background), to_onehot_y=bool(to_onehot_y), sigmoid=bool(sigmoid),
+            softmax=bool(softmax), other_act=other_act, squared_pred=bool(squared_pred), jaccard=bool(jaccard),
+            smooth_nr=float(smooth_nr), smooth_dr=float(smooth_dr), batch=bool(batch),
+        )
+        self.register_buffer("weight", _reduce.class_weight_tensor(weight))
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return dice_ce_loss(
+            input, target, lambda_dice=self.lambda_dice, lambda_ce=self.lambda_ce, weight=self.weight,
+            label_smoothing=self.label_smoothing, ignore_index=self.ignore_index, reduction=self.reduction,
+            dice_options=self.dice_options, check_input=self.check_input,
+        )
+
+
+class DiceFocalLoss(_CompoundLoss):
+    """Dice + focal; a drop-in for ``monai.losses.DiceFocalLoss`` that keeps the activations consistent::
+
+        L = lambda_dice * Dice(input, target) + lambda_focal * Focal(input, target)
+
+    The focal term is the **softmax** focal loss when ``softmax=True`` and the sigmoid focal loss otherwise
+    (MONAI 1.6.1 always uses the sigmoid focal loss, even when its Dice uses softmax: MONAI#8242); with
+    ``sigmoid=True`` the values equal MONAI's. ``gamma``, ``alpha`` and ``weight`` go to the focal term
+    (:class:`~medloss.losses.FocalLoss`), ``ignore_index`` to both terms.
+
+    Shapes: as :class:`DiceCELoss`. Output: scalar ("mean" or "sum").
+
+    References:
+        Zhu et al., "AnatomyNet", Med. Phys. 2019, arXiv:1808.05238 (Dice + focal for small organs; the
+        paper-faithful form is :class:`~medloss.losses.AnatomyNetLoss`).
+        Lin et al., "Focal loss for dense object detection", ICCV 2017.
+    """
+
+    def __init__(
+        self,
+        include_background: bool = True,
+        to_onehot_y: bool = False,
+        sigmoid: bool = False,
+        softmax: bool = False,
+        other_act=None,
+        squared_pred: bool = False,
+        jaccard: bool = False,
+        reduction: str = "mean",
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        batch: bool = False,
+        gamma: float = 2.0,
+        weight=None,
+        lambda_dice: float = 1.0,
+        lambda_focal: float = 1.0,
+        alpha=None,
+        ignore_index: int | None = None,
+        check_input: bool = True,
+    ) -> None:
+        super().__init__(name="DiceFocalLoss", reduction=reduction, sigmoid=sigmoid, softmax=softmax,
+                         other_act=other_act, ignore_index=ignore_index, check_input=check_input,
+                         lambdas={"lambda_dice": lambda_dice, "lambda_focal": lambda_focal})
+        if other_act is not None:
+            raise InvalidOptionError("`other_act` is not supported by DiceFocalLoss: its focal term needs logits "
+                                     "with `sigmoid=True` or `softmax=True`.")
+        self.region_options = dict(
+            include_background=bool(include_background), to_onehot_y=bool(to_onehot_y), sigmoid=bool(sigmoid),
+            softmax=bool(softmax), squared_pred=bool(squared_pred), jaccard=bool(jaccard),
+            smooth_nr=float(smooth_nr), smooth_dr=float(smooth_dr), batch=bool(batch),
+        )
+        self.focal_options = dict(
+            include_background=bool(include_background), to_onehot_y=bool(to_onehot_y),
+            gamma=check_positive("gamma", gamma, allow_zero=True), alpha=alpha,
+            weight=_reduce.class_weight_tensor(weight), use_softmax=bool(softmax),
+        )
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return dice_focal_loss(
+            input, target, lambda_dice=self.lambda_dice, lambda_focal=self.lambda_focal,
+            region_options=self.region_options, focal_options=self.focal_options, reduction=self.reduction,
+            ignore_index=self.ignore_index, check_input=self.check_input,
+        )
+
+
+class GeneralizedDiceFocalLoss(DiceFocalLoss):
+    """Generalized Dice + focal; a drop-in for ``monai.losses.GeneralizedDiceFocalLoss``::
+
+        L = lambda_gdl * GDL(input, target) + lambda_focal * Focal(input, target)
+
+    GDL is :class:`~medloss.losses.GeneralizedDiceLoss` (``w_type``, ``empty`` policy); the focal term is softmax
+    focal with ``softmax=True``, sigmoid focal otherwise (as :class:`DiceFocalLoss`).
+
+    References:
+        Sudre et al., DLMIA 2017, arXiv:1707.03237; Lin et al., ICCV 2017.
+    """
+
+    def __init__(
+        self,
+        include_background: bool = True,
+        to_onehot_y: bool = False,
+        sigmoid: bool = False,
+        softmax: bool = False,
+        other_act=None,
+        w_type: str = "square",
+        reduction: str = "mean",
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        batch: bool = False,
+        gamma: float = 2.0,
+        weight=None,
+        lambda_gdl: float = 1.0,
+        lambda_focal: float = 1.0,
+        alpha=None,
+        empty: str = "penalize",
+        ignore_index: int | None = None,
+        check_input: bool = True,
+    ) -> None:
+        super().__init__(
+            include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid, softmax=softmax,
+            other_act=other_act, reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
+            gamma=gamma, weight=weight, lambda_dice=lambda_gdl, lambda_focal=lambda_focal, alpha=alpha,
+            ignore_index=ignore_index, check_input=check_input,
+        )
+        self.lambda_gdl = self.lambda_dice
+        for key in ("squared_pred", "jaccard"):
+            del self.region_options[key]
+        self.region_options.update(w_type=check_choice("w_type", str(w_type), W_TYPES),
+                                   empty=check_choice("empty", empty, EMPTY_POLICIES))
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return dice_focal_loss(
+            input, target, lambda_dice=self.lambda_gdl, lambda_focal=self.lambda_focal, generalized=True,
+            region_options=self.region_options, focal_options=self.focal_options, reduction=self.reduction,
+            ignore_index=self.ignore_index, check_input=self.check_input,
+        )
+
+
+class BCEDiceLoss(DiceCELoss):
+    """Binary cross-entropy + Dice with sigmoid outputs (binary or multi-label / region-based training)::
+
+        L = lambda_bce * BCE(input, target) + lambda_dice * Dice(sigmoid(input), target)
+
+    Each channel is an independent binary problem (e.g. BraTS regions, or one lesion channel). BCE is
+    :class:`~medloss.losses.BCELoss` semantics (``pos_weight`` per channel, ``ignore_index`` marks target voxels
+    to ignore in both terms); Dice is :class:`~medloss.losses.DiceLoss` with ``sigmoid=True``.
+
+    Shapes: input (B, C, *S) logits; target (B, C, *S) in {0, 1} (or (B, 1, *S) for C = 1).
+    Output: scalar ("mean" or "sum").
+
+    References:
+        Isensee et al., nnU-Net (``DC_and_BCE_loss`` for region-based training), Nature Methods 2021.
+    """
+
+    def __init__(
+        self,
+        include_background: bool = True,
+        squared_pred: bool = False,
+        reduction: str = "mean",
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        batch: bool = False,
+        pos_weight=None,
+        lambda_dice: float = 1.0,
+        lambda_bce: float = 1.0,
+        ignore_index: int | None = None,
+        check_input: bool = True,
+    ) -> None:
+        super().__init__(
+            include_background=include_background, sigmoid=True, squared_pred=squared_pred, reduction=reduction,
+            smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, lambda_dice=lambda_dice, lambda_ce=lambda_bce,
+            ignore_index=ignore_index, check_input=check_input,
+        )
+        self.lambda_bce = self.lambda_ce
+        self.register_buffer("pos_weight", _reduce.class_weight_tensor(pos_weight, arg="pos_weight"))
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return bce_dice_loss(
+            input, target, lambda_dice=self.lambda_dice, lambda_bce=self.lambda_bce, pos_weight=self.pos_weight,
+            ignore_index=self.ignore_index, reduction=self.reduction, dice_options=self.dice_options,
+            check_input=self.check_input,
+        )

@@ -1,0 +1,176 @@
+"""``score_arrays``: every per-label metric of one case, the Python API under ``medloss score``.
+
+Empty-mask policy (``empty=``), applied per label after ``ignore_index`` voxels are removed:
+
+======================  =========================================  ==========================================
+situation               ``worst`` (default)                        ``nan``
+======================  =========================================  ==========================================
+reference and           dice = iou = precision = recall = nsd = 1,  every metric NaN (reported, and counted in
+prediction empty        hd = hd95 = assd = 0 (BraTS/ISLES)          the summary's ``n_nan``; never silently 0)
+reference empty,        dice = iou = precision = recall = nsd = 0,  dice = iou = precision = nsd = 0,
+prediction not          hd = hd95 = assd = ``worst_distance``       recall and distances NaN
+prediction empty,       dice = iou = precision = recall = nsd = 0,  dice = iou = recall = nsd = 0,
+reference not           hd = hd95 = assd = ``worst_distance``       precision and distances NaN
+======================  =========================================  ==========================================
+
+``worst_distance`` is ``"diagonal"`` (the diagonal of the whole volume in mm, the largest distance two voxels of it
+can have) or a number of mm (BraTS uses 374). The ``empty`` column says which mask was empty (``none``, ``ref``,
+``pred``, ``both``). MONAI, by comparison, returns NaN for these cases and drops them from its mean
+(MONAI#9095), and seg-metrics returns HD95 0 for a missed lesion.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from medloss.errors import InvalidOptionError, LabelValueError, OptionTypeError, ShapeMismatchError, check_choice
+from medloss.scoring.lesion import LesionConfig, lesion_config, lesion_scores
+from medloss.scoring.overlap import bounding_box, confusion_counts, overlap_metrics
+from medloss.scoring.surface import SURFACE_CONVENTIONS, distance_metrics, surface_distances
+
+EMPTY_POLICIES = ("worst", "nan")
+BASE_COLUMNS = ["case", "label", "dice", "iou", "precision", "recall", "vol_ref_ml", "vol_pred_ml", "hd", "hd95",
+                "assd", "nsd"]
+EXTRA_COLUMNS = ["vol_diff_ml", "abs_vol_diff_ml", "asd_ref_to_pred", "asd_pred_to_ref", "n_ref", "n_pred", "n_tp",
+                 "empty", "surface", "tolerance_mm", "spacing_mm"]
+LESION_COLUMNS = ["lesions_ref", "lesions_detected", "lesions_fp", "lesion_f1", "fp_volume_ml", "fn_volume_ml",
+                  "lesions_pred", "lesions_missed", "lesion_dice", "lesion_count_diff", "lesion_hd95"]
+DISTANCE_KEYS = ("hd", "hd95", "assd", "asd_ref_to_pred", "asd_pred_to_ref")
+
+
+def columns(lesions: bool = False, lesion_hd95: bool = False) -> list[str]:
+    """Column order of the CSV (and of the JSON row keys)."""
+    cols = BASE_COLUMNS + EXTRA_COLUMNS
+    if lesions:
+        cols += [c for c in LESION_COLUMNS if c != "lesion_hd95" or lesion_hd95]
+    return cols
+
+
+def worst_distance_mm(shape, spacing, worst_distance="diagonal") -> float:
+    """The distance given to HD/HD95/ASSD when exactly one mask is empty (see the module docstring)."""
+    if worst_distance == "diagonal":
+        return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing))))
+    try:
+        value = float(worst_distance)
+    except (TypeError, ValueError):
+        raise InvalidOptionError(
+            f"`worst_distance` must be 'diagonal' or a number of mm, got {worst_distance!r}.") from None
+    if not (value >= 0) or math.isinf(value):
+        raise InvalidOptionError(f"`worst_distance` must be a finite number >= 0, got {worst_distance!r}.")
+    return value
+
+
+def _empty_values(n_ref: int, n_pred: int, policy: str, worst: float) -> dict[str, float]:
+    nan = math.nan
+    if n_ref == 0 and n_pred == 0:
+        if policy == "nan":
+            return dict.fromkeys(("dice", "iou", "precision", "recall", "nsd") + DISTANCE_KEYS, nan)
+        return {**dict.fromkeys(("dice", "iou", "precision", "recall", "nsd"), 1.0),
+                **dict.fromkeys(DISTANCE_KEYS, 0.0)}
+    dist = nan if policy == "nan" else worst
+    out = {**dict.fromkeys(("dice", "iou", "precision", "recall", "nsd"), 0.0), **dict.fromkeys(DISTANCE_KEYS, dist)}
+    if policy == "nan":
+        out["recall" if n_ref == 0 else "precision"] = nan  # the 0/0 ratio
+    return out
+
+
+def _check_arrays(pred, ref, spacing):
+    for name, a in (("pred", pred), ("ref", ref)):
+        if not isinstance(a, np.ndarray):
+            raise OptionTypeError(f"`{name}` must be a NumPy array, got {type(a).__name__}.")
+        if not (np.issubdtype(a.dtype, np.integer) or a.dtype == bool):
+            raise LabelValueError(f"`{name}` must hold integer labels, got dtype {a.dtype}.")
+    if pred.shape != ref.shape:
+        raise ShapeMismatchError(f"`pred` shape {pred.shape} differs from `ref` shape {ref.shape}.")
+    if pred.ndim != 3:
+        raise ShapeMismatchError(f"score_arrays expects 3-D arrays, got shape {pred.shape}.")
+    try:
+        sp = tuple(float(s) for s in spacing)
+    except TypeError:
+        raise OptionTypeError(f"`spacing` must be a sequence of 3 numbers (mm), got {spacing!r}.") from None
+    if len(sp) != 3 or not all(s > 0 and math.isfinite(s) for s in sp):
+        raise InvalidOptionError(f"`spacing` must be 3 positive finite numbers (mm, in the arrays' axis order), "
+                                 f"got {spacing!r}.")
+    return sp
+
+
+def default_labels(pred: np.ndarray, ref: np.ndarray, ignore_index: int | None = None) -> list[int]:
+    """Foreground labels (> 0, not ``ignore_index``) present in the reference or the prediction.
+
+    Including the prediction's labels means a label predicted where the reference has none is scored as a false
+    positive (Dice 0) instead of being dropped.
+    """
+    found: set[int] = set()
+    for a in (ref, pred):
+        if a.size == 0:
+            continue
+        lo, hi = int(a.min()), int(a.max())
+        if hi - max(lo, 1) < 32:  # few candidates: one cheap comparison each instead of a sort of the volume
+            found.update(v for v in range(max(lo, 1), hi + 1) if v not in found and np.any(a == v))
+        else:
+            found.update(int(v) for v in np.unique(a))
+    return sorted(int(v) for v in found if v > 0 and v != ignore_index)
+
+
+def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, surface: str = "voxel",
+                 tolerance: float = 1.0, lesions: bool | str | LesionConfig = False, ignore_index: int | None = None,
+                 empty: str = "worst", worst_distance="diagonal", percentile: float = 95.0, case: str = "",
+                 workers: int = -1, connectivity: int | None = None) -> list[dict]:
+    """Score an integer prediction against an integer reference, one dict per label.
+
+    Args:
+        pred, ref: integer (or bool) label arrays of the same 3-D shape.
+        spacing: voxel size in mm, in the arrays' axis order.
+        labels: labels to score; default :func:`default_labels` (label 1 if both volumes are empty).
+        surface: ``"voxel"`` (MONAI convention) or ``"surfel"`` (DeepMind), see :mod:`medloss.scoring.surface`.
+        tolerance: NSD tolerance in mm.
+        lesions: ``False``, ``True`` (default preset), a preset name (``"brats23"``, ``"autopet"``, ``"isles"``) or
+            a :class:`~medloss.scoring.lesion.LesionConfig`; adds the lesion-wise columns.
+        ignore_index: reference value whose voxels are removed from both volumes before scoring (never scored).
+        empty: empty-mask policy, ``"worst"`` or ``"nan"`` (module docstring); worst_distance: its distance.
+        percentile: percentile of the robust Hausdorff distance reported as ``hd95``.
+        case: value of the ``case`` column. workers: KD-tree threads (-1 = all cores).
+        connectivity: overrides the lesion preset's connectivity (6, 18 or 26).
+
+    Returns:
+        ``[{column: value}, ...]`` with the columns of :func:`columns`.
+    """
+    sp = _check_arrays(pred, ref, spacing)
+    check_choice("surface", surface, SURFACE_CONVENTIONS)
+    check_choice("empty", empty, EMPTY_POLICIES)
+    if not (isinstance(tolerance, (int, float)) and tolerance >= 0 and math.isfinite(tolerance)):
+        raise InvalidOptionError(f"`tolerance` must be a finite number of mm >= 0, got {tolerance!r}.")
+    worst = worst_distance_mm(ref.shape, sp, worst_distance)
+    cfg = lesion_config(lesions, connectivity=connectivity)
+    if labels is None:
+        labels = default_labels(pred, ref, ignore_index) or [1]
+    labels = [int(v) for v in labels]
+    if ignore_index is not None and ignore_index in labels:
+        raise InvalidOptionError(f"label {ignore_index} is the `ignore_index`; it cannot also be scored.")
+    valid = (ref != ignore_index) if ignore_index is not None and np.any(ref == ignore_index) else None
+    voxel_mm3 = float(np.prod(sp))
+    rows = []
+    for lab in labels:
+        r = ref == lab
+        p = pred == lab
+        if valid is not None:
+            p &= valid
+        box = bounding_box(r | p)
+        rc, pc = (r[box], p[box]) if box is not None else (r, p)
+        n_ref, n_pred, n_tp = confusion_counts(rc, pc)
+        row = {"case": case, "label": lab, **overlap_metrics(n_ref, n_pred, n_tp, voxel_mm3)}
+        if n_ref and n_pred:
+            sd = surface_distances(r, p, sp, surface, box=box, workers=workers)
+            row.update(distance_metrics(sd, tolerance, percentile))
+            row["empty"] = "none"
+        else:
+            vals = _empty_values(n_ref, n_pred, empty, worst)
+            row.update(vals)
+            row["empty"] = "both" if not (n_ref or n_pred) else ("ref" if not n_ref else "pred")
+        row.update({"n_ref": n_ref, "n_pred": n_pred, "n_tp": n_tp, "surface": surface,
+                    "tolerance_mm": float(tolerance), "spacing_mm": "x".join(f"{s:.6g}" for s in sp)})
+        if cfg is not None:
+            row.update(lesion_scores(r, p, sp, cfg, empty=empty, workers=workers, box=box))
+        rows.append({c: row.get(c) for c in columns(cfg is not None, cfg is not None and cfg.hd95)})
+    return rows

@@ -1,0 +1,242 @@
+"""Reports of scored rows: summary statistics, the recipe, atomic CSV/JSON files, a terminal table and a plot.
+
+* CSV: the header is :func:`medloss.scoring.columns`; one row per case x label; then (unless disabled) summary rows
+  whose ``case`` is ``[mean]``, ``[std]``, ``[median]``, ``[min]``, ``[max]`` (one per label and statistic; filter
+  ``case`` values starting with ``[`` out before aggregating). Missing values (NaN) are empty cells.
+* JSON: ``{"rows": [...], "summary": {...}, "recipe": {...}, "errors": [...]}``; NaN is written as ``null``.
+* Summary statistics ignore NaN and say how many there were (``n_nan``), so nothing is dropped silently.
+* Files are written to a temporary name and moved into place (:func:`medloss.io.atomic_write_text`).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import tempfile
+from collections import defaultdict
+
+import numpy as np
+
+from medloss.io.readers import atomic_write_text
+
+STATS = ("mean", "std", "median", "min", "max")
+NON_METRIC = {"case", "label", "empty", "surface", "tolerance_mm", "spacing_mm"}
+SURFACE_TEXT = {
+    "voxel": "voxel: inner-boundary voxels (6-neighbourhood) at voxel centres, every point weighs 1 "
+             "(MONAI 1.6.1 HausdorffDistanceMetric / SurfaceDistanceMetric / SurfaceDiceMetric)",
+    "surfel": "surfel: surface elements on the voxel-corner grid weighted by their area "
+              "(DeepMind surface-distance)",
+}
+
+
+def _num(v) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return None
+    return float(v)
+
+
+def summarize(rows: list[dict], n_cases: int | None = None) -> dict:
+    """Per-label statistics of every numeric column, NaN-aware, plus empty-mask counts."""
+    by_label: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_label[str(r["label"])].append(r)
+    per_label = {}
+    for lab, rs in sorted(by_label.items(), key=lambda kv: (len(kv[0]), kv[0])):
+        stats = {}
+        for key in rs[0]:
+            if key in NON_METRIC:
+                continue
+            vals = [_num(r.get(key)) for r in rs]
+            vals = [v for v in vals if v is not None]
+            arr = np.asarray(vals, dtype=np.float64)
+            ok = arr[np.isfinite(arr)]
+            entry = {"n": int(ok.size), "n_nan": int(arr.size - ok.size)}
+            if ok.size:
+                entry.update(mean=float(ok.mean()), std=float(ok.std(ddof=0)), median=float(np.median(ok)),
+                             min=float(ok.min()), max=float(ok.max()))
+            else:
+                entry.update(dict.fromkeys(STATS))
+            stats[key] = entry
+        empties = defaultdict(int)
+        for r in rs:
+            empties[str(r.get("empty"))] += 1
+        per_label[lab] = {"n_rows": len(rs), "empty": dict(empties), "metrics": stats}
+    return {"n_cases": n_cases if n_cases is not None else len({r["case"] for r in rows}),
+            "n_rows": len(rows), "per_label": per_label}
+
+
+def _versions(surface: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    dists = ["medloss", "numpy", "scipy", "nibabel", "SimpleITK", "connected-components-3d"]
+    if surface == "surfel":
+        dists.append("surface-distance")
+    for d in dists:
+        try:
+            out[d] = version(d)
+        except PackageNotFoundError:
+            out[d] = "not installed"
+    return out
+
+
+def recipe(*, surface: str, tolerance: float, percentile: float, empty: str, worst_distance, labels, ignore_index,
+           lesion_cfg=None, geometry_tolerance: float | None = None, spacing: dict | None = None) -> dict:
+    """Everything needed to reproduce or interpret the numbers."""
+    pct = ("linear-interpolation percentile of each direction" if surface == "voxel"
+           else "area-weighted percentile of each direction (DeepMind rule)")
+    out = {
+        "surface": surface,
+        "surface_definition": SURFACE_TEXT[surface],
+        "distance_backend": "exact Euclidean nearest-point distances (KD-tree) on the union bounding box, mm",
+        "tolerance_mm": float(tolerance),
+        "hd95": f"max over the two directions of the {percentile:g}th {pct}",
+        "hd": "max over both directed surface distances",
+        "assd": "pooled mean of both directed surface distances (weighted for surfel)",
+        "nsd": f"fraction of surface (count for voxel, area for surfel) within {tolerance:g} mm of the other",
+        "volumes": "ml = voxel count x prod(spacing) / 1000",
+        "empty_policy": empty,
+        "worst_distance": worst_distance,
+        "labels": "reference and prediction foreground labels, per case" if labels is None else list(labels),
+        "ignore_index": ignore_index,
+        "geometry_tolerance": geometry_tolerance,
+        "versions": _versions(surface),
+    }
+    if lesion_cfg is not None:
+        out["lesions"] = {"preset": lesion_cfg.preset, "connectivity": lesion_cfg.connectivity,
+                          "reference_dilation": lesion_cfg.dilation,
+                          "exclude_volume_mm3": lesion_cfg.exclude_volume_mm3,
+                          "match": "any voxel of a predicted component inside the (dilated) reference lesion",
+                          "lesion_hd95": bool(lesion_cfg.hd95), "penalty_mm": lesion_cfg.penalty_mm}
+    if spacing:
+        out["spacing_mm"] = spacing
+    return out
+
+
+def _cell(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(v)
+    return v
+
+
+def csv_text(rows: list[dict], cols: list[str], summary: dict | None = None) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([_cell(r.get(c)) for c in cols])
+    if summary:
+        for stat in STATS:
+            for lab, entry in summary["per_label"].items():
+                metrics = entry["metrics"]
+                w.writerow([f"[{stat}]" if c == "case" else lab if c == "label"
+                            else _cell(metrics[c][stat]) if c in metrics else "" for c in cols])
+    return buf.getvalue()
+
+
+def write_csv(path, rows: list[dict], cols: list[str], summary: dict | None = None) -> None:
+    atomic_write_text(path, csv_text(rows, cols, summary))
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (float, np.floating)):
+        f = float(o)
+        return f if math.isfinite(f) else None
+    return o
+
+
+def write_json(path, rows: list[dict], summary: dict, recipe_: dict, errors: list[dict]) -> None:
+    doc = {"rows": rows, "summary": summary, "recipe": recipe_, "errors": errors}
+    atomic_write_text(path, json.dumps(_jsonable(doc), indent=1, allow_nan=False) + "\n")
+
+
+def _fmt(v, nd=4) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.{nd}g}" if abs(v) >= 1000 else f"{v:.{nd}f}"
+    return str(v)
+
+
+TABLE_COLUMNS = ["case", "label", "dice", "hd95", "assd", "nsd", "vol_ref_ml", "vol_pred_ml", "empty"]
+LESION_TABLE = ["lesions_ref", "lesions_detected", "lesions_fp", "lesion_f1"]
+SUMMARY_COLUMNS = ["dice", "iou", "hd95", "assd", "nsd", "lesion_f1", "lesion_dice"]
+
+
+def print_report(console, rows: list[dict], summary: dict, recipe_: dict, max_rows: int = 40) -> None:
+    """Per-row table (up to ``max_rows`` rows), per-label summary and a line naming the conventions."""
+    from rich.table import Table
+
+    cols = TABLE_COLUMNS + ([c for c in LESION_TABLE if rows and c in rows[0]])
+    if rows and len(rows) <= max_rows:
+        t = Table(title="medloss score", title_justify="left")
+        for c in cols:
+            t.add_column(c, justify="left" if c in ("case", "empty") else "right")
+        for r in rows:
+            t.add_row(*[_fmt(r.get(c)) for c in cols])
+        console.print(t)
+    elif rows:
+        console.print(f"{len(rows)} rows (table omitted; see --csv / --json).")
+    s = Table(title=f"summary over {summary['n_cases']} case(s): mean ± std", title_justify="left")
+    metric_cols = [c for c in SUMMARY_COLUMNS if rows and c in rows[0]]
+    s.add_column("label")
+    for c in metric_cols:
+        s.add_column(c, justify="right")
+    s.add_column("n / nan / empty", justify="right")
+    for lab, entry in summary["per_label"].items():
+        m = entry["metrics"]
+        cells = [f"{_fmt(m[c]['mean'])} ± {_fmt(m[c]['std'], 2)}" if c in m and m[c]["mean"] is not None else "-"
+                 for c in metric_cols]
+        n_nan = m.get("dice", {}).get("n_nan", 0)
+        n_empty = sum(v for k, v in entry["empty"].items() if k != "none")
+        s.add_row(lab, *cells, f"{entry['n_rows']} / {n_nan} / {n_empty}")
+    console.print(s)
+    console.print(f"surface convention: {recipe_['surface_definition']}; NSD tolerance {recipe_['tolerance_mm']:g} mm; "
+                  f"HD95 = {recipe_['hd95']}; empty policy: {recipe_['empty_policy']} "
+                  f"(worst distance: {recipe_['worst_distance']}).", highlight=False)
+
+
+def write_plot(path, rows: list[dict]) -> None:
+    """PNG with, per label, a box plot and the case points (strip) of Dice and of HD95 across cases."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    labels = sorted({r["label"] for r in rows}, key=lambda v: (str(type(v)), v))
+    fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 1.2 * len(labels) + 4), 4.0))
+    rng = np.random.default_rng(0)
+    for ax, key, unit in ((axes[0], "dice", ""), (axes[1], "hd95", " (mm)")):
+        data = []
+        for lab in labels:
+            vals = np.asarray([_num(r.get(key)) for r in rows if r["label"] == lab], dtype=np.float64)
+            data.append(vals[np.isfinite(vals)])
+        ax.boxplot([d if d.size else np.array([np.nan]) for d in data], showfliers=False)
+        ax.set_xticks(range(1, len(labels) + 1), [str(lab) for lab in labels])
+        for i, d in enumerate(data, start=1):
+            ax.plot(i + rng.uniform(-0.12, 0.12, d.size), d, "o", ms=3, alpha=0.6)
+        ax.set_xlabel("label")
+        ax.set_ylabel(key + unit)
+        ax.set_title(f"{key} across {len({r['case'] for r in rows})} case(s)")
+    fig.tight_layout()
+    p = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-plot-", suffix=".png", dir=os.path.dirname(os.path.abspath(p)))
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100, format="png")
+        os.replace(tmp, p)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
