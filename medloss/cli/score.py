@@ -131,9 +131,17 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
 @click.option("--pred-suffix", default="", help="Suffix stripped from prediction names to get case ids (e.g. _pred).")
 @click.option("--ref-suffix", default="", help="Suffix stripped from reference names to get case ids (e.g. _seg).")
 @click.option("--quiet", "-q", is_flag=True, help="No table on the terminal.")
+@click.option("--loss", "loss_name", default=None, metavar="NAME",
+              help="Instead of metrics: the value of a registered loss (medloss losses list) on PRED = probability or "
+                   "logit volumes (4-D NIfTI X,Y,Z,C or a vector NRRD/MHA) against REF labels; per label where the "
+                   "loss is per class.")
+@click.option("--activation", type=click.Choice(("none", "softmax", "sigmoid")), default="none", show_default=True,
+              help="With --loss: PRED holds probabilities (none) or logits (softmax / sigmoid).")
+@click.option("--loss-option", "loss_options", multiple=True, metavar="KEY=VALUE",
+              help="With --loss: a constructor option of the loss (JSON value), e.g. alpha=0.3; repeatable.")
 def score(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty, worst_distance, lesions,
           lesion_preset, connectivity, lesion_dilation, lesion_min_volume, geometry_tolerance, csv_path, json_path, plot_path, no_csv_summary, workers,
-          pred_suffix, ref_suffix, quiet):
+          pred_suffix, ref_suffix, quiet, loss_name, activation, loss_options):
     """Score predicted label volumes PRED against reference volumes REF.
 
     PRED and REF are two volumes (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd, or a DICOM series folder) or two
@@ -144,6 +152,17 @@ def score(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty
     label_list = _parse_labels(labels)
     for path, flag in ((csv_path, "--csv"), (json_path, "--json"), (plot_path, "--plot")):
         _check_output(path, flag)
+    if loss_name is not None:
+        from medloss.cli.score_loss import run_loss_scoring
+
+        try:
+            code = run_loss_scoring(pred, ref, name=loss_name, activation=activation, options=loss_options,
+                                    geometry_tolerance=geometry_tolerance, csv_path=csv_path, json_path=json_path,
+                                    pred_suffix=pred_suffix, ref_suffix=ref_suffix, quiet=quiet, err=_err)
+        except MedlossError as exc:
+            _err(str(exc))
+            sys.exit(1)
+        sys.exit(code)
     try:
         code = _run(pred, ref, label_list, ignore_index, surface, tolerance, percentile, empty, worst_distance,
                     lesions, lesion_preset, (connectivity, lesion_dilation, lesion_min_volume), geometry_tolerance, csv_path, json_path, plot_path,

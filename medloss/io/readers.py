@@ -67,11 +67,12 @@ def _squeeze3d(arr: np.ndarray, path: str) -> np.ndarray:
     return arr
 
 
-def _read_nifti(path: str) -> Volume:
+def _read_nifti(path: str, channels: bool = False) -> Volume:
     import nibabel as nib
 
     img = nib.load(path)
-    arr = _squeeze3d(np.asanyarray(img.dataobj), path)
+    arr = np.asanyarray(img.dataobj)
+    arr = _channels_first(arr, path) if channels else _squeeze3d(arr, path)
     aff = np.asarray(img.affine, dtype=np.float64)
     lin = aff[:3, :3]
     spacing = np.linalg.norm(lin, axis=0)
@@ -82,15 +83,33 @@ def _read_nifti(path: str) -> Volume:
     return Volume(arr, tuple(float(s) for s in spacing), tuple(float(o) for o in origin), direction, path)
 
 
-def _from_sitk(img, path: str) -> Volume:
+def _channels_first(arr: np.ndarray, path: str) -> np.ndarray:
+    """A NIfTI probability/logit map -> (C, X, Y, Z): 3-D is one channel; channels are the 4th axis (X, Y, Z, C), or
+    the 5th with a singleton 4th (the NIfTI vector convention)."""
+    if arr.ndim == 5 and arr.shape[3] == 1:
+        arr = arr[:, :, :, 0]
+    if arr.ndim == 3:
+        return arr[None]
+    if arr.ndim == 4:
+        return np.moveaxis(arr, -1, 0)
+    raise VolumeReadError(
+        f"{path}: expected a 3-D volume or a 4-D (X, Y, Z, C) channel volume, got shape {tuple(arr.shape)}."
+    )
+
+
+def _from_sitk(img, path: str, channels: bool = False) -> Volume:
     import SimpleITK as sitk
 
-    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+    if img.GetDimension() != 3 or (img.GetNumberOfComponentsPerPixel() != 1 and not channels):
         raise VolumeReadError(
             f"{path}: expected a scalar 3-D image, got {img.GetDimension()}-D with "
             f"{img.GetNumberOfComponentsPerPixel()} component(s)."
         )
-    arr = sitk.GetArrayFromImage(img).transpose(2, 1, 0)  # [k,j,i] -> [i,j,k], a view
+    arr = sitk.GetArrayFromImage(img)
+    if channels:  # [k, j, i(, c)] -> [c, i, j, k]
+        arr = arr.transpose(3, 2, 1, 0) if arr.ndim == 4 else arr.transpose(2, 1, 0)[None]
+    else:
+        arr = arr.transpose(2, 1, 0)  # [k,j,i] -> [i,j,k], a view
     direction = np.asarray(img.GetDirection(), dtype=np.float64).reshape(3, 3)
     return Volume(arr, tuple(float(s) for s in img.GetSpacing()), tuple(float(o) for o in img.GetOrigin()),
                   direction, path)
@@ -110,8 +129,11 @@ def _read_dicom_dir(path: str) -> Volume:
     return _from_sitk(reader.Execute(), path)
 
 
-def read_volume(path: str | os.PathLike) -> Volume:
+def read_volume(path: str | os.PathLike, *, channels: bool = False) -> Volume:
     """Read a 3-D volume (NIfTI, NRRD/NHDR, MHA/MHD, or a DICOM series folder) with its geometry.
+
+    With ``channels=True`` the array is (C, X, Y, Z) (probability or logit maps: a 4-D NIfTI with channels last, or a
+    vector NRRD/MHA image; a 3-D volume gives C = 1) and the geometry is that of the spatial axes.
 
     Raises :class:`~medloss.errors.VolumeReadError` naming the file for a missing path, an unknown suffix or a file
     the reader rejects.
@@ -121,14 +143,17 @@ def read_volume(path: str | os.PathLike) -> Volume:
         raise VolumeReadError(f"{p}: no such file or folder.")
     try:
         if os.path.isdir(p):
-            return _read_dicom_dir(p)
+            vol = _read_dicom_dir(p)
+            if channels:
+                vol.array = vol.array[None]
+            return vol
         suf = volume_suffix(p)
         if suf in NIFTI_SUFFIXES:
-            return _read_nifti(p)
+            return _read_nifti(p, channels)
         if suf in ITK_SUFFIXES:
             import SimpleITK as sitk
 
-            return _from_sitk(sitk.ReadImage(p), p)
+            return _from_sitk(sitk.ReadImage(p), p, channels)
     except VolumeReadError:
         raise
     except Exception as exc:  # nibabel / SimpleITK / gzip errors: one message naming the file

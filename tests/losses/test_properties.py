@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import medloss.losses as L
+from medloss import registry
 from tests._helpers import random_case, value_and_grad
 
 # (name, factory, target kind); target kinds: "labels" (B,1,*S) label map, "onehot", "soft", "binary" (B,C,*S).
@@ -191,11 +192,10 @@ def test_state_dict_round_trip(name, factory, kind):
     torch.testing.assert_close(a(logits, target), b(logits, target))
 
 
-@pytest.mark.parametrize("name", ["DiceLoss", "JaccardLoss", "TverskyLoss", "FocalTverskyLoss", "GeneralizedDiceLoss",
-                                  "CrossEntropyLoss", "BCELoss", "FocalLoss"])
+@pytest.mark.parametrize("name", registry.names())
 def test_bundle_config_instantiates_by_full_target(name):
     from monai.bundle import ConfigParser
 
-    parser = ConfigParser({"loss": {"_target_": f"medloss.losses.{name}", "reduction": "mean"}})
+    parser = ConfigParser({"loss": {"_target_": registry.target(name), "reduction": "sum"}})
     loss = parser.get_parsed_content("loss")
     assert type(loss).__name__ == name and isinstance(loss, torch.nn.modules.loss._Loss)
