@@ -14,9 +14,28 @@ import torch
 from medloss.errors import InvalidOptionError, ShapeMismatchError, check_choice
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
-from medloss.functional.region import dice_from_stats, dice_loss, generalized_dice_loss, overlap_index
-from medloss.functional.stats import RegionStats, distributed_sum, labelled_sums, region_stats
-from medloss.functional.voxel import bce_with_logits_loss, cross_entropy_loss, focal_loss
+from medloss.functional.fused import labelled_sums
+from medloss.functional.region import (
+    dice_from_stats,
+    dice_loss,
+    generalized_dice_from_stats,
+    generalized_dice_loss,
+    overlap_index,
+)
+from medloss.functional.stats import (
+    RegionStats,
+    distributed_sum,
+    finish_stats,
+    label_map_tables,
+    region_stats,
+)
+from medloss.functional.voxel import (
+    bce_with_logits_loss,
+    ce_from_tables,
+    cross_entropy_loss,
+    focal_loss,
+    softmax_focal_from_tables,
+)
 
 
 def _per_class_voxel_sums(term: torch.Tensor, labels: torch.Tensor, valid, num_classes: int) -> torch.Tensor:
@@ -122,7 +141,7 @@ def anatomynet_loss(
         input, target, to_onehot_y=to_onehot_y, softmax=softmax, ignore_index=ignore_index,
         check_input=check_input,
     )
-    mask = _class_mask(class_mask, batch_size, num_classes, stats.tp)
+    mask = _class_mask(class_mask, batch_size, num_classes, stats.tp, include_background)
     masked = RegionStats(*(t * mask for t in stats[:3]), stats.voxels)
     pooled = RegionStats(*(distributed_sum(t.sum(dim=0, keepdim=True)) for t in masked))
     # paper: TP / (TP + alpha FN + beta FP); overlap_index takes (a on FP, b on FN)
@@ -140,23 +159,28 @@ def anatomynet_loss(
     focal_term = per_class / pooled.voxels.sum().clamp_min(1.0)
 
     loss = dice_term + lambda_focal * focal_term  # (1, C)
-    if class_weights is not None:
-        loss = _reduce.apply_class_weight(loss, class_weights, arg="class_weights")
     if not include_background:
         loss = loss[:, 1:]
+    if class_weights is not None:  # one weight per scored class
+        loss = _reduce.apply_class_weight(loss, class_weights, arg="class_weights")
     return _reduce.reduce_table(loss, reduction).to(input.dtype)
 
 
-def _class_mask(class_mask, batch_size: int, num_classes: int, like: torch.Tensor) -> torch.Tensor:
-    """(B, C) availability mask in the tables' dtype: 1 = class annotated in that scan."""
+def _class_mask(class_mask, batch_size: int, num_classes: int, like: torch.Tensor, include_background: bool):
+    """(B, C) availability mask in the tables' dtype: 1 = class annotated in that scan. Like every per-class
+    argument it counts the scored classes: without background it may have C - 1 columns (class 0 then counts)."""
     if class_mask is None:
         return torch.ones(batch_size, num_classes, dtype=like.dtype, device=like.device)
     m = torch.as_tensor(class_mask, device=like.device).to(like.dtype)
     if m.ndim == 1:
         m = m.unsqueeze(0).expand(batch_size, -1)
+    if not include_background and m.ndim == 2 and m.shape[1] == num_classes - 1:
+        m = torch.cat([torch.ones_like(m[:, :1]), m], dim=1)
+    kept = num_classes if include_background else num_classes - 1
     if tuple(m.shape) != (batch_size, num_classes):
         raise ShapeMismatchError(
-            f"`class_mask` must have shape (B, C) = ({batch_size}, {num_classes}) or (C,), got {tuple(m.shape)}."
+            f"`class_mask` must have shape (B, C') = ({batch_size}, {kept}) (one column per scored class) or "
+            f"(C',), got {tuple(m.shape)}."
         )
     if bool(((m != 0) & (m != 1)).any()):
         raise ShapeMismatchError("`class_mask` must hold 0 (class not annotated) or 1 (annotated) values.")
@@ -165,6 +189,22 @@ def _class_mask(class_mask, batch_size: int, num_classes: int, like: torch.Tenso
 
 
 COMPOUND_REDUCTIONS = ("mean", "sum")
+
+
+def _fusable(input: torch.Tensor, options: dict) -> bool:
+    """Softmax against a label map: the region and voxel terms come from one pass (:mod:`medloss.functional.fused`)."""
+    return (
+        options.get("softmax", False) and options.get("to_onehot_y", False) and input.ndim >= 3
+        and input.shape[1] > 1 and options.get("other_act") is None
+    )
+
+
+def _dice_on_tables(stats: RegionStats, options: dict, weight, reduction: str) -> torch.Tensor:
+    """The Dice term of a compound from the all-class tables of the fused pass."""
+    kept = finish_stats(stats, include_background=options["include_background"], batch=options["batch"])
+    loss = dice_from_stats(kept, jaccard=options.get("jaccard", False), smooth_nr=options["smooth_nr"],
+                           smooth_dr=options["smooth_dr"])
+    return _reduce.reduce_table(_reduce.apply_class_weight(loss, weight), reduction)
 
 
 def check_compound_reduction(reduction: str, name: str) -> str:
@@ -191,6 +231,13 @@ def dice_ce_loss(
     check_input: bool = True,
 ) -> torch.Tensor:
     """lambda_dice Dice + lambda_ce CE (BCE with logits for one channel). See :class:`medloss.losses.DiceCELoss`."""
+    if _fusable(input, dice_options) and label_smoothing == 0.0 and lambda_dice and lambda_ce:
+        stats, vox = label_map_tables(input, target, ignore_index=ignore_index, check_input=check_input,
+                                      squared_pred=dice_options["squared_pred"], voxel_term="ce")
+        dice_weight = weight if weight is None or dice_options["include_background"] else weight[1:]
+        dice = _dice_on_tables(stats, dice_options, dice_weight, reduction)
+        ce = ce_from_tables(stats, vox, weight, reduction)
+        return (lambda_dice * dice + lambda_ce * ce).to(input.dtype)
     total = input.new_zeros((), dtype=prepare.compute_dtype(input))
     if lambda_dice:
         dice_weight = weight if weight is None or dice_options.get("include_background", True) else weight[1:]
@@ -231,6 +278,22 @@ def dice_focal_loss(
     check_input: bool = True,
 ) -> torch.Tensor:
     """lambda_dice (Generalized) Dice + lambda_focal focal. See :class:`medloss.losses.DiceFocalLoss`."""
+    if _fusable(input, region_options) and focal_options["use_softmax"] and lambda_dice and lambda_focal:
+        stats, vox = label_map_tables(input, target, ignore_index=ignore_index, check_input=check_input,
+                                      squared_pred=region_options.get("squared_pred", False), voxel_term="focal",
+                                      gamma=focal_options["gamma"])
+        if generalized:
+            kept = finish_stats(stats, include_background=region_options["include_background"],
+                                batch=region_options["batch"])
+            region = _reduce.reduce_table(generalized_dice_from_stats(
+                kept, w_type=region_options["w_type"], empty=region_options["empty"],
+                smooth_nr=region_options["smooth_nr"], smooth_dr=region_options["smooth_dr"]), reduction)
+        else:
+            region = _dice_on_tables(stats, region_options, None, reduction)
+        focal = softmax_focal_from_tables(stats, vox, alpha=focal_options["alpha"], weight=focal_options["weight"],
+                                          include_background=focal_options["include_background"],
+                                          reduction=reduction)
+        return (lambda_dice * region + lambda_focal * focal).to(input.dtype)
     total = input.new_zeros((), dtype=prepare.compute_dtype(input))
     if lambda_dice:
         region = generalized_dice_loss if generalized else dice_loss

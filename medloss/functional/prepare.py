@@ -131,20 +131,32 @@ def label_map(target: torch.Tensor, input: torch.Tensor, *, arg: str = "target")
 
 
 def check_labels(
-    labels: torch.Tensor, num_classes: int, ignore_index: int | None, *, arg: str = "target"
+    labels: torch.Tensor,
+    num_classes: int,
+    ignore_index: int | None,
+    *,
+    arg: str = "target",
+    non_integer_fix: str = "pass a one-hot/soft target with `to_onehot_y=False` instead",
+    range_fix: str = "the input has {num_classes} channels: check the number of output channels, or set "
+    "`ignore_index` for unlabelled voxels",
 ) -> None:
-    """Labels must be integers in [0, num_classes) except where they equal ``ignore_index``."""
-    if labels.is_floating_point() or labels.is_complex():
-        bad_int = labels != torch.round(labels)
-        if bool(bad_int.any()):
-            example = float(labels[bad_int].flatten()[0])
-            raise LabelValueError(
-                f"`{arg}` label map holds non-integer value {example}; labels must be class indices "
-                "(pass a one-hot/soft target with `to_onehot_y=False` instead)."
-            )
+    """Labels must be finite integers in [0, num_classes) except where they equal ``ignore_index``.
+
+    The ``*_fix`` texts end the messages (``range_fix`` may use ``{num_classes}``), so callers with another meaning
+    of the class count (e.g. class-weight counting) keep the same checks with their own advice.
+    """
+    if labels.numel() == 0:
+        return
     lo, hi = torch.aminmax(labels.detach())
     if not (torch.isfinite(lo.float()) and torch.isfinite(hi.float())):
-        raise LabelValueError(f"`{arg}` contains NaN or infinite labels.")
+        raise LabelValueError(f"`{arg}` contains NaN or infinite values; labels must be class indices.")
+    if labels.is_floating_point():
+        fractional = labels != torch.round(labels)
+        if bool(fractional.any()):
+            example = float(labels[fractional].flatten()[0])
+            raise LabelValueError(
+                f"`{arg}` holds non-integer value {example}: labels must be class indices ({non_integer_fix})."
+            )
     if float(lo) >= 0 and float(hi) < num_classes:
         return
     outside = (labels < 0) | (labels >= num_classes)
@@ -154,8 +166,8 @@ def check_labels(
         values = torch.unique(labels[outside])[:5].tolist()
         hint = "" if ignore_index is None else f" (ignore_index={ignore_index})"
         raise LabelValueError(
-            f"`{arg}` holds label values {values} outside [0, {num_classes}){hint}: the input has {num_classes} "
-            "channels. Check the number of output channels, or set `ignore_index` for unlabelled voxels."
+            f"`{arg}` holds label values {values} outside [0, {num_classes}){hint}: "
+            + range_fix.format(num_classes=num_classes) + "."
         )
 
 

@@ -11,6 +11,42 @@ import torch.nn.functional as F
 
 from medloss.errors import InvalidOptionError, LabelValueError, ShapeMismatchError
 from medloss.functional import prepare
+from medloss.functional.stats import RegionStats, label_map_tables
+
+
+def ce_from_tables(stats: RegionStats, vox: torch.Tensor, weight: torch.Tensor | None, reduction: str):
+    """Cross-entropy from per-label sums: VOX_c = sum over voxels labelled c of -log p_c, TARGET_c = their count.
+
+    mean = sum_c w_c VOX_c / sum_c w_c TARGET_c (torch's weighted mean), sum = sum_c w_c VOX_c.
+    """
+    w = torch.ones(vox.shape[1], dtype=vox.dtype, device=vox.device) if weight is None else weight.to(vox)
+    total = (vox * w).sum()
+    if reduction == "sum":
+        return total
+    return total / (stats.target * w).sum()
+
+
+def softmax_focal_from_tables(
+    stats: RegionStats, vox: torch.Tensor, *, alpha, weight: torch.Tensor | None, include_background: bool,
+    reduction: str,
+) -> torch.Tensor:
+    """Softmax focal loss (MONAI's reductions) from per-label sums VOX_c of -(1 - p_c)^gamma log p_c.
+
+    Only the labelled channel of a voxel is non-zero, so the element losses of channel c sum to
+    alpha_c weight_c VOX_c; "mean" divides by C' times the valid voxels, "sum" is the sum over (b, c) of spatial
+    means (MONAI's).
+    """
+    per_class = vox if include_background else vox[:, 1:]
+    a = _kept_alpha(alpha, vox.shape[1], include_background, vox)
+    if a is not None:
+        per_class = per_class * a
+    w = _kept_weight(weight, per_class.shape[1], per_class)
+    if w is not None:
+        per_class = per_class * w
+    count = stats.voxels.clamp_min(1.0)  # (B, 1) valid voxels per sample
+    if reduction == "sum":
+        return (per_class / count).sum()
+    return per_class.sum() / (count.sum() * per_class.shape[1])
 
 
 def _soft_target(target: torch.Tensor, input: torch.Tensor) -> bool:
@@ -33,7 +69,7 @@ def cross_entropy_loss(
     num_classes = input.shape[1]
     if num_classes < 2:
         raise ShapeMismatchError(
-            f"`input` has 1 channel: cross-entropy needs one logit per class (C >= 2). For a binary problem with "
+            "`input` has 1 channel: cross-entropy needs one logit per class (C >= 2). For a binary problem with "
             "one output channel use BCELoss; if `input` is an argmax'd label map, pass the network logits instead."
         )
     if check_input:
@@ -53,6 +89,10 @@ def cross_entropy_loss(
                 )
         loss = F.cross_entropy(x, target.to(x), weight=w, reduction=reduction, label_smoothing=label_smoothing)
         return loss.to(input.dtype)
+    if reduction != "none" and label_smoothing == 0.0:  # one-hot-free fused path: a formula on per-label sums
+        stats, vox = label_map_tables(input, target, ignore_index=ignore_index, voxel_term="ce",
+                                      check_input=check_input)
+        return ce_from_tables(stats, vox, w, reduction).to(input.dtype)
     labels = prepare.label_map(target, input)
     if check_input:
         prepare.check_labels(labels, num_classes, ignore_index)
@@ -109,21 +149,35 @@ def bce_with_logits_loss(
     return loss.to(input.dtype)
 
 
-def _alpha_factor(alpha, t: torch.Tensor, *, softmax: bool) -> torch.Tensor | None:
-    """MONAI's alpha convention: scalar -> alpha on positives / (1 - alpha) elsewhere (sigmoid) or on class 0
-    (softmax); a sequence -> one alpha per class, applied to positives."""
+def _kept_alpha(alpha, num_classes: int, include_background: bool, like: torch.Tensor) -> torch.Tensor | None:
+    """MONAI's softmax alpha as a vector over the scored classes C': a scalar gives 1 - alpha to class 0 and alpha to
+    the others (so alpha to every class once class 0 is dropped); a sequence has one value per scored class."""
     if alpha is None:
         return None
-    a = torch.as_tensor(alpha, dtype=t.dtype, device=t.device)
-    num_classes = t.shape[1]
+    a = torch.as_tensor(alpha, dtype=like.dtype, device=like.device)
     if a.ndim == 0:
-        if softmax:
-            return torch.cat([1 - a.view(1), a.view(1).expand(num_classes - 1)]).view(1, -1, 1)
-        return t * a + (1 - t) * (1 - a)
-    if a.numel() != num_classes:
-        raise ShapeMismatchError(f"`alpha` has {a.numel()} values but `input` has {num_classes} classes.")
-    a = a.view(1, -1, 1)
-    return a if softmax else torch.where(t == 1, a, torch.ones_like(a))
+        a = torch.cat([1 - a.view(1), a.view(1).expand(num_classes - 1)])
+        return a if include_background else a[1:]
+    kept = num_classes if include_background else num_classes - 1
+    if a.numel() != kept:
+        raise ShapeMismatchError(
+            f"`alpha` has {a.numel()} values but the loss scores {kept} classes; with include_background=False "
+            "give one value per foreground class (as `weight`)."
+        )
+    return a
+
+
+def _kept_weight(weight, num_kept: int, like: torch.Tensor) -> torch.Tensor | None:
+    """Class weights (scalar or one per scored class) as a 0-d or (C',) tensor."""
+    if weight is None:
+        return None
+    w = weight.to(like)
+    if w.ndim == 1 and w.numel() != num_kept:
+        raise ShapeMismatchError(
+            f"`weight` has {w.numel()} values but the loss has {num_kept} classes; "
+            "with include_background=False the weights must not include class 0."
+        )
+    return w
 
 
 def focal_loss(
@@ -144,6 +198,11 @@ def focal_loss(
     prepare.check_input_tensor(input)
     if use_softmax and input.shape[1] == 1:
         raise InvalidOptionError("`use_softmax=True` needs C >= 2 channels; use the sigmoid focal loss for C = 1.")
+    if use_softmax and to_onehot_y and reduction != "none":  # one-hot-free fused path
+        stats, vox = label_map_tables(input, target, ignore_index=ignore_index, voxel_term="focal", gamma=gamma,
+                                      check_input=check_input)
+        return softmax_focal_from_tables(stats, vox, alpha=alpha, weight=weight,
+                                         include_background=include_background, reduction=reduction).to(input.dtype)
     if check_input:
         prepare.check_finite(input)
     t, valid = prepare.dense_target(
@@ -156,21 +215,21 @@ def focal_loss(
     else:
         bce = x - x * t - F.logsigmoid(x)  # = BCE with logits, stable
         loss = (F.logsigmoid(-x * (2 * t - 1)) * gamma).exp() * bce
-    factor = _alpha_factor(alpha, t, softmax=use_softmax)
-    if factor is not None:
-        loss = loss * factor
+    num_classes = input.shape[1]
+    keep_all = include_background or num_classes == 1
     if not include_background:
-        if input.shape[1] == 1:
+        if num_classes == 1:
             prepare.warn_single_channel("include_background=False")
         else:
-            loss = loss[:, 1:]
-    if weight is not None:
-        w = weight.to(loss)
-        if w.ndim == 1 and w.numel() != loss.shape[1]:
-            raise ShapeMismatchError(
-                f"`weight` has {w.numel()} values but the loss has {loss.shape[1]} classes; "
-                "with include_background=False the weights must not include class 0."
-            )
+            loss, t = loss[:, 1:], t[:, 1:]
+    if alpha is not None:
+        if not use_softmax and torch.as_tensor(alpha).ndim == 0:  # alpha on positives, 1 - alpha on negatives
+            loss = loss * (t * alpha + (1 - t) * (1 - alpha))
+        else:
+            a = _kept_alpha(alpha, num_classes, keep_all, loss).view(1, -1, 1)
+            loss = loss * (a if use_softmax else torch.where(t == 1, a, torch.ones_like(a)))
+    w = _kept_weight(weight, loss.shape[1], loss)
+    if w is not None:
         loss = loss * (w.view(1, -1, 1) if w.ndim == 1 else w)
     if valid is not None:
         loss = loss * valid

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from medloss.errors import InvalidOptionError, LabelValueError, OptionTypeError, ShapeMismatchError, check_choice
+from medloss.functional import prepare
 
 SCHEMES = ("inverse", "inverse_sqrt", "log", "complement")
 NORMALIZATIONS = ("none", "mean", "sum", "max")
@@ -76,31 +77,12 @@ def _as_label_tensor(labels: object) -> torch.Tensor:
 
 def _check_count_labels(labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> None:
     """Labels must be finite integers in [0, num_classes) or ``ignore_index`` (messages about ``num_classes``)."""
-    if labels.numel() == 0:
-        return
-    if labels.is_floating_point():
-        lo, hi = torch.aminmax(labels)
-        if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
-            raise LabelValueError("`labels` contains NaN or infinite values; labels must be class indices.")
-        fractional = labels != torch.round(labels)
-        if bool(fractional.any()):
-            raise LabelValueError(
-                f"`labels` holds non-integer value {float(labels[fractional].flatten()[0])}: labels must be class "
-                "indices (for one-hot or soft labels, count argmax(labels) or pass the label map)."
-            )
-    lo, hi = torch.aminmax(labels)
-    if float(lo) >= 0 and float(hi) < num_classes:
-        return
-    outside = (labels < 0) | (labels >= num_classes)
-    if ignore_index is not None:
-        outside &= labels != ignore_index
-    if bool(outside.any()):
-        values = torch.unique(labels[outside])[:5].tolist()
-        hint = "" if ignore_index is None else f" (ignore_index={ignore_index})"
-        raise LabelValueError(
-            f"`labels` holds values {values} outside [0, {num_classes}){hint}: raise `num_classes` if the dataset "
-            "has more classes, or set `ignore_index` to the label of unlabelled voxels."
-        )
+    prepare.check_labels(
+        labels, num_classes, ignore_index, arg="labels",
+        non_integer_fix="for one-hot or soft labels, count argmax(labels) or pass the label map",
+        range_fix="raise `num_classes` if the dataset has more classes, or set `ignore_index` to the label of "
+        "unlabelled voxels",
+    )
 
 
 def class_counts(labels: object, num_classes: int, ignore_index: int | None = None) -> torch.Tensor:

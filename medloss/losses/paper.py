@@ -6,7 +6,7 @@ import torch
 from medloss.errors import InvalidOptionError, OptionTypeError
 from medloss.functional import reduce as _reduce
 from medloss.functional.compound import anatomynet_loss, explog_loss
-from medloss.functional.stats import labelled_sums
+from medloss.functional.fused import labelled_sums
 from medloss.functional import prepare
 from medloss.losses._base import MedlossLoss, check_ignore_index, check_positive
 
@@ -147,7 +147,10 @@ class AnatomyNetLoss(MedlossLoss):
     (``baselineDiceCrossEntropy.py``, ``ceweight = 0.1``) and in MONAI's first reproduction of AnatomyNet; set
     it explicitly if you follow another reading of the paper.
 
-    Class availability (partially annotated scans): ``forward(input, target, class_mask)`` with a (B, C) 0/1
+    Per-class arguments count the scored classes C' (C - 1 with ``include_background=False``, as ``weight`` in
+    every medloss loss): ``class_weights`` has C' values, ``class_mask`` C' columns (class 0 then always counts).
+
+    Class availability (partially annotated scans): ``forward(input, target, class_mask)`` with a (B, C') 0/1
     mask; classes not annotated in a scan contribute nothing, neither to the pooled Dice statistics nor to the focal
     term. In a MONAI pipeline the mask can travel with the label: if ``class_mask`` is not given and ``target`` is
     a MetaTensor whose ``meta["class_mask"]`` holds the (B, C) mask (set per case by a transform, collated by the

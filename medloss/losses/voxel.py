@@ -123,7 +123,8 @@ class FocalLoss(MedlossLoss):
         include_background: keep channel 0 in the loss.
         to_onehot_y: one-hot encode a (B, 1, *S) label map.
         gamma: focusing parameter (default 2, the paper's).
-        alpha: scalar or per-class sequence (see above), or None.
+        alpha: scalar or per-class sequence (see above), or None. A sequence has one value per scored class (C'
+            values: without class 0 when ``include_background=False``, as MONAI and as ``weight``).
         weight: per-class weights (scalar or C' values).
         use_softmax: softmax focal loss (multi-class) instead of sigmoid (multi-label). ``softmax`` is an alias.
         ignore_index: label value whose voxels are excluded.

@@ -1,0 +1,178 @@
+"""The one-hot-free softmax path: per-class tables of softmax probabilities against a label map, with an analytic
+backward.
+
+For logits x (B, C, N), labels y (B, 1, N), validity v (B, 1, N) and p = softmax(x)::
+
+    TP_c   = sum_n v p_c [y = c]        PRED_c = sum_n v p_c^e        TARGET_c = sum_n v [y = c]
+    VOX_c  = sum_n v phi(p_y) [y = c]   (a voxel term of the labelled class, summed per label)
+
+with e = 2 for squared denominators, phi(p) = -log p (cross-entropy) or -(1 - p)^gamma log p (softmax focal), or
+no voxel term. Every softmax region loss, cross-entropy and softmax focal loss with a label-map target is a formula
+on these (B, C) tables, so compounds (Dice + CE, Dice + focal) cost one pass and one backward.
+
+Backward: with k = dL/dPRED, a = dL/dTP, u = dL/dVOX, the gradient through the softmax is
+    dx_c = p_c (v e k_c p_c^(e-1) - t) + [c = y] s,    s = v p_y (a_y + u_y phi'(p_y)),    t = v sum_c e k_c p_c^e + s
+(p phi'(p) = -1 for cross-entropy; gamma p (1 - p)^(gamma - 1) log p - (1 - p)^gamma for focal). The softmax is
+recomputed in backward into the buffer that becomes the gradient, so nothing logits-sized is kept between forward
+and backward, and backward is re-entrant (``retain_graph=True`` is safe). log p_y is computed as x_y - logsumexp(x)
+(never log of an underflowed probability).
+"""
+from __future__ import annotations
+
+import torch
+
+from medloss.functional import prepare
+
+VOXEL_TERMS = (None, "ce", "focal")
+_CHUNK = 1 << 20  # voxels per float64 chunk when summing per label (bounds the float64 temporary)
+
+
+def labelled_sums(values: torch.Tensor | None, labels: torch.Tensor, num_classes: int, dtype: torch.dtype):
+    """sum_n values[b, n] [labels[b, n] = c] for every (b, c) -> (B, C), accumulated in float64.
+
+    ``values=None`` counts voxels per label. A scatter-add into the tiny (B, C) table, in chunks of float64 so that
+    the sums are exact to float64 rounding (a float32 accumulation over 10^6 voxels loses ~1e-5). Differentiable.
+    """
+    batch = labels.shape[0]
+    labs = labels.reshape(batch, -1)
+    out = torch.zeros(batch, num_classes, dtype=torch.float64, device=labels.device)
+    if values is None:
+        ones = torch.ones(1, dtype=torch.float64, device=labels.device)
+        for b in range(batch):
+            out[b].scatter_add_(0, labs[b], ones.expand(labs.shape[1]))
+        return out.to(dtype)
+    vals = values.reshape(batch, -1)
+    for b in range(batch):
+        for start in range(0, vals.shape[1], _CHUNK):
+            sl = slice(start, start + _CHUNK)
+            out[b].scatter_add_(0, labs[b, sl], vals[b, sl].double())
+    return out.to(dtype)
+
+
+def _log_normalizer(x: torch.Tensor) -> torch.Tensor:
+    """logsumexp over the class axis of (B, C, N), class by class (no logits-sized temporary) -> (B, 1, N)."""
+    m = x.amax(dim=1, keepdim=True)
+    acc = torch.zeros_like(m)
+    for c in range(x.shape[1]):
+        acc.add_(torch.exp(x[:, c : c + 1] - m))
+    return acc.log_().add_(m)
+
+
+def _softmax(logits: torch.Tensor, lse: torch.Tensor | None = None) -> torch.Tensor:
+    dtype = prepare.compute_dtype(logits)
+    if lse is None:
+        return torch.softmax(logits, dim=1, dtype=dtype)
+    return torch.sub(logits.to(dtype), lse).exp_()
+
+
+def _voxel_term(log_py: torch.Tensor, kind: str, gamma: float) -> torch.Tensor:
+    """phi(p_y) per voxel from log p_y."""
+    if kind == "ce":
+        return -log_py
+    return -(-torch.expm1(log_py)).pow(gamma) * log_py
+
+
+def _voxel_slope(log_py: torch.Tensor, kind: str, gamma: float) -> torch.Tensor:
+    """p phi'(p) at p = p_y, from log p_y."""
+    if kind == "ce":
+        return torch.full_like(log_py, -1.0)
+    p = log_py.exp()
+    q = -torch.expm1(log_py)  # 1 - p, accurate near p = 1
+    safe_q = torch.where(q > 0, q, torch.ones_like(q))
+    slope = gamma * p * safe_q.pow(gamma - 1.0) * log_py - q.pow(gamma)
+    return torch.where(q > 0, slope, torch.zeros_like(slope))
+
+
+class SoftmaxLabelTables(torch.autograd.Function):
+    """(logits (B, C, N), labels (B, 1, N) int64, valid (B, 1, N) or None, squared, voxel_term, gamma)
+    -> (TP, PRED, TARGET, VOX), each (B, C). See the module docstring."""
+
+    @staticmethod
+    def forward(ctx, logits, labels, valid, squared, voxel_term, gamma):  # type: ignore[override]
+        num_classes = logits.shape[1]
+        dtype = prepare.compute_dtype(logits)
+        lse = _log_normalizer(logits.to(dtype)) if voxel_term else None
+        p = _softmax(logits, lse)
+        p_y = p.gather(1, labels)
+        if valid is not None:
+            p_y.mul_(valid)
+        tp = labelled_sums(p_y, labels, num_classes, dtype)
+        del p_y
+        target = labelled_sums(valid, labels, num_classes, dtype)
+        if squared:
+            pred = torch.stack([_masked_square_sum(p[:, c], valid) for c in range(num_classes)], dim=1)
+        elif valid is None:
+            pred = p.sum(dim=2)
+        else:
+            pred = torch.bmm(p, valid.transpose(1, 2)).squeeze(2)
+        del p
+        if voxel_term:
+            phi = _voxel_term(logits.gather(1, labels).to(dtype) - lse, voxel_term, gamma)
+            vox = labelled_sums(phi if valid is None else phi.mul_(valid), labels, num_classes, dtype)
+        else:
+            vox = torch.zeros_like(tp)
+        ctx.save_for_backward(logits, labels, valid)
+        ctx.squared, ctx.voxel_term, ctx.gamma = squared, voxel_term, gamma
+        ctx.mark_non_differentiable(target)
+        return tp, pred, target, vox
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_tp, grad_pred, _grad_target, grad_vox):  # type: ignore[override]
+        logits, labels, valid = ctx.saved_tensors
+        dtype = prepare.compute_dtype(logits)
+        batch, num_classes, n = logits.shape
+        use_vox = ctx.voxel_term is not None and grad_vox is not None
+        lse = _log_normalizer(logits.to(dtype)) if use_vox else None
+        p = _softmax(logits, lse)
+
+        def table(g):
+            return g.to(dtype) if g is not None else p.new_zeros(batch, num_classes)
+
+        a, k = table(grad_tp), table(grad_pred)
+        if ctx.squared:
+            k = 2.0 * k  # d(p^2)/dp = 2p; the factor p is applied per class below
+        flat_labels = labels.view(batch, n)
+        # s_n = v p_y (a_y + u_y phi'(p_y)): the label term of the gradient, needed in t and in the final scatter
+        s = a.gather(1, flat_labels).view(batch, 1, n).mul_(p.gather(1, labels))
+        if use_vox:
+            log_py = logits.gather(1, labels).to(dtype) - lse
+            u = table(grad_vox).gather(1, flat_labels).view(batch, 1, n)
+            s.add_(u.mul_(_voxel_slope(log_py, ctx.voxel_term, ctx.gamma)))
+            del log_py, u, lse
+        if valid is not None:
+            s.mul_(valid)
+        # t_n = sum_c p_c gp_c
+        if ctx.squared:
+            t = s.clone()
+            for c in range(num_classes):
+                term = p[:, c : c + 1].square().mul_(k[:, c].view(batch, 1, 1))
+                t.add_(term if valid is None else term.mul_(valid))
+        else:
+            t = torch.bmm(k.unsqueeze(1), p)
+            if valid is not None:
+                t.mul_(valid)
+            t.add_(s)
+        # dx_c = p_c (v k_c p_c^(e-1) - t), in place class by class; the [c = y] term is scattered after
+        buf = torch.empty_like(t)
+        for c in range(num_classes):
+            kc = k[:, c].view(batch, 1, 1)
+            if ctx.squared or valid is not None:
+                torch.mul(p[:, c : c + 1] if ctx.squared else valid, kc, out=buf)
+                if ctx.squared and valid is not None:
+                    buf.mul_(valid)
+                buf.sub_(t)
+            else:
+                torch.sub(kc, t, out=buf)
+            p[:, c : c + 1].mul_(buf)
+        del buf, t
+        p.scatter_add_(1, labels, s)  # dx_y += s
+        return p.to(logits.dtype), None, None, None, None, None
+
+
+def _masked_square_sum(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """sum_n v x^2 for a (B, N) class slice -> (B,)."""
+    sq = x.square()
+    if valid is not None:
+        sq.mul_(valid.view_as(sq))
+    return sq.sum(dim=1)
