@@ -16,6 +16,7 @@ from medloss.functional.region import (
     tversky_from_stats,
     tversky_loss,
 )
+from medloss.functional.lovasz import lovasz_hinge_loss, lovasz_softmax_loss
 from medloss.functional.stats import RegionStats, region_stats
 from medloss.functional.weights import RunningClassCounts, class_counts, class_weights
 from medloss.functional.voxel import bce_with_logits_loss, cross_entropy_loss, focal_loss
@@ -33,6 +34,8 @@ __all__ = [
     "focal_tversky_from_stats",
     "generalized_dice_from_stats",
     "generalized_dice_loss",
+    "lovasz_hinge_loss",
+    "lovasz_softmax_loss",
     "overlap_index",
     "region_stats",
     "tversky_from_stats",

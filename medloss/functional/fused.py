@@ -15,7 +15,7 @@ Backward: with k = dL/dPRED, a = dL/dTP, u = dL/dVOX, the gradient through the s
 (p phi'(p) = -1 for cross-entropy; gamma p (1 - p)^(gamma - 1) log p - (1 - p)^gamma for focal). The softmax is
 recomputed in backward into the buffer that becomes the gradient, so nothing logits-sized is kept between forward
 and backward, and backward is re-entrant (``retain_graph=True`` is safe). log p_y is computed as x_y - logsumexp(x)
-(never log of an underflowed probability).
+(for the rare voxels where p_y underflows; elsewhere log of the softmax).
 """
 from __future__ import annotations
 
@@ -49,70 +49,71 @@ def labelled_sums(values: torch.Tensor | None, labels: torch.Tensor, num_classes
     return out.to(dtype)
 
 
-def _log_normalizer(x: torch.Tensor) -> torch.Tensor:
-    """logsumexp over the class axis of (B, C, N), class by class (no logits-sized temporary) -> (B, 1, N)."""
-    m = x.amax(dim=1, keepdim=True)
-    acc = torch.zeros_like(m)
-    for c in range(x.shape[1]):
-        acc.add_(torch.exp(x[:, c : c + 1] - m))
-    return acc.log_().add_(m)
-
-
-def _softmax(logits: torch.Tensor, lse: torch.Tensor | None = None) -> torch.Tensor:
-    dtype = prepare.compute_dtype(logits)
-    if lse is None:
-        return torch.softmax(logits, dim=1, dtype=dtype)
-    return torch.sub(logits.to(dtype), lse).exp_()
+def _label_log_prob(p: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p_y (B, 1, N) from the softmax p, exact where p_y underflows: those (rare) voxels get
+    x_y - logsumexp(x) from their logits, so no term is -inf however saturated the network is."""
+    log_py = p.gather(1, labels).log_()
+    tiny = log_py < -69.0  # p_y < 1e-30: the softmax has lost relative precision (or underflowed to 0)
+    if bool(tiny.any()):
+        b, _, n = tiny.nonzero(as_tuple=True)
+        x = logits[b, :, n].to(p.dtype)  # (K, C)
+        log_py[b, 0, n] = x.gather(1, labels[b, 0, n].unsqueeze(1)).squeeze(1) - torch.logsumexp(x, dim=1)
+    return log_py
 
 
 def _voxel_term(log_py: torch.Tensor, kind: str, gamma: float) -> torch.Tensor:
     """phi(p_y) per voxel from log p_y."""
     if kind == "ce":
         return -log_py
-    return -(-torch.expm1(log_py)).pow(gamma) * log_py
+    return torch.expm1(log_py).neg_().pow_(gamma).mul_(log_py).neg_()
 
 
 def _voxel_slope(log_py: torch.Tensor, kind: str, gamma: float) -> torch.Tensor:
-    """p phi'(p) at p = p_y, from log p_y."""
+    """p phi'(p) at p = p_y, from log p_y (consumed: overwritten): -1 (cross-entropy),
+    gamma p (1-p)^(gamma-1) log p - (1-p)^gamma (focal, 0 where p = 1). Two temporaries of log_py's size."""
     if kind == "ce":
-        return torch.full_like(log_py, -1.0)
-    p = log_py.exp()
-    q = -torch.expm1(log_py)  # 1 - p, accurate near p = 1
-    safe_q = torch.where(q > 0, q, torch.ones_like(q))
-    slope = gamma * p * safe_q.pow(gamma - 1.0) * log_py - q.pow(gamma)
-    return torch.where(q > 0, slope, torch.zeros_like(slope))
+        return log_py.fill_(-1.0)
+    q = torch.expm1(log_py).neg_()  # 1 - p, accurate near p = 1
+    saturated = q <= 0
+    slope = q.masked_fill(saturated, 1.0).pow_(gamma - 1.0)  # (1 - p)^(gamma - 1)
+    q.mul_(slope)  # (1 - p)^gamma
+    slope.mul_(log_py).mul_(gamma).mul_(log_py.exp_()).sub_(q)
+    return slope.masked_fill_(saturated, 0.0)
 
 
 class SoftmaxLabelTables(torch.autograd.Function):
-    """(logits (B, C, N), labels (B, 1, N) int64, valid (B, 1, N) or None, squared, voxel_term, gamma)
-    -> (TP, PRED, TARGET, VOX), each (B, C). See the module docstring."""
+    """(logits (B, C, N), labels (B, 1, N) int64, valid (B, 1, N) or None, squared, voxel_term, gamma, region)
+    -> (TP, PRED, TARGET, VOX), each (B, C). See the module docstring. With ``region=False`` (a voxel loss alone)
+    TP and PRED are not computed (zeros)."""
 
     @staticmethod
-    def forward(ctx, logits, labels, valid, squared, voxel_term, gamma):  # type: ignore[override]
+    def forward(ctx, logits, labels, valid, squared, voxel_term, gamma, region):  # type: ignore[override]
         num_classes = logits.shape[1]
         dtype = prepare.compute_dtype(logits)
-        lse = _log_normalizer(logits.to(dtype)) if voxel_term else None
-        p = _softmax(logits, lse)
-        p_y = p.gather(1, labels)
-        if valid is not None:
-            p_y.mul_(valid)
-        tp = labelled_sums(p_y, labels, num_classes, dtype)
-        del p_y
+        p = torch.softmax(logits, dim=1, dtype=dtype)
         target = labelled_sums(valid, labels, num_classes, dtype)
-        if squared:
-            pred = torch.stack([_masked_square_sum(p[:, c], valid) for c in range(num_classes)], dim=1)
-        elif valid is None:
-            pred = p.sum(dim=2)
+        if region:
+            p_y = p.gather(1, labels)
+            if valid is not None:
+                p_y.mul_(valid)
+            tp = labelled_sums(p_y, labels, num_classes, dtype)
+            del p_y
+            if squared:
+                pred = torch.stack([_masked_square_sum(p[:, c], valid) for c in range(num_classes)], dim=1)
+            elif valid is None:
+                pred = p.sum(dim=2)
+            else:
+                pred = torch.bmm(p, valid.transpose(1, 2)).squeeze(2)
         else:
-            pred = torch.bmm(p, valid.transpose(1, 2)).squeeze(2)
-        del p
+            tp = pred = torch.zeros_like(target)
         if voxel_term:
-            phi = _voxel_term(logits.gather(1, labels).to(dtype) - lse, voxel_term, gamma)
+            phi = _voxel_term(_label_log_prob(p, logits, labels), voxel_term, gamma)
+            del p
             vox = labelled_sums(phi if valid is None else phi.mul_(valid), labels, num_classes, dtype)
         else:
-            vox = torch.zeros_like(tp)
+            vox = torch.zeros_like(target)
         ctx.save_for_backward(logits, labels, valid)
-        ctx.squared, ctx.voxel_term, ctx.gamma = squared, voxel_term, gamma
+        ctx.squared, ctx.voxel_term, ctx.gamma, ctx.region = squared, voxel_term, gamma, region
         ctx.mark_non_differentiable(target)
         return tp, pred, target, vox
 
@@ -122,26 +123,32 @@ class SoftmaxLabelTables(torch.autograd.Function):
         logits, labels, valid = ctx.saved_tensors
         dtype = prepare.compute_dtype(logits)
         batch, num_classes, n = logits.shape
-        use_vox = ctx.voxel_term is not None and grad_vox is not None
-        lse = _log_normalizer(logits.to(dtype)) if use_vox else None
-        p = _softmax(logits, lse)
+        p = torch.softmax(logits, dim=1, dtype=dtype)
 
         def table(g):
             return g.to(dtype) if g is not None else p.new_zeros(batch, num_classes)
 
-        a, k = table(grad_tp), table(grad_pred)
-        if ctx.squared:
-            k = 2.0 * k  # d(p^2)/dp = 2p; the factor p is applied per class below
         flat_labels = labels.view(batch, n)
         # s_n = v p_y (a_y + u_y phi'(p_y)): the label term of the gradient, needed in t and in the final scatter
-        s = a.gather(1, flat_labels).view(batch, 1, n).mul_(p.gather(1, labels))
-        if use_vox:
-            log_py = logits.gather(1, labels).to(dtype) - lse
+        s = None
+        if ctx.region:
+            s = table(grad_tp).gather(1, flat_labels).view(batch, 1, n).mul_(p.gather(1, labels))
+        if ctx.voxel_term is not None and grad_vox is not None:
             u = table(grad_vox).gather(1, flat_labels).view(batch, 1, n)
-            s.add_(u.mul_(_voxel_slope(log_py, ctx.voxel_term, ctx.gamma)))
-            del log_py, u, lse
+            u.mul_(_voxel_slope(_label_log_prob(p, logits, labels), ctx.voxel_term, ctx.gamma))
+            s = u if s is None else s.add_(u)
+            del u
+        if s is None:
+            s = p.new_zeros(batch, 1, n)
         if valid is not None:
             s.mul_(valid)
+        if not ctx.region:  # k = 0: dx = s (onehot - p)
+            p.mul_(s.neg())
+            p.scatter_add_(1, labels, s)
+            return p.to(logits.dtype), None, None, None, None, None, None
+        k = table(grad_pred)
+        if ctx.squared:
+            k = 2.0 * k  # d(p^2)/dp = 2p; the factor p is applied per class below
         # t_n = sum_c p_c gp_c
         if ctx.squared:
             t = s.clone()
@@ -167,7 +174,7 @@ class SoftmaxLabelTables(torch.autograd.Function):
             p[:, c : c + 1].mul_(buf)
         del buf, t
         p.scatter_add_(1, labels, s)  # dx_y += s
-        return p.to(logits.dtype), None, None, None, None, None
+        return p.to(logits.dtype), None, None, None, None, None, None
 
 
 def _masked_square_sum(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:

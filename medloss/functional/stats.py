@@ -145,11 +145,13 @@ def label_map_tables(
     squared_pred: bool = False,
     voxel_term: str | None = None,
     gamma: float = 0.0,
+    region: bool = True,
     check_input: bool = True,
 ) -> tuple[RegionStats, torch.Tensor]:
     """Softmax statistics of (B, C, *S) logits against a label map, plus the per-label sums of a voxel term.
 
-    Returns (RegionStats with all C classes, per sample; VOX (B, C)) — see :mod:`medloss.functional.fused`. Used by
+    Returns (RegionStats with all C classes, per sample; VOX (B, C)) — see :mod:`medloss.functional.fused`; with
+    ``region=False`` only TARGET, VOXELS and VOX are computed (a voxel loss alone). Used by
     :func:`region_stats` for ``softmax=True, to_onehot_y=True`` and by the cross-entropy / softmax focal fast paths.
     """
     prepare.check_input_tensor(input)
@@ -157,7 +159,7 @@ def label_map_tables(
         prepare.check_finite(input)
     labels, valid = prepare.labels_and_mask(target, input, ignore_index=ignore_index, check_input=check_input)
     tp, pred, tgt, vox = SoftmaxLabelTables.apply(
-        prepare.flatten(input), labels, valid, squared_pred, voxel_term, float(gamma)
+        prepare.flatten(input), labels, valid, squared_pred, voxel_term, float(gamma), region
     )
     return RegionStats(tp, pred, tgt, _voxel_count(valid, tp, labels.shape[2])), vox
 

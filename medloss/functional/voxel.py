@@ -90,7 +90,7 @@ def cross_entropy_loss(
         loss = F.cross_entropy(x, target.to(x), weight=w, reduction=reduction, label_smoothing=label_smoothing)
         return loss.to(input.dtype)
     if reduction != "none" and label_smoothing == 0.0:  # one-hot-free fused path: a formula on per-label sums
-        stats, vox = label_map_tables(input, target, ignore_index=ignore_index, voxel_term="ce",
+        stats, vox = label_map_tables(input, target, ignore_index=ignore_index, voxel_term="ce", region=False,
                                       check_input=check_input)
         return ce_from_tables(stats, vox, w, reduction).to(input.dtype)
     labels = prepare.label_map(target, input)
@@ -200,7 +200,7 @@ def focal_loss(
         raise InvalidOptionError("`use_softmax=True` needs C >= 2 channels; use the sigmoid focal loss for C = 1.")
     if use_softmax and to_onehot_y and reduction != "none":  # one-hot-free fused path
         stats, vox = label_map_tables(input, target, ignore_index=ignore_index, voxel_term="focal", gamma=gamma,
-                                      check_input=check_input)
+                                      region=False, check_input=check_input)
         return softmax_focal_from_tables(stats, vox, alpha=alpha, weight=weight,
                                          include_background=include_background, reduction=reduction).to(input.dtype)
     if check_input:

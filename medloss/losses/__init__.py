@@ -6,6 +6,7 @@ Use them in training loops, or in MONAI bundle configs by full dotted path, e.g.
 from medloss.losses.deep_supervision import DeepSupervisionLoss
 from medloss.losses.compound import BCEDiceLoss, DiceCELoss, DiceFocalLoss, GeneralizedDiceFocalLoss
 from medloss.losses.dice import DiceLoss, GeneralizedDiceLoss, JaccardLoss
+from medloss.losses.lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
 from medloss.losses.paper import AnatomyNetLoss, ExpLogLoss
 from medloss.losses.tversky import FocalTverskyLoss, TverskyLoss
 from medloss.losses.voxel import BCELoss, CrossEntropyLoss, FocalLoss
@@ -25,5 +26,7 @@ __all__ = [
     "FocalTverskyLoss",
     "GeneralizedDiceLoss",
     "JaccardLoss",
+    "LovaszHingeLoss",
+    "LovaszSoftmaxLoss",
     "TverskyLoss",
 ]

@@ -1,0 +1,41 @@
+"""Data for the medloss bundles and ``medloss demo``.
+
+* :func:`make_lesion_volume` / :func:`make_lesion_dataset` — the seeded synthetic lesion generator (the bundles'
+  embedded default data, so they run with no download);
+* :func:`prepare_data` / :func:`load_datalist` / :func:`check_case` — MSD-style datalists for real data, checked
+  before training (typed errors naming the file);
+* :class:`SimpleITKReader` — a MONAI ``LoadImage`` reader for NRRD / MetaImage over SimpleITK;
+* :class:`EpochSeeder`, :class:`TrainingLog`, :func:`latest_checkpoint` — trainer handlers of the bundles.
+
+Names are imported lazily, so ``import medloss.data`` does not import MONAI or torch.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "make_lesion_volume": "medloss.data.synthetic",
+    "make_lesion_dataset": "medloss.data.synthetic",
+    "LesionCase": "medloss.data.synthetic",
+    "prepare_data": "medloss.data.datalist",
+    "load_datalist": "medloss.data.datalist",
+    "check_case": "medloss.data.datalist",
+    "volume_shape": "medloss.data.datalist",
+    "SimpleITKReader": "medloss.data.transforms",
+    "EpochSeeder": "medloss.data.handlers",
+    "TrainingLog": "medloss.data.handlers",
+    "latest_checkpoint": "medloss.data.handlers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'medloss.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
