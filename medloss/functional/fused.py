@@ -25,6 +25,7 @@ from medloss.functional import prepare
 
 VOXEL_TERMS = (None, "ce", "focal")
 _CHUNK = 1 << 20  # voxels per float64 chunk when summing per label (bounds the float64 temporary)
+_BLOCK = 1 << 20  # elements per (B, C, block) temporary in the backward's final pass
 
 
 def labelled_sums(values: torch.Tensor | None, labels: torch.Tensor, num_classes: int, dtype: torch.dtype):
@@ -160,19 +161,18 @@ class SoftmaxLabelTables(torch.autograd.Function):
             if valid is not None:
                 t.mul_(valid)
             t.add_(s)
-        # dx_c = p_c (v k_c p_c^(e-1) - t), in place class by class; the [c = y] term is scattered after
-        buf = torch.empty_like(t)
-        for c in range(num_classes):
-            kc = k[:, c].view(batch, 1, 1)
-            if ctx.squared or valid is not None:
-                torch.mul(p[:, c : c + 1] if ctx.squared else valid, kc, out=buf)
-                if ctx.squared and valid is not None:
-                    buf.mul_(valid)
-                buf.sub_(t)
-            else:
-                torch.sub(kc, t, out=buf)
-            p[:, c : c + 1].mul_(buf)
-        del buf, t
+        # dx_c = p_c (v k_c p_c^(e-1) - t), in place over voxel blocks (a bounded (B, C, block) temporary);
+        # the [c = y] term is scattered after
+        kc = k.unsqueeze(-1)
+        block = max(1, _BLOCK // max(1, batch * num_classes))
+        for start in range(0, n, block):
+            sl = slice(start, start + block)
+            p_blk = p[:, :, sl]
+            factor = p_blk * kc if ctx.squared else kc.expand(batch, num_classes, p_blk.shape[2])
+            if valid is not None:
+                factor = factor * valid[:, :, sl]
+            p_blk.mul_(factor - t[:, :, sl])
+        del t
         p.scatter_add_(1, labels, s)  # dx_y += s
         return p.to(logits.dtype), None, None, None, None, None, None
 
