@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,25 @@ def _check_options(shape, num_lesions, radius_range, num_channels, num_classes, 
         raise InvalidOptionError(f"`noise` must be in [0, 0.5] (fraction of the intensity scale), got {noise}.")
 
 
+def _class_positions(class_contrast: float | Sequence[float], num_classes: int) -> list[float]:
+    """Per lesion class, its position between the lesion (0) and white-matter (1) levels; see make_lesion_volume."""
+    if isinstance(class_contrast, (int, float, np.integer, np.floating)):
+        positions = [(k - 1) * float(class_contrast) for k in range(1, num_classes)]
+    else:
+        positions = [float(v) for v in class_contrast]
+        if len(positions) != num_classes - 1:
+            raise InvalidOptionError(
+                f"`class_contrast` as a sequence needs one value per lesion class ({num_classes - 1} for "
+                f"num_classes={num_classes}), got {len(positions)}: {list(class_contrast)}."
+            )
+    if not all(0.0 <= v <= 1.7 for v in positions):
+        raise InvalidOptionError(
+            f"`class_contrast` must put every lesion class at a position in [0, 1.7] between the lesion (0) and "
+            f"white-matter (1) levels, got positions {positions} for num_classes={num_classes}."
+        )
+    return positions
+
+
 def make_lesion_volume(
     size: int | tuple[int, int, int] = 64,
     *,
@@ -107,6 +127,7 @@ def make_lesion_volume(
     num_classes: int = 2,
     noise: float = 0.05,
     scale: float = 600.0,
+    class_contrast: float | Sequence[float] = 0.18,
     seed: int | np.random.Generator = 0,
 ) -> LesionCase:
     """Generate one synthetic brain-MR-like volume with several lesions of different sizes.
@@ -120,6 +141,10 @@ def make_lesion_volume(
             its own contrast (2 gives a binary lesion mask).
         noise: Rician noise level as a fraction of ``scale``.
         scale: intensity scale (the FLAIR lesion level before bias and noise).
+        class_contrast: where each lesion class sits between the lesion level (0) and the white-matter level (1),
+            in every channel: a number ``c`` puts class ``k`` at ``(k - 1) * c``; a sequence gives one position per
+            lesion class (values above 1 go past white matter, e.g. FLAIR-dark lesions). Positions must be in
+            ``[0, 1.7]`` (every level stays positive). Larger spacing makes the classes easier to tell apart.
         seed: an int seed or a ``numpy.random.Generator``.
 
     Returns:
@@ -127,6 +152,7 @@ def make_lesion_volume(
     """
     shape = (size,) * 3 if isinstance(size, (int, np.integer)) else tuple(int(s) for s in size)
     _check_options(shape, num_lesions, radius_range, num_channels, num_classes, noise)
+    positions = _class_positions(class_contrast, num_classes)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     shape_arr = np.asarray(shape, dtype=np.float64)
     center = shape_arr / 2.0 + rng.uniform(-0.03, 0.03, 3) * shape_arr
@@ -174,8 +200,8 @@ def make_lesion_volume(
         tissue = tissue * (1.0 + 0.04 * _smooth_field(rng, shape, sigma=3.0))  # tissue texture
         lesion_level = np.zeros(shape)
         for cls in range(1, num_classes):
-            # class-specific contrast: class k sits (k-1) * 18 % of the way from lesion level back towards WM
-            level = _CONTRASTS[ch, 4] + (cls - 1) * 0.18 * (_CONTRASTS[ch, 1] - _CONTRASTS[ch, 4])
+            # class-specific contrast: class k sits positions[k-1] of the way from lesion level back to WM
+            level = _CONTRASTS[ch, 4] + positions[cls - 1] * (_CONTRASTS[ch, 1] - _CONTRASTS[ch, 4])
             lesion_level += lesion_occ[cls] * level
         share = np.where(total_lesion > 0, total_lesion / np.maximum(lesion_occ[1:].sum(0), 1e-12), 0.0)
         signal = tissue * (1.0 - total_lesion) + lesion_level * share
@@ -198,6 +224,7 @@ class _DatasetSpec:
     noise: float
     spacing: list[float]
     seed: int
+    class_contrast: float | list[float] = 0.18
 
 
 def _save_nifti(array: np.ndarray, spacing, path: Path) -> None:
@@ -222,6 +249,7 @@ def make_lesion_dataset(
     noise: float = 0.05,
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
     seed: int = 0,
+    class_contrast: float | Sequence[float] = 0.18,
     overwrite: bool = False,
 ) -> Path:
     """Write ``num_samples`` synthetic cases as NIfTI plus an MSD-style ``datalist.json``; return the datalist path.
@@ -230,6 +258,9 @@ def make_lesion_dataset(
     ``num_channels > 1``), ``labelsTr/lesion_NNN.nii.gz`` and ``datalist.json`` with ``training`` and
     ``validation`` lists of relative paths (the last ``num_val`` cases, default a quarter, at least one, are the
     validation cases). Case ``i`` is generated from seed ``(seed, i)``, so a larger set extends a smaller one.
+
+    The generator arguments (``num_lesions``, ``radius_range``, ``noise``, ``class_contrast``, ...) are those of
+    :func:`make_lesion_volume`.
 
     If ``datalist.json`` already records the same arguments and all its files exist, nothing is regenerated
     (unless ``overwrite``), which makes repeated bundle runs cheap.
@@ -244,7 +275,8 @@ def make_lesion_dataset(
         raise InvalidOptionError(f"`num_val` must be in [1, num_samples - 1] = [1, {num_samples - 1}], got {num_val}.")
     shape = [int(size)] * 3 if isinstance(size, (int, np.integer)) else [int(s) for s in size]
     spec = _DatasetSpec(num_samples, num_val, shape, int(num_channels), int(num_classes), [int(v) for v in num_lesions],
-                        [float(v) for v in radius_range], float(noise), [float(v) for v in spacing], int(seed))
+                        [float(v) for v in radius_range], float(noise), [float(v) for v in spacing], int(seed),
+                        _spec_contrast(class_contrast))
     out = Path(out_dir)
     datalist_path = out / "datalist.json"
     if not overwrite and _is_current(datalist_path, spec):
@@ -255,7 +287,7 @@ def make_lesion_dataset(
     for i in range(num_samples):
         case = make_lesion_volume(shape, num_lesions=tuple(num_lesions), radius_range=tuple(radius_range),
                                   num_channels=num_channels, num_classes=num_classes, noise=noise,
-                                  seed=np.random.default_rng([seed, i]))
+                                  class_contrast=class_contrast, seed=np.random.default_rng([seed, i]))
         name = f"lesion_{i:03d}"
         if num_channels == 1:
             images: str | list[str] = f"imagesTr/{name}.nii.gz"
@@ -276,6 +308,13 @@ def make_lesion_dataset(
     }
     datalist_path.write_text(json.dumps(datalist, indent=2) + "\n")
     return datalist_path
+
+
+def _spec_contrast(class_contrast: float | Sequence[float]) -> float | list[float]:
+    """``class_contrast`` as it is recorded in (and compared with) a datalist's JSON."""
+    if isinstance(class_contrast, (int, float, np.integer, np.floating)):
+        return float(class_contrast)
+    return [float(v) for v in class_contrast]
 
 
 def _is_current(datalist_path: Path, spec: _DatasetSpec) -> bool:

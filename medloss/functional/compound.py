@@ -45,6 +45,15 @@ def _per_class_voxel_sums(term: torch.Tensor, labels: torch.Tensor, valid, num_c
     return labelled_sums(term, labels, num_classes, term.dtype)
 
 
+def _labelled_log_prob(input, target, *, to_onehot_y: bool, ignore_index, softmax: bool, sigmoid: bool):
+    """(labels (B, 1, N), valid, log p_y (B, 1, N)) for the voxel term of a paper loss; values were checked by the
+    region term's preamble already."""
+    labels, valid = prepare.target_labels(
+        target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index, check_input=False
+    )
+    return labels, valid, prepare.label_log_prob(input, labels, softmax=softmax, sigmoid=sigmoid, check_input=False)
+
+
 def _sample_rows(x: torch.Tensor, batch: bool) -> torch.Tensor:
     """Per-sample rows, or one row pooled over the (global, under DDP) batch."""
     return distributed_sum(x.sum(dim=0, keepdim=True)) if batch else x
@@ -89,10 +98,8 @@ def explog_loss(
     dice = 1.0 - dice_from_stats(stats, jaccard=False, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
     dice_term = (-torch.log(dice.clamp(clamp, 1.0 - clamp))).pow(gamma_dice).mean(dim=1)
 
-    labels, valid = prepare.target_labels(
-        target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index, check_input=False
-    )
-    log_p = prepare.label_log_prob(input, labels, softmax=softmax, sigmoid=sigmoid, check_input=False)
+    labels, valid, log_p = _labelled_log_prob(input, target, to_onehot_y=to_onehot_y, ignore_index=ignore_index,
+                                              softmax=softmax, sigmoid=sigmoid)
     cross = (-log_p.clamp(math.log(clamp), math.log1p(-clamp))).pow(gamma_cross)
     per_class = _per_class_voxel_sums(cross, labels, valid, num_classes)  # (B, C)
     counts = labelled_sums(valid, labels, num_classes, per_class.dtype)  # voxels per label (B, C)
@@ -149,10 +156,8 @@ def anatomynet_loss(
     available = (distributed_sum(mask.sum(dim=0, keepdim=True)) > 0).to(index.dtype)
     dice_term = available * (1.0 - index)
 
-    labels, valid = prepare.target_labels(
-        target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index, check_input=False
-    )
-    log_p = prepare.label_log_prob(input, labels, softmax=softmax, sigmoid=False, check_input=False)
+    labels, valid, log_p = _labelled_log_prob(input, target, to_onehot_y=to_onehot_y, ignore_index=ignore_index,
+                                              softmax=softmax, sigmoid=False)
     log_p = log_p.clamp_min(math.log(p_min))
     focal = -(1.0 - log_p.exp()).pow(gamma) * log_p
     per_class = distributed_sum((_per_class_voxel_sums(focal, labels, valid, num_classes) * mask).sum(0, keepdim=True))
