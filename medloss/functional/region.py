@@ -30,10 +30,10 @@ def overlap_index(
 
 def dice_from_stats(stats: RegionStats, *, jaccard: bool, smooth_nr: float, smooth_dr: float) -> torch.Tensor:
     """1 - Dice (or 1 - Jaccard) per table entry."""
-    ab = 2.0 if jaccard else 1.0
-    if not jaccard:  # 2TP + FP + FN = PRED + TARGET exactly; avoid the cancellation in PRED - TP
-        return 1.0 - (2.0 * stats.tp + smooth_nr) / (stats.pred + stats.target + smooth_dr)
-    return 1.0 - overlap_index(stats, k=2.0, a=ab, b=ab, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    if jaccard:
+        return 1.0 - overlap_index(stats, k=2.0, a=2.0, b=2.0, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    # Dice is overlap_index(k=2, a=b=1); 2TP + FP + FN = PRED + TARGET exactly, which avoids PRED - TP cancellation
+    return 1.0 - (2.0 * stats.tp + smooth_nr) / (stats.pred + stats.target + smooth_dr)
 
 
 def tversky_from_stats(
