@@ -118,6 +118,19 @@ def _class_positions(class_contrast: float | Sequence[float], num_classes: int) 
     return positions
 
 
+def _class_radius_ranges(class_radius, num_classes: int) -> list[tuple[float, float]] | None:
+    """Per lesion class, its (min, max) radius; ``None`` when every class uses ``radius_range``."""
+    if class_radius is None:
+        return None
+    ranges = [tuple(float(v) for v in r) for r in class_radius]
+    if len(ranges) != num_classes - 1 or not all(len(r) == 2 and 1.0 <= r[0] <= r[1] for r in ranges):
+        raise InvalidOptionError(
+            f"`class_radius` needs one (min, max) radius range with 1 <= min <= max per lesion class "
+            f"({num_classes - 1} for num_classes={num_classes}), got {class_radius!r}."
+        )
+    return ranges
+
+
 def make_lesion_volume(
     size: int | tuple[int, int, int] = 64,
     *,
@@ -128,6 +141,7 @@ def make_lesion_volume(
     noise: float = 0.05,
     scale: float = 600.0,
     class_contrast: float | Sequence[float] = 0.18,
+    class_radius: Sequence[Sequence[float]] | None = None,
     seed: int | np.random.Generator = 0,
 ) -> LesionCase:
     """Generate one synthetic brain-MR-like volume with several lesions of different sizes.
@@ -145,6 +159,9 @@ def make_lesion_volume(
             in every channel: a number ``c`` puts class ``k`` at ``(k - 1) * c``; a sequence gives one position per
             lesion class (values above 1 go past white matter, e.g. FLAIR-dark lesions). Positions must be in
             ``[0, 1.7]`` (every level stays positive). Larger spacing makes the classes easier to tell apart.
+        class_radius: optional ``(min, max)`` radius range per lesion class, replacing ``radius_range`` for that
+            class (the same random draw is mapped log-linearly into the class's range, so ``None`` gives exactly
+            the cases of earlier versions).
         seed: an int seed or a ``numpy.random.Generator``.
 
     Returns:
@@ -153,6 +170,7 @@ def make_lesion_volume(
     shape = (size,) * 3 if isinstance(size, (int, np.integer)) else tuple(int(s) for s in size)
     _check_options(shape, num_lesions, radius_range, num_channels, num_classes, noise)
     positions = _class_positions(class_contrast, num_classes)
+    class_ranges = _class_radius_ranges(class_radius, num_classes)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     shape_arr = np.asarray(shape, dtype=np.float64)
     center = shape_arr / 2.0 + rng.uniform(-0.03, 0.03, 3) * shape_arr
@@ -175,8 +193,13 @@ def make_lesion_volume(
     rmin, rmax = radius_range
     first_class = int(rng.integers(0, num_classes - 1))
     for index in range(count):
-        radius = float(np.exp(rng.uniform(np.log(rmin), np.log(rmax))))
+        log_radius = rng.uniform(np.log(rmin), np.log(rmax))
         cls = 1 + (first_class + index) % (num_classes - 1)  # classes take turns: each appears if count allows
+        if class_ranges is not None:  # the same draw, mapped into the class's own range
+            share = (log_radius - np.log(rmin)) / (np.log(rmax) - np.log(rmin)) if rmax > rmin else 0.5
+            lo, hi = class_ranges[cls - 1]
+            log_radius = np.log(lo) + share * (np.log(hi) - np.log(lo))
+        radius = float(np.exp(log_radius))
         lesion_center = candidates[rng.integers(len(candidates))].astype(np.float64)
         for _lobe in range(int(rng.integers(1, 4))):  # one to three overlapping ellipsoids make an irregular blob
             lobe_center = lesion_center + rng.normal(0.0, 0.35 * radius, 3)
@@ -225,6 +248,7 @@ class _DatasetSpec:
     spacing: list[float]
     seed: int
     class_contrast: float | list[float] = 0.18
+    class_radius: list[list[float]] | None = None
 
 
 def _save_nifti(array: np.ndarray, spacing, path: Path) -> None:
@@ -250,6 +274,7 @@ def make_lesion_dataset(
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
     seed: int = 0,
     class_contrast: float | Sequence[float] = 0.18,
+    class_radius: Sequence[Sequence[float]] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write ``num_samples`` synthetic cases as NIfTI plus an MSD-style ``datalist.json``; return the datalist path.
@@ -259,8 +284,8 @@ def make_lesion_dataset(
     ``validation`` lists of relative paths (the last ``num_val`` cases, default a quarter, at least one, are the
     validation cases). Case ``i`` is generated from seed ``(seed, i)``, so a larger set extends a smaller one.
 
-    The generator arguments (``num_lesions``, ``radius_range``, ``noise``, ``class_contrast``, ...) are those of
-    :func:`make_lesion_volume`.
+    The generator arguments (``num_lesions``, ``radius_range``, ``noise``, ``class_contrast``, ``class_radius``,
+    ...) are those of :func:`make_lesion_volume`.
 
     If ``datalist.json`` already records the same arguments and all its files exist, nothing is regenerated
     (unless ``overwrite``), which makes repeated bundle runs cheap.
@@ -276,7 +301,8 @@ def make_lesion_dataset(
     shape = [int(size)] * 3 if isinstance(size, (int, np.integer)) else [int(s) for s in size]
     spec = _DatasetSpec(num_samples, num_val, shape, int(num_channels), int(num_classes), [int(v) for v in num_lesions],
                         [float(v) for v in radius_range], float(noise), [float(v) for v in spacing], int(seed),
-                        _spec_contrast(class_contrast))
+                        _spec_contrast(class_contrast),
+                        None if class_radius is None else [[float(v) for v in r] for r in class_radius])
     out = Path(out_dir)
     datalist_path = out / "datalist.json"
     if not overwrite and _is_current(datalist_path, spec):
@@ -287,7 +313,8 @@ def make_lesion_dataset(
     for i in range(num_samples):
         case = make_lesion_volume(shape, num_lesions=tuple(num_lesions), radius_range=tuple(radius_range),
                                   num_channels=num_channels, num_classes=num_classes, noise=noise,
-                                  class_contrast=class_contrast, seed=np.random.default_rng([seed, i]))
+                                  class_contrast=class_contrast, class_radius=class_radius,
+                                  seed=np.random.default_rng([seed, i]))
         name = f"lesion_{i:03d}"
         if num_channels == 1:
             images: str | list[str] = f"imagesTr/{name}.nii.gz"

@@ -81,3 +81,28 @@ def test_dataset_files_datalist_and_reuse(tmp_path):
 def test_dataset_rejects_too_few_samples(tmp_path):
     with pytest.raises(InvalidOptionError, match="num_samples"):
         make_lesion_dataset(tmp_path, 1)
+
+
+def test_class_contrast_orders_the_class_intensities():
+    case = make_lesion_volume(48, num_classes=4, num_lesions=(6, 6), class_contrast=[0.0, 0.5, 1.5], seed=2)
+    flair = case.image[0]
+    means = [flair[case.label == k].mean() for k in (1, 2, 3)]
+    white_matter = np.median(flair[(flair > 200) & (case.label == 0)])
+    assert means[0] > means[1] > white_matter > means[2]  # class 3 darker than white matter
+    default = make_lesion_volume(48, num_classes=3, seed=2)
+    assert np.array_equal(default.image, make_lesion_volume(48, num_classes=3, seed=2, class_contrast=0.18).image)
+
+
+@pytest.mark.parametrize("class_contrast", [-0.1, 0.9, [0.0, 0.5], [0.0, 0.5, 2.0]])
+def test_bad_class_contrast_raises_typed_error(class_contrast):
+    with pytest.raises(InvalidOptionError, match="class_contrast"):
+        make_lesion_volume(32, num_classes=4, class_contrast=class_contrast)
+
+
+def test_class_radius_gives_each_class_its_own_size_range():
+    ranges = [[2.0, 3.0], [6.0, 8.0]]
+    case = make_lesion_volume(48, num_classes=3, num_lesions=(6, 6), class_radius=ranges, seed=4)
+    for radius, cls in case.lesion_radii:
+        assert ranges[cls - 1][0] <= radius <= ranges[cls - 1][1]
+    with pytest.raises(InvalidOptionError, match="class_radius"):
+        make_lesion_volume(32, num_classes=3, class_radius=[[2.0, 3.0]])
