@@ -86,9 +86,15 @@ def explog_loss(
     batch: bool = False,
     clamp: float = 1e-5,
     reduction: str = "mean",
+    running_counts: torch.Tensor | None = None,
+    training: bool = False,
     check_input: bool = True,
 ) -> torch.Tensor:
-    """Exponential Logarithmic loss (Wong et al. 2018), (B,) per sample. See :class:`medloss.losses.ExpLogLoss`."""
+    """Exponential Logarithmic loss (Wong et al. 2018), (B,) per sample. See :class:`medloss.losses.ExpLogLoss`.
+
+    ``running_counts`` (C,) float64: label counts accumulated over batches; when given, they replace
+    ``class_frequencies``, and with ``training=True`` this batch's counts are added to them in place first.
+    """
     prepare.check_input_tensor(input)
     num_classes = max(input.shape[1], 2) if sigmoid else input.shape[1]
     stats = region_stats(
@@ -103,7 +109,13 @@ def explog_loss(
     cross = (-log_p.clamp(math.log(clamp), math.log1p(-clamp))).pow(gamma_cross)
     per_class = _per_class_voxel_sums(cross, labels, valid, num_classes)  # (B, C)
     counts = labelled_sums(valid, labels, num_classes, per_class.dtype)  # voxels per label (B, C)
-    if class_frequencies is None:
+    if running_counts is not None:  # cumulative label counts, updated in place in training (like batch norm)
+        batch_counts = counts.detach().sum(dim=0).to(running_counts)
+        if training:
+            running_counts += batch_counts
+        seen = running_counts if bool(running_counts.sum() > 0) else batch_counts
+        freqs = seen.clamp_min(1e-12).reshape(1, -1)  # a label never seen has no voxel in this batch either
+    elif class_frequencies is None:
         freqs = distributed_sum(counts.sum(dim=0, keepdim=True))  # label frequencies of this (global) batch
     else:
         freqs = torch.as_tensor(class_frequencies, device=per_class.device).reshape(1, -1)
@@ -236,16 +248,16 @@ def dice_ce_loss(
     check_input: bool = True,
 ) -> torch.Tensor:
     """lambda_dice Dice + lambda_ce CE (BCE with logits for one channel). See :class:`medloss.losses.DiceCELoss`."""
+    # the CE weight covers every class; Dice scores class 0 only with include_background (MONAI's convention)
+    dice_weight = weight if weight is None or dice_options.get("include_background", True) else weight[1:]
     if _fusable(input, dice_options) and label_smoothing == 0.0 and lambda_dice and lambda_ce:
         stats, vox = label_map_tables(input, target, ignore_index=ignore_index, check_input=check_input,
                                       squared_pred=dice_options["squared_pred"], voxel_term="ce")
-        dice_weight = weight if weight is None or dice_options["include_background"] else weight[1:]
         dice = _dice_on_tables(stats, dice_options, dice_weight, reduction)
         ce = ce_from_tables(stats, vox, weight, reduction)
         return (lambda_dice * dice + lambda_ce * ce).to(input.dtype)
     total = input.new_zeros((), dtype=prepare.compute_dtype(input))
     if lambda_dice:
-        dice_weight = weight if weight is None or dice_options.get("include_background", True) else weight[1:]
         total = total + lambda_dice * dice_loss(
             input, target, weight=dice_weight, ignore_index=ignore_index, reduction=reduction,
             check_input=check_input, **dice_options,

@@ -6,7 +6,6 @@ import torch
 from medloss.errors import InvalidOptionError, OptionTypeError
 from medloss.functional import reduce as _reduce
 from medloss.functional.compound import anatomynet_loss, explog_loss
-from medloss.functional.fused import labelled_sums
 from medloss.functional import prepare
 from medloss.losses._base import MedlossLoss, check_ignore_index, check_positive
 
@@ -103,26 +102,17 @@ class ExpLogLoss(MedlossLoss):
             self.class_counts = torch.zeros_like(state_dict[key])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def _frequencies(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
-        if not self.running:
-            return self.class_frequencies
-        labels, valid = prepare.target_labels(
-            target, input, to_onehot_y=self.to_onehot_y, ignore_index=self.ignore_index,
-            check_input=self.check_input,
-        )
-        num_classes = 2 if self.sigmoid else input.shape[1]
-        counts = labelled_sums(valid, labels, num_classes, torch.float64).sum(dim=0).to(self.class_counts.device)
-        if self.training:
-            if self.class_counts.numel() == 0:
-                self.class_counts = torch.zeros_like(counts)
-            self.class_counts += counts
-        seen = self.class_counts if self.class_counts.numel() else counts
-        return seen.clamp_min(1e-12)  # a label never seen has no voxel in this batch either
-
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        running = None
+        if self.running:
+            if self.class_counts.numel() == 0:  # sized once the number of labels is known
+                num_classes = 2 if self.sigmoid else input.shape[1]
+                self.class_counts = torch.zeros(num_classes, dtype=torch.float64, device=input.device)
+            running = self.class_counts
         return explog_loss(
             input, target, w_dice=self.w_dice, w_cross=self.w_cross, gamma_dice=self.gamma_dice,
-            gamma_cross=self.gamma_cross, class_frequencies=self._frequencies(input, target),
+            gamma_cross=self.gamma_cross, class_frequencies=self.class_frequencies, running_counts=running,
+            training=self.training,
             include_background=self.include_background, to_onehot_y=self.to_onehot_y, softmax=self.softmax,
             sigmoid=self.sigmoid, ignore_index=self.ignore_index, smooth_nr=self.smooth_nr,
             smooth_dr=self.smooth_dr, batch=self.batch, clamp=self.clamp, reduction=self.reduction,
