@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import torch
 
-from medloss.functional import prepare
+from medloss.functional import native, prepare
 from medloss.functional.fused import SoftmaxLabelTables
 
 
@@ -155,11 +155,18 @@ def label_map_tables(
     :func:`region_stats` for ``softmax=True, to_onehot_y=True`` and by the cross-entropy / softmax focal fast paths.
     """
     prepare.check_input_tensor(input)
+    flat = prepare.flatten(input)
+    if native.supports(flat, target):  # compiled kernel: checks logits and labels inside its single pass
+        labels = prepare.label_map(target, input)
+        tp, pred, tgt, vox = native.NativeSoftmaxLabelTables.apply(
+            flat, labels.reshape(labels.shape[0], 1, -1), ignore_index, squared_pred, voxel_term, float(gamma)
+        )
+        return RegionStats(tp, pred, tgt, tgt.sum(dim=1, keepdim=True)), vox
     if check_input:
         prepare.check_finite(input)
     labels, valid = prepare.labels_and_mask(target, input, ignore_index=ignore_index, check_input=check_input)
     tp, pred, tgt, vox = SoftmaxLabelTables.apply(
-        prepare.flatten(input), labels, valid, squared_pred, voxel_term, float(gamma), region
+        flat, labels, valid, squared_pred, voxel_term, float(gamma), region
     )
     return RegionStats(tp, pred, tgt, _voxel_count(valid, tp, labels.shape[2])), vox
 

@@ -2,6 +2,8 @@
 
 The same loss object is called with a (B, 1, *S) label map (fused path) and with the equivalent one-hot target
 (plain path, ``to_onehot_y=False``); values and gradients must agree (float64 rtol 1e-5, float32 rtol 1e-4).
+Every test runs twice: with the compiled kernel (``native``) and with the eager torch implementation (``eager``,
+``MEDLOSS_NATIVE=0``), so both engines of the fused path are held to the same references.
 """
 from __future__ import annotations
 
@@ -10,7 +12,17 @@ import pytest
 import torch
 
 import medloss.losses as L
+from medloss.functional import native
 from tests._helpers import random_case, value_and_grad
+
+
+@pytest.fixture(autouse=True, params=["native", "eager"])
+def engine(request, monkeypatch):
+    """Run each test with the compiled kernel and with the eager torch path."""
+    if request.param == "native" and not native.available():
+        pytest.skip("the compiled kernel is not built here (tests/functional/test_native.py says why)")
+    monkeypatch.setenv("MEDLOSS_NATIVE", "1" if request.param == "native" else "0")
+    return request.param
 
 SM = dict(softmax=True)
 # name -> (factory(to_onehot_y, **kw), supports ignore on the plain path)

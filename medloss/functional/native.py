@@ -1,0 +1,119 @@
+"""The compiled CPU kernel for the one-hot-free softmax tables, and the autograd Function around it.
+
+:class:`NativeSoftmaxLabelTables` computes exactly what :class:`medloss.functional.fused.SoftmaxLabelTables`
+computes (the math is in that module's docstring) in two passes over the data: forward reads logits and labels
+once and keeps nothing; backward reads them again, recomputes the softmax per block of 512 voxels in cache and
+writes the gradient. Peak extra memory of forward + backward is the gradient itself (1x the logits), and the
+input checks (non-finite logits, labels outside [0, C) other than ``ignore_index``, non-integer float labels) are
+done inside the same pass, for free.
+
+The kernel (``medloss/functional/_csoftmax.c``, plain C + POSIX threads, no torch headers) is compiled when the
+package is installed (``pip install -e .`` runs ``setup.py``); it is optional. It is used for CPU float32/float64
+logits and integer or float label maps; everything else (CUDA tensors, fp16/bf16 logits, a missing build) takes
+the eager torch path, which computes the same tables. ``MEDLOSS_NATIVE=0`` in the environment disables it (used by
+the tests to compare both paths); :func:`available` says whether it is built.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from medloss.functional import prepare
+
+try:  # built at install time by setup.py; optional
+    from medloss.functional import _csoftmax  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - exercised only on installs without a C compiler
+    _csoftmax = None
+
+__all__ = ["available", "enabled", "supports", "NativeSoftmaxLabelTables"]
+
+_LOGITS = {torch.float32: 0, torch.float64: 1}
+_LABELS = {
+    torch.int64: 0, torch.int32: 1, torch.int16: 2, torch.uint8: 3, torch.int8: 4,
+    torch.float32: 5, torch.float64: 6,
+}
+_VOXEL = {None: 0, "ce": 1, "focal": 2}
+_STATUS_NONFINITE, _STATUS_LABEL, _STATUS_NOMEM = 1, 2, 3
+
+
+def available() -> bool:
+    """True when the compiled kernel was built at install time and imports."""
+    return _csoftmax is not None
+
+
+def enabled() -> bool:
+    """True when the kernel is available and not disabled with ``MEDLOSS_NATIVE=0``."""
+    return _csoftmax is not None and os.environ.get("MEDLOSS_NATIVE", "1") != "0"
+
+
+def supports(logits: torch.Tensor, labels: torch.Tensor) -> bool:
+    """Whether the kernel takes these (B, C, *S) logits and (B, 1, *S) labels (else use the eager path)."""
+    return (
+        enabled()
+        and isinstance(labels, torch.Tensor)
+        and logits.device.type == "cpu"
+        and labels.device.type == "cpu"
+        and logits.dtype in _LOGITS
+        and labels.dtype in _LABELS
+        and logits.numel() > 0
+        and logits.shape[1] > 1
+        and logits.is_contiguous()
+    )
+
+
+def _run(backward, logits, labels, ignore_index, squared, voxel_term, gamma, out, out2):
+    batch, num_classes = logits.shape[:2]
+    status = _csoftmax.softmax_tables(
+        int(backward), logits.data_ptr(), _LOGITS[logits.dtype], labels.data_ptr(), _LABELS[labels.dtype],
+        batch, num_classes, logits[0, 0].numel(), int(ignore_index is not None),
+        int(ignore_index) if ignore_index is not None else 0, int(squared), _VOXEL[voxel_term], float(gamma),
+        out.data_ptr(), out2.data_ptr(), torch.get_num_threads(),
+    )
+    if status == _STATUS_NONFINITE:
+        prepare.check_finite(logits)  # raises InputRangeError with min/max in the message
+    if status == _STATUS_LABEL:
+        prepare.check_labels(labels, num_classes, ignore_index)  # raises LabelValueError naming the value
+    if status == _STATUS_NOMEM:
+        raise MemoryError("medloss native kernel: could not allocate its per-thread scratch buffers.")
+    if status != 0:
+        raise RuntimeError(f"medloss native kernel failed with status {status} (please report this).")
+
+
+class NativeSoftmaxLabelTables(torch.autograd.Function):
+    """(logits (B, C, *S) contiguous, labels (B, 1, *S), ignore_index, squared, voxel_term, gamma)
+    -> (TP, PRED, TARGET, VOX), each (B, C) in the compute dtype; TARGET is not differentiable.
+
+    Labels may be any integer or float dtype (float labels must hold integers); voxels whose label equals
+    ``ignore_index`` count nowhere. Same tables and gradient as ``SoftmaxLabelTables`` (tested to rtol 1e-5 in
+    float64).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, labels, ignore_index, squared, voxel_term, gamma):  # type: ignore[override]
+        batch, num_classes = logits.shape[:2]
+        labels = labels.contiguous()
+        sums = torch.zeros(3, batch, num_classes, dtype=torch.float64)
+        counts = torch.zeros(batch, num_classes, dtype=torch.int64)
+        _run(False, logits, labels, ignore_index, squared, voxel_term, gamma, sums, counts)
+        dtype = prepare.compute_dtype(logits)
+        tp, pred, vox = sums.to(dtype).unbind(0)
+        target = counts.to(dtype)
+        ctx.save_for_backward(logits, labels)
+        ctx.options = (ignore_index, squared, voxel_term, gamma)
+        ctx.mark_non_differentiable(target)
+        return tp, pred, target, vox
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_tp, grad_pred, _grad_target, grad_vox):  # type: ignore[override]
+        logits, labels = ctx.saved_tensors
+        ignore_index, squared, voxel_term, gamma = ctx.options
+        batch, num_classes = logits.shape[:2]
+        coef = torch.zeros(3, batch, num_classes, dtype=torch.float64)
+        for i, g in enumerate((grad_pred, grad_tp, grad_vox)):
+            if g is not None:
+                coef[i] = g
+        grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
+        _run(True, logits, labels, ignore_index, squared, voxel_term, gamma, coef, grad)
+        return grad, None, None, None, None, None

@@ -1,0 +1,187 @@
+"""The compiled softmax-table kernel (medloss/functional/_csoftmax.c) against the eager implementation.
+
+The eager :class:`SoftmaxLabelTables` is itself held to the plain one-hot path and MONAI (test_fused.py), so here
+the kernel must give the same tables and the same gradient for every option it takes, every label dtype, block
+tails, thread counts and saturated logits; it must raise the same typed errors on bad input (also with
+``check_input=False``: the kernel never reads out of bounds); and inputs it does not take must fall back.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+import medloss.losses as L
+from medloss.errors import InputRangeError, LabelValueError
+from medloss.functional import native
+from medloss.functional.fused import SoftmaxLabelTables
+from medloss.functional.native import NativeSoftmaxLabelTables
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="compiled kernel not built")
+
+
+def test_kernel_is_built():
+    """CI and the README install build the kernel; a silent fallback would hide a broken build."""
+    if os.environ.get("MEDLOSS_ALLOW_NO_NATIVE") == "1":
+        pytest.skip("MEDLOSS_ALLOW_NO_NATIVE=1")
+    assert native.available() and native.enabled()
+
+
+def _case(shape, dtype, label_dtype=torch.int64, ignore=None, scale=3.0, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    b, c = shape[:2]
+    x = (scale * torch.randn(shape, generator=gen, dtype=torch.float64)).to(dtype)
+    y = torch.randint(0, c, (b, 1, *shape[2:]), generator=gen)
+    if ignore is not None:
+        y = y.masked_fill(torch.rand(y.shape, generator=gen) < 0.25, ignore)
+    return x, y.to(label_dtype)
+
+
+def _tables(engine, x, y, ignore, squared, voxel_term, gamma):
+    """Tables and d(sum_i w_i * table_i)/dx for fixed random weights w."""
+    b, c = x.shape[:2]
+    xf = x.detach().reshape(b, c, -1).requires_grad_()
+    lab = y.reshape(b, 1, -1)
+    if engine == "native":
+        out = NativeSoftmaxLabelTables.apply(xf, lab, ignore, squared, voxel_term, gamma)
+    else:
+        labl, valid = lab.long(), None
+        if ignore is not None:
+            valid = (labl != ignore).to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+            labl = labl.masked_fill(labl == ignore, 0)
+        out = SoftmaxLabelTables.apply(xf, labl, valid, squared, voxel_term, gamma, True)
+    gen = torch.Generator().manual_seed(1)
+    weights = [torch.rand(b, c, generator=gen, dtype=torch.float64).to(out[0].dtype) for _ in out]
+    total = sum((o * w).sum() for o, w in zip(out, weights) if o.requires_grad)
+    (grad,) = torch.autograd.grad(total, xf)
+    return [o.detach() for o in out], grad
+
+
+@pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-10), (torch.float32, 1e-5)], ids=["f64", "f32"])
+@pytest.mark.parametrize("voxel_term,gamma", [(None, 0.0), ("ce", 0.0), ("focal", 2.0), ("focal", 0.5),
+                                               ("focal", 0.0), ("focal", 1.0), ("focal", 3.3)])
+@pytest.mark.parametrize("squared", [False, True], ids=["linear", "squared"])
+@pytest.mark.parametrize("ignore", [None, 255], ids=["all", "ignore"])
+def test_native_equals_eager(dtype, rtol, voxel_term, gamma, squared, ignore):
+    x, y = _case((2, 3, 9, 10, 11), dtype, ignore=ignore)
+    t1, g1 = _tables("native", x, y, ignore, squared, voxel_term, gamma)
+    t2, g2 = _tables("eager", x, y, ignore, squared, voxel_term, gamma)
+    for name, a, b in zip(("TP", "PRED", "TARGET", "VOX"), t1, t2):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * float(b.abs().max()) + 1e-30, msg=name)
+    torch.testing.assert_close(g1, g2, rtol=rtol, atol=rtol * float(g2.abs().max()))
+
+
+@pytest.mark.parametrize("label_dtype", [torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8,
+                                         torch.float32, torch.float64])
+def test_label_dtypes(label_dtype):
+    x, y = _case((2, 4, 7, 8, 9), torch.float64)
+    ref = _tables("eager", x, y, None, False, "ce", 0.0)
+    got = _tables("native", x, y.to(label_dtype), None, False, "ce", 0.0)
+    for a, b in zip(got[0] + [got[1]], ref[0] + [ref[1]]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("spatial", [(1, 1, 1), (7, 1, 1), (511,), (512,), (513,), (3, 700), (2, 1025)])
+def test_block_tails(spatial):
+    """Block boundaries (512 voxels) and samples shorter than a block."""
+    x, y = _case((3, 5, *spatial), torch.float64, ignore=-1)
+    t1, g1 = _tables("native", x, y, -1, True, "focal", 2.0)
+    t2, g2 = _tables("eager", x, y, -1, True, "focal", 2.0)
+    for a, b in zip(t1 + [g1], t2 + [g2]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_thread_count_does_not_change_results():
+    x, y = _case((2, 3, 20, 20, 20), torch.float64)
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(_tables("native", x, y, None, False, "ce", 0.0))
+    finally:
+        torch.set_num_threads(before)
+    for t, g in results[1:]:
+        for a, b in zip(t + [g], results[0][0] + [results[0][1]]):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_saturated_logits(dtype):
+    """p_y underflowing (log p_y taken from the logits) and p_y = 1 exactly: finite, equal to the eager path."""
+    x = torch.zeros(1, 3, 4, 4, 4, dtype=dtype)
+    x[:, 0] = 150.0
+    x[:, 1, 0] = -150.0
+    y = torch.zeros(1, 1, 4, 4, 4, dtype=torch.long)
+    y[..., 1, :, :] = 1
+    y[..., 2, :, :] = 2
+    for vt, gamma in ((None, 0.0), ("ce", 0.0), ("focal", 2.0), ("focal", 0.7)):
+        t1, g1 = _tables("native", x, y, None, False, vt, gamma)
+        t2, g2 = _tables("eager", x, y, None, False, vt, gamma)
+        assert all(torch.isfinite(t).all() for t in t1) and torch.isfinite(g1).all()
+        for a, b in zip(t1 + [g1], t2 + [g2]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6 * max(1.0, float(b.abs().max())))
+
+
+def test_gradcheck():
+    x, y = _case((2, 3, 3, 4, 5), torch.float64, ignore=9)
+    x.requires_grad_()
+    lab = y.reshape(2, 1, -1)
+    for vt, gamma in ((None, 0.0), ("ce", 0.0), ("focal", 2.0), ("focal", 0.6)):
+        for squared in (False, True):
+            def f(inp):
+                tp, pred, _, vox = NativeSoftmaxLabelTables.apply(inp.reshape(2, 3, -1), lab, 9, squared, vt, gamma)
+                return tp, pred, vox
+            assert torch.autograd.gradcheck(f, (x,))
+
+
+def test_backward_is_reentrant():
+    x, y = _case((1, 3, 6, 6, 6), torch.float32)
+    x.requires_grad_()
+    loss = L.DiceCELoss(softmax=True, to_onehot_y=True)(x, y)
+    (g1,) = torch.autograd.grad(loss, x, retain_graph=True)
+    (g2,) = torch.autograd.grad(loss, x)
+    assert torch.equal(g1, g2)
+
+
+@pytest.mark.parametrize("check_input", [True, False])
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_non_finite_logits_raise(bad, check_input):
+    x, y = _case((1, 3, 5, 5, 5), torch.float32)
+    x[0, 1, 2, 2, 2] = float(bad)
+    with pytest.raises(InputRangeError, match="`input` contains NaN or infinite"):
+        L.DiceLoss(softmax=True, to_onehot_y=True, check_input=check_input)(x, y)
+
+
+@pytest.mark.parametrize("check_input", [True, False])
+@pytest.mark.parametrize("value,match", [(3, "3"), (-1, "-1"), (1.5, "non-integer"), (float("nan"), "NaN")])
+def test_bad_labels_raise(value, match, check_input):
+    x, y = _case((1, 3, 5, 5, 5), torch.float32, label_dtype=torch.float32)
+    y[0, 0, 1, 1, 1] = value
+    with pytest.raises(LabelValueError, match=match):
+        L.DiceCELoss(softmax=True, to_onehot_y=True, check_input=check_input)(x, y)
+
+
+def test_ignore_index_is_not_a_bad_label():
+    x, y = _case((1, 3, 5, 5, 5), torch.float32, ignore=-100)
+    loss = L.DiceLoss(softmax=True, to_onehot_y=True, ignore_index=-100)(x, y)
+    assert torch.isfinite(loss)
+    with pytest.raises(LabelValueError):
+        L.DiceLoss(softmax=True, to_onehot_y=True)(x, y)
+
+
+def test_fallbacks():
+    """Inputs the kernel does not take go to the eager path with the same result."""
+    x, y = _case((2, 3, 6, 7, 8), torch.float32)
+    assert native.supports(x.reshape(2, 3, -1), y)
+    assert not native.supports(x.half(), y)
+    assert not native.supports(x.permute(0, 1, 4, 3, 2), y)  # not contiguous
+    loss = L.DiceLoss(softmax=True, to_onehot_y=True)
+    xt = x.permute(0, 1, 4, 3, 2).contiguous().permute(0, 1, 4, 3, 2)  # same values, non-contiguous
+    torch.testing.assert_close(loss(xt, y), loss(x, y), rtol=1e-6, atol=1e-7)
+
+
+def test_disabled_by_environment(monkeypatch):
+    monkeypatch.setenv("MEDLOSS_NATIVE", "0")
+    assert native.available() and not native.enabled()
