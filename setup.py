@@ -9,7 +9,7 @@ import sys
 from setuptools import Extension, setup
 
 COMPILE_ARGS = [] if sys.platform == "win32" else ["-O3", "-std=c99", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-pthread"]
-LINK_ARGS = [] if sys.platform == "win32" else ["-pthread", "-lm"]
+LINK_ARGS = [] if sys.platform == "win32" else ["-pthread", "-lm"] + (["-ldl"] if sys.platform.startswith("linux") else [])
 
 setup(
     ext_modules=[

@@ -19,6 +19,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -51,27 +52,30 @@ typedef struct {
 #define LOAD_INT(T)                                                                                 \
     {                                                                                               \
         const T *y = (const T *)J->y + off;                                                         \
+        _Pragma("omp simd reduction(| : bad)")                                                      \
         for (int j = 0; j < len; ++j) {                                                             \
             const int64_t v = (int64_t)y[j];                                                        \
-            const int ign = J->has_ignore && v == J->ignore, ok = v >= 0 && v < J->C;               \
+            const int ign = (v == ignore) & has_ignore, ok = (uint64_t)v < (uint64_t)C;             \
             lab[j] = ign ? -1 : (ok ? (int32_t)v : 0);                                              \
-            bad |= !ign && !ok;                                                                     \
+            bad |= (!ign) & (!ok);                                                                  \
         }                                                                                           \
     }
 #define LOAD_FLOAT(T)                                                                               \
     {                                                                                               \
         const T *y = (const T *)J->y + off;                                                         \
+        _Pragma("omp simd reduction(| : bad)")                                                      \
         for (int j = 0; j < len; ++j) {                                                             \
             const double v = (double)y[j];                                                          \
-            const int ign = J->has_ignore && v == (double)J->ignore;                                \
-            const int ok = v >= 0 && v < (double)J->C && v == floor(v);                             \
+            const int ign = (v == (double)ignore) & has_ignore;                                     \
+            const int ok = (v >= 0) & (v < (double)C) & (v == floor(v));                            \
             lab[j] = ign ? -1 : (ok ? (int32_t)v : 0);                                              \
-            bad |= !ign && !ok;                                                                     \
+            bad |= (!ign) & (!ok);                                                                  \
         }                                                                                           \
     }
 
 static ML_INLINE int load_labels(const job_t *J, int64_t b, int64_t n0, int len, int32_t *lab) {
-    const int64_t off = b * J->N + n0;
+    const int64_t off = b * J->N + n0, ignore = J->ignore, C = J->C;
+    const int has_ignore = J->has_ignore;
     int bad = 0;
     switch (J->ycode) {
     case LAB_I64: LOAD_INT(int64_t) break;
@@ -172,8 +176,25 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-/* Split the B * nblk blocks over nthreads POSIX threads (the calling thread takes the first share); forward
- * sums are per thread and added up at the end. Returns a status code. */
+/* The host process's OpenMP runtime (the one torch's intra-op pool runs on), found by use_openmp(): running our
+ * share-out on torch's own worker threads avoids competing with them (they spin for a while after each torch op,
+ * and POSIX threads of ours would then share the cores with spinning threads). */
+typedef void (*gomp_parallel_t)(void (*)(void *), void *, unsigned, unsigned);
+typedef int (*omp_int_t)(void);
+static gomp_parallel_t gomp_parallel = NULL;
+static omp_int_t omp_thread_num = NULL, omp_num_threads = NULL;
+
+typedef struct { task_t *tasks; int ntasks; } team_t;
+
+static void team_body(void *arg) {
+    team_t *t = (team_t *)arg;
+    const int tid = omp_thread_num(), nt = omp_num_threads();
+    for (int i = tid; i < t->ntasks; i += nt) worker(&t->tasks[i]);
+}
+
+/* Split the B * nblk blocks into nthreads shares, run them on the OpenMP team when use_openmp() found one, else on
+ * POSIX threads (the calling thread takes the first share); forward sums are per share and added up in share
+ * order, so results do not depend on how many threads actually ran. Returns a status code. */
 static int run(job_t proto, int is_double, int nthreads, double *acc, int64_t *cnt) {
     const int64_t total = proto.B * proto.nblk;
     const size_t real = is_double ? sizeof(double) : sizeof(float);
@@ -198,15 +219,22 @@ static int run(job_t proto, int is_double, int nthreads, double *acc, int64_t *c
         tasks[i].job.cnt = (int64_t *)(base + table * 3 * sizeof(double));
         tasks[i].job.scratch = base + table * (3 * sizeof(double) + sizeof(int64_t));
     }
-    for (int i = 1; i < nthreads; ++i) {
-        if (pthread_create(&ids[i], NULL, worker, &tasks[i]) != 0) { /* run the rest here */
-            for (int r = i; r < nthreads; ++r) worker(&tasks[r]);
-            break;
+    if (nthreads == 1) {
+        worker(&tasks[0]);
+    } else if (gomp_parallel) {
+        team_t team = {tasks, nthreads};
+        gomp_parallel(team_body, &team, (unsigned)nthreads, 0);
+    } else {
+        for (int i = 1; i < nthreads; ++i) {
+            if (pthread_create(&ids[i], NULL, worker, &tasks[i]) != 0) { /* run the rest here */
+                for (int r = i; r < nthreads; ++r) worker(&tasks[r]);
+                break;
+            }
+            started = i + 1;
         }
-        started = i + 1;
+        worker(&tasks[0]);
+        for (int i = 1; i < started; ++i) pthread_join(ids[i], NULL);
     }
-    worker(&tasks[0]);
-    for (int i = 1; i < started; ++i) pthread_join(ids[i], NULL);
     for (int i = 0; i < nthreads; ++i) {
         if (tasks[i].job.status > status) status = tasks[i].job.status;
         if (!proto.backward) {
@@ -256,7 +284,26 @@ static PyObject *softmax_tables(PyObject *self, PyObject *args) {
     return PyLong_FromLong(status);
 }
 
+/* use_openmp(path) -> bool: bind to the OpenMP runtime already loaded from `path` (libgomp, or an LLVM/Intel
+ * runtime exporting the GOMP entry points); never loads a new one (RTLD_NOLOAD). False: keep POSIX threads. */
+static PyObject *use_openmp(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *path;
+    if (!PyArg_ParseTuple(args, "s", &path)) return NULL;
+    void *lib = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (!lib) Py_RETURN_FALSE;
+    gomp_parallel_t par = (gomp_parallel_t)dlsym(lib, "GOMP_parallel");
+    omp_int_t num = (omp_int_t)dlsym(lib, "omp_get_thread_num");
+    omp_int_t count = (omp_int_t)dlsym(lib, "omp_get_num_threads");
+    if (!par || !num || !count) Py_RETURN_FALSE;
+    omp_thread_num = num;
+    omp_num_threads = count;
+    gomp_parallel = par;
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
+    {"use_openmp", use_openmp, METH_VARARGS, "Run on the already-loaded OpenMP runtime at this path."},
     {"softmax_tables", softmax_tables, METH_VARARGS, "One-hot-free softmax tables (forward) or their gradient."},
     {NULL, NULL, 0, NULL},
 };

@@ -10,7 +10,7 @@
 /* Softmax of one block: m = max_c x_c, E_c = exp(x_c - m), s = sum_c E_c. Returns the number of non-finite logits
  * (x - x is NaN exactly for +-inf and NaN). */
 static ML_INLINE int64_t FN(block_softmax)(const REAL *xb, int64_t C, int64_t N, int len, REAL *E, REAL *m,
-                                           REAL *s) {
+                                           REAL *s, const int check) {
     int64_t nf = 0;
 #pragma omp simd reduction(+ : nf)
     for (int j = 0; j < len; ++j) {
@@ -22,12 +22,20 @@ static ML_INLINE int64_t FN(block_softmax)(const REAL *xb, int64_t C, int64_t N,
     }
     for (int64_t c = 1; c < C; ++c) {
         const REAL *xc = xb + c * N;
+        if (check) {
 #pragma omp simd reduction(+ : nf)
-        for (int j = 0; j < len; ++j) {
-            REAL v = xc[j];
-            REAL d = v - v;
-            nf += d != d;
-            m[j] = v > m[j] ? v : m[j];
+            for (int j = 0; j < len; ++j) {
+                REAL v = xc[j];
+                REAL d = v - v;
+                nf += d != d;
+                m[j] = v > m[j] ? v : m[j];
+            }
+        } else {
+#pragma omp simd
+            for (int j = 0; j < len; ++j) {
+                REAL v = xc[j];
+                m[j] = v > m[j] ? v : m[j];
+            }
         }
     }
     for (int64_t c = 0; c < C; ++c) {
@@ -65,28 +73,40 @@ ML_CLONES static void FN(forward_range)(job_t *J) {
         const int len = (int)(N - n0 < BLK ? N - n0 : BLK);
         if (load_labels(J, b, n0, len, lab)) { J->status = ST_LABEL; return; }
         const REAL *xb = X + b * C * N + n0;
-        if (FN(block_softmax)(xb, C, N, len, E, m, s)) { J->status = ST_NONFINITE; return; }
+        if (FN(block_softmax)(xb, C, N, len, E, m, s, 1)) { J->status = ST_NONFINITE; return; }
 #pragma omp simd
         for (int j = 0; j < len; ++j) {
             inv[j] = (REAL)1 / s[j];
             xy[j] = 0; ey[j] = 0; so[j] = 0;
         }
         const REAL e_sq = J->squared ? (REAL)1 : (REAL)0;
+        const int gather = J->vterm != VT_NONE; /* the voxel term needs x_y, E_y and sum_{c != y} E_c */
         for (int64_t c = 0; c < C; ++c) {
             const REAL *ec = E + c * BLK, *xc = xb + c * N;
             REAL tpa = 0, pra = 0;
-            int64_t tga = 0;
+            int32_t tga = 0;
             const int32_t cc = (int32_t)c;
+            if (gather) {
 #pragma omp simd reduction(+ : tpa, pra, tga)
-            for (int j = 0; j < len; ++j) {
-                const REAL e = ec[j], p = e * inv[j];
-                const int is = lab[j] == cc, valid = lab[j] >= 0;
-                pra += valid ? p * (e_sq * p + (1 - e_sq)) : (REAL)0;
-                tpa += is ? p : (REAL)0;
-                tga += is;
-                xy[j] = is ? xc[j] : xy[j];
-                ey[j] = is ? e : ey[j];
-                so[j] += is ? (REAL)0 : e;
+                for (int j = 0; j < len; ++j) {
+                    const REAL e = ec[j], p = e * inv[j];
+                    const int is = lab[j] == cc, valid = lab[j] >= 0;
+                    pra += valid ? p * (e_sq * p + (1 - e_sq)) : (REAL)0;
+                    tpa += is ? p : (REAL)0;
+                    tga += is;
+                    xy[j] = is ? xc[j] : xy[j];
+                    ey[j] = is ? e : ey[j];
+                    so[j] += is ? (REAL)0 : e;
+                }
+            } else {
+#pragma omp simd reduction(+ : tpa, pra, tga)
+                for (int j = 0; j < len; ++j) {
+                    const REAL p = ec[j] * inv[j];
+                    const int is = lab[j] == cc, valid = lab[j] >= 0;
+                    pra += valid ? p * (e_sq * p + (1 - e_sq)) : (REAL)0;
+                    tpa += is ? p : (REAL)0;
+                    tga += is;
+                }
             }
             tp[b * C + c] += (double)tpa;
             pred[b * C + c] += (double)pra;
@@ -144,27 +164,39 @@ ML_CLONES static void FN(backward_range)(job_t *J) {
         if (load_labels(J, b, n0, len, lab)) { J->status = ST_LABEL; return; }
         const REAL *xb = X + b * C * N + n0;
         REAL *gb = G + b * C * N + n0;
-        if (FN(block_softmax)(xb, C, N, len, E, m, s)) { J->status = ST_NONFINITE; return; }
+        FN(block_softmax)(xb, C, N, len, E, m, s, 0); /* checked in forward; autograd forbids in-place edits */
         const double *K = J->coef + b * C, *A = J->coef + B * C + b * C, *U = J->coef + 2 * B * C + b * C;
 #pragma omp simd
         for (int j = 0; j < len; ++j) {
             inv[j] = (REAL)1 / s[j];
             xy[j] = 0; ey[j] = 0; so[j] = 0; ay[j] = 0; uy[j] = 0; tk[j] = 0;
         }
+        const int gather = J->vterm != VT_NONE;
         for (int64_t c = 0; c < C; ++c) {
             const REAL *ec = E + c * BLK, *xc = xb + c * N;
             const REAL kc = (REAL)K[c] * (1 + e_sq), ac = (REAL)A[c], uc = (REAL)U[c];
             const int32_t cc = (int32_t)c;
+            if (gather) {
 #pragma omp simd
-            for (int j = 0; j < len; ++j) {
-                const REAL e = ec[j], p = e * inv[j];
-                const int is = lab[j] == cc;
-                tk[j] += kc * p * (e_sq * p + (1 - e_sq)); /* sum_c e k_c p_c^e */
-                xy[j] = is ? xc[j] : xy[j];
-                ey[j] = is ? e : ey[j];
-                ay[j] = is ? ac : ay[j];
-                uy[j] = is ? uc : uy[j];
-                so[j] += is ? (REAL)0 : e;
+                for (int j = 0; j < len; ++j) {
+                    const REAL e = ec[j], p = e * inv[j];
+                    const int is = lab[j] == cc;
+                    tk[j] += kc * p * (e_sq * p + (1 - e_sq)); /* sum_c e k_c p_c^e */
+                    xy[j] = is ? xc[j] : xy[j];
+                    ey[j] = is ? e : ey[j];
+                    ay[j] = is ? ac : ay[j];
+                    uy[j] = is ? uc : uy[j];
+                    so[j] += is ? (REAL)0 : e;
+                }
+            } else {
+#pragma omp simd
+                for (int j = 0; j < len; ++j) {
+                    const REAL e = ec[j], p = e * inv[j];
+                    const int is = lab[j] == cc;
+                    tk[j] += kc * p * (e_sq * p + (1 - e_sq));
+                    ey[j] = is ? e : ey[j];
+                    ay[j] = is ? ac : ay[j];
+                }
             }
         }
         const REAL gamma = (REAL)J->gamma, use_u = J->vterm == VT_NONE ? (REAL)0 : (REAL)1;

@@ -26,6 +26,28 @@ try:  # built at install time by setup.py; optional
 except ImportError:  # pragma: no cover - exercised only on installs without a C compiler
     _csoftmax = None
 
+
+def _openmp_runtime() -> str | None:
+    """Path of the OpenMP runtime torch loaded (Linux), so the kernel can run on torch's own thread pool."""
+    if not torch.backends.openmp.is_available():
+        return None
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1]
+                name = os.path.basename(path)
+                if name.startswith(("libgomp", "libiomp5", "libomp")) and ".so" in name:
+                    return path
+    except OSError:
+        pass
+    return None
+
+
+OPENMP = False  # whether the kernel shares torch's OpenMP thread pool (else: its own POSIX threads)
+if _csoftmax is not None and os.environ.get("MEDLOSS_NATIVE_PTHREADS") != "1":
+    _runtime = _openmp_runtime()
+    OPENMP = bool(_runtime) and bool(_csoftmax.use_openmp(_runtime))
+
 __all__ = ["available", "enabled", "supports", "NativeSoftmaxLabelTables"]
 
 _LOGITS = {torch.float32: 0, torch.float64: 1}

@@ -1,0 +1,43 @@
+"""The benchmark scripts run (on tiny inputs: speed is measured in benchmarks/, never in tests)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HARNESS = os.path.normpath(os.path.join(ROOT, "..", "shared", "tools", "loss_bench.py"))
+needs_harness = pytest.mark.skipif(not os.path.exists(HARNESS), reason="../shared/tools/loss_bench.py not present")
+
+
+@needs_harness
+def test_device_loss_bench_runs_on_cpu(tmp_path):
+    """The GPU mode's plumbing (parity gate, interleaved timing, table, JSON) on CPU with a tiny case."""
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "device_loss_bench.py"), "--device", "cpu",
+         "--shapes", "1x3x12", "--losses", "dice,focal,dicefocal", "--repeats", "2", "--warmup", "1",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["loss"]: r for r in json.loads(out.read_text())}
+    assert rows["dice"]["agree"] and rows["focal"]["agree"]
+    assert rows["dice"]["monai_ms"] > 0 and rows["dice"]["medloss_ms"] > 0
+    assert not rows["dicefocal"]["agree"] and "medloss_ms" not in rows["dicefocal"]  # differs from MONAI on purpose
+    assert "| dice 1x3x12 | yes |" in proc.stdout
+
+
+def test_device_loss_bench_refuses_missing_cuda():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "device_loss_bench.py"), "--device", "cuda"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2 and "no CUDA device" in proc.stderr
