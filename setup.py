@@ -1,4 +1,4 @@
-"""Build hook for the optional CPU kernel ``medloss.functional._csoftmax`` (metadata lives in pyproject.toml).
+"""Build hook for the optional CPU kernel ``medloss.functional._kernels`` (metadata lives in pyproject.toml).
 
 The extension is plain C (no torch headers) and is built by the system C compiler during ``pip install``. It is
 optional: without a compiler the install still succeeds and medloss uses its eager torch path (the same math,
@@ -14,9 +14,9 @@ LINK_ARGS = [] if sys.platform == "win32" else ["-pthread", "-lm"] + (["-ldl"] i
 setup(
     ext_modules=[
         Extension(
-            "medloss.functional._csoftmax",
-            sources=["medloss/functional/_csoftmax.c"],
-            depends=["medloss/functional/_csoftmax_body.h"],
+            "medloss.functional._kernels",
+            sources=["medloss/functional/_kernels.c"],
+            depends=["medloss/functional/_softmax_body.h", "medloss/functional/_sigmoid_body.h"],
             extra_compile_args=COMPILE_ARGS,
             extra_link_args=LINK_ARGS,
             optional=True,

@@ -7,7 +7,7 @@ writes the gradient. Peak extra memory of forward + backward is the gradient its
 input checks (non-finite logits, labels outside [0, C) other than ``ignore_index``, non-integer float labels) are
 done inside the same pass, for free.
 
-The kernel (``medloss/functional/_csoftmax.c``, plain C + POSIX threads, no torch headers) is compiled when the
+The kernel (``medloss/functional/_kernels.c``, plain C + POSIX threads, no torch headers) is compiled when the
 package is installed (``pip install -e .`` runs ``setup.py``); it is optional. It is used for CPU float32/float64
 logits and integer or float label maps; everything else (CUDA tensors, fp16/bf16 logits, a missing build) takes
 the eager torch path, which computes the same tables. ``MEDLOSS_NATIVE=0`` in the environment disables it (used by
@@ -22,9 +22,9 @@ import torch
 from medloss.functional import prepare
 
 try:  # built at install time by setup.py; optional
-    from medloss.functional import _csoftmax  # type: ignore[attr-defined]
+    from medloss.functional import _kernels  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - exercised only on installs without a C compiler
-    _csoftmax = None
+    _kernels = None
 
 
 def _openmp_runtime() -> str | None:
@@ -44,11 +44,11 @@ def _openmp_runtime() -> str | None:
 
 
 OPENMP = False  # whether the kernel shares torch's OpenMP thread pool (else: its own POSIX threads)
-if _csoftmax is not None and os.environ.get("MEDLOSS_NATIVE_PTHREADS") != "1":
+if _kernels is not None and os.environ.get("MEDLOSS_NATIVE_PTHREADS") != "1":
     _runtime = _openmp_runtime()
-    OPENMP = bool(_runtime) and bool(_csoftmax.use_openmp(_runtime))
+    OPENMP = bool(_runtime) and bool(_kernels.use_openmp(_runtime))
 
-__all__ = ["available", "enabled", "supports", "NativeSoftmaxLabelTables"]
+__all__ = ["available", "enabled", "supports", "supports_sigmoid", "NativeSoftmaxLabelTables", "NativeSigmoidTables"]
 
 _LOGITS = {torch.float32: 0, torch.float64: 1}
 _LABELS = {
@@ -61,12 +61,12 @@ _STATUS_NONFINITE, _STATUS_LABEL, _STATUS_NOMEM = 1, 2, 3
 
 def available() -> bool:
     """True when the compiled kernel was built at install time and imports."""
-    return _csoftmax is not None
+    return _kernels is not None
 
 
 def enabled() -> bool:
     """True when the kernel is available and not disabled with ``MEDLOSS_NATIVE=0``."""
-    return _csoftmax is not None and os.environ.get("MEDLOSS_NATIVE", "1") != "0"
+    return _kernels is not None and os.environ.get("MEDLOSS_NATIVE", "1") != "0"
 
 
 def supports(logits: torch.Tensor, labels: torch.Tensor) -> bool:
@@ -84,9 +84,21 @@ def supports(logits: torch.Tensor, labels: torch.Tensor) -> bool:
     )
 
 
+def supports_sigmoid(logits: torch.Tensor, target: torch.Tensor, *, to_onehot_y: bool) -> bool:
+    """Whether the sigmoid kernel takes these (B, C, N) logits and this target: a label map (``to_onehot_y``) of a
+    supported dtype, or a dense (B, C, N)-shaped binary float32/float64 target that needs no gradient."""
+    if not (enabled() and isinstance(target, torch.Tensor) and logits.device.type == "cpu"
+            and target.device.type == "cpu" and logits.dtype in _LOGITS and logits.numel() > 0
+            and logits.is_contiguous()):
+        return False
+    if to_onehot_y:
+        return target.dtype in _LABELS
+    return target.dtype in (torch.float32, torch.float64) and not target.requires_grad
+
+
 def _run(backward, logits, labels, ignore_index, squared, voxel_term, gamma, out, out2):
     batch, num_classes = logits.shape[:2]
-    status = _csoftmax.softmax_tables(
+    status = _kernels.softmax_tables(
         int(backward), logits.data_ptr(), _LOGITS[logits.dtype], labels.data_ptr(), _LABELS[labels.dtype],
         batch, num_classes, logits[0, 0].numel(), int(ignore_index is not None),
         int(ignore_index) if ignore_index is not None else 0, int(squared), _VOXEL[voxel_term], float(gamma),
@@ -139,3 +151,67 @@ class NativeSoftmaxLabelTables(torch.autograd.Function):
         grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
         _run(True, logits, labels, ignore_index, squared, voxel_term, gamma, coef, grad)
         return grad, None, None, None, None, None
+
+
+class NativeSigmoidTables(torch.autograd.Function):
+    """(logits (B, C, N) contiguous, target, dense, ignore_index, squared, check) -> (TP, PRED, TARGET, VOXELS),
+    (B, C) tables and (B, 1) voxel counts in the compute dtype, for p = sigmoid(x)::
+
+        TP_c = sum_n v p_c g_c    PRED_c = sum_n v p_c^e    TARGET_c = sum_n v g_c    VOXELS = sum_n v
+
+    ``dense=True``: ``target`` is (B, C, N) float32/float64 with values in {0, 1} (v = 0 where any channel equals
+    ``ignore_index``); else a (B, 1, N) label map whose one-hot is the target (for C = 1 the map itself, values
+    {0, 1}), v = 0 where it equals ``ignore_index``. Backward: dL/dx_c = v p_c (1 - p_c) (a_c g_c + e k_c p_c^(e-1)).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, dense, ignore_index, squared, check):  # type: ignore[override]
+        batch, num_classes = logits.shape[:2]
+        target = target.contiguous()
+        sums = torch.zeros(3, batch, num_classes, dtype=torch.float64)
+        counts = torch.zeros(batch, num_classes, dtype=torch.int64)
+        _run_sigmoid(False, logits, target, dense, ignore_index, squared, check, sums, counts)
+        dtype = prepare.compute_dtype(logits)
+        tp, pred, tgt = sums.to(dtype).unbind(0)
+        voxels = counts[:, :1].to(dtype)
+        ctx.save_for_backward(logits, target)
+        ctx.options = (dense, ignore_index, squared, check)
+        ctx.mark_non_differentiable(tgt, voxels)
+        return tp, pred, tgt, voxels
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_tp, grad_pred, _grad_target, _grad_voxels):  # type: ignore[override]
+        logits, target = ctx.saved_tensors
+        dense, ignore_index, squared, check = ctx.options
+        batch, num_classes = logits.shape[:2]
+        coef = torch.zeros(3, batch, num_classes, dtype=torch.float64)
+        for i, g in enumerate((grad_pred, grad_tp)):
+            if g is not None:
+                coef[i] = g
+        grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
+        _run_sigmoid(True, logits, target, dense, ignore_index, squared, check, coef, grad)
+        return grad, None, None, None, None, None
+
+
+def _run_sigmoid(backward, logits, target, dense, ignore_index, squared, check, out, out2):
+    batch, num_classes = logits.shape[:2]
+    code = _LABELS[target.dtype]
+    status = _kernels.sigmoid_tables(
+        int(backward), logits.data_ptr(), _LOGITS[logits.dtype], target.data_ptr(), code, int(dense),
+        batch, num_classes, logits[0, 0].numel(), int(ignore_index is not None),
+        int(ignore_index) if ignore_index is not None else 0, int(squared), int(check),
+        out.data_ptr(), out2.data_ptr(), torch.get_num_threads(),
+    )
+    if status == _STATUS_NONFINITE:
+        prepare.check_finite(logits)
+    if status == _STATUS_LABEL:
+        if dense:  # raises LabelValueError with the eager path's wording
+            prepare.dense_target(target, logits, to_onehot_y=False, ignore_index=ignore_index, soft_label=False,
+                                 check_input=True)
+        else:
+            prepare.check_labels(target, max(num_classes, 2), ignore_index)
+    if status == _STATUS_NOMEM:
+        raise MemoryError("medloss native kernel: could not allocate its per-thread scratch buffers.")
+    if status != 0:
+        raise RuntimeError(f"medloss native kernel failed with status {status} (please report this).")

@@ -110,6 +110,16 @@ def region_stats(
         stats, _ = label_map_tables(
             input, target, ignore_index=ignore_index, squared_pred=squared_pred, check_input=check_input
         )
+    elif sigmoid and not soft_label and _sigmoid_native(input, target, to_onehot_y, check_input):
+        flat = prepare.flatten(input)
+        if to_onehot_y:
+            labels = prepare.label_map(target, input)
+            target, dense = labels.reshape(labels.shape[0], 1, -1), False
+        else:
+            target, dense = prepare.flatten(target), True
+        stats = RegionStats(*native.NativeSigmoidTables.apply(
+            flat, target, dense, ignore_index, squared_pred, check_input
+        ))
     else:
         if check_input and (sigmoid or softmax or other_act is not None):
             prepare.check_finite(input)
@@ -123,6 +133,14 @@ def region_stats(
         stats = _dense_stats(p, g, valid, squared=squared_pred, soft_label=soft_label)
         stats = RegionStats(*stats, _voxel_count(valid, stats[0], p.shape[2]))
     return finish_stats(stats, include_background=include_background, batch=batch)
+
+
+def _sigmoid_native(input: torch.Tensor, target: torch.Tensor, to_onehot_y: bool, check_input: bool) -> bool:
+    """The compiled sigmoid kernel takes label maps, and binary dense targets of the input's shape when their
+    values are checked (unchecked fractional targets stay on the eager path, which uses them as given)."""
+    if not native.supports_sigmoid(prepare.flatten(input), target, to_onehot_y=to_onehot_y):
+        return False
+    return to_onehot_y or (check_input and tuple(target.shape) == tuple(input.shape))
 
 
 def finish_stats(stats: RegionStats, *, include_background: bool, batch: bool) -> RegionStats:

@@ -1,4 +1,4 @@
-"""The compiled softmax-table kernel (medloss/functional/_csoftmax.c) against the eager implementation.
+"""The compiled softmax-table kernel (medloss/functional/_kernels.c) against the eager implementation.
 
 The eager :class:`SoftmaxLabelTables` is itself held to the plain one-hot path and MONAI (test_fused.py), so here
 the kernel must give the same tables and the same gradient for every option it takes, every label dtype, block
@@ -209,3 +209,79 @@ def test_openmp_and_pthreads_backends_agree():
         outs.append(proc.stdout.split())
     assert outs[1][0] == "False"
     assert outs[0][1:] == outs[1][1:]
+
+
+# ---- sigmoid kernel ---------------------------------------------------------------------------------------------
+from medloss.functional.stats import region_stats  # noqa: E402
+
+
+def _sigmoid_stats(engine, x, target, monkeypatch, **kw):
+    monkeypatch.setenv("MEDLOSS_NATIVE", "1" if engine == "native" else "0")
+    xg = x.detach().clone().requires_grad_()
+    stats = region_stats(xg, target, sigmoid=True, **kw)
+    gen = torch.Generator().manual_seed(3)
+    w = [torch.rand(t.shape, generator=gen, dtype=torch.float64).to(t.dtype) for t in stats[:2]]
+    (grad,) = torch.autograd.grad(sum((t * wi).sum() for t, wi in zip(stats[:2], w)), xg)
+    return [t.detach() for t in stats], grad
+
+
+@pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-10), (torch.float32, 1e-5)], ids=["f64", "f32"])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("layout", ["label-map", "dense"])
+@pytest.mark.parametrize("squared", [False, True], ids=["linear", "squared"])
+@pytest.mark.parametrize("ignore", [None, 255], ids=["all", "ignore"])
+def test_sigmoid_native_equals_eager(dtype, rtol, channels, layout, squared, ignore, monkeypatch):
+    x, y = _case((2, channels, 9, 10, 11), dtype, ignore=ignore)
+    if channels == 1:
+        y = torch.where(y == 255, y, (y > 0).long()) if ignore else y.clamp(max=1)
+    kw = dict(ignore_index=ignore, squared_pred=squared, include_background=True)
+    if layout == "dense":
+        hot = torch.nn.functional.one_hot(y[:, 0].clamp(0, max(channels, 2) - 1), max(channels, 2)).movedim(-1, 1)
+        target = (hot[:, 1:] if channels == 1 else hot).to(dtype)
+        if ignore is not None:
+            target = target.masked_fill((y == ignore).expand_as(target), float(ignore))
+    else:
+        target, kw = y, dict(kw, to_onehot_y=True)
+    assert native.supports_sigmoid(x.reshape(2, channels, -1), target, to_onehot_y=layout == "label-map")
+    t1, g1 = _sigmoid_stats("native", x, target, monkeypatch, **kw)
+    t2, g2 = _sigmoid_stats("eager", x, target, monkeypatch, **kw)
+    for name, a, b in zip(("TP", "PRED", "TARGET", "VOXELS"), t1, t2):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * float(b.abs().max()) + 1e-30, msg=name)
+    torch.testing.assert_close(g1, g2, rtol=rtol, atol=rtol * float(g2.abs().max()))
+
+
+def test_sigmoid_gradcheck():
+    from medloss.functional.native import NativeSigmoidTables
+
+    x, y = _case((2, 3, 3, 4, 5), torch.float64, ignore=7)
+    x.requires_grad_()
+    dense = torch.nn.functional.one_hot(y[:, 0].clamp(0, 2), 3).movedim(-1, 1).double()
+    for target, is_dense in ((y.reshape(2, 1, -1), False), (dense.reshape(2, 3, -1), True)):
+        for squared in (False, True):
+            def f(inp):
+                tp, pred, _, _ = NativeSigmoidTables.apply(inp.reshape(2, 3, -1), target, is_dense, 7, squared, True)
+                return tp, pred
+            assert torch.autograd.gradcheck(f, (x,))
+
+
+def test_sigmoid_bad_input_raises():
+    x, y = _case((1, 2, 5, 5, 5), torch.float32)
+    dense = torch.nn.functional.one_hot(y[:, 0], 2).movedim(-1, 1).float()
+    dense[0, 1, 0, 0, 0] = 0.5  # fractional without soft_label
+    with pytest.raises(LabelValueError, match="fractional"):
+        L.DiceLoss(sigmoid=True)(x, dense)
+    with pytest.raises(LabelValueError):
+        L.DiceLoss(sigmoid=True, to_onehot_y=True)(x, y + 1)  # label 2 with 2 channels
+    x[0, 0, 1, 1, 1] = float("nan")
+    with pytest.raises(InputRangeError):
+        L.DiceLoss(sigmoid=True, to_onehot_y=True)(x, y)
+
+
+def test_sigmoid_fallbacks():
+    """Soft labels and unchecked dense targets stay on the eager path (used as given)."""
+    x, y = _case((1, 2, 5, 5, 5), torch.float32)
+    soft = torch.rand(1, 2, 5, 5, 5)
+    assert not native.supports_sigmoid(x.reshape(1, 2, -1), soft.requires_grad_(), to_onehot_y=False)
+    a = L.DiceLoss(sigmoid=True, soft_label=True)(x, soft.detach())
+    b = L.DiceLoss(sigmoid=True, check_input=False)(x, soft.detach())
+    assert torch.isfinite(a) and torch.isfinite(b)

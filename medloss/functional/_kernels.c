@@ -1,4 +1,4 @@
-/* medloss.functional._csoftmax: the one-hot-free softmax statistics of medloss.functional.fused as a CPU kernel.
+/* medloss.functional._kernels: the one-hot-free softmax statistics of medloss.functional.fused as a CPU kernel.
  *
  * Forward reads logits (B, C, N) and labels (B, N) once and returns, per sample and class, the sums
  *   TP_c = sum p_c [y = c],  PRED_c = sum v p_c^e,  TARGET_c = sum [y = c],  VOX_c = sum phi(p_y) [y = c]
@@ -37,7 +37,8 @@ typedef struct {
     const void *x;
     const void *y;
     int ycode, squared, vterm, gamma_kind, has_ignore, backward;
-    int64_t B, C, N, ignore, nblk, blk_begin, blk_end;
+    int sigmoid, dense, check; /* sigmoid kernel: dense (B, C, N) target?, check its values? */
+    int64_t B, C, N, nlab, ignore, nblk, blk_begin, blk_end; /* labels must lie in [0, nlab) */
     double gamma;
     const double *coef; /* backward: (3, B, C) = k, a, u */
     void *grad;         /* backward: (B, C, N), the logits' type */
@@ -74,7 +75,7 @@ typedef struct {
     }
 
 static ML_INLINE int load_labels(const job_t *J, int64_t b, int64_t n0, int len, int32_t *lab) {
-    const int64_t off = b * J->N + n0, ignore = J->ignore, C = J->C;
+    const int64_t off = b * J->N + n0, ignore = J->ignore, C = J->nlab;
     const int has_ignore = J->has_ignore;
     int bad = 0;
     switch (J->ycode) {
@@ -149,7 +150,8 @@ static ML_INLINE float log_f32(float x) {
 #define SFX _f32
 #define EXP exp_f32
 #define LOG log_f32
-#include "_csoftmax_body.h"
+#include "_softmax_body.h"
+#include "_sigmoid_body.h"
 #undef REAL
 #undef SFX
 #undef EXP
@@ -159,7 +161,8 @@ static ML_INLINE float log_f32(float x) {
 #define SFX _f64
 #define EXP exp
 #define LOG log
-#include "_csoftmax_body.h"
+#include "_softmax_body.h"
+#include "_sigmoid_body.h"
 #undef REAL
 #undef SFX
 #undef EXP
@@ -167,8 +170,12 @@ static ML_INLINE float log_f32(float x) {
 
 typedef struct { job_t job; int is_double; } task_t;
 
-static void run_f32(job_t *J) { if (J->backward) backward_range_f32(J); else forward_range_f32(J); }
-static void run_f64(job_t *J) { if (J->backward) backward_range_f64(J); else forward_range_f64(J); }
+static void run_f32(job_t *J) {
+    if (J->sigmoid) sigmoid_range_f32(J); else if (J->backward) backward_range_f32(J); else forward_range_f32(J);
+}
+static void run_f64(job_t *J) {
+    if (J->sigmoid) sigmoid_range_f64(J); else if (J->backward) backward_range_f64(J); else forward_range_f64(J);
+}
 
 static void *worker(void *arg) {
     task_t *t = (task_t *)arg;
@@ -268,9 +275,46 @@ static PyObject *softmax_tables(PyObject *self, PyObject *args) {
     J.y = (const void *)(uintptr_t)yp;
     J.ycode = ycode; J.squared = squared != 0; J.vterm = vterm; J.has_ignore = has_ignore != 0;
     J.backward = backward != 0;
-    J.B = B; J.C = C; J.N = N; J.ignore = ignore; J.nblk = (N + BLK - 1) / BLK;
+    J.B = B; J.C = C; J.N = N; J.nlab = C; J.ignore = ignore; J.nblk = (N + BLK - 1) / BLK;
     J.gamma = gamma;
     J.gamma_kind = gamma == 2.0 ? 2 : gamma == 1.0 ? 1 : gamma == 0.0 ? 0 : 3;
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    if (J.backward) {
+        J.coef = (const double *)(uintptr_t)op;
+        J.grad = (void *)(uintptr_t)o2p;
+        status = run(J, is_double, nthreads, NULL, NULL);
+    } else {
+        status = run(J, is_double, nthreads, (double *)(uintptr_t)op, (int64_t *)(uintptr_t)o2p);
+    }
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLong(status);
+}
+
+/* sigmoid_tables(backward, logits_ptr, is_double, target_ptr, target_code, dense, B, C, N, has_ignore,
+ *   ignore_index, squared, check, out_ptr, out2_ptr, nthreads) -> status
+ * forward:  out_ptr = (3, B, C) float64 zeros (TP, PRED, TARGET), out2_ptr = (B, C) int64 zeros (VOXELS in [:, 0])
+ * backward: out_ptr = (3, B, C) float64 coefficients (k, a, unused), out2_ptr = gradient (B, C, N).
+ * dense: the target is (B, C, N) float32/float64 with values in {0, 1} (or ignore_index); else a (B, N) label map
+ * of class indices (C = 1: values {0, 1}). */
+static PyObject *sigmoid_tables(PyObject *self, PyObject *args) {
+    (void)self;
+    int backward, is_double, ycode, dense, has_ignore, squared, check, nthreads;
+    unsigned long long xp, yp, op, o2p;
+    long long B, C, N, ignore;
+    if (!PyArg_ParseTuple(args, "iKiKiiLLLiLiiKKi", &backward, &xp, &is_double, &yp, &ycode, &dense, &B, &C, &N,
+                          &has_ignore, &ignore, &squared, &check, &op, &o2p, &nthreads))
+        return NULL;
+    if (B < 1 || C < 1 || N < 1 || C > INT32_MAX || ycode < 0 || ycode > LAB_F64 ||
+        (dense && ycode != LAB_F32 && ycode != LAB_F64))
+        return PyLong_FromLong(ST_ARGS);
+    job_t J;
+    memset(&J, 0, sizeof J);
+    J.x = (const void *)(uintptr_t)xp;
+    J.y = (const void *)(uintptr_t)yp;
+    J.ycode = ycode; J.sigmoid = 1; J.dense = dense != 0; J.check = check != 0; J.squared = squared != 0;
+    J.has_ignore = has_ignore != 0; J.backward = backward != 0;
+    J.B = B; J.C = C; J.N = N; J.nlab = C > 1 ? C : 2; J.ignore = ignore; J.nblk = (N + BLK - 1) / BLK;
     int status;
     Py_BEGIN_ALLOW_THREADS
     if (J.backward) {
@@ -303,12 +347,13 @@ static PyObject *use_openmp(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
+    {"sigmoid_tables", sigmoid_tables, METH_VARARGS, "Sigmoid region tables (forward) or their gradient."},
     {"use_openmp", use_openmp, METH_VARARGS, "Run on the already-loaded OpenMP runtime at this path."},
     {"softmax_tables", softmax_tables, METH_VARARGS, "One-hot-free softmax tables (forward) or their gradient."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_csoftmax", "medloss's CPU softmax-table kernel.", -1,
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "medloss CPU kernels.", -1,
                                     methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__csoftmax(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
