@@ -32,15 +32,10 @@ import time
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-HARNESS = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "tools", "loss_bench.py"))
-IMPLS = {
-    "dice": "medloss.losses.DiceLoss",
-    "gdice": "medloss.losses.GeneralizedDiceLoss",
-    "tversky": "medloss.losses.TverskyLoss",
-    "focal": "medloss.losses.FocalLoss",
-    "dicece": "medloss.losses.DiceCELoss",
-    "dicefocal": "medloss.losses.DiceFocalLoss",
-}
+sys.path.insert(0, HERE)
+from run_loss_bench import HARNESS, IMPLS as _ALL_IMPLS  # noqa: E402  (one list of medloss/MONAI pairs)
+
+IMPLS = {k: v for k, v in _ALL_IMPLS.items() if k != "lovasz"}  # Lovász has no MONAI counterpart
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 

@@ -31,7 +31,7 @@
 
 enum { LAB_I64 = 0, LAB_I32 = 1, LAB_I16 = 2, LAB_U8 = 3, LAB_I8 = 4, LAB_F32 = 5, LAB_F64 = 6 };
 enum { ST_OK = 0, ST_NONFINITE = 1, ST_LABEL = 2, ST_NOMEM = 3, ST_ARGS = 4 };
-enum { VT_NONE = 0, VT_CE = 1, VT_FOCAL = 2 };
+enum { VT_NONE = 0, VT_CE = 1, VT_FOCAL = 2, VT_EXPLOG = 3 };
 
 typedef struct {
     const void *x;
@@ -39,7 +39,7 @@ typedef struct {
     int ycode, squared, vterm, gamma_kind, has_ignore, backward;
     int sigmoid, dense, check; /* sigmoid kernel: dense (B, C, N) target?, check its values? */
     int64_t B, C, N, nlab, ignore, nblk, blk_begin, blk_end; /* labels must lie in [0, nlab) */
-    double gamma;
+    double gamma, vlo, vhi; /* voxel term: exponent and clamp range of log p_y */
     const double *coef; /* backward: (3, B, C) = k, a, u */
     void *grad;         /* backward: (B, C, N), the logits' type */
     double *acc;        /* forward: (3, B, C) = TP, PRED, VOX */
@@ -253,31 +253,21 @@ static int run(job_t proto, int is_double, int nthreads, double *acc, int64_t *c
     return status;
 }
 
-/* Python binding. softmax_tables(backward, logits_ptr, is_double, labels_ptr, label_code, B, C, N, has_ignore,
- *   ignore_index, squared, voxel_term, gamma, out_ptr, out2_ptr, nthreads) -> status
- * forward:  out_ptr = (3, B, C) float64 zeros (TP, PRED, VOX), out2_ptr = (B, C) int64 zeros (TARGET)
- * backward: out_ptr = (3, B, C) float64 coefficients (k, a, u), out2_ptr = gradient (B, C, N), logits' type.
- * The caller guarantees contiguous CPU buffers of these shapes (medloss/functional/native.py). */
-static PyObject *softmax_tables(PyObject *self, PyObject *args) {
-    (void)self;
-    int backward, is_double, ycode, has_ignore, squared, vterm, nthreads;
-    unsigned long long xp, yp, op, o2p;
-    long long B, C, N, ignore;
-    double gamma;
-    if (!PyArg_ParseTuple(args, "iKiKiLLLiLiidKKi", &backward, &xp, &is_double, &yp, &ycode, &B, &C, &N,
-                          &has_ignore, &ignore, &squared, &vterm, &gamma, &op, &o2p, &nthreads))
-        return NULL;
-    if (B < 1 || C < 1 || N < 1 || C > INT32_MAX || ycode < 0 || ycode > LAB_F64 || vterm < 0 || vterm > 2)
-        return PyLong_FromLong(ST_ARGS);
+/* The fields both kernels share, from the Python arguments. */
+static job_t new_job(int backward, unsigned long long xp, unsigned long long yp, int ycode, long long B, long long C,
+                     long long N, int has_ignore, long long ignore, int squared) {
     job_t J;
     memset(&J, 0, sizeof J);
     J.x = (const void *)(uintptr_t)xp;
     J.y = (const void *)(uintptr_t)yp;
-    J.ycode = ycode; J.squared = squared != 0; J.vterm = vterm; J.has_ignore = has_ignore != 0;
-    J.backward = backward != 0;
+    J.ycode = ycode; J.squared = squared != 0; J.has_ignore = has_ignore != 0; J.backward = backward != 0;
     J.B = B; J.C = C; J.N = N; J.nlab = C; J.ignore = ignore; J.nblk = (N + BLK - 1) / BLK;
-    J.gamma = gamma;
-    J.gamma_kind = gamma == 2.0 ? 2 : gamma == 1.0 ? 1 : gamma == 0.0 ? 0 : 3;
+    return J;
+}
+
+/* Run a job without the GIL: forward sums into out (float64) and out2 (int64), or backward with coefficients out
+ * and the gradient out2. */
+static PyObject *launch(job_t J, int is_double, unsigned long long op, unsigned long long o2p, int nthreads) {
     int status;
     Py_BEGIN_ALLOW_THREADS
     if (J.backward) {
@@ -289,6 +279,31 @@ static PyObject *softmax_tables(PyObject *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS
     return PyLong_FromLong(status);
+}
+
+/* Python binding. softmax_tables(backward, logits_ptr, is_double, labels_ptr, label_code, B, C, N, has_ignore,
+ *   ignore_index, squared, voxel_term, gamma, log_lo, log_hi, out_ptr, out2_ptr, nthreads) -> status
+ * voxel_term: 0 none, 1 cross-entropy, 2 focal, 3 explog; log p_y is clamped to [log_lo, log_hi] in it.
+ * forward:  out_ptr = (3, B, C) float64 zeros (TP, PRED, VOX), out2_ptr = (B, C) int64 zeros (TARGET)
+ * backward: out_ptr = (3, B, C) float64 coefficients (k, a, u), out2_ptr = gradient (B, C, N), logits' type.
+ * The caller guarantees contiguous CPU buffers of these shapes (medloss/functional/native.py). */
+static PyObject *softmax_tables(PyObject *self, PyObject *args) {
+    (void)self;
+    int backward, is_double, ycode, has_ignore, squared, vterm, nthreads;
+    unsigned long long xp, yp, op, o2p;
+    long long B, C, N, ignore;
+    double gamma, vlo, vhi;
+    if (!PyArg_ParseTuple(args, "iKiKiLLLiLiidddKKi", &backward, &xp, &is_double, &yp, &ycode, &B, &C, &N,
+                          &has_ignore, &ignore, &squared, &vterm, &gamma, &vlo, &vhi, &op, &o2p, &nthreads))
+        return NULL;
+    if (B < 1 || C < 1 || N < 1 || C > INT32_MAX || ycode < 0 || ycode > LAB_F64 || vterm < 0 || vterm > 3 ||
+        !(vlo <= vhi))
+        return PyLong_FromLong(ST_ARGS);
+    job_t J = new_job(backward, xp, yp, ycode, B, C, N, has_ignore, ignore, squared);
+    J.vterm = vterm;
+    J.gamma = gamma; J.vlo = vlo; J.vhi = vhi;
+    J.gamma_kind = gamma == 2.0 ? 2 : gamma == 1.0 ? 1 : gamma == 0.0 ? 0 : 3;
+    return launch(J, is_double, op, o2p, nthreads);
 }
 
 /* sigmoid_tables(backward, logits_ptr, is_double, target_ptr, target_code, dense, B, C, N, has_ignore,
@@ -308,24 +323,9 @@ static PyObject *sigmoid_tables(PyObject *self, PyObject *args) {
     if (B < 1 || C < 1 || N < 1 || C > INT32_MAX || ycode < 0 || ycode > LAB_F64 ||
         (dense && ycode != LAB_F32 && ycode != LAB_F64))
         return PyLong_FromLong(ST_ARGS);
-    job_t J;
-    memset(&J, 0, sizeof J);
-    J.x = (const void *)(uintptr_t)xp;
-    J.y = (const void *)(uintptr_t)yp;
-    J.ycode = ycode; J.sigmoid = 1; J.dense = dense != 0; J.check = check != 0; J.squared = squared != 0;
-    J.has_ignore = has_ignore != 0; J.backward = backward != 0;
-    J.B = B; J.C = C; J.N = N; J.nlab = C > 1 ? C : 2; J.ignore = ignore; J.nblk = (N + BLK - 1) / BLK;
-    int status;
-    Py_BEGIN_ALLOW_THREADS
-    if (J.backward) {
-        J.coef = (const double *)(uintptr_t)op;
-        J.grad = (void *)(uintptr_t)o2p;
-        status = run(J, is_double, nthreads, NULL, NULL);
-    } else {
-        status = run(J, is_double, nthreads, (double *)(uintptr_t)op, (int64_t *)(uintptr_t)o2p);
-    }
-    Py_END_ALLOW_THREADS
-    return PyLong_FromLong(status);
+    job_t J = new_job(backward, xp, yp, ycode, B, C, N, has_ignore, ignore, squared);
+    J.sigmoid = 1; J.dense = dense != 0; J.check = check != 0; J.nlab = C > 1 ? C : 2;
+    return launch(J, is_double, op, o2p, nthreads);
 }
 
 /* use_openmp(path) -> bool: bind to the OpenMP runtime already loaded from `path` (libgomp, or an LLVM/Intel

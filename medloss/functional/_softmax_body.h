@@ -59,6 +59,72 @@ static ML_INLINE REAL FN(qpow)(REAL q, REAL gamma) {
     return (q > 0 || gamma == 0) ? r : (REAL)0;
 }
 
+/* Voxel terms of the labelled class as functions of l = log p_y (q = 1 - p_y, computed without cancellation), with
+ * l clamped to [lo, hi] as torch.clamp does (outside the range phi takes the clamped value and the slope is 0):
+ * phi and slope = dphi/dl = p phi'(p).  ce: -l.  focal: -(1-p)^gamma l.  explog: (-l)^gamma (Wong et al.). */
+typedef struct { REAL lo, hi, qlo, qhi, gamma; } FN(vt_t);
+
+static ML_INLINE REAL FN(vt_clamp)(const FN(vt_t) *V, REAL l) { return l < V->lo ? V->lo : (l > V->hi ? V->hi : l); }
+static ML_INLINE REAL FN(vt_inside)(const FN(vt_t) *V, REAL l) { return (l >= V->lo) & (l <= V->hi) ? 1 : 0; }
+static ML_INLINE REAL FN(vt_q)(const FN(vt_t) *V, REAL l, REAL q) { return l < V->lo ? V->qlo : (l > V->hi ? V->qhi : q); }
+
+static ML_INLINE REAL FN(phi_ce)(const FN(vt_t) *V, REAL l, REAL q) { (void)q; return -FN(vt_clamp)(V, l); }
+static ML_INLINE REAL FN(phi_focal2)(const FN(vt_t) *V, REAL l, REAL q) {
+    const REAL qe = FN(vt_q)(V, l, q);
+    return -FN(vt_clamp)(V, l) * qe * qe;
+}
+static ML_INLINE REAL FN(phi_focal)(const FN(vt_t) *V, REAL l, REAL q) {
+    return -FN(vt_clamp)(V, l) * FN(qpow)(FN(vt_q)(V, l, q), V->gamma);
+}
+static ML_INLINE REAL FN(phi_explog)(const FN(vt_t) *V, REAL l, REAL q) {
+    (void)q;
+    return FN(qpow)(-FN(vt_clamp)(V, l), V->gamma);
+}
+static ML_INLINE REAL FN(slope_ce)(const FN(vt_t) *V, REAL l, REAL q, REAL p) {
+    (void)q; (void)p;
+    return -FN(vt_inside)(V, l);
+}
+static ML_INLINE REAL FN(slope_focal2)(const FN(vt_t) *V, REAL l, REAL q, REAL p) {
+    return FN(vt_inside)(V, l) * (2 * p * q * l - q * q);
+}
+static ML_INLINE REAL FN(slope_focal)(const FN(vt_t) *V, REAL l, REAL q, REAL p) {
+    /* q^(gamma-1) = q^gamma / q; its product with log p -> 0 at q = 0 */
+    const REAL qg = FN(qpow)(q, V->gamma), qd = q > 0 ? q : (REAL)1;
+    return FN(vt_inside)(V, l) * (V->gamma * p * (q > 0 ? qg / qd : (REAL)0) * l - qg);
+}
+static ML_INLINE REAL FN(slope_explog)(const FN(vt_t) *V, REAL l, REAL q, REAL p) {
+    (void)q; (void)p;
+    const REAL base = -FN(vt_clamp)(V, l), bd = base > 0 ? base : (REAL)1;
+    return base > 0 ? -FN(vt_inside)(V, l) * V->gamma * FN(qpow)(base, V->gamma) / bd : (REAL)0;
+}
+
+/* log p_y from d = x_y - max_c x_c, s = sum_c exp(x_c - max) and q = 1 - p_y = sum_{c != y} E_c / s: d - log s
+ * (exact where p_y underflows), or log1p(-q) = log u - ((u - 1) + q) / u with u = 1 - q where p_y > 3/4 (accurate
+ * to rounding near p_y = 1, where d - log s cancels). */
+static ML_INLINE REAL FN(log_py)(REAL d, REAL s, REAL q) {
+    const REAL u = 1 - q, near_one = LOG(u) - ((u - 1) + q) / u;
+    return q < (REAL)0.25 ? near_one : d - LOG(s);
+}
+
+static ML_INLINE FN(vt_t) FN(vt_params)(const job_t *J) {
+    FN(vt_t) V = {(REAL)J->vlo, (REAL)J->vhi, (REAL)(-expm1(J->vlo)), (REAL)(-expm1(J->vhi)), (REAL)J->gamma};
+    return V;
+}
+
+#define PHI_LOOP(fn)                                                                                \
+    _Pragma("omp simd")                                                                             \
+    for (int j = 0; j < len; ++j) {                                                                 \
+        const REAL q = so[j] * inv[j], l = FN(log_py)(xy[j] - m[j], s[j], q);                       \
+        const REAL f = fn(&V, l, q);                                                                \
+        phi[j] = lab[j] >= 0 ? f : (REAL)0;                                                         \
+    }
+#define SLOPE_LOOP(fn)                                                                              \
+    _Pragma("omp simd")                                                                             \
+    for (int j = 0; j < len; ++j) {                                                                 \
+        const REAL q = so[j] * inv[j], l = FN(log_py)(xy[j] - m[j], s[j], q);                       \
+        tn[j] = fn(&V, l, q, ey[j] * inv[j]);                                                       \
+    }
+
 /* Forward over blocks [blk_begin, blk_end): per-thread sums TP, PRED, VOX (double) and TARGET (int64). */
 ML_CLONES static void FN(forward_range)(job_t *J) {
     const int64_t C = J->C, N = J->N, B = J->B;
@@ -113,27 +179,11 @@ ML_CLONES static void FN(forward_range)(job_t *J) {
             J->cnt[b * C + c] += tga;
         }
         if (J->vterm == VT_NONE) continue;
-        if (J->vterm == VT_CE) {
-#pragma omp simd
-            for (int j = 0; j < len; ++j) {
-                const REAL logp = xy[j] - m[j] - LOG(s[j]); /* exact even where p_y underflows */
-                phi[j] = lab[j] >= 0 ? -logp : (REAL)0;
-            }
-        } else if (J->gamma_kind == 2) {
-#pragma omp simd
-            for (int j = 0; j < len; ++j) {
-                const REAL logp = xy[j] - m[j] - LOG(s[j]), q = so[j] * inv[j];
-                phi[j] = lab[j] >= 0 ? -logp * q * q : (REAL)0;
-            }
-        } else {
-            const REAL gamma = (REAL)J->gamma;
-#pragma omp simd
-            for (int j = 0; j < len; ++j) {
-                const REAL logp = xy[j] - m[j] - LOG(s[j]);
-                const REAL f = -logp * FN(qpow)(so[j] * inv[j], gamma);
-                phi[j] = lab[j] >= 0 ? f : (REAL)0;
-            }
-        }
+        const FN(vt_t) V = FN(vt_params)(J);
+        if (J->vterm == VT_CE) { PHI_LOOP(FN(phi_ce)) }
+        else if (J->vterm == VT_FOCAL && J->gamma_kind == 2) { PHI_LOOP(FN(phi_focal2)) }
+        else if (J->vterm == VT_FOCAL) { PHI_LOOP(FN(phi_focal)) }
+        else { PHI_LOOP(FN(phi_explog)) }
         for (int64_t c = 0; c < C; ++c) {
             REAL va = 0;
             const int32_t cc = (int32_t)c;
@@ -199,32 +249,25 @@ ML_CLONES static void FN(backward_range)(job_t *J) {
                 }
             }
         }
-        const REAL gamma = (REAL)J->gamma, use_u = J->vterm == VT_NONE ? (REAL)0 : (REAL)1;
-        /* tn = p phi'(p) at p = p_y: gamma p (1-p)^(gamma-1) log p - (1-p)^gamma (focal), -1 (cross-entropy) */
-        if (J->vterm == VT_FOCAL && J->gamma_kind == 2) {
+        const REAL use_u = J->vterm == VT_NONE ? (REAL)0 : (REAL)1;
+        const FN(vt_t) V = FN(vt_params)(J);
+        if (J->vterm == VT_CE) { SLOPE_LOOP(FN(slope_ce)) }
+        else if (J->vterm == VT_FOCAL && J->gamma_kind == 2) { SLOPE_LOOP(FN(slope_focal2)) }
+        else if (J->vterm == VT_FOCAL) { SLOPE_LOOP(FN(slope_focal)) }
+        else if (J->vterm == VT_EXPLOG) { SLOPE_LOOP(FN(slope_explog)) }
+        else {
 #pragma omp simd
-            for (int j = 0; j < len; ++j) {
-                const REAL py = ey[j] * inv[j], logp = xy[j] - m[j] - LOG(s[j]), q = so[j] * inv[j];
-                tn[j] = 2 * py * q * logp - q * q;
-            }
-        } else if (J->vterm == VT_FOCAL) {
-#pragma omp simd
-            for (int j = 0; j < len; ++j) { /* q^(gamma-1) = q^gamma / q; its product with log p -> 0 at q = 0 */
-                const REAL py = ey[j] * inv[j], logp = xy[j] - m[j] - LOG(s[j]), q = so[j] * inv[j];
-                const REAL qg = FN(qpow)(q, gamma), qd = q > 0 ? q : (REAL)1;
-                tn[j] = gamma * py * (q > 0 ? qg / qd : (REAL)0) * logp - qg;
-            }
-        } else {
-#pragma omp simd
-            for (int j = 0; j < len; ++j) tn[j] = -1; /* p phi'(p) = -1 for cross-entropy */
+            for (int j = 0; j < len; ++j) tn[j] = 0;
         }
 #pragma omp simd
         for (int j = 0; j < len; ++j) {
             const REAL py = ey[j] * inv[j], slope = tn[j], a = ay[j], u = uy[j], t = tk[j];
             const REAL valid = lab[j] >= 0 ? (REAL)1 : (REAL)0;
             const REAL sj = valid * (a * py + use_u * u * slope);
+            const REAL q = gather ? so[j] * inv[j] : 1 - py; /* 1 - p_y, exact when gathered */
             sn[j] = sj;
-            tn[j] = valid * t + sj;
+            tn[j] = valid * t;
+            so[j] = q;
         }
         for (int64_t c = 0; c < C; ++c) {
             const REAL *ec = E + c * BLK;
@@ -233,15 +276,18 @@ ML_CLONES static void FN(backward_range)(job_t *J) {
             const int32_t cc = (int32_t)c;
 #pragma omp simd
             for (int j = 0; j < len; ++j) {
-                const REAL p = ec[j] * inv[j], t = tn[j], sj = sn[j];
+                const REAL p = ec[j] * inv[j], t = tn[j], sj = sn[j], q = so[j];
                 const int l = lab[j];
                 const REAL f = l >= 0 ? kc * (e_sq * p + (1 - e_sq)) : (REAL)0;
-                gc[j] = p * (f - t) + (l == cc ? sj : (REAL)0);
+                /* p (f - t - s) + [c = y] s, with the labelled class's s (1 - p_y) taken as s q: no cancellation */
+                gc[j] = p * (f - t) + (l == cc ? sj * q : -p * sj);
             }
         }
     }
 }
 
+#undef PHI_LOOP
+#undef SLOPE_LOOP
 #undef FN
 #undef CAT
 #undef CAT_

@@ -97,18 +97,24 @@ def explog_loss(
     """
     prepare.check_input_tensor(input)
     num_classes = max(input.shape[1], 2) if sigmoid else input.shape[1]
-    stats = region_stats(
-        input, target, include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
-        softmax=softmax, batch=batch, ignore_index=ignore_index, check_input=check_input,
-    )
+    log_clamp = (math.log(clamp), math.log1p(-clamp))
+    if _fusable(input, dict(softmax=softmax, to_onehot_y=to_onehot_y)):  # one pass for both terms
+        full, per_class = label_map_tables(input, target, ignore_index=ignore_index, voxel_term="explog",
+                                           gamma=gamma_cross, log_clamp=log_clamp, check_input=check_input)
+        stats = finish_stats(full, include_background=include_background, batch=batch)
+        counts = full.target  # voxels per label (B, C)
+    else:
+        stats = region_stats(
+            input, target, include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
+            softmax=softmax, batch=batch, ignore_index=ignore_index, check_input=check_input,
+        )
+        labels, valid, log_p = _labelled_log_prob(input, target, to_onehot_y=to_onehot_y,
+                                                  ignore_index=ignore_index, softmax=softmax, sigmoid=sigmoid)
+        cross = (-log_p.clamp(*log_clamp)).pow(gamma_cross)
+        per_class = _per_class_voxel_sums(cross, labels, valid, num_classes)  # (B, C)
+        counts = labelled_sums(valid, labels, num_classes, per_class.dtype)  # voxels per label (B, C)
     dice = 1.0 - dice_from_stats(stats, jaccard=False, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
     dice_term = (-torch.log(dice.clamp(clamp, 1.0 - clamp))).pow(gamma_dice).mean(dim=1)
-
-    labels, valid, log_p = _labelled_log_prob(input, target, to_onehot_y=to_onehot_y, ignore_index=ignore_index,
-                                              softmax=softmax, sigmoid=sigmoid)
-    cross = (-log_p.clamp(math.log(clamp), math.log1p(-clamp))).pow(gamma_cross)
-    per_class = _per_class_voxel_sums(cross, labels, valid, num_classes)  # (B, C)
-    counts = labelled_sums(valid, labels, num_classes, per_class.dtype)  # voxels per label (B, C)
     if running_counts is not None:  # cumulative label counts, updated in place in training (like batch norm)
         batch_counts = counts.detach().sum(dim=0).to(running_counts)
         if training:
@@ -156,10 +162,16 @@ def anatomynet_loss(
     prepare.check_input_tensor(input)
     num_classes = input.shape[1]
     batch_size = input.shape[0]
-    stats = region_stats(
-        input, target, to_onehot_y=to_onehot_y, softmax=softmax, ignore_index=ignore_index,
-        check_input=check_input,
-    )
+    fused = _fusable(input, dict(softmax=softmax, to_onehot_y=to_onehot_y))
+    if fused:  # one pass for the Dice tables and the focal sums
+        stats, focal_sums = label_map_tables(input, target, ignore_index=ignore_index, voxel_term="focal",
+                                             gamma=gamma, log_clamp=(math.log(p_min), math.inf),
+                                             check_input=check_input)
+    else:
+        stats = region_stats(
+            input, target, to_onehot_y=to_onehot_y, softmax=softmax, ignore_index=ignore_index,
+            check_input=check_input,
+        )
     mask = _class_mask(class_mask, batch_size, num_classes, stats.tp, include_background)
     masked = RegionStats(*(t * mask for t in stats[:3]), stats.voxels)
     pooled = RegionStats(*(distributed_sum(t.sum(dim=0, keepdim=True)) for t in masked))
@@ -168,11 +180,13 @@ def anatomynet_loss(
     available = (distributed_sum(mask.sum(dim=0, keepdim=True)) > 0).to(index.dtype)
     dice_term = available * (1.0 - index)
 
-    labels, valid, log_p = _labelled_log_prob(input, target, to_onehot_y=to_onehot_y, ignore_index=ignore_index,
-                                              softmax=softmax, sigmoid=False)
-    log_p = log_p.clamp_min(math.log(p_min))
-    focal = -(1.0 - log_p.exp()).pow(gamma) * log_p
-    per_class = distributed_sum((_per_class_voxel_sums(focal, labels, valid, num_classes) * mask).sum(0, keepdim=True))
+    if not fused:
+        labels, valid, log_p = _labelled_log_prob(input, target, to_onehot_y=to_onehot_y,
+                                                  ignore_index=ignore_index, softmax=softmax, sigmoid=False)
+        log_p = log_p.clamp_min(math.log(p_min))
+        focal = -(1.0 - log_p.exp()).pow(gamma) * log_p
+        focal_sums = _per_class_voxel_sums(focal, labels, valid, num_classes)
+    per_class = distributed_sum((focal_sums * mask).sum(0, keepdim=True))
     focal_term = per_class / pooled.voxels.sum().clamp_min(1.0)
 
     loss = dice_term + lambda_focal * focal_term  # (1, C)

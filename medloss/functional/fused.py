@@ -6,24 +6,29 @@ For logits x (B, C, N), labels y (B, 1, N), validity v (B, 1, N) and p = softmax
     TP_c   = sum_n v p_c [y = c]        PRED_c = sum_n v p_c^e        TARGET_c = sum_n v [y = c]
     VOX_c  = sum_n v phi(p_y) [y = c]   (a voxel term of the labelled class, summed per label)
 
-with e = 2 for squared denominators, phi(p) = -log p (cross-entropy) or -(1 - p)^gamma log p (softmax focal), or
-no voxel term. Every softmax region loss, cross-entropy and softmax focal loss with a label-map target is a formula
-on these (B, C) tables, so compounds (Dice + CE, Dice + focal) cost one pass and one backward.
+with e = 2 for squared denominators and a voxel term phi of l = log p_y, optionally clamped to [lo, hi]:
+phi = -l (cross-entropy), -(1 - p)^gamma l (softmax focal; AnatomyNet clamps p below), (-l)^gamma (the
+Exponential Logarithmic loss's cross term, clamped both sides), or none. Every softmax region loss, cross-entropy,
+softmax focal and the paper compounds with a label-map target are formulas on these (B, C) tables, so compounds
+(Dice + CE, Dice + focal, ExpLog, AnatomyNet) cost one pass and one backward.
 
 Backward: with k = dL/dPRED, a = dL/dTP, u = dL/dVOX, the gradient through the softmax is
     dx_c = p_c (v e k_c p_c^(e-1) - t) + [c = y] s,    s = v p_y (a_y + u_y phi'(p_y)),    t = v sum_c e k_c p_c^e + s
-(p phi'(p) = -1 for cross-entropy; gamma p (1 - p)^(gamma - 1) log p - (1 - p)^gamma for focal). The softmax is
+(p phi'(p) = -1 for cross-entropy; gamma p (1 - p)^(gamma - 1) log p - (1 - p)^gamma for focal; -gamma (-l)^(gamma-1)
+for explog; 0 where the clamp clips l). The softmax is
 recomputed in backward into the buffer that becomes the gradient, so nothing logits-sized is kept between forward
 and backward, and backward is re-entrant (``retain_graph=True`` is safe). log p_y is computed as x_y - logsumexp(x)
 (for the rare voxels where p_y underflows; elsewhere log of the softmax).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from medloss.functional import prepare
 
-VOXEL_TERMS = (None, "ce", "focal")
+VOXEL_TERMS = (None, "ce", "focal", "explog")
 _CHUNK = 1 << 20  # voxels per float64 chunk when summing per label (bounds the float64 temporary)
 _BLOCK = 1 << 20  # elements per (B, C, block) temporary in the backward's final pass
 
@@ -62,33 +67,50 @@ def _label_log_prob(p: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor)
     return log_py
 
 
-def _voxel_term(log_py: torch.Tensor, kind: str, gamma: float) -> torch.Tensor:
-    """phi(p_y) per voxel from log p_y."""
-    if kind == "ce":
-        return -log_py
-    return torch.expm1(log_py).neg_().pow_(gamma).mul_(log_py).neg_()
+def _clamped(log_py: torch.Tensor, log_clamp: tuple[float, float]) -> torch.Tensor:
+    lo, hi = log_clamp
+    return log_py if lo == -math.inf and hi == math.inf else log_py.clamp(lo, hi)
 
 
-def _voxel_slope(log_py: torch.Tensor, kind: str, gamma: float) -> torch.Tensor:
-    """p phi'(p) at p = p_y, from log p_y (consumed: overwritten): -1 (cross-entropy),
-    gamma p (1-p)^(gamma-1) log p - (1-p)^gamma (focal, 0 where p = 1). Two temporaries of log_py's size."""
+def _voxel_term(log_py: torch.Tensor, kind: str, gamma: float, log_clamp: tuple[float, float]) -> torch.Tensor:
+    """phi(p_y) per voxel from l = log p_y clamped to ``log_clamp``: -l (ce), -(1 - e^l)^gamma l (focal),
+    (-l)^gamma (explog)."""
+    l = _clamped(log_py, log_clamp)
     if kind == "ce":
-        return log_py.fill_(-1.0)
-    q = torch.expm1(log_py).neg_()  # 1 - p, accurate near p = 1
-    saturated = q <= 0
-    slope = q.masked_fill(saturated, 1.0).pow_(gamma - 1.0)  # (1 - p)^(gamma - 1)
-    q.mul_(slope)  # (1 - p)^gamma
-    slope.mul_(log_py).mul_(gamma).mul_(log_py.exp_()).sub_(q)
-    return slope.masked_fill_(saturated, 0.0)
+        return -l
+    if kind == "explog":
+        return l.neg().pow(gamma)
+    return torch.expm1(l).neg_().pow_(gamma).mul_(l).neg_()
+
+
+def _voxel_slope(log_py: torch.Tensor, kind: str, gamma: float, log_clamp: tuple[float, float]) -> torch.Tensor:
+    """d phi / d l = p phi'(p) at p = p_y, from l = log p_y: -1 (cross-entropy), gamma p (1-p)^(gamma-1) l -
+    (1-p)^gamma (focal, 0 where p = 1), -gamma (-l)^(gamma-1) (explog); 0 where ``log_clamp`` clips l (as
+    torch.clamp). A few temporaries of log_py's size."""
+    lo, hi = log_clamp
+    inside = (log_py >= lo) & (log_py <= hi)
+    if kind == "ce":
+        slope = torch.full_like(log_py, -1.0)
+    elif kind == "explog":
+        base = log_py.neg()
+        slope = torch.where(base > 0, base.clamp_min(1e-300).pow(gamma - 1.0).mul_(-gamma), torch.zeros_like(base))
+    else:
+        q = torch.expm1(log_py).neg_()  # 1 - p, accurate near p = 1
+        saturated = q <= 0
+        slope = q.masked_fill(saturated, 1.0).pow_(gamma - 1.0)  # (1 - p)^(gamma - 1)
+        q.mul_(slope)  # (1 - p)^gamma
+        slope.mul_(log_py).mul_(gamma).mul_(log_py.exp()).sub_(q)
+        slope.masked_fill_(saturated, 0.0)
+    return slope.masked_fill_(~inside, 0.0)
 
 
 class SoftmaxLabelTables(torch.autograd.Function):
-    """(logits (B, C, N), labels (B, 1, N) int64, valid (B, 1, N) or None, squared, voxel_term, gamma, region)
-    -> (TP, PRED, TARGET, VOX), each (B, C). See the module docstring. With ``region=False`` (a voxel loss alone)
+    """(logits (B, C, N), labels (B, 1, N) int64, valid (B, 1, N) or None, squared, voxel_term, gamma, log_clamp,
+    region) -> (TP, PRED, TARGET, VOX), each (B, C). See the module docstring. With ``region=False`` (a voxel loss alone)
     TP and PRED are not computed (zeros)."""
 
     @staticmethod
-    def forward(ctx, logits, labels, valid, squared, voxel_term, gamma, region):  # type: ignore[override]
+    def forward(ctx, logits, labels, valid, squared, voxel_term, gamma, log_clamp, region):  # type: ignore[override]
         num_classes = logits.shape[1]
         dtype = prepare.compute_dtype(logits)
         p = torch.softmax(logits, dim=1, dtype=dtype)
@@ -108,13 +130,14 @@ class SoftmaxLabelTables(torch.autograd.Function):
         else:
             tp = pred = torch.zeros_like(target)
         if voxel_term:
-            phi = _voxel_term(_label_log_prob(p, logits, labels), voxel_term, gamma)
+            phi = _voxel_term(_label_log_prob(p, logits, labels), voxel_term, gamma, log_clamp)
             del p
             vox = labelled_sums(phi if valid is None else phi.mul_(valid), labels, num_classes, dtype)
         else:
             vox = torch.zeros_like(target)
         ctx.save_for_backward(logits, labels, valid)
         ctx.squared, ctx.voxel_term, ctx.gamma, ctx.region = squared, voxel_term, gamma, region
+        ctx.log_clamp = log_clamp
         ctx.mark_non_differentiable(target)
         return tp, pred, target, vox
 
@@ -136,7 +159,7 @@ class SoftmaxLabelTables(torch.autograd.Function):
             s = table(grad_tp).gather(1, flat_labels).view(batch, 1, n).mul_(p.gather(1, labels))
         if ctx.voxel_term is not None and grad_vox is not None:
             u = table(grad_vox).gather(1, flat_labels).view(batch, 1, n)
-            u.mul_(_voxel_slope(_label_log_prob(p, logits, labels), ctx.voxel_term, ctx.gamma))
+            u.mul_(_voxel_slope(_label_log_prob(p, logits, labels), ctx.voxel_term, ctx.gamma, ctx.log_clamp))
             s = u if s is None else s.add_(u)
             del u
         if s is None:
@@ -146,7 +169,7 @@ class SoftmaxLabelTables(torch.autograd.Function):
         if not ctx.region:  # k = 0: dx = s (onehot - p)
             p.mul_(s.neg())
             p.scatter_add_(1, labels, s)
-            return p.to(logits.dtype), None, None, None, None, None, None
+            return p.to(logits.dtype), None, None, None, None, None, None, None
         k = table(grad_pred)
         if ctx.squared:
             k = 2.0 * k  # d(p^2)/dp = 2p; the factor p is applied per class below
@@ -174,7 +197,7 @@ class SoftmaxLabelTables(torch.autograd.Function):
             p_blk.mul_(factor - t[:, :, sl])
         del t
         p.scatter_add_(1, labels, s)  # dx_y += s
-        return p.to(logits.dtype), None, None, None, None, None, None
+        return p.to(logits.dtype), None, None, None, None, None, None, None
 
 
 def _masked_square_sum(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:

@@ -55,7 +55,7 @@ _LABELS = {
     torch.int64: 0, torch.int32: 1, torch.int16: 2, torch.uint8: 3, torch.int8: 4,
     torch.float32: 5, torch.float64: 6,
 }
-_VOXEL = {None: 0, "ce": 1, "focal": 2}
+_VOXEL = {None: 0, "ce": 1, "focal": 2, "explog": 3}
 _STATUS_NONFINITE, _STATUS_LABEL, _STATUS_NOMEM = 1, 2, 3
 
 
@@ -96,26 +96,46 @@ def supports_sigmoid(logits: torch.Tensor, target: torch.Tensor, *, to_onehot_y:
     return target.dtype in (torch.float32, torch.float64) and not target.requires_grad
 
 
-def _run(backward, logits, labels, ignore_index, squared, voxel_term, gamma, out, out2):
-    batch, num_classes = logits.shape[:2]
-    status = _kernels.softmax_tables(
-        int(backward), logits.data_ptr(), _LOGITS[logits.dtype], labels.data_ptr(), _LABELS[labels.dtype],
-        batch, num_classes, logits[0, 0].numel(), int(ignore_index is not None),
-        int(ignore_index) if ignore_index is not None else 0, int(squared), _VOXEL[voxel_term], float(gamma),
-        out.data_ptr(), out2.data_ptr(), torch.get_num_threads(),
-    )
+def _raise_for_status(status: int, logits: torch.Tensor, label_check) -> None:
+    """Turn a kernel status into the typed error the eager path raises (its own check words the message)."""
     if status == _STATUS_NONFINITE:
         prepare.check_finite(logits)  # raises InputRangeError with min/max in the message
     if status == _STATUS_LABEL:
-        prepare.check_labels(labels, num_classes, ignore_index)  # raises LabelValueError naming the value
+        label_check()  # raises LabelValueError naming the value
     if status == _STATUS_NOMEM:
         raise MemoryError("medloss native kernel: could not allocate its per-thread scratch buffers.")
     if status != 0:
         raise RuntimeError(f"medloss native kernel failed with status {status} (please report this).")
 
 
+def _tables(batch: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zeroed outputs of a forward call: (3, B, C) float64 sums and (B, C) int64 counts."""
+    return (torch.zeros(3, batch, num_classes, dtype=torch.float64),
+            torch.zeros(batch, num_classes, dtype=torch.int64))
+
+
+def _coefficients(batch: int, num_classes: int, grads) -> torch.Tensor:
+    """(3, B, C) float64 table of incoming gradients (None -> 0) for a backward call."""
+    coef = torch.zeros(3, batch, num_classes, dtype=torch.float64)
+    for i, g in enumerate(grads):
+        if g is not None:
+            coef[i] = g
+    return coef
+
+
+def _run(backward, logits, labels, ignore_index, squared, voxel_term, gamma, log_clamp, out, out2):
+    batch, num_classes = logits.shape[:2]
+    status = _kernels.softmax_tables(
+        int(backward), logits.data_ptr(), _LOGITS[logits.dtype], labels.data_ptr(), _LABELS[labels.dtype],
+        batch, num_classes, logits[0, 0].numel(), int(ignore_index is not None),
+        int(ignore_index) if ignore_index is not None else 0, int(squared), _VOXEL[voxel_term], float(gamma),
+        float(log_clamp[0]), float(log_clamp[1]), out.data_ptr(), out2.data_ptr(), torch.get_num_threads(),
+    )
+    _raise_for_status(status, logits, lambda: prepare.check_labels(labels, num_classes, ignore_index))
+
+
 class NativeSoftmaxLabelTables(torch.autograd.Function):
-    """(logits (B, C, *S) contiguous, labels (B, 1, *S), ignore_index, squared, voxel_term, gamma)
+    """(logits (B, C, *S) contiguous, labels (B, 1, *S), ignore_index, squared, voxel_term, gamma, log_clamp)
     -> (TP, PRED, TARGET, VOX), each (B, C) in the compute dtype; TARGET is not differentiable.
 
     Labels may be any integer or float dtype (float labels must hold integers); voxels whose label equals
@@ -124,17 +144,16 @@ class NativeSoftmaxLabelTables(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits, labels, ignore_index, squared, voxel_term, gamma):  # type: ignore[override]
+    def forward(ctx, logits, labels, ignore_index, squared, voxel_term, gamma, log_clamp):  # type: ignore[override]
         batch, num_classes = logits.shape[:2]
         labels = labels.contiguous()
-        sums = torch.zeros(3, batch, num_classes, dtype=torch.float64)
-        counts = torch.zeros(batch, num_classes, dtype=torch.int64)
-        _run(False, logits, labels, ignore_index, squared, voxel_term, gamma, sums, counts)
+        sums, counts = _tables(batch, num_classes)
+        _run(False, logits, labels, ignore_index, squared, voxel_term, gamma, log_clamp, sums, counts)
         dtype = prepare.compute_dtype(logits)
         tp, pred, vox = sums.to(dtype).unbind(0)
         target = counts.to(dtype)
         ctx.save_for_backward(logits, labels)
-        ctx.options = (ignore_index, squared, voxel_term, gamma)
+        ctx.options = (ignore_index, squared, voxel_term, gamma, log_clamp)
         ctx.mark_non_differentiable(target)
         return tp, pred, target, vox
 
@@ -142,15 +161,11 @@ class NativeSoftmaxLabelTables(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_tp, grad_pred, _grad_target, grad_vox):  # type: ignore[override]
         logits, labels = ctx.saved_tensors
-        ignore_index, squared, voxel_term, gamma = ctx.options
-        batch, num_classes = logits.shape[:2]
-        coef = torch.zeros(3, batch, num_classes, dtype=torch.float64)
-        for i, g in enumerate((grad_pred, grad_tp, grad_vox)):
-            if g is not None:
-                coef[i] = g
+        ignore_index, squared, voxel_term, gamma, log_clamp = ctx.options
+        coef = _coefficients(*logits.shape[:2], (grad_pred, grad_tp, grad_vox))
         grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
-        _run(True, logits, labels, ignore_index, squared, voxel_term, gamma, coef, grad)
-        return grad, None, None, None, None, None
+        _run(True, logits, labels, ignore_index, squared, voxel_term, gamma, log_clamp, coef, grad)
+        return grad, None, None, None, None, None, None
 
 
 class NativeSigmoidTables(torch.autograd.Function):
@@ -168,8 +183,7 @@ class NativeSigmoidTables(torch.autograd.Function):
     def forward(ctx, logits, target, dense, ignore_index, squared, check):  # type: ignore[override]
         batch, num_classes = logits.shape[:2]
         target = target.contiguous()
-        sums = torch.zeros(3, batch, num_classes, dtype=torch.float64)
-        counts = torch.zeros(batch, num_classes, dtype=torch.int64)
+        sums, counts = _tables(batch, num_classes)
         _run_sigmoid(False, logits, target, dense, ignore_index, squared, check, sums, counts)
         dtype = prepare.compute_dtype(logits)
         tp, pred, tgt = sums.to(dtype).unbind(0)
@@ -184,11 +198,7 @@ class NativeSigmoidTables(torch.autograd.Function):
     def backward(ctx, grad_tp, grad_pred, _grad_target, _grad_voxels):  # type: ignore[override]
         logits, target = ctx.saved_tensors
         dense, ignore_index, squared, check = ctx.options
-        batch, num_classes = logits.shape[:2]
-        coef = torch.zeros(3, batch, num_classes, dtype=torch.float64)
-        for i, g in enumerate((grad_pred, grad_tp)):
-            if g is not None:
-                coef[i] = g
+        coef = _coefficients(*logits.shape[:2], (grad_pred, grad_tp))
         grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
         _run_sigmoid(True, logits, target, dense, ignore_index, squared, check, coef, grad)
         return grad, None, None, None, None, None
@@ -203,15 +213,12 @@ def _run_sigmoid(backward, logits, target, dense, ignore_index, squared, check, 
         int(ignore_index) if ignore_index is not None else 0, int(squared), int(check),
         out.data_ptr(), out2.data_ptr(), torch.get_num_threads(),
     )
-    if status == _STATUS_NONFINITE:
-        prepare.check_finite(logits)
-    if status == _STATUS_LABEL:
-        if dense:  # raises LabelValueError with the eager path's wording
+
+    def label_check():
+        if dense:  # the eager path's check and wording
             prepare.dense_target(target, logits, to_onehot_y=False, ignore_index=ignore_index, soft_label=False,
                                  check_input=True)
         else:
             prepare.check_labels(target, max(num_classes, 2), ignore_index)
-    if status == _STATUS_NOMEM:
-        raise MemoryError("medloss native kernel: could not allocate its per-thread scratch buffers.")
-    if status != 0:
-        raise RuntimeError(f"medloss native kernel failed with status {status} (please report this).")
+
+    _raise_for_status(status, logits, label_check)

@@ -23,6 +23,7 @@ Sums accumulate in float32 (float64 for float64 input) whatever the input dtype.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -163,28 +164,32 @@ def label_map_tables(
     squared_pred: bool = False,
     voxel_term: str | None = None,
     gamma: float = 0.0,
+    log_clamp: tuple[float, float] = (-math.inf, math.inf),
     region: bool = True,
     check_input: bool = True,
 ) -> tuple[RegionStats, torch.Tensor]:
     """Softmax statistics of (B, C, *S) logits against a label map, plus the per-label sums of a voxel term.
 
-    Returns (RegionStats with all C classes, per sample; VOX (B, C)) — see :mod:`medloss.functional.fused`; with
-    ``region=False`` only TARGET, VOXELS and VOX are computed (a voxel loss alone). Used by
-    :func:`region_stats` for ``softmax=True, to_onehot_y=True`` and by the cross-entropy / softmax focal fast paths.
+    ``voxel_term`` is None, "ce", "focal" or "explog" (exponent ``gamma``), evaluated at log p_y clamped to
+    ``log_clamp``. Returns (RegionStats with all C classes, per sample; VOX (B, C)) — see
+    :mod:`medloss.functional.fused`; with ``region=False`` TP and PRED may be zeros (a voxel loss alone). Used by
+    :func:`region_stats` for ``softmax=True, to_onehot_y=True``, by the cross-entropy / softmax focal fast paths and
+    by the compounds.
     """
     prepare.check_input_tensor(input)
     flat = prepare.flatten(input)
     if native.supports(flat, target):  # compiled kernel: checks logits and labels inside its single pass
         labels = prepare.label_map(target, input)
         tp, pred, tgt, vox = native.NativeSoftmaxLabelTables.apply(
-            flat, labels.reshape(labels.shape[0], 1, -1), ignore_index, squared_pred, voxel_term, float(gamma)
+            flat, labels.reshape(labels.shape[0], 1, -1), ignore_index, squared_pred, voxel_term, float(gamma),
+            log_clamp,
         )
         return RegionStats(tp, pred, tgt, tgt.sum(dim=1, keepdim=True)), vox
     if check_input:
         prepare.check_finite(input)
     labels, valid = prepare.labels_and_mask(target, input, ignore_index=ignore_index, check_input=check_input)
     tp, pred, tgt, vox = SoftmaxLabelTables.apply(
-        flat, labels, valid, squared_pred, voxel_term, float(gamma), region
+        flat, labels, valid, squared_pred, voxel_term, float(gamma), log_clamp, region
     )
     return RegionStats(tp, pred, tgt, _voxel_count(valid, tp, labels.shape[2])), vox
 

@@ -39,6 +39,10 @@ FUSED = {
     # targets, so the one-hot path differs by design; weighted DiceCE is checked against MONAI below
     "dicece": (lambda oh, **k: L.DiceCELoss(to_onehot_y=oh, **SM, **k), False),
     "ce": (lambda oh, **k: L.CrossEntropyLoss(**k), False),
+    "explog": (lambda oh, **k: L.ExpLogLoss(to_onehot_y=oh, **SM, **k), True),
+    "explog-nobg-batch": (lambda oh, **k: L.ExpLogLoss(to_onehot_y=oh, include_background=False, batch=True,
+                                                        gamma_cross=1.0, **SM, **k), True),
+    "anatomynet": (lambda oh, **k: L.AnatomyNetLoss(to_onehot_y=oh, **SM, **k), True),
 }
 
 
