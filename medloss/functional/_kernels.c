@@ -30,14 +30,14 @@
 #define ML_INLINE inline __attribute__((always_inline))
 
 enum { LAB_I64 = 0, LAB_I32 = 1, LAB_I16 = 2, LAB_U8 = 3, LAB_I8 = 4, LAB_F32 = 5, LAB_F64 = 6 };
-enum { ST_OK = 0, ST_NONFINITE = 1, ST_LABEL = 2, ST_NOMEM = 3, ST_ARGS = 4 };
+enum { ST_OK = 0, ST_NONFINITE = 1, ST_LABEL = 2, ST_NOMEM = 3, ST_ARGS = 4, ST_SOFT = 5 };
 enum { VT_NONE = 0, VT_CE = 1, VT_FOCAL = 2, VT_EXPLOG = 3 };
 
 typedef struct {
     const void *x;
     const void *y;
     int ycode, squared, vterm, gamma_kind, has_ignore, backward;
-    int sigmoid, dense, check; /* sigmoid kernel: dense (B, C, N) target?, check its values? */
+    int sigmoid, dense, check, soft; /* sigmoid kernel: dense (B, C, N) target?, check its values?, soft allowed? */
     int64_t B, C, N, nlab, ignore, nblk, blk_begin, blk_end; /* labels must lie in [0, nlab) */
     double gamma, vlo, vhi; /* voxel term: exponent and clamp range of log p_y */
     const double *coef; /* backward: (3, B, C) = k, a, u */
@@ -212,19 +212,20 @@ static int run(job_t proto, int is_double, int nthreads, double *acc, int64_t *c
     if (nthreads > total) nthreads = (int)(total > 0 ? total : 1);
     task_t *tasks = calloc((size_t)nthreads, sizeof(task_t));
     pthread_t *ids = calloc((size_t)nthreads, sizeof(pthread_t));
-    char *mem = calloc((size_t)nthreads, scratch + table * (3 * sizeof(double) + sizeof(int64_t)));
+    const size_t ntab = proto.sigmoid ? 5 : 3; /* forward tables: see softmax_tables / sigmoid_tables */
+    char *mem = calloc((size_t)nthreads, scratch + table * (ntab * sizeof(double) + sizeof(int64_t)));
     int status = ST_OK;
     if (!tasks || !ids || !mem) { free(tasks); free(ids); free(mem); return ST_NOMEM; }
     int started = 1;
     for (int i = 0; i < nthreads; ++i) {
-        char *base = mem + (size_t)i * (scratch + table * (3 * sizeof(double) + sizeof(int64_t)));
+        char *base = mem + (size_t)i * (scratch + table * (ntab * sizeof(double) + sizeof(int64_t)));
         tasks[i].is_double = is_double;
         tasks[i].job = proto;
         tasks[i].job.blk_begin = total * i / nthreads;
         tasks[i].job.blk_end = total * (i + 1) / nthreads;
         tasks[i].job.acc = (double *)base;
-        tasks[i].job.cnt = (int64_t *)(base + table * 3 * sizeof(double));
-        tasks[i].job.scratch = base + table * (3 * sizeof(double) + sizeof(int64_t));
+        tasks[i].job.cnt = (int64_t *)(base + table * ntab * sizeof(double));
+        tasks[i].job.scratch = base + table * (ntab * sizeof(double) + sizeof(int64_t));
     }
     if (nthreads == 1) {
         worker(&tasks[0]);
@@ -245,7 +246,7 @@ static int run(job_t proto, int is_double, int nthreads, double *acc, int64_t *c
     for (int i = 0; i < nthreads; ++i) {
         if (tasks[i].job.status > status) status = tasks[i].job.status;
         if (!proto.backward) {
-            for (size_t k = 0; k < 3 * table; ++k) acc[k] += tasks[i].job.acc[k];
+            for (size_t k = 0; k < ntab * table; ++k) acc[k] += tasks[i].job.acc[k];
             for (size_t k = 0; k < table; ++k) cnt[k] += tasks[i].job.cnt[k];
         }
     }
@@ -307,24 +308,29 @@ static PyObject *softmax_tables(PyObject *self, PyObject *args) {
 }
 
 /* sigmoid_tables(backward, logits_ptr, is_double, target_ptr, target_code, dense, B, C, N, has_ignore,
- *   ignore_index, squared, check, out_ptr, out2_ptr, nthreads) -> status
- * forward:  out_ptr = (3, B, C) float64 zeros (TP, PRED, TARGET), out2_ptr = (B, C) int64 zeros (VOXELS in [:, 0])
- * backward: out_ptr = (3, B, C) float64 coefficients (k, a, unused), out2_ptr = gradient (B, C, N).
- * dense: the target is (B, C, N) float32/float64 with values in {0, 1} (or ignore_index); else a (B, N) label map
- * of class indices (C = 1: values {0, 1}). */
+ *   ignore_index, squared, check, voxel_term, gamma, soft, out_ptr, out2_ptr, nthreads) -> status
+ * forward:  out_ptr = (5, B, C) float64 zeros (TP, PRED, TARGET, VPOS, VNEG), out2_ptr = (B, C) int64 zeros
+ *           (VOXELS in [:, 0])
+ * backward: out_ptr = (4, B, C) float64 coefficients (dL/dPRED, dL/dTP, dL/dVPOS, dL/dVNEG), out2_ptr = gradient.
+ * dense: the target is (B, C, N) float32/float64 with values in {0, 1} ([0, 1] with soft) or ignore_index; else a
+ * (B, N) label map of class indices (C = 1: values {0, 1}). voxel_term: 0 none, 1 BCE, 2 sigmoid focal (binary
+ * targets); VPOS/VNEG are its sums over the positive (g) and negative (1 - g) parts (see _sigmoid_body.h).
+ * Status ST_SOFT: a fractional target value without `soft` (the caller falls back or raises). */
 static PyObject *sigmoid_tables(PyObject *self, PyObject *args) {
     (void)self;
-    int backward, is_double, ycode, dense, has_ignore, squared, check, nthreads;
+    int backward, is_double, ycode, dense, has_ignore, squared, check, vterm, soft, nthreads;
     unsigned long long xp, yp, op, o2p;
     long long B, C, N, ignore;
-    if (!PyArg_ParseTuple(args, "iKiKiiLLLiLiiKKi", &backward, &xp, &is_double, &yp, &ycode, &dense, &B, &C, &N,
-                          &has_ignore, &ignore, &squared, &check, &op, &o2p, &nthreads))
+    double gamma;
+    if (!PyArg_ParseTuple(args, "iKiKiiLLLiLiiidiKKi", &backward, &xp, &is_double, &yp, &ycode, &dense, &B, &C, &N,
+                          &has_ignore, &ignore, &squared, &check, &vterm, &gamma, &soft, &op, &o2p, &nthreads))
         return NULL;
-    if (B < 1 || C < 1 || N < 1 || C > INT32_MAX || ycode < 0 || ycode > LAB_F64 ||
+    if (B < 1 || C < 1 || N < 1 || C > INT32_MAX || ycode < 0 || ycode > LAB_F64 || vterm < 0 || vterm > 2 ||
         (dense && ycode != LAB_F32 && ycode != LAB_F64))
         return PyLong_FromLong(ST_ARGS);
     job_t J = new_job(backward, xp, yp, ycode, B, C, N, has_ignore, ignore, squared);
     J.sigmoid = 1; J.dense = dense != 0; J.check = check != 0; J.nlab = C > 1 ? C : 2;
+    J.vterm = vterm; J.gamma = gamma; J.gamma_kind = gamma == 2.0 ? 2 : 3; J.soft = soft != 0;
     return launch(J, is_double, op, o2p, nthreads);
 }
 

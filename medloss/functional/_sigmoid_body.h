@@ -1,51 +1,56 @@
-/* Sigmoid region statistics of medloss.functional._kernels, included once per floating type by _kernels.c with
- *   REAL  the logits type,   SFX  the name suffix,   EXP  exp for REAL.
- * Logits X (B, C, N); the target is either dense (B, C, N) binary (J->dense, type J->ycode: float32/float64) or a
- * label map (B, N) whose one-hot is the target (C = 1: the map itself, values {0, 1}). Per sample and class:
- *   TP_c = sum v p_c g_c,  PRED_c = sum v p_c^e,  TARGET_c = sum v g_c^e,  VOXELS = sum v      (p = sigmoid(x))
- * and backward dL/dx_c = v p_c (1 - p_c) (a_c g_c + e k_c p_c^(e-1)) with k = dL/dPRED, a = dL/dTP. */
+/* Sigmoid statistics of medloss.functional._kernels, included once per floating type by _kernels.c with
+ *   REAL  the logits type,   SFX  the name suffix,   EXP/LOG  exp and log for REAL.
+ * Logits X (B, C, N); the target g is either dense (B, C, N) (J->dense, type J->ycode: float32/float64; binary, or
+ * in [0, 1] with J->soft) or a label map (B, N) whose one-hot is the target (C = 1: the map itself, values {0, 1}).
+ * With p = sigmoid(x), sp(z) = log(1 + e^z) (so -log p = sp(-x), -log(1 - p) = sp(x)), per sample and class:
+ *   TP_c = sum v p g,  PRED_c = sum v p^e,  TARGET_c = sum v g^e,  VOXELS = sum v,
+ *   BCE:    VPOS_c = sum v g sp(-x)                 VNEG_c = sum v (1 - g) sp(x)
+ *   focal:  VPOS_c = sum v g (1 - p)^gamma sp(-x)   VNEG_c = sum v (1 - g) p^gamma sp(x)      (binary g)
+ * and backward dL/dx = v [p (1 - p) (a g + e k p^(e-1)) + u+ g d+ + u- (1 - g) d-] with k = dL/dPRED, a = dL/dTP,
+ * u+- = dL/dVPOS, dL/dVNEG and d+- the derivatives of the summands:
+ *   BCE:    d+ = p - 1,                               d- = p
+ *   focal:  d+ = -(1 - p)^gamma (gamma p sp(-x) + 1 - p),   d- = p^gamma (gamma (1 - p) sp(x) + p). */
 
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
 
-/* Target of class c for one block into g (REAL 0/1) and, for dense targets, the validity v (0 where any channel
- * equals ignore_index) computed once per block by the caller. Returns non-zero on a dense value not in {0, 1}. */
+/* Target of class c for one block into g. Returns 0, 1 for a fractional value without J->soft (ST_SOFT), or 2 for
+ * a value outside [0, 1] or NaN (ST_LABEL); ignored voxels (any channel == ignore_index) are skipped. */
 static ML_INLINE int FN(sig_target)(const job_t *J, int64_t b, int64_t c, int64_t n0, int len, const int32_t *lab,
                                     REAL *g) {
     const int32_t cc = (int32_t)c;
     if (!J->dense) {
-        if (J->C == 1) {
+        const int32_t hot = J->C == 1 ? 1 : cc;
 #pragma omp simd
-            for (int j = 0; j < len; ++j) g[j] = lab[j] == 1 ? (REAL)1 : (REAL)0;
-        } else {
-#pragma omp simd
-            for (int j = 0; j < len; ++j) g[j] = lab[j] == cc ? (REAL)1 : (REAL)0;
-        }
+        for (int j = 0; j < len; ++j) g[j] = lab[j] == hot ? (REAL)1 : (REAL)0;
         return 0;
     }
     const int64_t off = (b * J->C + c) * J->N + n0;
-    int bad = 0;
+    const int has_ignore = J->has_ignore;
+    int range = 0, frac = 0;
     if (J->ycode == LAB_F32) {
-        const float *t = (const float *)J->y + off;
-#pragma omp simd reduction(| : bad)
+        const float *t = (const float *)J->y + off, ign = (float)J->ignore;
+#pragma omp simd reduction(| : range, frac)
         for (int j = 0; j < len; ++j) {
             const float v = t[j];
-            const int ign = J->has_ignore && v == (float)J->ignore;
-            bad |= !ign & (v != 0.0f) & (v != 1.0f);
-            g[j] = v == 1.0f ? (REAL)1 : (REAL)0;
+            const int counted = !(has_ignore & (v == ign));
+            range |= counted & !((v >= 0.0f) & (v <= 1.0f));
+            frac |= counted & (v != 0.0f) & (v != 1.0f);
+            g[j] = counted ? (REAL)v : (REAL)0;
         }
     } else {
-        const double *t = (const double *)J->y + off;
-#pragma omp simd reduction(| : bad)
+        const double *t = (const double *)J->y + off, ign = (double)J->ignore;
+#pragma omp simd reduction(| : range, frac)
         for (int j = 0; j < len; ++j) {
             const double v = t[j];
-            const int ign = J->has_ignore && v == (double)J->ignore;
-            bad |= !ign & (v != 0.0) & (v != 1.0);
-            g[j] = v == 1.0 ? (REAL)1 : (REAL)0;
+            const int counted = !(has_ignore & (v == ign));
+            range |= counted & !((v >= 0.0) & (v <= 1.0));
+            frac |= counted & (v != 0.0) & (v != 1.0);
+            g[j] = counted ? (REAL)v : (REAL)0;
         }
     }
-    return bad;
+    return range ? 2 : (frac && !J->soft) ? 1 : 0;
 }
 
 /* Validity of one block: label map -> lab >= 0; dense -> no channel equals ignore_index. */
@@ -72,14 +77,72 @@ static ML_INLINE void FN(sig_valid)(const job_t *J, int64_t b, int64_t n0, int l
     }
 }
 
-ML_CLONES static void FN(sigmoid_range)(job_t *J) {
+/* sigmoid(x), 1 - sigmoid(x) and log(1 + e^-|x|) without cancellation; sp(x) = max(x, 0) + l, sp(-x) = max(-x, 0) + l.
+ * log1p(e) = log u - ((u - 1) - e) / u with u = 1 + e. */
+#define SIG_PARTS(x)                                                                                \
+    const REAL ax = x < 0 ? -x : x, ee = EXP(-ax), uu = 1 + ee, dd = 1 / uu;                        \
+    const REAL p = x >= 0 ? dd : ee * dd, q = x >= 0 ? ee * dd : dd;                                \
+    const REAL lg = LOG(uu) - ((uu - 1) - ee) / uu;                                                 \
+    const REAL sp_pos = (x < 0 ? -x : (REAL)0) + lg, sp_neg = (x > 0 ? x : (REAL)0) + lg;
+
+/* (1 - p)^gamma and p^gamma as exp(-gamma sp(x)) and exp(-gamma sp(-x)); squares for gamma = 2. */
+#define FOCAL_POWERS                                                                                \
+    const REAL qg = g2 ? q * q : EXP(-gamma * sp_neg), pg = g2 ? p * p : EXP(-gamma * sp_pos);
+
+/* One class row of one block; `vt` (voxel term) and `g2` (gamma = 2) are literal constants at every call site, so
+ * each variant compiles without the work the others need. */
+static ML_INLINE int FN(sig_row)(job_t *J, int64_t b, int64_t c, int64_t n0, int len, const REAL *g, const REAL *v,
+                                 const int vt, const int g2) {
     const int64_t C = J->C, N = J->N, B = J->B;
-    const REAL *X = (const REAL *)J->x;
-    REAL *G = (REAL *)J->grad;
+    const REAL *xc = (const REAL *)J->x + (b * C + c) * N + n0;
+    const REAL e_sq = J->squared ? (REAL)1 : (REAL)0, gamma = (REAL)J->gamma;
+    const int bce = vt == VT_CE, focal = vt == VT_FOCAL;
+    if (J->backward) {
+        const double *cf = J->coef + b * C + c;
+        const REAL kc = (REAL)cf[0] * (1 + e_sq), ac = (REAL)cf[B * C];
+        const REAL up = (REAL)cf[2 * B * C], un = (REAL)cf[3 * B * C];
+        REAL *gc = (REAL *)J->grad + (b * C + c) * N + n0;
+#pragma omp simd
+        for (int j = 0; j < len; ++j) {
+            const REAL x = xc[j], gj = g[j];
+            SIG_PARTS(x)
+            FOCAL_POWERS
+            const REAL dpos = bce ? p - 1 : focal ? -qg * (gamma * p * sp_pos + q) : (REAL)0;
+            const REAL dneg = bce ? p : focal ? pg * (gamma * q * sp_neg + p) : (REAL)0;
+            const REAL region = p * q * (ac * gj + kc * (e_sq * p + (1 - e_sq)));
+            gc[j] = v[j] * (region + (vt ? up * gj * dpos + un * (1 - gj) * dneg : (REAL)0));
+        }
+        return ST_OK;
+    }
+    REAL tpa = 0, pra = 0, tga = 0, vpa = 0, vna = 0;
+    int64_t nf = 0;
+#pragma omp simd reduction(+ : tpa, pra, tga, vpa, vna, nf)
+    for (int j = 0; j < len; ++j) {
+        const REAL x = xc[j], dx = x - x, vj = v[j], gj = g[j];
+        SIG_PARTS(x)
+        FOCAL_POWERS
+        nf += dx != dx;
+        tpa += vj * p * gj;
+        pra += vj * p * (e_sq * p + (1 - e_sq));
+        tga += vj * gj * (e_sq * gj + (1 - e_sq));
+        vpa += vt ? vj * gj * (focal ? qg * sp_pos : sp_pos) : (REAL)0;
+        vna += vt ? vj * (1 - gj) * (focal ? pg * sp_neg : sp_neg) : (REAL)0;
+    }
+    if (nf) return ST_NONFINITE;
+    double *tp = J->acc, *pred = tp + B * C, *tgt = pred + B * C, *vpos = tgt + B * C, *vneg = vpos + B * C;
+    tp[b * C + c] += (double)tpa;
+    pred[b * C + c] += (double)pra;
+    tgt[b * C + c] += (double)tga;
+    vpos[b * C + c] += (double)vpa;
+    vneg[b * C + c] += (double)vna;
+    return ST_OK;
+}
+
+ML_CLONES static void FN(sigmoid_range)(job_t *J) {
+    const int64_t C = J->C, N = J->N;
     REAL *g = (REAL *)J->scratch, *v = g + BLK;
     int32_t *lab = (int32_t *)(v + BLK);
-    const REAL e_sq = J->squared ? (REAL)1 : (REAL)0;
-    double *tp = J->acc, *pred = J->acc + B * C, *tgt = J->acc + 2 * B * C;
+    const int variant = J->vterm == VT_FOCAL ? (J->gamma_kind == 2 ? 3 : 2) : J->vterm == VT_CE ? 1 : 0;
     for (int64_t blk = J->blk_begin; blk < J->blk_end; ++blk) {
         const int64_t b = blk / J->nblk, n0 = (blk % J->nblk) * BLK;
         const int len = (int)(N - n0 < BLK ? N - n0 : BLK);
@@ -92,38 +155,22 @@ ML_CLONES static void FN(sigmoid_range)(job_t *J) {
             J->cnt[b * C] += (int64_t)nv;
         }
         for (int64_t c = 0; c < C; ++c) {
-            if (FN(sig_target)(J, b, c, n0, len, lab, g) && J->check) { J->status = ST_LABEL; return; }
-            const REAL *xc = X + (b * C + c) * N + n0;
-            if (J->backward) {
-                const REAL kc = (REAL)J->coef[b * C + c] * (1 + e_sq), ac = (REAL)J->coef[B * C + b * C + c];
-                REAL *gc = G + (b * C + c) * N + n0;
-#pragma omp simd
-                for (int j = 0; j < len; ++j) {
-                    const REAL x = xc[j], ax = x < 0 ? -x : x, e = EXP(-ax), d = 1 / (1 + e);
-                    const REAL p = x >= 0 ? d : e * d, dp = e * d * d; /* sigma(x), sigma'(x) = p (1 - p) */
-                    gc[j] = v[j] * dp * (ac * g[j] + kc * (e_sq * p + (1 - e_sq)));
-                }
-            } else {
-                REAL tpa = 0, pra = 0, tga = 0;
-                int64_t nf = 0;
-#pragma omp simd reduction(+ : tpa, pra, tga, nf)
-                for (int j = 0; j < len; ++j) {
-                    const REAL x = xc[j], dx = x - x, ax = x < 0 ? -x : x, e = EXP(-ax), d = 1 / (1 + e);
-                    const REAL p = x >= 0 ? d : e * d, vj = v[j], gj = g[j];
-                    nf += dx != dx;
-                    tpa += vj * p * gj;
-                    pra += vj * p * (e_sq * p + (1 - e_sq));
-                    tga += vj * gj; /* g in {0, 1}: g^2 = g */
-                }
-                if (nf) { J->status = ST_NONFINITE; return; }
-                tp[b * C + c] += (double)tpa;
-                pred[b * C + c] += (double)pra;
-                tgt[b * C + c] += (double)tga;
+            const int bad = FN(sig_target)(J, b, c, n0, len, lab, g);
+            if (bad == 1 || (bad == 2 && J->check)) { J->status = bad == 1 ? ST_SOFT : ST_LABEL; return; }
+            int st;
+            switch (variant) {
+            case 0: st = FN(sig_row)(J, b, c, n0, len, g, v, VT_NONE, 0); break;
+            case 1: st = FN(sig_row)(J, b, c, n0, len, g, v, VT_CE, 0); break;
+            case 2: st = FN(sig_row)(J, b, c, n0, len, g, v, VT_FOCAL, 0); break;
+            default: st = FN(sig_row)(J, b, c, n0, len, g, v, VT_FOCAL, 1); break;
             }
+            if (st != ST_OK) { J->status = st; return; }
         }
     }
 }
 
+#undef SIG_PARTS
+#undef FOCAL_POWERS
 #undef FN
 #undef CAT
 #undef CAT_

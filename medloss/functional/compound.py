@@ -28,12 +28,15 @@ from medloss.functional.stats import (
     finish_stats,
     label_map_tables,
     region_stats,
+    sigmoid_tables,
 )
 from medloss.functional.voxel import (
+    bce_from_tables,
     bce_with_logits_loss,
     ce_from_tables,
     cross_entropy_loss,
     focal_loss,
+    sigmoid_focal_from_tables,
     softmax_focal_from_tables,
 )
 
@@ -238,6 +241,16 @@ def _dice_on_tables(stats: RegionStats, options: dict, weight, reduction: str) -
     return _reduce.reduce_table(_reduce.apply_class_weight(loss, weight), reduction)
 
 
+def _region_on_tables(stats: RegionStats, options: dict, generalized: bool, reduction: str) -> torch.Tensor:
+    """The Dice or Generalized Dice term of DiceFocal from the all-class tables of a single pass."""
+    if not generalized:
+        return _dice_on_tables(stats, options, None, reduction)
+    kept = finish_stats(stats, include_background=options["include_background"], batch=options["batch"])
+    return _reduce.reduce_table(generalized_dice_from_stats(
+        kept, w_type=options["w_type"], empty=options["empty"], smooth_nr=options["smooth_nr"],
+        smooth_dr=options["smooth_dr"]), reduction)
+
+
 def check_compound_reduction(reduction: str, name: str) -> str:
     """Compounds add a per-class and a per-voxel term, whose unreduced shapes differ: "mean"/"sum" only, as MONAI."""
     if reduction == "none":
@@ -313,15 +326,21 @@ def dice_focal_loss(
         stats, vox = label_map_tables(input, target, ignore_index=ignore_index, check_input=check_input,
                                       squared_pred=region_options.get("squared_pred", False), voxel_term="focal",
                                       gamma=focal_options["gamma"])
-        if generalized:
-            kept = finish_stats(stats, include_background=region_options["include_background"],
-                                batch=region_options["batch"])
-            region = _reduce.reduce_table(generalized_dice_from_stats(
-                kept, w_type=region_options["w_type"], empty=region_options["empty"],
-                smooth_nr=region_options["smooth_nr"], smooth_dr=region_options["smooth_dr"]), reduction)
-        else:
-            region = _dice_on_tables(stats, region_options, None, reduction)
+        region = _region_on_tables(stats, region_options, generalized, reduction)
         focal = softmax_focal_from_tables(stats, vox, alpha=focal_options["alpha"], weight=focal_options["weight"],
+                                          include_background=focal_options["include_background"],
+                                          reduction=reduction)
+        return (lambda_dice * region + lambda_focal * focal).to(input.dtype)
+    tables = None
+    if region_options.get("sigmoid") and not focal_options["use_softmax"] and lambda_dice and lambda_focal:
+        tables = sigmoid_tables(input, target, to_onehot_y=region_options["to_onehot_y"], ignore_index=ignore_index,
+                                voxel_term="focal", gamma=focal_options["gamma"], check_input=check_input,
+                                squared_pred=region_options.get("squared_pred", False))
+    if tables is not None:  # one kernel pass for both terms (binary targets)
+        stats, vpos, vneg = tables
+        region = _region_on_tables(stats, region_options, generalized, reduction)
+        focal = sigmoid_focal_from_tables(stats, vpos, vneg, alpha=focal_options["alpha"],
+                                          weight=focal_options["weight"],
                                           include_background=focal_options["include_background"],
                                           reduction=reduction)
         return (lambda_dice * region + lambda_focal * focal).to(input.dtype)
@@ -351,6 +370,16 @@ def bce_dice_loss(
     check_input: bool = True,
 ) -> torch.Tensor:
     """lambda_bce BCE + lambda_dice sigmoid Dice. See :class:`medloss.losses.BCEDiceLoss`."""
+    tables = None
+    if lambda_dice and lambda_bce and (ignore_index is None or input.shape[1] == 1) and reduction != "none":
+        tables = sigmoid_tables(input, target, to_onehot_y=dice_options.get("to_onehot_y", False),
+                                ignore_index=ignore_index, voxel_term="bce", soft=False, check_input=check_input,
+                                squared_pred=dice_options.get("squared_pred", False))
+    if tables is not None:  # one kernel pass for both terms (binary targets; BCE's element-wise ignore = voxel-wise)
+        stats, vpos, vneg = tables
+        dice = _dice_on_tables(stats, dice_options, None, reduction)
+        bce = bce_from_tables(stats, vpos, vneg, pos_weight=pos_weight, reduction=reduction)
+        return (lambda_dice * dice + lambda_bce * bce).to(input.dtype)
     total = input.new_zeros((), dtype=prepare.compute_dtype(input))
     if lambda_dice:
         total = total + lambda_dice * dice_loss(

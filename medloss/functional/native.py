@@ -56,7 +56,7 @@ _LABELS = {
     torch.float32: 5, torch.float64: 6,
 }
 _VOXEL = {None: 0, "ce": 1, "focal": 2, "explog": 3}
-_STATUS_NONFINITE, _STATUS_LABEL, _STATUS_NOMEM = 1, 2, 3
+_STATUS_NONFINITE, _STATUS_LABEL, _STATUS_NOMEM, _STATUS_SOFT = 1, 2, 3, 5
 
 
 def available() -> bool:
@@ -168,57 +168,79 @@ class NativeSoftmaxLabelTables(torch.autograd.Function):
         return grad, None, None, None, None, None, None
 
 
+class SoftTarget(Exception):
+    """Internal: the sigmoid kernel met a fractional target where it needs binary ones (caller falls back)."""
+
+
 class NativeSigmoidTables(torch.autograd.Function):
-    """(logits (B, C, N) contiguous, target, dense, ignore_index, squared, check) -> (TP, PRED, TARGET, VOXELS),
-    (B, C) tables and (B, 1) voxel counts in the compute dtype, for p = sigmoid(x)::
+    """(logits (B, C, N) contiguous, target, dense, ignore_index, squared, check, voxel_term, gamma, soft)
+    -> (TP, PRED, TARGET, VOXELS, VPOS, VNEG): (B, C) tables and (B, 1) voxel counts in the compute dtype, for
+    p = sigmoid(x) and sp(z) = log(1 + e^z)::
 
-        TP_c = sum_n v p_c g_c    PRED_c = sum_n v p_c^e    TARGET_c = sum_n v g_c    VOXELS = sum_n v
+        TP_c = sum_n v p_c g_c    PRED_c = sum_n v p_c^e    TARGET_c = sum_n v g_c^e    VOXELS = sum_n v
+        voxel_term "bce":    VPOS_c = sum_n v g sp(-x)                 VNEG_c = sum_n v (1 - g) sp(x)
+        voxel_term "focal":  VPOS_c = sum_n v g (1 - p)^gamma sp(-x)   VNEG_c = sum_n v (1 - g) p^gamma sp(x)
 
-    ``dense=True``: ``target`` is (B, C, N) float32/float64 with values in {0, 1} (v = 0 where any channel equals
-    ``ignore_index``); else a (B, 1, N) label map whose one-hot is the target (for C = 1 the map itself, values
-    {0, 1}), v = 0 where it equals ``ignore_index``. Backward: dL/dx_c = v p_c (1 - p_c) (a_c g_c + e k_c p_c^(e-1)).
+    ``dense=True``: ``target`` is (B, C, N) float32/float64 with values in {0, 1} ([0, 1] with ``soft``, for BCE);
+    v = 0 where any channel equals ``ignore_index``. Else a (B, 1, N) label map whose one-hot is the target (for
+    C = 1 the map itself, values {0, 1}), v = 0 where it equals ``ignore_index``. A fractional target without
+    ``soft`` raises :class:`SoftTarget` (focal: the caller takes the eager path) or, with ``voxel_term=None``, the
+    eager path's LabelValueError. Backward (the math is in ``_sigmoid_body.h``) is analytic.
     """
 
     @staticmethod
-    def forward(ctx, logits, target, dense, ignore_index, squared, check):  # type: ignore[override]
+    def forward(ctx, logits, target, dense, ignore_index, squared, check, voxel_term, gamma, soft):  # type: ignore[override]
         batch, num_classes = logits.shape[:2]
         target = target.contiguous()
-        sums, counts = _tables(batch, num_classes)
-        _run_sigmoid(False, logits, target, dense, ignore_index, squared, check, sums, counts)
+        sums = torch.zeros(5, batch, num_classes, dtype=torch.float64)
+        counts = torch.zeros(batch, num_classes, dtype=torch.int64)
+        options = (dense, ignore_index, squared, check, voxel_term, gamma, soft)
+        _run_sigmoid(False, logits, target, options, sums, counts)
         dtype = prepare.compute_dtype(logits)
-        tp, pred, tgt = sums.to(dtype).unbind(0)
+        tp, pred, tgt, vpos, vneg = sums.to(dtype).unbind(0)
         voxels = counts[:, :1].to(dtype)
         ctx.save_for_backward(logits, target)
-        ctx.options = (dense, ignore_index, squared, check)
+        ctx.options = options
         ctx.mark_non_differentiable(tgt, voxels)
-        return tp, pred, tgt, voxels
+        return tp, pred, tgt, voxels, vpos, vneg
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_tp, grad_pred, _grad_target, _grad_voxels):  # type: ignore[override]
+    def backward(ctx, grad_tp, grad_pred, _grad_target, _grad_voxels, grad_vpos, grad_vneg):  # type: ignore[override]
         logits, target = ctx.saved_tensors
-        dense, ignore_index, squared, check = ctx.options
-        coef = _coefficients(*logits.shape[:2], (grad_pred, grad_tp))
+        coef = torch.zeros(4, *logits.shape[:2], dtype=torch.float64)
+        for i, g in enumerate((grad_pred, grad_tp, grad_vpos, grad_vneg)):
+            if g is not None:
+                coef[i] = g
         grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
-        _run_sigmoid(True, logits, target, dense, ignore_index, squared, check, coef, grad)
-        return grad, None, None, None, None, None
+        _run_sigmoid(True, logits, target, ctx.options, coef, grad)
+        return grad, None, None, None, None, None, None, None, None
 
 
-def _run_sigmoid(backward, logits, target, dense, ignore_index, squared, check, out, out2):
+_SIGMOID_VOXEL = {None: 0, "bce": 1, "focal": 2}
+
+
+def _run_sigmoid(backward, logits, target, options, out, out2):
+    dense, ignore_index, squared, check, voxel_term, gamma, soft = options
     batch, num_classes = logits.shape[:2]
-    code = _LABELS[target.dtype]
     status = _kernels.sigmoid_tables(
-        int(backward), logits.data_ptr(), _LOGITS[logits.dtype], target.data_ptr(), code, int(dense),
-        batch, num_classes, logits[0, 0].numel(), int(ignore_index is not None),
+        int(backward), logits.data_ptr(), _LOGITS[logits.dtype], target.data_ptr(), _LABELS[target.dtype],
+        int(dense), batch, num_classes, logits[0, 0].numel(), int(ignore_index is not None),
         int(ignore_index) if ignore_index is not None else 0, int(squared), int(check),
-        out.data_ptr(), out2.data_ptr(), torch.get_num_threads(),
+        _SIGMOID_VOXEL[voxel_term], float(gamma), int(soft), out.data_ptr(), out2.data_ptr(),
+        torch.get_num_threads(),
     )
+    if status == _STATUS_SOFT and voxel_term is not None:
+        raise SoftTarget()
 
-    def label_check():
-        if dense:  # the eager path's check and wording
-            prepare.dense_target(target, logits, to_onehot_y=False, ignore_index=ignore_index, soft_label=False,
+    def label_check():  # the eager path's check and wording
+        if dense and voxel_term == "bce":
+            ignored = target == ignore_index if ignore_index is not None else torch.zeros_like(target, dtype=torch.bool)
+            prepare.check_bce_target(target.masked_fill(ignored, 0.0))
+        elif dense:
+            prepare.dense_target(target, logits, to_onehot_y=False, ignore_index=ignore_index, soft_label=soft,
                                  check_input=True)
         else:
             prepare.check_labels(target, max(num_classes, 2), ignore_index)
 
-    _raise_for_status(status, logits, label_check)
+    _raise_for_status(_STATUS_LABEL if status == _STATUS_SOFT else status, logits, label_check)

@@ -245,6 +245,16 @@ def dense_target(
     return t.to(dtype), valid
 
 
+def check_bce_target(t: torch.Tensor) -> None:
+    """BCE targets (ignored voxels already zeroed) must lie in [0, 1]."""
+    lo, hi = torch.aminmax(t.detach())
+    if not (float(lo) >= 0 and float(hi) <= 1):
+        raise LabelValueError(
+            f"`target` values must lie in [0, 1], got min {float(lo):.4g}, max {float(hi):.4g}; "
+            "set `ignore_index` for unlabelled voxels."
+        )
+
+
 def warn_single_channel(option: str) -> None:
     warnings.warn(f"single channel prediction, `{option}` ignored.", stacklevel=3)
 

@@ -119,8 +119,8 @@ def region_stats(
         else:
             target, dense = prepare.flatten(target), True
         stats = RegionStats(*native.NativeSigmoidTables.apply(
-            flat, target, dense, ignore_index, squared_pred, check_input
-        ))
+            flat, target, dense, ignore_index, squared_pred, check_input, None, 0.0, False
+        )[:4])
     else:
         if check_input and (sigmoid or softmax or other_act is not None):
             prepare.check_finite(input)
@@ -192,6 +192,45 @@ def label_map_tables(
         flat, labels, valid, squared_pred, voxel_term, float(gamma), log_clamp, region
     )
     return RegionStats(tp, pred, tgt, _voxel_count(valid, tp, labels.shape[2])), vox
+
+
+def sigmoid_tables(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    to_onehot_y: bool,
+    ignore_index: float | None,
+    voxel_term: str,
+    gamma: float = 0.0,
+    soft: bool = False,
+    squared_pred: bool = False,
+    check_input: bool = True,
+) -> tuple[RegionStats, torch.Tensor, torch.Tensor] | None:
+    """Sigmoid region tables (all C classes, per sample) and the positive/negative sums (VPOS, VNEG) of a voxel
+    term ("bce" or "focal") from the compiled kernel's single pass, or None when the kernel does not take these
+    inputs (not built, CUDA, fp16, integer dense targets, a non-integer ``ignore_index``, fractional targets for
+    the focal term): the caller then runs its eager code. See :class:`medloss.functional.native.NativeSigmoidTables`.
+    """
+    if ignore_index is not None and not float(ignore_index).is_integer():
+        return None
+    flat = prepare.flatten(input)
+    if not native.supports_sigmoid(flat, target, to_onehot_y=to_onehot_y):
+        return None
+    if to_onehot_y:
+        labels = prepare.label_map(target, input)
+        target, dense = labels.reshape(labels.shape[0], 1, -1), False
+    elif tuple(target.shape) == tuple(input.shape):
+        target, dense = prepare.flatten(target), True
+    else:
+        return None
+    ignore = None if ignore_index is None else int(ignore_index)
+    try:
+        tp, pred, tgt, voxels, vpos, vneg = native.NativeSigmoidTables.apply(
+            flat, target, dense, ignore, squared_pred, check_input, voxel_term, float(gamma), soft
+        )
+    except native.SoftTarget:
+        return None
+    return RegionStats(tp, pred, tgt, voxels), vpos, vneg
 
 
 def distributed_sum(t: torch.Tensor) -> torch.Tensor:

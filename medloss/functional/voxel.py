@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from medloss.errors import InvalidOptionError, LabelValueError, ShapeMismatchError
 from medloss.functional import prepare
-from medloss.functional.stats import RegionStats, label_map_tables
+from medloss.functional.stats import RegionStats, label_map_tables, sigmoid_tables
 
 
 def ce_from_tables(stats: RegionStats, vox: torch.Tensor, weight: torch.Tensor | None, reduction: str):
@@ -104,6 +104,15 @@ def cross_entropy_loss(
     return loss.to(input.dtype)
 
 
+def bce_from_tables(stats: RegionStats, vpos: torch.Tensor, vneg: torch.Tensor, *, pos_weight, reduction: str):
+    """BCE from the sigmoid kernel's sums: sum_(b,c) pw_c VPOS + VNEG, over C x valid voxels for "mean"."""
+    pw = 1.0 if pos_weight is None else pos_weight.to(vpos).reshape(1, -1)
+    total = (vpos * pw + vneg).sum()
+    if reduction == "sum":
+        return total
+    return total / (stats.voxels.sum() * vpos.shape[1]).clamp_min(1.0)
+
+
 def bce_with_logits_loss(
     input: torch.Tensor,
     target: torch.Tensor,
@@ -123,6 +132,12 @@ def bce_with_logits_loss(
             f"`target` has shape {shape} but `input` has {tuple(input.shape)}: BCE needs one target value per "
             "logit (a multi-class label map must be one-hot encoded, or use CrossEntropyLoss)."
         )
+    # one kernel pass (element-wise ignore equals the kernel's voxel-wise one for one channel)
+    if reduction != "none" and (ignore_index is None or input.shape[1] == 1):
+        tables = sigmoid_tables(input, target, to_onehot_y=False, ignore_index=ignore_index, voxel_term="bce",
+                                soft=True, check_input=check_input)
+        if tables is not None:
+            return bce_from_tables(*tables, pos_weight=pos_weight, reduction=reduction).to(input.dtype)
     x = input.to(prepare.compute_dtype(input))
     t = target.to(x)
     valid = None
@@ -133,12 +148,7 @@ def bce_with_logits_loss(
             t = t.masked_fill(ignored, 0.0)
     if check_input:
         prepare.check_finite(input)
-        lo, hi = torch.aminmax(t.detach())
-        if float(lo) < 0 or float(hi) > 1:
-            raise LabelValueError(
-                f"`target` values must lie in [0, 1], got min {float(lo):.4g}, max {float(hi):.4g}; "
-                "set `ignore_index` for unlabelled voxels."
-            )
+        prepare.check_bce_target(t)
     pw = None if pos_weight is None else pos_weight.to(x).reshape(-1, *([1] * (input.ndim - 2)))
     loss = F.binary_cross_entropy_with_logits(x, t, weight=valid, pos_weight=pw, reduction="none")
     if reduction == "mean":
@@ -180,6 +190,32 @@ def _kept_weight(weight, num_kept: int, like: torch.Tensor) -> torch.Tensor | No
     return w
 
 
+def sigmoid_focal_from_tables(stats: RegionStats, vpos: torch.Tensor, vneg: torch.Tensor, *, alpha, weight,
+                              include_background: bool, reduction: str) -> torch.Tensor:
+    """Sigmoid focal loss from the kernel's positive/negative sums (binary targets): alpha (scalar) weighs positives
+    by alpha and negatives by 1 - alpha, a per-class alpha weighs positives only; then class weights and MONAI's
+    reductions ("sum": per (b, c) mean over valid voxels, summed; "mean": over C' x valid voxels)."""
+    num_classes = vpos.shape[1]
+    keep_all = include_background or num_classes == 1
+    if not include_background:
+        if num_classes == 1:
+            prepare.warn_single_channel("include_background=False")
+        else:
+            vpos, vneg = vpos[:, 1:], vneg[:, 1:]
+    if alpha is None:
+        per = vpos + vneg
+    elif torch.as_tensor(alpha).ndim == 0:
+        per = alpha * vpos + (1 - alpha) * vneg
+    else:
+        per = _kept_alpha(alpha, num_classes, keep_all, vpos).view(1, -1) * vpos + vneg
+    w = _kept_weight(weight, per.shape[1], per)
+    if w is not None:
+        per = per * (w.view(1, -1) if w.ndim == 1 else w)
+    if reduction == "sum":
+        return (per / stats.voxels.clamp_min(1.0)).sum()
+    return per.sum() / (stats.voxels.sum() * per.shape[1]).clamp_min(1.0)
+
+
 def focal_loss(
     input: torch.Tensor,
     target: torch.Tensor,
@@ -203,6 +239,13 @@ def focal_loss(
                                       region=False, check_input=check_input)
         return softmax_focal_from_tables(stats, vox, alpha=alpha, weight=weight,
                                          include_background=include_background, reduction=reduction).to(input.dtype)
+    if not use_softmax and reduction != "none":  # one kernel pass for binary targets
+        tables = sigmoid_tables(input, target, to_onehot_y=to_onehot_y, ignore_index=ignore_index,
+                                voxel_term="focal", gamma=gamma, check_input=check_input)
+        if tables is not None:
+            return sigmoid_focal_from_tables(*tables, alpha=alpha, weight=weight,
+                                             include_background=include_background, reduction=reduction
+                                             ).to(input.dtype)
     if check_input:
         prepare.check_finite(input)
     t, valid = prepare.dense_target(
