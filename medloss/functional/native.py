@@ -1,17 +1,19 @@
-"""The compiled CPU kernel for the one-hot-free softmax tables, and the autograd Function around it.
+"""The compiled CPU kernel (``medloss/functional/_kernels.c``) and the autograd Functions around it.
 
 :class:`NativeSoftmaxLabelTables` computes exactly what :class:`medloss.functional.fused.SoftmaxLabelTables`
 computes (the math is in that module's docstring) in two passes over the data: forward reads logits and labels
 once and keeps nothing; backward reads them again, recomputes the softmax per block of 512 voxels in cache and
-writes the gradient. Peak extra memory of forward + backward is the gradient itself (1x the logits), and the
-input checks (non-finite logits, labels outside [0, C) other than ``ignore_index``, non-integer float labels) are
+writes the gradient. :class:`NativeSigmoidTables` does the same for sigmoid region tables and the BCE / sigmoid
+focal sums. Peak extra memory of forward + backward is the gradient itself (1x the logits), and the input checks
+(non-finite logits, labels outside [0, C) other than ``ignore_index``, non-integer float labels, binary targets) are
 done inside the same pass, for free.
 
-The kernel (``medloss/functional/_kernels.c``, plain C + POSIX threads, no torch headers) is compiled when the
-package is installed (``pip install -e .`` runs ``setup.py``); it is optional. It is used for CPU float32/float64
-logits and integer or float label maps; everything else (CUDA tensors, fp16/bf16 logits, a missing build) takes
-the eager torch path, which computes the same tables. ``MEDLOSS_NATIVE=0`` in the environment disables it (used by
-the tests to compare both paths); :func:`available` says whether it is built.
+The kernel (plain C, no torch headers) is compiled when the package is installed (``pip install -e .`` runs
+``setup.py``); it is optional. It runs on torch's own OpenMP thread pool when it can find the runtime torch loaded
+(else on POSIX threads of its own, ``MEDLOSS_NATIVE_PTHREADS=1`` forces that). It takes CPU float32/float64
+logits; everything else (CUDA tensors, fp16/bf16 logits, a missing build) takes the eager torch path, which
+computes the same tables. ``MEDLOSS_NATIVE=0`` in the environment disables it (the tests compare both paths);
+:func:`available` says whether it is built.
 """
 from __future__ import annotations
 
@@ -33,14 +35,14 @@ def _openmp_runtime() -> str | None:
         return None
     try:
         with open("/proc/self/maps") as maps:
-            for line in maps:
-                path = line.split()[-1]
-                name = os.path.basename(path)
-                if name.startswith(("libgomp", "libiomp5", "libomp")) and ".so" in name:
-                    return path
+            paths = {line.split()[-1] for line in maps}
     except OSError:
-        pass
-    return None
+        return None
+    runtimes = sorted(p for p in paths if os.path.basename(p).startswith(("libgomp", "libiomp5", "libomp"))
+                      and ".so" in os.path.basename(p))
+    torch_dir = os.path.dirname(torch.__file__)
+    runtimes.sort(key=lambda p: not p.startswith(torch_dir))  # torch's own copy first
+    return runtimes[0] if runtimes else None
 
 
 OPENMP = False  # whether the kernel shares torch's OpenMP thread pool (else: its own POSIX threads)
