@@ -146,9 +146,12 @@ def main(argv=None) -> int:
             logits_mib = x.numel() * 4 / 2**20
             mem = {} if args.no_memory else {n: peak_extra(case, n, shape, args.seed) / logits_mib for n in fns}
             ratio = f"{ms['medloss'] / ms['monai']:.2f}" if ms else "-"
-            print(f"| {case} {shape} | {'yes' if agree else 'NO'} | {ms.get('monai', float('nan')):.1f} | "
-                  f"{ms.get('medloss', float('nan')):.1f} | {ratio} | {mem.get('monai', float('nan')):.2f} | "
-                  f"{mem.get('medloss', float('nan')):.2f} |", flush=True)
+            def cell(table, key, spec):
+                return format(table[key], spec) if key in table else "-"
+
+            print(f"| {case} {shape} | {'yes' if agree else 'NO'} | {cell(ms, 'monai', '.1f')} | "
+                  f"{cell(ms, 'medloss', '.1f')} | {ratio} | {cell(mem, 'monai', '.2f')} | "
+                  f"{cell(mem, 'medloss', '.2f')} |", flush=True)
     return 0
 
 

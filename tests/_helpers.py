@@ -22,3 +22,14 @@ def value_and_grad(loss_fn, logits, target, reduce=True):
     out = loss_fn(x, target)
     (out.sum() if reduce else out).backward()
     return out.detach(), x.grad
+
+
+def native_case(shape, dtype, label_dtype=torch.int64, ignore=None, scale=3.0, seed=0):
+    """Logits (B, C, *S) of `dtype` and a (B, 1, *S) label map of `label_dtype` (a quarter set to `ignore`)."""
+    gen = torch.Generator().manual_seed(seed)
+    b, c = shape[:2]
+    x = (scale * torch.randn(shape, generator=gen, dtype=torch.float64)).to(dtype)
+    y = torch.randint(0, c, (b, 1, *shape[2:]), generator=gen)
+    if ignore is not None:
+        y = y.masked_fill(torch.rand(y.shape, generator=gen) < 0.25, ignore)
+    return x, y.to(label_dtype)

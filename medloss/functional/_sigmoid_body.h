@@ -28,26 +28,26 @@ static ML_INLINE int FN(sig_target)(const job_t *J, int64_t b, int64_t c, int64_
     }
     const int64_t off = (b * J->C + c) * J->N + n0;
     const int has_ignore = J->has_ignore;
-    int range = 0, frac = 0;
+    int32_t range = 0, frac = 0; /* counts, so that the loops vectorise (no early exit, no mixed-width flags) */
     if (J->ycode == LAB_F32) {
-        const float *t = (const float *)J->y + off, ign = (float)J->ignore;
-#pragma omp simd reduction(| : range, frac)
+        const float *t = (const float *)J->y + off, ign = has_ignore ? (float)J->ignore : NAN;
+#pragma omp simd reduction(+ : range, frac)
         for (int j = 0; j < len; ++j) {
             const float v = t[j];
-            const int counted = !(has_ignore & (v == ign));
-            range |= counted & !((v >= 0.0f) & (v <= 1.0f));
-            frac |= counted & (v != 0.0f) & (v != 1.0f);
-            g[j] = counted ? (REAL)v : (REAL)0;
+            const int skip = v == ign;
+            range += (!skip & !((v >= 0.0f) & (v <= 1.0f))) ? 1 : 0;
+            frac += (!skip & (v != 0.0f) & (v != 1.0f)) ? 1 : 0;
+            g[j] = skip ? (REAL)0 : (REAL)v;
         }
     } else {
-        const double *t = (const double *)J->y + off, ign = (double)J->ignore;
-#pragma omp simd reduction(| : range, frac)
+        const double *t = (const double *)J->y + off, ign = has_ignore ? (double)J->ignore : NAN;
+#pragma omp simd reduction(+ : range, frac)
         for (int j = 0; j < len; ++j) {
             const double v = t[j];
-            const int counted = !(has_ignore & (v == ign));
-            range |= counted & !((v >= 0.0) & (v <= 1.0));
-            frac |= counted & (v != 0.0) & (v != 1.0);
-            g[j] = counted ? (REAL)v : (REAL)0;
+            const int skip = v == ign;
+            range += (!skip & !((v >= 0.0) & (v <= 1.0))) ? 1 : 0;
+            frac += (!skip & (v != 0.0) & (v != 1.0)) ? 1 : 0;
+            g[j] = skip ? (REAL)0 : (REAL)v;
         }
     }
     return range ? 2 : (frac && !J->soft) ? 1 : 0;
