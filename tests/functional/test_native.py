@@ -23,6 +23,12 @@ from tests._helpers import native_case as _case
 pytestmark = pytest.mark.skipif(not native.available(), reason="compiled kernel not built")
 
 
+@pytest.fixture(autouse=True)
+def _kernel_on(monkeypatch):
+    """These tests are about the kernel: on even when the environment turns it off for the rest of the suite."""
+    monkeypatch.setenv("MEDLOSS_NATIVE", "1")
+
+
 NO_CLAMP = (-math.inf, math.inf)
 EXPLOG_CLAMP = (math.log(1e-5), math.log1p(-1e-5))  # ExpLogLoss's default clamp of p
 ANATOMYNET_CLAMP = (math.log(1e-6), math.inf)  # AnatomyNetLoss's p_min

@@ -19,6 +19,12 @@ from tests._helpers import native_case as _case
 pytestmark = pytest.mark.skipif(not native.available(), reason="compiled kernel not built")
 
 
+@pytest.fixture(autouse=True)
+def _kernel_on(monkeypatch):
+    """These tests are about the kernel: on even when the environment turns it off for the rest of the suite."""
+    monkeypatch.setenv("MEDLOSS_NATIVE", "1")
+
+
 def _sigmoid_stats(engine, x, target, monkeypatch, **kw):
     monkeypatch.setenv("MEDLOSS_NATIVE", "1" if engine == "native" else "0")
     xg = x.detach().clone().requires_grad_()
