@@ -190,6 +190,16 @@ def _kept_weight(weight, num_kept: int, like: torch.Tensor) -> torch.Tensor | No
     return w
 
 
+def _scored_classes(include_background: bool, *tables: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Drop class 0 from (B, C, ...) tensors unless include_background; one channel is kept (with MONAI's warning)."""
+    if include_background:
+        return tables
+    if tables[0].shape[1] == 1:
+        prepare.warn_single_channel("include_background=False")
+        return tables
+    return tuple(t[:, 1:] for t in tables)
+
+
 def sigmoid_focal_from_tables(stats: RegionStats, vpos: torch.Tensor, vneg: torch.Tensor, *, alpha, weight,
                               include_background: bool, reduction: str) -> torch.Tensor:
     """Sigmoid focal loss from the kernel's positive/negative sums (binary targets): alpha (scalar) weighs positives
@@ -197,11 +207,7 @@ def sigmoid_focal_from_tables(stats: RegionStats, vpos: torch.Tensor, vneg: torc
     reductions ("sum": per (b, c) mean over valid voxels, summed; "mean": over C' x valid voxels)."""
     num_classes = vpos.shape[1]
     keep_all = include_background or num_classes == 1
-    if not include_background:
-        if num_classes == 1:
-            prepare.warn_single_channel("include_background=False")
-        else:
-            vpos, vneg = vpos[:, 1:], vneg[:, 1:]
+    vpos, vneg = _scored_classes(include_background, vpos, vneg)
     if alpha is None:
         per = vpos + vneg
     elif torch.as_tensor(alpha).ndim == 0:
@@ -260,11 +266,7 @@ def focal_loss(
         loss = (F.logsigmoid(-x * (2 * t - 1)) * gamma).exp() * bce
     num_classes = input.shape[1]
     keep_all = include_background or num_classes == 1
-    if not include_background:
-        if num_classes == 1:
-            prepare.warn_single_channel("include_background=False")
-        else:
-            loss, t = loss[:, 1:], t[:, 1:]
+    loss, t = _scored_classes(include_background, loss, t)
     if alpha is not None:
         if not use_softmax and torch.as_tensor(alpha).ndim == 0:  # alpha on positives, 1 - alpha on negatives
             loss = loss * (t * alpha + (1 - t) * (1 - alpha))
