@@ -119,7 +119,8 @@ def explog_loss(
     dice = 1.0 - dice_from_stats(stats, jaccard=False, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
     dice_term = (-torch.log(dice.clamp(clamp, 1.0 - clamp))).pow(gamma_dice).mean(dim=1)
     if running_counts is not None:  # cumulative label counts, updated in place in training (like batch norm)
-        batch_counts = counts.detach().sum(dim=0).to(running_counts)
+        # counts of the global batch under DDP, so that every rank keeps the same buffer and the same weights
+        batch_counts = distributed_sum(counts.detach().sum(dim=0, keepdim=True)).reshape(-1).to(running_counts)
         if training:
             running_counts += batch_counts
         seen = running_counts if bool(running_counts.sum() > 0) else batch_counts

@@ -29,7 +29,8 @@ class ExpLogLoss(MedlossLoss):
     Label frequencies f_k (background included): ``class_frequencies`` as a sequence (e.g. from a dataset scan,
     :func:`medloss.functional.weights.class_counts`), ``None`` for the label counts of each batch, or
     ``"running"`` for counts accumulated over every training batch seen so far (a buffer, saved in the
-    state_dict; updated only in ``train()`` mode).
+    state_dict; updated only in ``train()`` mode; under DDP each rank adds the global batch's counts, so the
+    buffers and the weights stay identical across ranks).
 
     Shapes:
         input: (B, C, *S) logits (``softmax=True``; ``sigmoid=True`` for a single foreground channel) or

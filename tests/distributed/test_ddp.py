@@ -23,6 +23,8 @@ LOSSES = {
     "focal-tversky": lambda: L.FocalTverskyLoss(softmax=True, to_onehot_y=True, batch=True),
     "gdl": lambda: L.GeneralizedDiceLoss(softmax=True, to_onehot_y=True, batch=True),
     "explog": lambda: L.ExpLogLoss(softmax=True, to_onehot_y=True, batch=True),
+    # running label counts: every rank must add the global batch's counts (else the cross-term weights differ)
+    "explog-running": lambda: L.ExpLogLoss(softmax=True, to_onehot_y=True, batch=True, class_frequencies="running"),
     "anatomynet": lambda: L.AnatomyNetLoss(softmax=True, to_onehot_y=True),
     "dicece": lambda: L.DiceCELoss(softmax=True, to_onehot_y=True, batch=True, lambda_ce=0.0),
 }
