@@ -26,9 +26,9 @@ call); nothing is cached across batches.
 Weights (``weight_mode``), for L scales, i = 0 the full resolution:
 
 * ``"nnunet"`` (default): w_i = 1 / 2^i, **the lowest scale gets w_{L-1} = 0** (as nnU-Net v2's trainer does;
-  the lowest output is then not evaluated and gets no gradient — under DistributedDataParallel use
-  ``find_unused_parameters=True``, or ``weights`` with a tiny last entry as nnU-Net does with 1e-6), then
-  normalised to sum 1. L = 1 gives [1]; L = 2 gives [1, 0]; L = 4 gives [4/7, 2/7, 1/7, 0].
+  the lowest output is then not evaluated; it stays in the autograd graph with a zero gradient, so
+  DistributedDataParallel works without ``find_unused_parameters`` — nnU-Net gives it 1e-6 under DDP instead),
+  then normalised to sum 1. L = 1 gives [1]; L = 2 gives [1, 0]; L = 4 gives [4/7, 2/7, 1/7, 0].
 * ``"halving"``: w_i = 1 / 2^i on every scale, normalised to sum 1 (no zero).
 * ``"exp"``, ``"same"``, ``"two"``: MONAI's ``DeepSupervisionLoss`` weights, not normalised: max(1/2^i, 1/16);
   all 1; 1 then 1/2 for the rest.
@@ -317,4 +317,22 @@ class DeepSupervisionLoss(_Loss):
                     "before: use reduction='mean' or 'sum' in the inner loss."
                 )
             total = w * value if total is None else total + w * value
+        for y, w in zip(outputs, weights):  # zero-weight heads stay in the graph with a zero gradient (DDP-safe)
+            if w == 0.0 and y.requires_grad:
+                total = total + _ZeroGradient.apply(y).to(total.dtype)
         return total
+
+
+class _ZeroGradient(torch.autograd.Function):
+    """A 0 that depends on ``y``: its gradient is zeros_like(y). Keeps an output whose weight is 0 in the graph, so
+    DistributedDataParallel sees a (zero) gradient for that head's parameters instead of failing on unused ones;
+    the loss value is unchanged and, unlike 0 * y.sum(), a non-finite y cannot turn it into NaN."""
+
+    @staticmethod
+    def forward(ctx, y):  # type: ignore[override]
+        ctx.shape, ctx.dtype, ctx.device = y.shape, y.dtype, y.device
+        return torch.zeros((), dtype=y.dtype, device=y.device)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return torch.zeros(ctx.shape, dtype=ctx.dtype, device=ctx.device)

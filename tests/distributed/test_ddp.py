@@ -100,3 +100,46 @@ def test_without_process_group_the_sum_is_a_no_op():
 
     t = torch.randn(1, 3)
     assert distributed_sum(t) is t
+
+
+class _TwoHeads(torch.nn.Module):
+    """A full-resolution head and a half-resolution head (deep supervision), the latter weighted 0 by nnU-Net."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Conv3d(1, 4, kernel_size=3, padding=1).double()
+        self.full = torch.nn.Conv3d(4, 3, kernel_size=1).double()
+        self.low = torch.nn.Conv3d(4, 3, kernel_size=2, stride=2).double()
+
+    def forward(self, x):
+        h = self.body(x)
+        return [self.full(h), self.low(h)]
+
+
+def _deep_supervision_worker(rank, port, results):
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        model = torch.nn.parallel.DistributedDataParallel(_TwoHeads())  # no find_unused_parameters
+        loss_fn = L.DeepSupervisionLoss(L.DiceCELoss(softmax=True, to_onehot_y=True))  # weights [1, 0]
+        image = torch.randn(2, 1, 6, 6, 6, dtype=torch.float64)
+        labels = torch.randint(0, 3, (2, 1, 6, 6, 6))
+        for _ in range(3):  # DDP reports unused parameters at the start of the next iteration
+            model.zero_grad()
+            loss_fn(model(image), labels).backward()
+        results[rank] = float(model.module.low.weight.grad.abs().sum())
+    except Exception as err:  # noqa: BLE001 - reported to the test
+        results[rank] = repr(err)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_deep_supervision_zero_weight_head_needs_no_find_unused_parameters():
+    manager = mp.Manager()
+    results = manager.dict()
+    mp.start_processes(_deep_supervision_worker, args=(_free_port(), results), nprocs=WORLD, start_method="spawn",
+                       join=True)
+    assert dict(results) == {0: 0.0, 1: 0.0}

@@ -190,7 +190,18 @@ def test_gradients_reach_every_scale_and_nnunet_skips_the_lowest():
     assert all(y.grad is not None and float(y.grad.abs().sum()) > 0 for y in outputs)
     outputs = _outputs(2, 3, SIZES)
     DeepSupervisionLoss(CrossEntropyLoss())(outputs, lab).backward()
-    assert all(float(y.grad.abs().sum()) > 0 for y in outputs[:3]) and outputs[3].grad is None
+    assert all(float(y.grad.abs().sum()) > 0 for y in outputs[:3])
+    # the zero-weight lowest output stays in the graph with an exactly zero gradient (DDP-safe)
+    assert outputs[3].grad is not None and float(outputs[3].grad.abs().sum()) == 0.0
+
+
+def test_zero_weight_output_changes_nothing_even_when_non_finite():
+    lab = _labels((2, 1, 8, 8, 8))
+    outputs = _outputs(2, 3, SIZES)
+    loss = DeepSupervisionLoss(CrossEntropyLoss())
+    ref = loss(outputs, lab)
+    outputs[3].data.fill_(float("inf"))  # never evaluated: its weight is 0
+    assert torch.equal(loss(outputs, lab), ref)
 
 
 def test_stacked_dynunet_output_and_single_tensor():
