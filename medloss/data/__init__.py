@@ -5,7 +5,8 @@
 * :func:`prepare_data` / :func:`load_datalist` / :func:`check_case` — MSD-style datalists for real data, checked
   before training (typed errors naming the file);
 * :class:`SimpleITKReader` — a MONAI ``LoadImage`` reader for NRRD / MetaImage over SimpleITK;
-* :class:`EpochSeeder`, :class:`TrainingLog`, :func:`latest_checkpoint` — trainer handlers of the bundles.
+* :class:`EpochSeeder`, :class:`TrainingLog`, :class:`ResumeCheck`, :func:`latest_checkpoint` — trainer handlers
+  of the bundles.
 
 Names are imported lazily, so ``import medloss.data`` does not import MONAI or torch.
 """
@@ -24,6 +25,7 @@ _EXPORTS = {
     "volume_shape": "medloss.data.datalist",
     "SimpleITKReader": "medloss.data.transforms",
     "EpochSeeder": "medloss.data.handlers",
+    "ResumeCheck": "medloss.data.handlers",
     "TrainingLog": "medloss.data.handlers",
     "latest_checkpoint": "medloss.data.handlers",
 }

@@ -8,6 +8,8 @@
   resume it keeps the rows of the epochs already done.
 * :class:`BestMetricState` puts the evaluator's best validation metric (and the best-model saver's record of it)
   into the per-epoch checkpoint, so after a resume ``models/model.pt`` is only replaced by a better model.
+* :class:`ResumeCheck` refuses to resume a checkpoint with another ``epochs`` than its run had (the restored
+  cosine schedule would keep its old length, silently).
 * :func:`latest_checkpoint` finds the newest ``checkpoint_epoch=N.pt`` written by the bundles' per-epoch
   ``CheckpointSaver``; the bundles' ``--resume true`` override loads it.
 """
@@ -23,7 +25,7 @@ from typing import Any
 
 from medloss.errors import InvalidOptionError
 
-__all__ = ["BestMetricState", "EpochSeeder", "TrainingLog", "latest_checkpoint"]
+__all__ = ["BestMetricState", "EpochSeeder", "ResumeCheck", "TrainingLog", "latest_checkpoint"]
 
 _CKPT = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
 
@@ -109,6 +111,38 @@ class EpochSeeder:
         transform = getattr(dataset, "transform", None)
         if hasattr(transform, "set_random_state"):
             transform.set_random_state(seed=epoch_seed)
+
+
+class ResumeCheck:
+    """After a checkpoint was loaded (attach after the ``CheckpointLoader``), check that the restored learning-rate
+    schedule was built for this run's ``epochs``; raise :class:`InvalidOptionError` naming both otherwise.
+
+    MONAI's loader keeps the new ``max_epochs``, but the scheduler's state (CosineAnnealingLR's ``T_max``) comes
+    back from the checkpoint: with another ``--epochs`` the cosine would restart (or stop short) silently.
+
+    Args:
+        epochs: the bundle's ``epochs`` for this run.
+        lr_scheduler: the bundle's scheduler (anything with a ``T_max``; others are not checked).
+    """
+
+    def __init__(self, epochs: int, lr_scheduler: Any = None) -> None:
+        self.epochs = int(epochs)
+        self.lr_scheduler = lr_scheduler
+
+    def attach(self, engine: Any) -> None:
+        """Register on ``Events.STARTED`` of ``engine``, after the handlers attached before (the loader)."""
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Any) -> None:
+        restored = getattr(self.lr_scheduler, "T_max", None)
+        if restored is not None and int(restored) != self.epochs:
+            raise InvalidOptionError(
+                f"`epochs` is {self.epochs} but the checkpoint being resumed has a learning-rate schedule for "
+                f"{int(restored)} epochs (done: {int(engine.state.epoch)}): resume with `--epochs {int(restored)}`, "
+                "or start a new run in another `--ckpt_dir` (e.g. fine-tuning from models/model.pt)."
+            )
 
 
 class TrainingLog:

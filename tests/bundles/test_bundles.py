@@ -130,6 +130,19 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, name):
     assert medloss_error(info.value, InvalidOptionError, "checkpoint_epoch")
 
 
+def test_resume_with_other_epochs_is_a_clear_error(tmp_path, name):
+    """The restored trainer keeps its max_epochs and the restored scheduler its length: a different --epochs would
+    be silently ignored, so it is refused, naming both numbers."""
+    from medloss.errors import InvalidOptionError
+
+    run(workflow(name, ["train.json"], "train", tmp_path, epochs=1, ckpt_dir=str(tmp_path / "ckpt")))
+    wf = workflow(name, ["train.json"], "train", tmp_path, epochs=3, ckpt_dir=str(tmp_path / "ckpt"), resume=True)
+    wf.initialize()
+    with pytest.raises(RuntimeError) as info:
+        wf.run()
+    assert medloss_error(info.value, InvalidOptionError, "--epochs 1")  # the schedule of the first run
+
+
 def _small_datalist(tmp_path: Path, mutate=None) -> Path:
     """A datalist over synthetic files, optionally broken by ``mutate(data_dir, content)``."""
     from medloss.data import make_lesion_dataset
