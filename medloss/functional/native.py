@@ -71,27 +71,28 @@ def enabled() -> bool:
     return _kernels is not None and os.environ.get("MEDLOSS_NATIVE", "1") != "0"
 
 
-def supports(logits: torch.Tensor, labels: torch.Tensor) -> bool:
-    """Whether the kernel takes these (B, C, *S) logits and (B, 1, *S) labels (else use the eager path)."""
+def _takes(logits: torch.Tensor, target: object) -> bool:
+    """What both kernels need: enabled, CPU float32/float64 non-empty contiguous logits, a CPU tensor target."""
     return (
         enabled()
-        and isinstance(labels, torch.Tensor)
+        and isinstance(target, torch.Tensor)
         and logits.device.type == "cpu"
-        and labels.device.type == "cpu"
+        and target.device.type == "cpu"
         and logits.dtype in _LOGITS
-        and labels.dtype in _LABELS
         and logits.numel() > 0
-        and logits.shape[1] > 1
         and logits.is_contiguous()
     )
+
+
+def supports(logits: torch.Tensor, labels: torch.Tensor) -> bool:
+    """Whether the kernel takes these (B, C, *S) logits and (B, 1, *S) labels (else use the eager path)."""
+    return _takes(logits, labels) and labels.dtype in _LABELS and logits.shape[1] > 1
 
 
 def supports_sigmoid(logits: torch.Tensor, target: torch.Tensor, *, to_onehot_y: bool) -> bool:
     """Whether the sigmoid kernel takes these (B, C, N) logits and this target: a label map (``to_onehot_y``) of a
     supported dtype, or a dense (B, C, N)-shaped binary float32/float64 target that needs no gradient."""
-    if not (enabled() and isinstance(target, torch.Tensor) and logits.device.type == "cpu"
-            and target.device.type == "cpu" and logits.dtype in _LOGITS and logits.numel() > 0
-            and logits.is_contiguous()):
+    if not _takes(logits, target):
         return False
     if to_onehot_y:
         return target.dtype in _LABELS
@@ -110,15 +111,15 @@ def _raise_for_status(status: int, logits: torch.Tensor, label_check) -> None:
         raise RuntimeError(f"medloss native kernel failed with status {status} (please report this).")
 
 
-def _tables(batch: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zeroed outputs of a forward call: (3, B, C) float64 sums and (B, C) int64 counts."""
-    return (torch.zeros(3, batch, num_classes, dtype=torch.float64),
+def _tables(rows: int, batch: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zeroed outputs of a forward call: (rows, B, C) float64 sums and (B, C) int64 counts."""
+    return (torch.zeros(rows, batch, num_classes, dtype=torch.float64),
             torch.zeros(batch, num_classes, dtype=torch.int64))
 
 
 def _coefficients(batch: int, num_classes: int, grads) -> torch.Tensor:
-    """(3, B, C) float64 table of incoming gradients (None -> 0) for a backward call."""
-    coef = torch.zeros(3, batch, num_classes, dtype=torch.float64)
+    """(len(grads), B, C) float64 table of incoming gradients (None -> 0) for a backward call."""
+    coef = torch.zeros(len(grads), batch, num_classes, dtype=torch.float64)
     for i, g in enumerate(grads):
         if g is not None:
             coef[i] = g
@@ -149,7 +150,7 @@ class NativeSoftmaxLabelTables(torch.autograd.Function):
     def forward(ctx, logits, labels, ignore_index, squared, voxel_term, gamma, log_clamp):  # type: ignore[override]
         batch, num_classes = logits.shape[:2]
         labels = labels.contiguous()
-        sums, counts = _tables(batch, num_classes)
+        sums, counts = _tables(3, batch, num_classes)
         _run(False, logits, labels, ignore_index, squared, voxel_term, gamma, log_clamp, sums, counts)
         dtype = prepare.compute_dtype(logits)
         tp, pred, vox = sums.to(dtype).unbind(0)
@@ -194,8 +195,7 @@ class NativeSigmoidTables(torch.autograd.Function):
     def forward(ctx, logits, target, dense, ignore_index, squared, check, voxel_term, gamma, soft):  # type: ignore[override]
         batch, num_classes = logits.shape[:2]
         target = target.contiguous()
-        sums = torch.zeros(5, batch, num_classes, dtype=torch.float64)
-        counts = torch.zeros(batch, num_classes, dtype=torch.int64)
+        sums, counts = _tables(5, batch, num_classes)
         options = (dense, ignore_index, squared, check, voxel_term, gamma, soft)
         _run_sigmoid(False, logits, target, options, sums, counts)
         dtype = prepare.compute_dtype(logits)
@@ -210,10 +210,7 @@ class NativeSigmoidTables(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_tp, grad_pred, _grad_target, _grad_voxels, grad_vpos, grad_vneg):  # type: ignore[override]
         logits, target = ctx.saved_tensors
-        coef = torch.zeros(4, *logits.shape[:2], dtype=torch.float64)
-        for i, g in enumerate((grad_pred, grad_tp, grad_vpos, grad_vneg)):
-            if g is not None:
-                coef[i] = g
+        coef = _coefficients(*logits.shape[:2], (grad_pred, grad_tp, grad_vpos, grad_vneg))
         grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
         _run_sigmoid(True, logits, target, ctx.options, coef, grad)
         return grad, None, None, None, None, None, None, None, None
@@ -237,8 +234,8 @@ def _run_sigmoid(backward, logits, target, options, out, out2):
 
     def label_check():  # the eager path's check and wording
         if dense and voxel_term == "bce":
-            ignored = target == ignore_index if ignore_index is not None else torch.zeros_like(target, dtype=torch.bool)
-            prepare.check_bce_target(target.masked_fill(ignored, 0.0))
+            counted = target if ignore_index is None else target.masked_fill(target == ignore_index, 0.0)
+            prepare.check_bce_target(counted)
         elif dense:
             prepare.dense_target(target, logits, to_onehot_y=False, ignore_index=ignore_index, soft_label=soft,
                                  check_input=True)

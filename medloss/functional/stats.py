@@ -111,16 +111,13 @@ def region_stats(
         stats, _ = label_map_tables(
             input, target, ignore_index=ignore_index, squared_pred=squared_pred, check_input=check_input
         )
-    elif sigmoid and not soft_label and _sigmoid_native(input, target, to_onehot_y, check_input):
-        flat = prepare.flatten(input)
-        if to_onehot_y:
-            labels = prepare.label_map(target, input)
-            target, dense = labels.reshape(labels.shape[0], 1, -1), False
-        else:
-            target, dense = prepare.flatten(target), True
-        stats = RegionStats(*native.NativeSigmoidTables.apply(
-            flat, target, dense, ignore_index, squared_pred, check_input, None, 0.0, False
-        )[:4])
+    # the compiled sigmoid kernel: label maps, and binary dense targets when their values are checked (unchecked
+    # fractional targets stay on the eager path, which uses them as given)
+    elif sigmoid and not soft_label and (to_onehot_y or check_input) and (tables := sigmoid_tables(
+        input, target, to_onehot_y=to_onehot_y, ignore_index=ignore_index, voxel_term=None,
+        squared_pred=squared_pred, check_input=check_input,
+    )) is not None:
+        stats = tables[0]
     else:
         if check_input and (sigmoid or softmax or other_act is not None):
             prepare.check_finite(input)
@@ -136,14 +133,6 @@ def region_stats(
     return finish_stats(stats, include_background=include_background, batch=batch)
 
 
-def _sigmoid_native(input: torch.Tensor, target: torch.Tensor, to_onehot_y: bool, check_input: bool) -> bool:
-    """The compiled sigmoid kernel takes label maps, and binary dense targets of the input's shape when their
-    values are checked (unchecked fractional targets stay on the eager path, which uses them as given)."""
-    if not native.supports_sigmoid(prepare.flatten(input), target, to_onehot_y=to_onehot_y):
-        return False
-    return to_onehot_y or (check_input and tuple(target.shape) == tuple(input.shape))
-
-
 def finish_stats(stats: RegionStats, *, include_background: bool, batch: bool) -> RegionStats:
     """Drop class 0 (after the activation) and/or pool over the (global, under DDP) batch."""
     if not include_background:
@@ -154,6 +143,12 @@ def finish_stats(stats: RegionStats, *, include_background: bool, batch: bool) -
     if batch:
         stats = RegionStats(*(distributed_sum(t.sum(dim=0, keepdim=True)) for t in stats))
     return stats
+
+
+def _flat_labels(target: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
+    """The (B, 1, N) view of a label map, in its own dtype (the kernels read any integer or float labels)."""
+    labels = prepare.label_map(target, input)
+    return labels.reshape(labels.shape[0], 1, -1)
 
 
 def label_map_tables(
@@ -179,10 +174,8 @@ def label_map_tables(
     prepare.check_input_tensor(input)
     flat = prepare.flatten(input)
     if native.supports(flat, target):  # compiled kernel: checks logits and labels inside its single pass
-        labels = prepare.label_map(target, input)
         tp, pred, tgt, vox = native.NativeSoftmaxLabelTables.apply(
-            flat, labels.reshape(labels.shape[0], 1, -1), ignore_index, squared_pred, voxel_term, float(gamma),
-            log_clamp,
+            flat, _flat_labels(target, input), ignore_index, squared_pred, voxel_term, float(gamma), log_clamp
         )
         return RegionStats(tp, pred, tgt, tgt.sum(dim=1, keepdim=True)), vox
     if check_input:
@@ -200,14 +193,14 @@ def sigmoid_tables(
     *,
     to_onehot_y: bool,
     ignore_index: float | None,
-    voxel_term: str,
+    voxel_term: str | None,
     gamma: float = 0.0,
     soft: bool = False,
     squared_pred: bool = False,
     check_input: bool = True,
 ) -> tuple[RegionStats, torch.Tensor, torch.Tensor] | None:
     """Sigmoid region tables (all C classes, per sample) and the positive/negative sums (VPOS, VNEG) of a voxel
-    term ("bce" or "focal") from the compiled kernel's single pass, or None when the kernel does not take these
+    term ("bce", "focal" or None) from the compiled kernel's single pass, or None when the kernel does not take these
     inputs (not built, CUDA, fp16, integer dense targets, a non-integer ``ignore_index``, fractional targets for
     the focal term): the caller then runs its eager code. See :class:`medloss.functional.native.NativeSigmoidTables`.
     """
@@ -217,8 +210,7 @@ def sigmoid_tables(
     if not native.supports_sigmoid(flat, target, to_onehot_y=to_onehot_y):
         return None
     if to_onehot_y:
-        labels = prepare.label_map(target, input)
-        target, dense = labels.reshape(labels.shape[0], 1, -1), False
+        target, dense = _flat_labels(target, input), False
     elif tuple(target.shape) == tuple(input.shape):
         target, dense = prepare.flatten(target), True
     else:
