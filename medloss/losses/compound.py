@@ -13,6 +13,16 @@ from medloss.functional.region import EMPTY_POLICIES, W_TYPES
 from medloss.losses._base import check_ignore_index, check_positive
 
 
+def _region_options(include_background, to_onehot_y, sigmoid, softmax, other_act, squared_pred, jaccard, smooth_nr,
+                    smooth_dr, batch) -> dict:
+    """The Dice-term options of a compound, normalised (passed on to the functional Dice / region statistics)."""
+    return dict(
+        include_background=bool(include_background), to_onehot_y=bool(to_onehot_y), sigmoid=bool(sigmoid),
+        softmax=bool(softmax), other_act=other_act, squared_pred=bool(squared_pred), jaccard=bool(jaccard),
+        smooth_nr=float(smooth_nr), smooth_dr=float(smooth_dr), batch=bool(batch),
+    )
+
+
 class _CompoundLoss(_Loss):
     """Validates the options shared by the Dice + voxel-term compounds."""
 
@@ -69,11 +79,8 @@ class DiceCELoss(_CompoundLoss):
                          other_act=other_act, ignore_index=ignore_index, check_input=check_input,
                          lambdas={"lambda_dice": lambda_dice, "lambda_ce": lambda_ce})
         self.label_smoothing = check_positive("label_smoothing", label_smoothing, allow_zero=True)
-        self.dice_options = dict(
-            include_background=bool(include_background), to_onehot_y=bool(to_onehot_y), sigmoid=bool(sigmoid),
-            softmax=bool(softmax), other_act=other_act, squared_pred=bool(squared_pred), jaccard=bool(jaccard),
-            smooth_nr=float(smooth_nr), smooth_dr=float(smooth_dr), batch=bool(batch),
-        )
+        self.dice_options = _region_options(include_background, to_onehot_y, sigmoid, softmax, other_act,
+                                            squared_pred, jaccard, smooth_nr, smooth_dr, batch)
         self.register_buffer("weight", _reduce.class_weight_tensor(weight))
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -129,11 +136,8 @@ class DiceFocalLoss(_CompoundLoss):
         if other_act is not None:
             raise InvalidOptionError("`other_act` is not supported by DiceFocalLoss: its focal term needs logits "
                                      "with `sigmoid=True` or `softmax=True`.")
-        self.region_options = dict(
-            include_background=bool(include_background), to_onehot_y=bool(to_onehot_y), sigmoid=bool(sigmoid),
-            softmax=bool(softmax), squared_pred=bool(squared_pred), jaccard=bool(jaccard),
-            smooth_nr=float(smooth_nr), smooth_dr=float(smooth_dr), batch=bool(batch),
-        )
+        self.region_options = _region_options(include_background, to_onehot_y, sigmoid, softmax, None,
+                                              squared_pred, jaccard, smooth_nr, smooth_dr, batch)
         self.focal_options = dict(
             include_background=bool(include_background), to_onehot_y=bool(to_onehot_y),
             gamma=check_positive("gamma", gamma, allow_zero=True), alpha=alpha,
