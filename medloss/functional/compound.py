@@ -16,6 +16,7 @@ from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
 from medloss.functional.fused import labelled_sums
 from medloss.functional.region import (
+    apply_dice_weight,
     dice_from_stats,
     dice_loss,
     generalized_dice_from_stats,
@@ -37,6 +38,7 @@ from medloss.functional.voxel import (
     cross_entropy_loss,
     focal_loss,
     sigmoid_focal_from_tables,
+    softmax_alpha,
     softmax_focal_from_tables,
 )
 
@@ -239,27 +241,29 @@ def _dice_on_tables(stats: RegionStats, options: dict, weight, reduction: str) -
     kept = finish_stats(stats, include_background=options["include_background"], batch=options["batch"])
     loss = dice_from_stats(kept, jaccard=options.get("jaccard", False), smooth_nr=options["smooth_nr"],
                            smooth_dr=options["smooth_dr"])
-    return _reduce.reduce_table(_reduce.apply_class_weight(loss, weight), reduction)
+    return _reduce.reduce_table(apply_dice_weight(loss, weight), reduction)
 
 
 def _region_on_tables(stats: RegionStats, options: dict, generalized: bool, reduction: str) -> torch.Tensor:
     """The Dice or Generalized Dice term of DiceFocal from the all-class tables of a single pass."""
     if not generalized:
-        return _dice_on_tables(stats, options, None, reduction)
+        return _dice_on_tables(stats, options, options.get("weight"), reduction)
     kept = finish_stats(stats, include_background=options["include_background"], batch=options["batch"])
     return _reduce.reduce_table(generalized_dice_from_stats(
         kept, w_type=options["w_type"], empty=options["empty"], smooth_nr=options["smooth_nr"],
         smooth_dr=options["smooth_dr"]), reduction)
 
 
-def check_compound_reduction(reduction: str, name: str) -> str:
-    """Compounds add a per-class and a per-voxel term, whose unreduced shapes differ: "mean"/"sum" only, as MONAI."""
-    if reduction == "none":
+def check_compound_reduction(reduction: str, name: str, *, elementwise: bool = False) -> str:
+    """"mean"/"sum" for a compound; "none" too when ``elementwise`` (Dice + focal: the (B, C') region table is
+    broadcast over the focal term's (B, C', *S) elements, as MONAI's DiceFocalLoss). DiceCE has no unreduced form
+    (its CE term has no channel axis), as in MONAI."""
+    if reduction == "none" and not elementwise:
         raise InvalidOptionError(
             f"`reduction='none'` is not defined for {name}: its region term is per class (B, C) and its voxel term "
-            "per voxel. Use 'mean' or 'sum', or the component losses for unreduced values."
+            "per voxel without a class axis. Use 'mean' or 'sum', or the component losses for unreduced values."
         )
-    return check_choice("reduction", reduction, COMPOUND_REDUCTIONS)
+    return check_choice("reduction", reduction, COMPOUND_REDUCTIONS + (("none",) if elementwise else ()))
 
 
 def dice_ce_loss(
@@ -277,7 +281,9 @@ def dice_ce_loss(
 ) -> torch.Tensor:
     """lambda_dice Dice + lambda_ce CE (BCE with logits for one channel). See :class:`medloss.losses.DiceCELoss`."""
     # the CE weight covers every class; Dice scores class 0 only with include_background (MONAI's convention)
-    dice_weight = weight if weight is None or dice_options.get("include_background", True) else weight[1:]
+    # (a scalar weight weighs every class alike)
+    keep_all = weight is None or weight.ndim == 0 or dice_options.get("include_background", True)
+    dice_weight = weight if keep_all else weight[1:]
     if _fusable(input, dice_options) and label_smoothing == 0.0 and lambda_dice and lambda_ce:
         stats, vox = label_map_tables(input, target, ignore_index=ignore_index, check_input=check_input,
                                       squared_pred=dice_options["squared_pred"], voxel_term="ce")
@@ -322,8 +328,16 @@ def dice_focal_loss(
     ignore_index: int | None = None,
     check_input: bool = True,
 ) -> torch.Tensor:
-    """lambda_dice (Generalized) Dice + lambda_focal focal. See :class:`medloss.losses.DiceFocalLoss`."""
-    if _fusable(input, region_options) and focal_options["use_softmax"] and lambda_dice and lambda_focal:
+    """lambda_dice (Generalized) Dice + lambda_focal focal. See :class:`medloss.losses.DiceFocalLoss`.
+
+    ``reduction="none"``: the region term's (B, C') table (GDL: (B, 1)) broadcast over the focal term's
+    (B, C', *S) elements, MONAI's shape.
+    """
+    prepare.check_input_tensor(input)
+    focal_options = dict(focal_options, alpha=softmax_alpha(focal_options["alpha"], focal_options["use_softmax"],
+                                                            focal_options["include_background"]))
+    both = lambda_dice and lambda_focal and reduction != "none"
+    if _fusable(input, region_options) and focal_options["use_softmax"] and both:
         stats, vox = label_map_tables(input, target, ignore_index=ignore_index, check_input=check_input,
                                       squared_pred=region_options.get("squared_pred", False), voxel_term="focal",
                                       gamma=focal_options["gamma"])
@@ -333,7 +347,8 @@ def dice_focal_loss(
                                           reduction=reduction)
         return (lambda_dice * region + lambda_focal * focal).to(input.dtype)
     tables = None
-    if region_options.get("sigmoid") and not focal_options["use_softmax"] and lambda_dice and lambda_focal:
+    if region_options.get("sigmoid") and not focal_options["use_softmax"] and both:
+        prepare.warn_onehot_single_channel(input, region_options["to_onehot_y"])
         tables = sigmoid_tables(input, target, to_onehot_y=region_options["to_onehot_y"], ignore_index=ignore_index,
                                 voxel_term="focal", gamma=focal_options["gamma"], check_input=check_input,
                                 squared_pred=region_options.get("squared_pred", False))
@@ -348,13 +363,18 @@ def dice_focal_loss(
     total = input.new_zeros((), dtype=prepare.compute_dtype(input))
     if lambda_dice:
         region = generalized_dice_loss if generalized else dice_loss
-        total = total + lambda_dice * region(
+        region_value = region(
             input, target, ignore_index=ignore_index, reduction=reduction, check_input=check_input, **region_options
         )
+        if reduction == "none":  # (B, C') -> (B, C', 1, ..., 1), broadcast over the voxels
+            region_value = region_value.reshape(*region_value.shape, *([1] * (input.ndim - 2)))
+        total = total + lambda_dice * region_value
     if lambda_focal:
         total = total + lambda_focal * focal_loss(
             input, target, ignore_index=ignore_index, reduction=reduction, check_input=check_input, **focal_options
         )
+    if reduction == "none":  # the elementwise shape also when one lambda is 0
+        total = total.expand(*total.shape[:2], *input.shape[2:])
     return total.to(input.dtype)
 
 

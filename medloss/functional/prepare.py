@@ -256,7 +256,14 @@ def check_bce_target(t: torch.Tensor) -> None:
 
 
 def warn_single_channel(option: str) -> None:
+    """MONAI's warning (same text) for an option that has no effect on a one-channel input."""
     warnings.warn(f"single channel prediction, `{option}` ignored.", stacklevel=3)
+
+
+def warn_onehot_single_channel(input: torch.Tensor, to_onehot_y: bool) -> None:
+    """``to_onehot_y=True`` with one input channel: the {0, 1} label map is used as the target, with MONAI's warning."""
+    if to_onehot_y and input.shape[1] == 1:
+        warn_single_channel("to_onehot_y=True")
 
 
 def target_labels(

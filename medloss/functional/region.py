@@ -133,8 +133,16 @@ def dice_loss(
         ignore_index=ignore_index, check_input=check_input,
     )
     loss = dice_from_stats(stats, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
-    loss = _reduce.apply_class_weight(loss, weight)
-    return _reduce.reduce_table(loss, reduction).to(input.dtype)
+    return _reduce.reduce_table(apply_dice_weight(loss, weight), reduction).to(input.dtype)
+
+
+def apply_dice_weight(loss: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Multiply a (B, C') Dice table by the class weights, except with one scored class (C' = 1), where the weight
+    is ignored: class weights rebalance classes, and MONAI 1.6.1's DiceLoss ignores them there (so DiceCE/DiceFocal
+    with one sigmoid channel weight only their voxel term, as MONAI's)."""
+    if weight is None or loss.shape[1] == 1:
+        return loss
+    return _reduce.apply_class_weight(loss, weight)
 
 
 def tversky_loss(

@@ -105,6 +105,7 @@ def region_stats(
         RegionStats with (B, C') or (1, C') tables in float32 (float64 for float64 input).
     """
     prepare.check_input_tensor(input)
+    prepare.warn_onehot_single_channel(input, to_onehot_y)
     num_classes = input.shape[1]
     fused = softmax and to_onehot_y and num_classes > 1 and not soft_label
     if fused:

@@ -6,6 +6,8 @@ float64 input); the result is returned in the input's dtype.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
@@ -159,6 +161,16 @@ def bce_with_logits_loss(
     return loss.to(input.dtype)
 
 
+def softmax_alpha(alpha, use_softmax: bool, include_background: bool):
+    """``alpha`` as the focal loss uses it: a scalar alpha with ``use_softmax`` and ``include_background=False``
+    would weigh every scored class alike (1 - alpha belongs to the dropped class 0), so it is ignored with MONAI
+    1.6.1's warning and value; anything else is returned unchanged."""
+    if use_softmax and not include_background and alpha is not None and torch.as_tensor(alpha).ndim == 0:
+        warnings.warn("`include_background=False`, scalar `alpha` ignored when using softmax.", stacklevel=3)
+        return None
+    return alpha
+
+
 def _kept_alpha(alpha, num_classes: int, include_background: bool, like: torch.Tensor) -> torch.Tensor | None:
     """MONAI's softmax alpha as a vector over the scored classes C': a scalar gives 1 - alpha to class 0 and alpha to
     the others (so alpha to every class once class 0 is dropped); a sequence has one value per scored class."""
@@ -236,8 +248,25 @@ def focal_loss(
     ignore_index: int | None = None,
     check_input: bool = True,
 ) -> torch.Tensor:
-    """Sigmoid or softmax focal loss on logits. See :class:`medloss.losses.FocalLoss`."""
+    """Sigmoid or softmax focal loss on logits. See :class:`medloss.losses.FocalLoss`.
+
+    (N, C) classification logits (no spatial axis, as MONAI accepts) are scored as (N, C, 1); ``reduction="none"``
+    then returns (N, C).
+    """
+    if isinstance(input, torch.Tensor) and input.ndim == 2:
+        if not isinstance(target, torch.Tensor) or target.ndim != 2:
+            raise ShapeMismatchError(
+                f"`input` has classification shape {tuple(input.shape)} (N, C): `target` must be (N, C) one-hot "
+                f"(or (N, 1) class indices with to_onehot_y=True), got "
+                f"{tuple(target.shape) if isinstance(target, torch.Tensor) else type(target).__name__}."
+            )
+        loss = focal_loss(input.unsqueeze(-1), target.unsqueeze(-1), include_background=include_background,
+                          to_onehot_y=to_onehot_y, gamma=gamma, alpha=alpha, weight=weight, reduction=reduction,
+                          use_softmax=use_softmax, ignore_index=ignore_index, check_input=check_input)
+        return loss.squeeze(-1) if reduction == "none" else loss
     prepare.check_input_tensor(input)
+    prepare.warn_onehot_single_channel(input, to_onehot_y)
+    alpha = softmax_alpha(alpha, use_softmax, include_background)
     if use_softmax and input.shape[1] == 1:
         raise InvalidOptionError("`use_softmax=True` needs C >= 2 channels; use the sigmoid focal loss for C = 1.")
     if use_softmax and to_onehot_y and reduction != "none":  # one-hot-free fused path

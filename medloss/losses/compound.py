@@ -27,8 +27,8 @@ class _CompoundLoss(_Loss):
     """Validates the options shared by the Dice + voxel-term compounds."""
 
     def __init__(self, *, name: str, reduction: str, sigmoid: bool, softmax: bool, other_act, ignore_index,
-                 check_input: bool, lambdas: dict) -> None:
-        super().__init__(reduction=check_compound_reduction(reduction, name))
+                 check_input: bool, lambdas: dict, elementwise: bool = False) -> None:
+        super().__init__(reduction=check_compound_reduction(reduction, name, elementwise=elementwise))
         prepare.check_activation_options(sigmoid, softmax, other_act)
         for key, value in lambdas.items():
             setattr(self, key, check_positive(key, value, allow_zero=True))
@@ -43,7 +43,8 @@ class DiceCELoss(_CompoundLoss):
 
     Dice is :class:`~medloss.losses.DiceLoss` with the Dice arguments; CE is
     :class:`~medloss.losses.CrossEntropyLoss` on the logits (BCE with logits when ``input`` has one channel), with
-    class ``weight`` (also given to Dice, without class 0 when ``include_background=False``, as MONAI),
+    class ``weight`` (also given to Dice, without class 0 when ``include_background=False``, as MONAI; a scalar
+    weighs every class; Dice ignores it with one scored class, as MONAI),
     ``label_smoothing`` and ``ignore_index`` (MONAI 1.6.1 has no ignore_index on compounds). A (B, C, *S) one-hot or
     soft target is used by CE as class probabilities, as in MONAI.
 
@@ -98,10 +99,12 @@ class DiceFocalLoss(_CompoundLoss):
 
     The focal term is the **softmax** focal loss when ``softmax=True`` and the sigmoid focal loss otherwise
     (MONAI 1.6.1 always uses the sigmoid focal loss, even when its Dice uses softmax: MONAI#8242); with
-    ``sigmoid=True`` the values equal MONAI's. ``gamma``, ``alpha`` and ``weight`` go to the focal term
-    (:class:`~medloss.losses.FocalLoss`), ``ignore_index`` to both terms.
+    ``sigmoid=True`` the values equal MONAI's. ``gamma`` and ``alpha`` go to the focal term
+    (:class:`~medloss.losses.FocalLoss`); ``weight`` (scalar or one value per scored class) and ``ignore_index``
+    to both terms, as MONAI 1.6.1 (the Dice term ignores ``weight`` when it scores one class, as MONAI's DiceLoss).
 
-    Shapes: as :class:`DiceCELoss`. Output: scalar ("mean" or "sum").
+    Shapes: as :class:`DiceCELoss`. Output: scalar ("mean" or "sum"); (B, C', *S) for ``reduction="none"``:
+    the (B, C') Dice table broadcast over the focal loss's elements, as MONAI.
 
     References:
         Zhu et al., "AnatomyNet", Med. Phys. 2019, arXiv:1808.05238 (Dice + focal for small organs; the
@@ -130,12 +133,12 @@ class DiceFocalLoss(_CompoundLoss):
         ignore_index: int | None = None,
         check_input: bool = True,
     ) -> None:
-        super().__init__(name="DiceFocalLoss", reduction=reduction, sigmoid=sigmoid, softmax=softmax,
+        super().__init__(name=type(self).__name__, reduction=reduction, sigmoid=sigmoid, softmax=softmax,
                          other_act=other_act, ignore_index=ignore_index, check_input=check_input,
-                         lambdas={"lambda_dice": lambda_dice, "lambda_focal": lambda_focal})
+                         lambdas={"lambda_dice": lambda_dice, "lambda_focal": lambda_focal}, elementwise=True)
         if other_act is not None:
-            raise InvalidOptionError("`other_act` is not supported by DiceFocalLoss: its focal term needs logits "
-                                     "with `sigmoid=True` or `softmax=True`.")
+            raise InvalidOptionError(f"`other_act` is not supported by {type(self).__name__}: its focal term needs "
+                                     "logits with `sigmoid=True` or `softmax=True`.")
         self.region_options = _region_options(include_background, to_onehot_y, sigmoid, softmax, None,
                                               squared_pred, jaccard, smooth_nr, smooth_dr, batch)
         self.focal_options = dict(
@@ -143,6 +146,7 @@ class DiceFocalLoss(_CompoundLoss):
             gamma=check_positive("gamma", gamma, allow_zero=True), alpha=alpha,
             weight=_reduce.class_weight_tensor(weight), use_softmax=bool(softmax),
         )
+        self.region_options["weight"] = self.focal_options["weight"]  # both terms, as MONAI 1.6.1
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return dice_focal_loss(
@@ -158,7 +162,9 @@ class GeneralizedDiceFocalLoss(DiceFocalLoss):
         L = lambda_gdl * GDL(input, target) + lambda_focal * Focal(input, target)
 
     GDL is :class:`~medloss.losses.GeneralizedDiceLoss` (``w_type``, ``empty`` policy); the focal term is softmax
-    focal with ``softmax=True``, sigmoid focal otherwise (as :class:`DiceFocalLoss`).
+    focal with ``softmax=True``, sigmoid focal otherwise (as :class:`DiceFocalLoss`). ``weight`` weighs the focal
+    term only (GDL has its own class weights), as MONAI. ``reduction="none"``: (B, 1) GDL broadcast over the
+    (B, C', *S) focal elements.
 
     References:
         Sudre et al., DLMIA 2017, arXiv:1707.03237; Lin et al., ICCV 2017.
@@ -192,7 +198,7 @@ class GeneralizedDiceFocalLoss(DiceFocalLoss):
             ignore_index=ignore_index, check_input=check_input,
         )
         self.lambda_gdl = self.lambda_dice
-        for key in ("squared_pred", "jaccard"):
+        for key in ("squared_pred", "jaccard", "weight"):  # MONAI's GDFL weighs the focal term only
             del self.region_options[key]
         self.region_options.update(w_type=check_choice("w_type", str(w_type), W_TYPES),
                                    empty=check_choice("empty", empty, EMPTY_POLICIES))

@@ -11,7 +11,9 @@ where ``down_i`` resizes the full-resolution target to y_i's spatial shape S_i:
   centres (torch's ``"nearest-exact"``): coarse voxel j takes fine voxel floor((j + 1/2) * S / S_i) on every
   axis (integer arithmetic, any dtype kept). A coarse voxel is therefore always one fine voxel's value: labels stay
   labels and the ignore value stays exactly the ignore value (never averaged into a class).
-* **one-hot / soft targets** (B, C, *S) — by adaptive average pooling: the coarse target is the mean of the fine
+* **one-hot / soft targets** (B, C, *S) — by nearest neighbour as well (MONAI's rule, so a one-hot target stays
+  one-hot) unless the inner loss takes soft labels (``soft_label=True``) or ``target_mode="dense"``: then by adaptive
+  average pooling: the coarse target is the mean of the fine
   targets in the pooling window (torch's ``adaptive_avg_pool``; for integer ratios, the S/S_i block). A one-hot
   target becomes a soft target, so the inner loss must accept soft labels (e.g. ``DiceLoss(soft_label=True)``).
   Fine voxels marked ignored (any channel equal to ``ignore_index``, as medloss's losses mark them) are left out
@@ -25,19 +27,21 @@ call); nothing is cached across batches.
 
 Weights (``weight_mode``), for L scales, i = 0 the full resolution:
 
-* ``"nnunet"`` (default): w_i = 1 / 2^i, **the lowest scale gets w_{L-1} = 0** (as nnU-Net v2's trainer does;
+* ``"exp"`` (default), ``"same"``, ``"two"``: MONAI's ``DeepSupervisionLoss`` weights, not normalised:
+  max(1/2^i, 1/16); all 1; 1 then 1/2 for the rest.
+* ``"nnunet"``: w_i = 1 / 2^i, **the lowest scale gets w_{L-1} = 0** (as nnU-Net v2's trainer does;
   the lowest output is then not evaluated; it stays in the autograd graph with a zero gradient, so
   DistributedDataParallel works without ``find_unused_parameters`` — nnU-Net gives it 1e-6 under DDP instead),
   then normalised to sum 1. L = 1 gives [1]; L = 2 gives [1, 0]; L = 4 gives [4/7, 2/7, 1/7, 0].
 * ``"halving"``: w_i = 1 / 2^i on every scale, normalised to sum 1 (no zero).
-* ``"exp"``, ``"same"``, ``"two"``: MONAI's ``DeepSupervisionLoss`` weights, not normalised: max(1/2^i, 1/16);
-  all 1; 1 then 1/2 for the rest.
-* ``weights=[...]``: used as given (not normalised); its length must equal the number of outputs.
+* ``weights=[...]``: used as given (not normalised); with more weights than outputs the first ones are used (as
+  MONAI); fewer is an error (MONAI then silently falls back to ``weight_mode``).
 
 Shapes:
     input: a list/tuple of L tensors (B, C, *S_i) with S_0 >= S_1 >= ... on every axis (equal shapes allowed),
         or a tensor (B, L, C, *S) — MONAI ``DynUNet``'s stacked training output, split on dim 1 — or a single
-        (B, C, *S) tensor (one scale, e.g. evaluation mode). ``spatial_dims`` tells the last two apart.
+        (B, C, *S) tensor (one scale, e.g. evaluation mode; 1-D, 2-D or 3-D). A tensor is one output unless it
+        has 6 axes (stacked 3-D outputs) or ``spatial_dims`` says it is stacked (``spatial_dims + 3`` axes).
     target: (B, 1, *S) or (B, *S) label map, or (B, C, *S) one-hot/soft target, at full resolution S >= S_0.
     output: the weighted sum of the inner loss's outputs (a scalar for "mean"/"sum" reductions).
 
@@ -60,7 +64,7 @@ TARGET_MODES = ("auto", "label", "dense")
 __all__ = ["DeepSupervisionLoss", "deep_supervision_weights", "downsample_dense", "downsample_labels"]
 
 
-def deep_supervision_weights(levels: int, weight_mode: str = "nnunet") -> list[float]:
+def deep_supervision_weights(levels: int, weight_mode: str = "exp") -> list[float]:
     """The weights of ``levels`` scales under ``weight_mode`` (see the module docstring)."""
     check_choice("weight_mode", weight_mode, WEIGHT_MODES)
     if weight_mode == "same":
@@ -135,16 +139,19 @@ class DeepSupervisionLoss(_Loss):
     Args:
         loss: the inner loss, called as ``loss(y_i, target_i)`` at every scale with non-zero weight, e.g.
             ``DiceLoss(softmax=True, to_onehot_y=True)`` or ``CrossEntropyLoss()`` for label-map targets.
-        weights: explicit per-scale weights (overrides ``weight_mode``); non-negative, at least one > 0.
-        weight_mode: "nnunet" (default) | "halving" | "exp" | "same" | "two".
+        weight_mode: "exp" (default, MONAI's) | "same" | "two" | "nnunet" | "halving".
+        weights: explicit per-scale weights (overrides ``weight_mode``); non-negative, at least one > 0; extra
+            trailing weights are unused.
         ignore_index: value marking unlabelled voxels of one-hot/soft targets during pooling; ``None`` takes
             the inner loss's ``ignore_index`` (if it has one). Label maps need none (nearest keeps it exact).
-        target_mode: "auto" (a 1-channel target is a label map, a C-channel target with C > 1 is dense),
-            "label" (always nearest) or "dense" (always average pooling).
+        target_mode: "auto" (nearest neighbour, except average pooling of a C-channel target, C > 1, when the
+            inner loss has ``soft_label=True``), "label" (a (B, 1, *S) label map, nearest) or "dense" (always
+            average pooling).
         min_valid_fraction: for dense targets with ignored voxels, the smallest valid fraction of a pooling
             window for the coarse voxel to be supervised, in (0, 1].
-        spatial_dims: number of spatial axes; decides whether a tensor ``input`` is one (B, C, *S) output
-            (``spatial_dims + 2`` axes) or the stacked (B, L, C, *S) form (``spatial_dims + 3`` axes).
+        spatial_dims: number of spatial axes, or None (default): a tensor ``input`` is then one (B, C, *S)
+            output unless it has 6 axes (stacked 3-D). With a value, ``spatial_dims + 2`` axes is one output and
+            ``spatial_dims + 3`` the stacked (B, L, C, *S) form (e.g. ``spatial_dims=2`` for stacked 2-D outputs).
 
     Raises:
         ShapeMismatchError: outputs with different batch sizes, channel counts or dimensionality, an output
@@ -158,12 +165,12 @@ class DeepSupervisionLoss(_Loss):
     def __init__(
         self,
         loss,
+        weight_mode: str = "exp",
         weights=None,
-        weight_mode: str = "nnunet",
         ignore_index: int | float | None = None,
         target_mode: str = "auto",
         min_valid_fraction: float = 0.5,
-        spatial_dims: int = 3,
+        spatial_dims: int | None = None,
     ) -> None:
         super().__init__()
         if not callable(loss):
@@ -184,8 +191,12 @@ class DeepSupervisionLoss(_Loss):
         ):
             raise InvalidOptionError(f"`min_valid_fraction` must be in (0, 1], got {min_valid_fraction!r}.")
         self.min_valid_fraction = float(min_valid_fraction)
-        if isinstance(spatial_dims, bool) or not isinstance(spatial_dims, int) or spatial_dims < 1:
-            raise InvalidOptionError(f"`spatial_dims` must be a positive int (3 for volumes), got {spatial_dims!r}.")
+        if spatial_dims is not None and (
+            isinstance(spatial_dims, bool) or not isinstance(spatial_dims, int) or spatial_dims < 1
+        ):
+            raise InvalidOptionError(
+                f"`spatial_dims` must be None or a positive int (3 for volumes), got {spatial_dims!r}."
+            )
         self.spatial_dims = spatial_dims
 
     @staticmethod
@@ -202,15 +213,27 @@ class DeepSupervisionLoss(_Loss):
         """The weights of ``levels`` outputs (explicit ``weights`` or ``weight_mode``)."""
         if self.weights is None:
             return deep_supervision_weights(levels, self.weight_mode)
-        if len(self.weights) != levels:
+        if len(self.weights) < levels:
             raise ShapeMismatchError(
                 f"`weights` has {len(self.weights)} entries but the network returned {levels} outputs: give one "
                 "weight per output (full resolution first)."
             )
-        return list(self.weights)
+        weights = list(self.weights[:levels])
+        if not any(w > 0 for w in weights):
+            raise InvalidOptionError(f"`weights` {weights} used for {levels} outputs are all 0.")
+        return weights
 
     def _split(self, input) -> list[torch.Tensor]:
         if isinstance(input, torch.Tensor):
+            if self.spatial_dims is None:
+                if input.ndim == 6:  # stacked 3-D outputs (B, L, C, H, W, D)
+                    return list(torch.unbind(input, dim=1))
+                if 3 <= input.ndim <= 5:
+                    return [input]
+                raise ShapeMismatchError(
+                    f"`input` has shape {tuple(input.shape)}: expected one output (B, C, *S) with 1 to 3 spatial "
+                    "axes or stacked 3-D outputs (B, L, C, H, W, D); set `spatial_dims` for other layouts."
+                )
             if input.ndim == self.spatial_dims + 3:
                 return list(torch.unbind(input, dim=1))
             if input.ndim == self.spatial_dims + 2:
@@ -267,7 +290,8 @@ class DeepSupervisionLoss(_Loss):
             )
         return target.as_subclass(torch.Tensor) if type(target) is not torch.Tensor else target
 
-    def _is_label_map(self, target: torch.Tensor, num_classes: int) -> bool:
+    def _resized_by_nearest(self, target: torch.Tensor, num_classes: int) -> bool:
+        """Whether the target is resized by nearest neighbour (label maps; one-hot targets unless pooled)."""
         k = target.shape[1]
         if self.target_mode == "label" or (self.target_mode == "auto" and k == 1):
             if k != 1:
@@ -280,7 +304,7 @@ class DeepSupervisionLoss(_Loss):
                 f"`target` has {k} channels but the outputs have {num_classes}: pass a (B, 1, *S) label map or "
                 f"a (B, {num_classes}, *S) one-hot/soft target."
             )
-        return False
+        return self.target_mode == "auto" and not getattr(self.loss, "soft_label", False)
 
     def forward(self, input, target: torch.Tensor) -> torch.Tensor:
         """Weighted sum over scales of ``loss(input[i], target resized to input[i])``."""
@@ -289,7 +313,7 @@ class DeepSupervisionLoss(_Loss):
         outputs = self._split(input)
         target = self._check_outputs(outputs, target)
         weights = self.get_weights(len(outputs))
-        as_labels = self._is_label_map(target, outputs[0].shape[1])
+        as_labels = self._resized_by_nearest(target, outputs[0].shape[1])
         resized: dict[tuple[int, ...], torch.Tensor] = {}
         total = None
         for i, (y, w) in enumerate(zip(outputs, weights)):

@@ -123,7 +123,7 @@ def _deep_supervision_worker(rank, port, results):
         torch.set_num_threads(1)
         torch.manual_seed(0)
         model = torch.nn.parallel.DistributedDataParallel(_TwoHeads())  # no find_unused_parameters
-        loss_fn = L.DeepSupervisionLoss(L.DiceCELoss(softmax=True, to_onehot_y=True))  # weights [1, 0]
+        loss_fn = L.DeepSupervisionLoss(L.DiceCELoss(softmax=True, to_onehot_y=True), weight_mode="nnunet")  # [1, 0]
         image = torch.randn(2, 1, 6, 6, 6, dtype=torch.float64)
         labels = torch.randint(0, 3, (2, 1, 6, 6, 6))
         for _ in range(3):  # DDP reports unused parameters at the start of the next iteration

@@ -118,9 +118,10 @@ def test_pooling_with_ignore_equals_brute_force(size_in, size_out, min_valid):
 
 
 def test_weight_modes():
-    assert deep_supervision_weights(1) == [1.0]
-    assert deep_supervision_weights(2) == [1.0, 0.0]
-    nn = deep_supervision_weights(4)
+    assert deep_supervision_weights(3) == [1.0, 0.5, 0.25]  # MONAI's default "exp"
+    assert deep_supervision_weights(1, "nnunet") == [1.0]
+    assert deep_supervision_weights(2, "nnunet") == [1.0, 0.0]
+    nn = deep_supervision_weights(4, "nnunet")
     raw = [1.0, 0.5, 0.25, 0.0]
     assert nn == pytest.approx([r / sum(raw) for r in raw]) and sum(nn) == pytest.approx(1.0)
     halving = deep_supervision_weights(4, "halving")
@@ -180,7 +181,19 @@ def test_pooled_onehot_needs_soft_label_and_says_which_scale():
     outputs = _outputs(1, 3, SIZES[:2])
     target = _onehot(_labels((1, 1, 8, 8, 8)), 3)
     with pytest.raises(LabelValueError, match=r"output 1.*soft_label=True"):
-        DeepSupervisionLoss(DiceLoss(softmax=True), weight_mode="halving")(outputs, target)
+        DeepSupervisionLoss(DiceLoss(softmax=True), weight_mode="halving", target_mode="dense")(outputs, target)
+
+
+def test_onehot_target_is_resized_by_nearest_unless_the_inner_loss_takes_soft_labels():
+    """MONAI resizes every target by nearest neighbour, so a one-hot target stays one-hot for a hard-label loss."""
+    outputs = _outputs(1, 3, SIZES[:2])
+    lab = _labels((1, 1, 8, 8, 8))
+    target = _onehot(lab, 3)
+    hard = DeepSupervisionLoss(DiceLoss(softmax=True))(outputs, target)
+    assert torch.allclose(hard, DeepSupervisionLoss(DiceLoss(softmax=True, to_onehot_y=True))(outputs, lab))
+    soft = DeepSupervisionLoss(DiceLoss(softmax=True, soft_label=True))(outputs, target)
+    want = _by_hand(DiceLoss(softmax=True, soft_label=True), outputs, target, [1.0, 0.5], downsample_dense)
+    assert torch.allclose(soft, want)
 
 
 def test_gradients_reach_every_scale_and_nnunet_skips_the_lowest():
@@ -189,7 +202,7 @@ def test_gradients_reach_every_scale_and_nnunet_skips_the_lowest():
     DeepSupervisionLoss(DiceLoss(softmax=True, to_onehot_y=True), weight_mode="halving")(outputs, lab).backward()
     assert all(y.grad is not None and float(y.grad.abs().sum()) > 0 for y in outputs)
     outputs = _outputs(2, 3, SIZES)
-    DeepSupervisionLoss(CrossEntropyLoss())(outputs, lab).backward()
+    DeepSupervisionLoss(CrossEntropyLoss(), weight_mode="nnunet")(outputs, lab).backward()
     assert all(float(y.grad.abs().sum()) > 0 for y in outputs[:3])
     # the zero-weight lowest output stays in the graph with an exactly zero gradient (DDP-safe)
     assert outputs[3].grad is not None and float(outputs[3].grad.abs().sum()) == 0.0
@@ -198,7 +211,7 @@ def test_gradients_reach_every_scale_and_nnunet_skips_the_lowest():
 def test_zero_weight_output_changes_nothing_even_when_non_finite():
     lab = _labels((2, 1, 8, 8, 8))
     outputs = _outputs(2, 3, SIZES)
-    loss = DeepSupervisionLoss(CrossEntropyLoss())
+    loss = DeepSupervisionLoss(CrossEntropyLoss(), weight_mode="nnunet")
     ref = loss(outputs, lab)
     outputs[3].data.fill_(float("inf"))  # never evaluated: its weight is 0
     assert torch.equal(loss(outputs, lab), ref)
@@ -249,7 +262,9 @@ ERROR_CASES = [
     ("label-mode-onehot", dict(target_mode="label"), _X, torch.zeros(1, 3, 8, 8, 8), ShapeMismatchError,
      r"target_mode='label'"),
     ("target-batch", {}, _X, _Y.expand(2, 1, 8, 8, 8), ShapeMismatchError, r"`target`"),
-    ("stacked-ndim", {}, torch.randn(1, 2, 3, 4, 4, 4, 4), _Y, ShapeMismatchError, r"spatial_dims=3"),
+    ("stacked-ndim", {}, torch.randn(1, 2, 3, 4, 4, 4, 4), _Y, ShapeMismatchError, r"`spatial_dims`"),
+    ("stacked-ndim-3", dict(spatial_dims=3), torch.randn(1, 2, 3, 4, 4, 4, 4), _Y, ShapeMismatchError,
+     r"spatial_dims=3"),
     ("input-type", {}, "logits", _Y, OptionTypeError, r"`input`"),
     ("input-element", {}, [_X[0], None], _Y, OptionTypeError, r"`input\[1\]`"),
     ("input-none", {}, None, _Y, OptionTypeError, r"`input`"),
