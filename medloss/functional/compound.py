@@ -391,6 +391,7 @@ def bce_dice_loss(
     check_input: bool = True,
 ) -> torch.Tensor:
     """lambda_bce BCE + lambda_dice sigmoid Dice. See :class:`medloss.losses.BCEDiceLoss`."""
+    prepare.check_input_tensor(input)
     tables = None
     if lambda_dice and lambda_bce and (ignore_index is None or input.shape[1] == 1) and reduction != "none":
         tables = sigmoid_tables(input, target, to_onehot_y=dice_options.get("to_onehot_y", False),

@@ -47,7 +47,45 @@ def check_input_tensor(input: object, *, arg: str = "input") -> torch.Tensor:
         raise ShapeMismatchError(
             f"`{arg}` must have shape (B, C, *spatial) with at least one spatial axis, got {tuple(input.shape)}."
         )
+    if input.device.type == "meta":
+        raise OptionTypeError(
+            f"`{arg}` is on the meta device: it has a shape but no values, so no loss can be computed; move the "
+            "model and data to a real device (e.g. `model.to_empty(device='cpu')` and load the weights) first."
+        )
+    if input.numel() == 0:  # a mean over no voxel is undefined: refuse rather than return NaN or a silent 0
+        raise ShapeMismatchError(
+            f"`{arg}` of shape {tuple(input.shape)} has no elements (an empty batch or a zero-size axis): there is "
+            "nothing to compute a loss over; skip empty batches before the loss."
+        )
     return input
+
+
+_INT64 = torch.iinfo(torch.int64)
+
+
+def representable_ignore(ignore_index: int | float | None, dtype: torch.dtype) -> int | float | None:
+    """``ignore_index`` if labels of ``dtype`` can hold it exactly, else None: no label can equal it, so nothing is
+    ignored (comparing would wrap it, e.g. -100 to 156 for uint8, and ignore a real label value)."""
+    if ignore_index is None:
+        return None
+    if not _INT64.min <= ignore_index <= _INT64.max:
+        return None
+    if dtype.is_floating_point:
+        return ignore_index if float(torch.tensor(ignore_index, dtype=dtype)) == ignore_index else None
+    if dtype == torch.bool:
+        return ignore_index if ignore_index in (0, 1) else None
+    info = torch.iinfo(dtype)
+    return ignore_index if info.min <= ignore_index <= info.max else None
+
+
+def _unheld_hint(labels: torch.Tensor, ignore_index) -> str:
+    """The advice for labels whose dtype cannot hold ``ignore_index`` (so a wrapped value was not ignored)."""
+    if ignore_index is None or representable_ignore(ignore_index, labels.dtype) is not None:
+        return ""
+    return (
+        f"; note: {labels.dtype} labels cannot hold ignore_index={ignore_index}, so no voxel is ignored: store the "
+        "labels in a dtype that holds it (e.g. int64) or use an ignore value the dtype holds (e.g. 255 for uint8)"
+    )
 
 
 def check_finite(x: torch.Tensor, *, arg: str = "input") -> tuple[float, float]:
@@ -160,14 +198,15 @@ def check_labels(
     if float(lo) >= 0 and float(hi) < num_classes:
         return
     outside = (labels < 0) | (labels >= num_classes)
-    if ignore_index is not None:
-        outside &= labels != ignore_index
+    held = representable_ignore(ignore_index, labels.dtype)
+    if held is not None:
+        outside &= labels != held
     if bool(outside.any()):
         values = torch.unique(labels[outside])[:5].tolist()
         hint = "" if ignore_index is None else f" (ignore_index={ignore_index})"
         raise LabelValueError(
             f"`{arg}` holds label values {values} outside [0, {num_classes}){hint}: "
-            + range_fix.format(num_classes=num_classes) + "."
+            + range_fix.format(num_classes=num_classes) + _unheld_hint(labels, ignore_index) + "."
         )
 
 
@@ -184,6 +223,7 @@ def labels_and_mask(
         check_labels(target, max(num_classes, 2), ignore_index)
     labels = target.reshape(target.shape[0], 1, -1)
     valid = None
+    ignore_index = representable_ignore(ignore_index, labels.dtype)
     if ignore_index is not None:
         ignored = labels == ignore_index
         if bool(ignored.any()):
@@ -226,6 +266,7 @@ def dense_target(
         )
     t = flatten(target)
     valid = None
+    ignore_index = representable_ignore(ignore_index, t.dtype)
     if ignore_index is not None:
         ignored = (t == ignore_index).any(dim=1, keepdim=True)
         if bool(ignored.any()):

@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import torch
 
+from medloss.errors import InputRangeError
 from medloss.functional import native, prepare
 from medloss.functional.fused import SoftmaxLabelTables
 
@@ -152,6 +153,15 @@ def _flat_labels(target: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
     return labels.reshape(labels.shape[0], 1, -1)
 
 
+def _held_ignore(labels: torch.Tensor, ignore_index, num_classes: int):
+    """``ignore_index`` for the kernel: None when the labels' dtype cannot hold it (no label equals it); labels then
+    get the eager path's check here, whose error explains the dtype (the kernel only reports a bad label)."""
+    held = prepare.representable_ignore(ignore_index, labels.dtype)
+    if held is None and ignore_index is not None:
+        prepare.check_labels(labels, max(num_classes, 2), ignore_index)
+    return held
+
+
 def label_map_tables(
     input: torch.Tensor,
     target: torch.Tensor,
@@ -175,10 +185,16 @@ def label_map_tables(
     prepare.check_input_tensor(input)
     flat = prepare.flatten(input)
     if native.supports(flat, target):  # compiled kernel: checks logits and labels inside its single pass
-        tp, pred, tgt, vox = native.NativeSoftmaxLabelTables.apply(
-            flat, _flat_labels(target, input), ignore_index, squared_pred, voxel_term, float(gamma), log_clamp
-        )
-        return RegionStats(tp, pred, tgt, tgt.sum(dim=1, keepdim=True)), vox
+        labels = _flat_labels(target, input)
+        try:
+            tp, pred, tgt, vox = native.NativeSoftmaxLabelTables.apply(
+                flat, labels, _held_ignore(labels, ignore_index, input.shape[1]), squared_pred, voxel_term,
+                float(gamma), log_clamp,
+            )
+            return RegionStats(tp, pred, tgt, tgt.sum(dim=1, keepdim=True)), vox
+        except InputRangeError:  # non-finite logits
+            if check_input:
+                raise  # else: the eager path computes what torch's arithmetic gives, as without the kernel
     if check_input:
         prepare.check_finite(input)
     labels, valid = prepare.labels_and_mask(target, input, ignore_index=ignore_index, check_input=check_input)
@@ -216,12 +232,18 @@ def sigmoid_tables(
         target, dense = prepare.flatten(target), True
     else:
         return None
-    ignore = None if ignore_index is None else int(ignore_index)
+    held = _held_ignore(target, ignore_index, num_classes=input.shape[1]) if not dense else (
+        prepare.representable_ignore(ignore_index, target.dtype))
+    ignore = None if held is None else int(held)
     try:
         tp, pred, tgt, voxels, vpos, vneg = native.NativeSigmoidTables.apply(
             flat, target, dense, ignore, squared_pred, check_input, voxel_term, float(gamma), soft
         )
     except native.SoftTarget:
+        return None
+    except InputRangeError:  # non-finite logits: with check_input=False the eager path gives torch's result
+        if check_input:
+            raise
         return None
     return RegionStats(tp, pred, tgt, voxels), vpos, vneg
 

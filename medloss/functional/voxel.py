@@ -99,7 +99,8 @@ def cross_entropy_loss(
     if check_input:
         prepare.check_labels(labels, num_classes, ignore_index)
     labels = labels[:, 0].long()
-    ignore = -100 if ignore_index is None else int(ignore_index)
+    held = prepare.representable_ignore(ignore_index, labels.dtype)
+    ignore = -100 if held is None else int(held)
     loss = F.cross_entropy(
         x, labels, weight=w, ignore_index=ignore, reduction=reduction, label_smoothing=label_smoothing
     )
@@ -143,6 +144,7 @@ def bce_with_logits_loss(
     x = input.to(prepare.compute_dtype(input))
     t = target.to(x)
     valid = None
+    ignore_index = prepare.representable_ignore(ignore_index, target.dtype)
     if ignore_index is not None:
         ignored = target == ignore_index
         if bool(ignored.any()):

@@ -16,6 +16,11 @@ def check_ignore_index(ignore_index: object) -> int | None:
         return None
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
         raise OptionTypeError(f"`ignore_index` must be an int or None, got {ignore_index!r}.")
+    if not -(2**63) <= ignore_index < 2**63:
+        raise InvalidOptionError(
+            f"`ignore_index`={ignore_index} does not fit in int64, so no label can hold it; use a label value such "
+            "as 255 or -100."
+        )
     return ignore_index
 
 

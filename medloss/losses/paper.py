@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from medloss.errors import InvalidOptionError, OptionTypeError
+from medloss.errors import InvalidOptionError, OptionTypeError, ShapeMismatchError
 from medloss.functional import reduce as _reduce
 from medloss.functional.compound import anatomynet_loss, explog_loss
 from medloss.functional import prepare
@@ -100,15 +100,27 @@ class ExpLogLoss(MedlossLoss):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
         key = prefix + "class_counts"
         if self.running and key in state_dict:  # the buffer's size is only known once labels were seen
-            self.class_counts = torch.zeros_like(state_dict[key])
+            counts = state_dict[key]
+            if not isinstance(counts, torch.Tensor) or counts.ndim != 1 or counts.is_complex():
+                raise ShapeMismatchError(
+                    f"`{key}` in the state dict must be a 1-D tensor of running label counts (one per class), got "
+                    f"{tuple(counts.shape) if isinstance(counts, torch.Tensor) else type(counts).__name__}."
+                )
+            self.class_counts = torch.zeros_like(counts, dtype=torch.float64)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         running = None
         if self.running:
+            num_classes = 2 if self.sigmoid else input.shape[1]
             if self.class_counts.numel() == 0:  # sized once the number of labels is known
-                num_classes = 2 if self.sigmoid else input.shape[1]
                 self.class_counts = torch.zeros(num_classes, dtype=torch.float64, device=input.device)
+            elif self.class_counts.numel() != num_classes:
+                raise ShapeMismatchError(
+                    f"the running label counts (`class_counts`, e.g. from load_state_dict) have "
+                    f"{self.class_counts.numel()} entries but the labels have {num_classes} classes: the state was "
+                    "saved for another number of classes; load a matching checkpoint or start from a fresh loss."
+                )
             running = self.class_counts
         return explog_loss(
             input, target, w_dice=self.w_dice, w_cross=self.w_cross, gamma_dice=self.gamma_dice,
