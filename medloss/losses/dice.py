@@ -40,7 +40,8 @@ class DiceLoss(RegionLoss):
         reduction: "mean" | "sum" | "none".
         smooth_nr, smooth_dr: additive smoothing of numerator and denominator (default 1e-5 each).
         batch: pool the statistics over the batch before the ratio (batch Dice, as nnU-Net).
-        weight: per-class weights (scalar or C' values) multiplying the per-class losses.
+        weight: per-class weights (scalar or C' values) multiplying the per-class losses; ignored when one class
+            is scored (C' = 1), as MONAI: class weights rebalance classes.
         soft_label: targets hold probabilities, not 0/1 values.
         ignore_index: label value whose voxels are left out of every sum (and so of every denominator).
         check_input: validate values (labels in range, probabilities in [0, 1], no NaN); default True.

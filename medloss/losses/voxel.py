@@ -116,8 +116,12 @@ class FocalLoss(MedlossLoss):
     C' times the number of valid voxels (MONAI divides by the valid voxels only, so its scale jumps by C' when an
     ignore label appears); "sum" is MONAI's sum over (B, C') of spatial means; "none" gives (B, C', *S).
 
+    (N, C) classification logits (no spatial axis) are accepted, as MONAI; "none" then gives (N, C).
+
     Differences from MONAI: with ``use_softmax`` and ``include_background=False`` the softmax is over all classes
-    before class 0 is dropped (MONAI drops it first, MONAI#8117); fp16/bf16 inputs are computed in float32.
+    before class 0 is dropped (MONAI drops it first, MONAI#8117; a scalar ``alpha`` is ignored there with MONAI's
+    warning, as MONAI); fp16/bf16 inputs are computed in float32; "sum" on (N, C) input sums the elements (MONAI's
+    equals its "mean" there).
 
     Args:
         include_background: keep channel 0 in the loss.
