@@ -93,3 +93,64 @@ def test_published_case(case):
 
 def test_every_listed_difference_is_a_published_case():
     assert set(DIFFERENCES) <= {case_id(c) for c in CASES}
+
+
+# MONAI's tests that state a rule rather than a table (restated with medloss, compared with MONAI live)
+
+def test_focal_foreground_values():
+    """MONAI test_focal_loss.test_foreground: 0.1116 with background, 0.1733 without."""
+    background, foreground = torch.ones(1, 1, 5, 5), torch.zeros(1, 1, 5, 5)
+    target = torch.cat((background, foreground), dim=1)
+    input = target.clone()
+    target[:, 0, 2, 2], target[:, 1, 2, 2] = 0, 1
+    assert float(L.FocalLoss(include_background=True)(input, target)) == pytest.approx(0.1116, abs=1e-3)
+    assert float(L.FocalLoss(include_background=False)(input, target)) == pytest.approx(0.1733, abs=1e-3)
+
+
+@pytest.mark.parametrize("use_softmax", [False, True])
+@pytest.mark.parametrize("empty", [False, True])
+def test_focal_confident_prediction_is_near_zero(use_softmax, empty):
+    """MONAI test_bin_seg_2d / test_empty_class_2d: very good logits give a focal loss of ~0, with alpha too."""
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    if not empty:
+        target[0, 1:3, 1:3] = 1
+    logits = 1000.0 * torch.nn.functional.one_hot(target, 2).permute(0, 3, 1, 2).float() - 500.0
+    for alpha in (None, 0.5):
+        loss = L.FocalLoss(to_onehot_y=True, alpha=alpha, use_softmax=use_softmax)(logits, target[:, None])
+        assert float(loss) == pytest.approx(0.0, abs=1e-3)
+
+
+M = pytest.importorskip("monai.losses")
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean", "none"])
+@pytest.mark.parametrize("case", ["onehot-bg", "labels-no-bg"])
+def test_generalized_dice_focal_is_gdl_plus_weighted_focal(reduction, case):
+    """MONAI test_generalized_dice_focal_loss: GDFL = GDL + lambda_focal * Focal(weight) (weight on focal only)."""
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(3, 3, 5, 5, generator=g, dtype=torch.float64)
+    onehot = torch.randint(0, 2, (3, 3, 5, 5), generator=g)
+    if case == "onehot-bg":
+        common = dict(include_background=True, to_onehot_y=False, reduction=reduction, sigmoid=True)
+        target, weights = onehot.double(), [None, [1.0, 1.0, 2.0], (3, 2.0, 1)]
+    else:
+        common = dict(include_background=False, to_onehot_y=True, reduction=reduction, sigmoid=True)
+        target, weights = onehot.argmax(dim=1, keepdim=True), [2.0, [1.0, 2.0], (2.0, 1)]
+    for weight in weights:
+        ours = L.GeneralizedDiceFocalLoss(weight=weight, gamma=1.0, lambda_focal=1.5, **common)(pred, target)
+        gdl = L.GeneralizedDiceLoss(**common)(pred, target)
+        focal_common = {k: v for k, v in common.items() if k != "sigmoid"}
+        focal = L.FocalLoss(weight=weight, gamma=1.0, **focal_common)(pred, target)
+        if reduction == "none":
+            gdl = gdl.reshape(*gdl.shape, 1, 1)
+        torch.testing.assert_close(ours, gdl + 1.5 * focal)
+        theirs = M.GeneralizedDiceFocalLoss(weight=weight, gamma=1.0, lambda_focal=1.5, **common)(pred, target)
+        torch.testing.assert_close(ours.double(), theirs.double(), rtol=1e-5, atol=1e-6)
+
+
+def test_deep_supervision_ill_shape_and_reduction():
+    """MONAI test_ds_loss: mismatched target rank and DiceCELoss(reduction='none') are ValueErrors."""
+    with pytest.raises(ValueError):
+        L.DeepSupervisionLoss(L.DiceCELoss())(torch.ones((1, 2, 3)), torch.ones((1, 1, 2, 3)))
+    with pytest.raises(ValueError):
+        L.DeepSupervisionLoss(L.DiceCELoss(reduction="none"))
