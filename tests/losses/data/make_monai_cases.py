@@ -80,7 +80,8 @@ def main(root: str) -> None:
                 entry.update(input=encode(data["input"]), target=encode(data["target"]), expected=encode(expected))
                 cases.append(entry)
     out = pathlib.Path(__file__).with_name("monai_cases.json")
-    out.write_text(json.dumps(cases, indent=None, separators=(",", ":")) + "\n")
+    lines = (json.dumps(case, separators=(",", ":")) for case in cases)  # one case per line
+    out.write_text("[\n" + ",\n".join(lines) + "\n]\n")
     print(f"{len(cases)} cases -> {out}")
 
 
