@@ -6,6 +6,7 @@ the rule more plainly. Deliberate differences are in README "Where medloss diffe
 """
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import pytest
@@ -192,3 +193,66 @@ def test_deep_supervision_extra_weights_are_unused_and_onehot_targets_stay_oneho
     onehot = torch.nn.functional.one_hot(lab[:, 0], 3).permute(0, 3, 1, 2).double()
     ours = L.DeepSupervisionLoss(L.DiceLoss(softmax=True))(outputs, onehot)
     _close(ours, M.DeepSupervisionLoss(M.DiceLoss(softmax=True))(outputs, onehot))
+
+
+# ------------------------------------------------------------------------------- option grid against MONAI live
+
+GRID_CLASSES = {  # class -> the options of the grid it takes besides activation, to_onehot_y, background, reduction
+    "DiceLoss": {"squared_pred", "weight", "batch", "ignore_index"},
+    "GeneralizedDiceLoss": {"batch"},
+    "TverskyLoss": {"batch"},
+    "DiceCELoss": {"squared_pred", "weight", "batch"},
+    "DiceFocalLoss": {"squared_pred", "weight", "batch"},
+    "GeneralizedDiceFocalLoss": {"weight", "batch"},
+    "FocalLoss": {"weight", "ignore_index"},
+}
+
+
+def _grid(name):
+    """Every combination of the shared options, minus the README's deliberate differences."""
+    extra = GRID_CLASSES[name]
+    for act, onehot_y, background, reduction, batch, squared, weighted, ignore in itertools.product(
+        ("sigmoid", "softmax"), (True, False), (True, False), ("mean", "sum", "none"), (False, True), (False, True),
+        (False, True), (False, True),
+    ):
+        if (batch and "batch" not in extra) or (squared and "squared_pred" not in extra):
+            continue
+        if (weighted and "weight" not in extra) or (ignore and ("ignore_index" not in extra or not onehot_y)):
+            continue
+        if name == "DiceCELoss" and reduction == "none":  # refused by both
+            continue
+        if act == "softmax" and name in ("DiceFocalLoss", "GeneralizedDiceFocalLoss"):  # softmax focal (README)
+            continue
+        if name == "FocalLoss" and act == "softmax" and not background:  # softmax before dropping class 0
+            continue
+        if name == "FocalLoss" and ignore and reduction == "mean":  # mean over C x valid voxels (README)
+            continue
+        kw = dict(include_background=background, to_onehot_y=onehot_y, reduction=reduction)
+        kw.update({"use_softmax": act == "softmax"} if name == "FocalLoss" else {act: True})
+        if batch:
+            kw["batch"] = True
+        if squared:
+            kw["squared_pred"] = True
+        if weighted:  # DiceCE's weight covers every class (its Dice drops class 0), the others' the scored ones
+            values = [1.0, 2.0, 0.5] if background or name == "DiceCELoss" else [2.0, 0.5]
+            kw["weight"] = torch.tensor(values, dtype=torch.float64)
+        if ignore:
+            kw["ignore_index"] = 2
+        yield kw
+
+
+@pytest.mark.parametrize("name", sorted(GRID_CLASSES))
+def test_option_grid_equals_monai(name):
+    x, labels = _softmax_case(seed=1, shape=(2, 3, 5, 4, 3))
+    onehot = torch.nn.functional.one_hot(labels[:, 0], 3).permute(0, 4, 1, 2, 3).double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for kw in _grid(name):
+            target = labels.clone() if kw["to_onehot_y"] else onehot
+            if "ignore_index" in kw:
+                target[0, 0, 0, 0, :] = kw["ignore_index"]
+            theirs = getattr(M, name)(**kw)(x, target if name == "DiceCELoss" else target.double())
+            ours = getattr(L, name)(**kw)(x, target)
+            assert ours.numel() == theirs.numel(), kw
+            torch.testing.assert_close(ours.double().reshape(-1), theirs.double().reshape(-1), rtol=1e-5, atol=1e-6,
+                                       msg=lambda m: f"{name}({kw}): {m}")
