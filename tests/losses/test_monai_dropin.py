@@ -251,8 +251,13 @@ def test_option_grid_equals_monai(name):
             target = labels.clone() if kw["to_onehot_y"] else onehot
             if "ignore_index" in kw:
                 target[0, 0, 0, 0, :] = kw["ignore_index"]
-            theirs = getattr(M, name)(**kw)(x, target if name == "DiceCELoss" else target.double())
-            ours = getattr(L, name)(**kw)(x, target)
+            x_theirs, x_ours = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+            theirs = getattr(M, name)(**kw)(x_theirs, target if name == "DiceCELoss" else target.double())
+            ours = getattr(L, name)(**kw)(x_ours, target)
             assert ours.numel() == theirs.numel(), kw
             torch.testing.assert_close(ours.double().reshape(-1), theirs.double().reshape(-1), rtol=1e-5, atol=1e-6,
                                        msg=lambda m: f"{name}({kw}): {m}")
+            theirs.sum().backward()
+            ours.sum().backward()
+            torch.testing.assert_close(x_ours.grad, x_theirs.grad.double(), rtol=1e-5, atol=1e-7,
+                                       msg=lambda m: f"gradient of {name}({kw}): {m}")
