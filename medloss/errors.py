@@ -42,6 +42,10 @@ class GeometryMismatchError(MedlossError, ValueError):
     """Two volumes that must be aligned differ in shape, spacing, origin or direction."""
 
 
+class OutputPathError(MedlossError, ValueError):
+    """An output file cannot be written, or would replace an input or another output of the same run."""
+
+
 def did_you_mean(value: object, allowed: Collection[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest allowed string, or ``""``."""
     if not isinstance(value, str):
