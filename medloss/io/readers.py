@@ -221,8 +221,10 @@ def check_geometry(pred: Volume, ref: Volume, tolerance: float = 1e-3) -> None:
         raise InvalidOptionError(f"`geometry_tolerance` must be >= 0, got {tolerance!r}.")
     why = geometry_mismatch(pred, ref, tolerance)
     if why:
+        # the tolerance applies to spacing, origin and direction; shapes must be equal whatever it is
+        tol = "" if why.startswith("shape") else f" (tolerance {tolerance:g}; `--geometry-tolerance` to change it)"
         raise GeometryMismatchError(f"{pred.path or 'prediction'}: geometry differs from {ref.path or 'reference'}: "
-                                    f"{why} (tolerance {tolerance:g}).")
+                                    f"{why}{tol}.")
 
 
 def _fmt(v) -> str:
