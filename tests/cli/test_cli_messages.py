@@ -10,8 +10,9 @@ from medloss.errors import did_you_mean
 from medloss.io import write_volume
 
 
-@pytest.mark.parametrize("typed,meant", [("Dicee", "DiceLoss"), ("DiceFocl", "DiceFocalLoss"), ("Jacard", "JaccardLoss"),
-                                         ("FocalTversk", "FocalTverskyLoss"), ("tverksy", "TverskyLoss")])
+@pytest.mark.parametrize("typed,meant", [("Dicee", "DiceLoss"), ("DiceFocl", "DiceFocalLoss"),
+                                         ("Jacard", "JaccardLoss"), ("FocalTversk", "FocalTverskyLoss"),
+                                         ("tverksy", "TverskyLoss")])
 def test_losses_show_suggests_the_closest_name(typed, meant):
     result = CliRunner().invoke(main, ["losses", "show", typed])
     assert result.exit_code == 2 and f"Did you mean '{meant}'?" in result.stderr
