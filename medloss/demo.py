@@ -10,15 +10,15 @@
 4. scores the predictions against the reference labels with ``medloss score`` (``<out>/scores.csv`` and
    ``<out>/scores.json``).
 
-The CLI command in :mod:`medloss.cli.demo` wraps it. Defaults take well under two minutes on two CPU cores
-(about 30 s of CPU time; 33 s wall with one thread on a shared 2-core machine).
+The CLI command in :mod:`medloss.cli.demo` wraps it. Time taken by the defaults (torch 2.13 CPU): 36 s wall with
+``OMP_NUM_THREADS=1`` and 48 s with 2 threads on an idle 2-core machine; 6 min 20 s wall (76 s of CPU time, one
+thread) on a 2-core machine shared with other jobs at load average 6-7.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-import os
 import shutil
 import time
 import warnings
@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medloss.errors import InvalidOptionError, MedlossError
+from medloss.data.bundles import find_bundle
+from medloss.errors import InvalidOptionError, OutputPathError
+from medloss.io.outputs import atomic_output
 
 __all__ = ["DemoResult", "DEMO_DEFAULTS", "find_bundle", "run_demo"]
 
-#: default demo schedule: 16 cases of 48³ (12 train, 4 validate), 20 epochs at lr 1e-2. Measured: about 30 s of
-#: CPU time for the whole demo (one thread), best validation Dice 0.80.
+#: default demo schedule: 16 cases of 48³ (12 train, 4 validate), 20 epochs at lr 1e-2; best validation Dice 0.81
+#: (timings: module docstring).
 DEMO_DEFAULTS: dict[str, Any] = {"epochs": 20, "num_samples": 16, "size": 48, "roi_size": 32, "seed": 0,
                                  "learning_rate": 0.01}
 
@@ -52,28 +54,6 @@ class DemoResult:
     best_val_dice: float
     mean_dice: float
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def find_bundle(name: str = "tversky_lesion") -> Path:
-    """Folder of a shipped bundle: ``$MEDLOSS_BUNDLES/<name>``, else ``bundles/<name>`` of the source tree.
-
-    Raises:
-        InvalidOptionError: if no such bundle folder with ``configs/train.json`` exists.
-    """
-    import medloss
-
-    candidates = []
-    if os.environ.get("MEDLOSS_BUNDLES"):
-        candidates.append(Path(os.environ["MEDLOSS_BUNDLES"]) / name)
-    candidates.append(Path(medloss.__file__).resolve().parents[1] / "bundles" / name)
-    candidates.append(Path.cwd() / "bundles" / name)
-    for folder in candidates:
-        if (folder / "configs" / "train.json").is_file():
-            return folder
-    raise InvalidOptionError(
-        f"bundle {name!r} not found (looked in {', '.join(str(c) for c in candidates)}). Install medloss from a "
-        "source checkout (`pip install -e .`) or set MEDLOSS_BUNDLES to the folder that holds the bundles."
-    )
 
 
 #: loggers that MONAI and ignite write INFO lines to during a bundle run (silenced unless --verbose)
@@ -97,17 +77,6 @@ def _quiet_logs(quiet: bool) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _medloss_cause(err: BaseException) -> MedlossError | None:
-    """The first medloss error in the chain of ``err`` (MONAI wraps config errors in RuntimeError)."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, MedlossError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None
-
-
 def _workflow(bundle: Path, configs: Sequence[str], workflow_type: str, overrides: dict[str, Any]) -> Any:
     from monai.bundle import ConfigWorkflow
 
@@ -122,6 +91,8 @@ def _workflow(bundle: Path, configs: Sequence[str], workflow_type: str, override
 
 
 def _run_workflow(wf: Any, before_run: Callable[[Any], None] | None = None) -> None:
+    from medloss.data.console import medloss_cause
+
     try:
         wf.initialize()
         if before_run is not None:
@@ -129,7 +100,7 @@ def _run_workflow(wf: Any, before_run: Callable[[Any], None] | None = None) -> N
         wf.run()
         wf.finalize()
     except Exception as err:
-        cause = _medloss_cause(err)
+        cause = medloss_cause(err)
         if cause is not None:
             raise cause from err
         raise
@@ -147,12 +118,13 @@ def run_demo(
     bundle: str = "tversky_lesion",
     device: str | None = None,
     verbose: bool = False,
+    overwrite: bool = False,
     echo: Callable[[str], None] = print,
 ) -> DemoResult:
     """Run the whole demo and return a :class:`DemoResult`.
 
     Args:
-        output_dir: folder for everything the demo writes (created; an earlier demo's outputs are replaced).
+        output_dir: folder for everything the demo writes (created if missing).
         epochs: training epochs.
         num_samples: synthetic cases (a quarter, at least one, are the validation and scored cases).
         size: synthetic volume side in voxels.
@@ -163,6 +135,8 @@ def run_demo(
         bundle: name of the shipped bundle to train.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available, else CPU.
         verbose: show MONAI's full training log instead of one line per epoch.
+        overwrite: replace the outputs of an earlier demo in ``output_dir``; without it they are refused
+            (:class:`~medloss.errors.OutputPathError`) before anything is written or trained.
         echo: where progress lines go.
     """
     for flag, value, low in (("--epochs", epochs, 1), ("--num-samples", num_samples, 2), ("--size", size, 16),
@@ -175,18 +149,23 @@ def run_demo(
         raise InvalidOptionError(f"`--roi-size` ({roi_size}) must not exceed `--size` ({size}).")
     out = Path(output_dir).resolve()
     bundle_dir = find_bundle(bundle)
-    for stale in ("models", "predictions", "reference"):
-        shutil.rmtree(out / stale, ignore_errors=True)
+    earlier = _earlier_outputs(out)
+    if earlier and not overwrite:
+        raise OutputPathError(f"{out} holds the outputs of an earlier demo ({', '.join(earlier)}); pass "
+                              "`--overwrite` to replace them, or choose another `--output-dir`.")
+    echo("[0/4] loading torch and MONAI")
+    t0 = time.perf_counter()
+    import monai.bundle  # noqa: F401  (heavy imports only once the options are known to be valid)
+    import torch
+
+    dev = _device(device, torch)
+    for stale in earlier:  # only with --overwrite; data/ is regenerated in place by prepare_data
+        if stale != "data":
+            path = out / stale
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    times: dict[str, float] = {}
+    times: dict[str, float] = {"load": time.perf_counter() - t0}
 
-    import torch  # heavy imports only once the options are known to be valid
-
-    dev = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = str(torch.device(dev))
-    except (RuntimeError, TypeError) as err:
-        raise InvalidOptionError(f"`--device` {device!r} is not a torch device; use e.g. cpu, cuda or cuda:1.") from err
     common = {"bundle_root": str(bundle_dir), "output_dir": str(out), "ckpt_dir": str(out / "models"),
               "dataset_dir": str(out / "data"), "datalist": None, "num_samples": int(num_samples),
               "synthetic_size": [int(size)] * 3, "roi_size": [int(roi_size)] * 3, "seed": int(seed),
@@ -203,7 +182,8 @@ def run_demo(
         data = prepare_data(None, out / "data", num_samples=num_samples, size=int(size), seed=int(seed))
         times["data"] = time.perf_counter() - t0
 
-        echo(f"[2/4] training bundle {bundle!r} for {epochs} epochs on {dev} ({bundle_dir})")
+        echo(f"[2/4] training bundle {bundle!r} for {plural(epochs, 'epoch')} on {dev} ({bundle_dir})")
+        echo(f"      building the network and caching {plural(len(data['training']), 'training case')}...")
         t0 = time.perf_counter()
         train = _workflow(bundle_dir, ["train.json"], "train",
                           {**common, "epochs": int(epochs), "learning_rate": float(learning_rate)})
@@ -211,7 +191,8 @@ def run_demo(
         _run_workflow(train, lambda wf: _attach_progress(wf, best, echo, t0))
         times["train"] = time.perf_counter() - t0
 
-        echo("[3/4] inference on the validation cases with the best checkpoint")
+        echo(f"[3/4] inference on {plural(len(data['validation']), 'validation case')} with the best checkpoint "
+             f"-> {out / 'predictions'}")
         t0 = time.perf_counter()
         _run_workflow(_workflow(bundle_dir, ["inference.json"], "infer", common))
         times["inference"] = time.perf_counter() - t0
@@ -221,7 +202,8 @@ def run_demo(
         reference = out / "reference"
         reference.mkdir(exist_ok=True)
         for item in data["validation"]:
-            shutil.copyfile(item["label"], reference / Path(item["label"]).name)
+            with atomic_output(reference / Path(item["label"]).name, suffix=".nii.gz") as tmp:
+                shutil.copyfile(item["label"], tmp)
         scores_csv, scores_json = out / "scores.csv", out / "scores.json"
         mean_dice = _score(out / "predictions", reference, scores_csv, scores_json)
         times["score"] = time.perf_counter() - t0
@@ -231,6 +213,41 @@ def run_demo(
                       metrics_csv=out / "metrics.csv", plot=out / "training_curves.png", predictions=predictions,
                       scores_csv=scores_csv, scores_json=scores_json, best_val_dice=best["dice"],
                       mean_dice=mean_dice, seconds=times)
+
+
+#: what a demo writes into its output folder (an earlier demo's are refused without --overwrite)
+DEMO_OUTPUTS = ("data", "models", "predictions", "reference", "metrics.csv", "training_curves.png", "scores.csv",
+                "scores.json")
+
+
+def _earlier_outputs(out: Path) -> list[str]:
+    return [name for name in DEMO_OUTPUTS if (out / name).exists()]
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _device(device: str | None, torch: Any) -> str:
+    """The torch device to train on, checked against this torch build and machine (one typed error otherwise)."""
+    dev = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+    try:
+        parsed = torch.device(dev)
+    except (RuntimeError, TypeError) as err:
+        raise InvalidOptionError(f"`--device` {device!r} is not a torch device; use e.g. cpu, cuda or cuda:1.") from err
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("is a CPU-only build" if torch.version.cuda is None else "finds no CUDA device on this machine")
+            raise InvalidOptionError(f"`--device {device}`: torch {torch.__version__} {why}; use `--device cpu` "
+                                     "(or leave --device out).")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise InvalidOptionError(f"`--device {device}`: only {torch.cuda.device_count()} CUDA device(s) here; "
+                                     "use e.g. cuda:0.")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidOptionError(f"`--device {device}`: MPS is not available here; use `--device cpu`.")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise InvalidOptionError(f"`--device {device}`: the demo runs on cpu, cuda or mps.")
+    return str(parsed)
 
 
 def _attach_progress(wf: Any, best: dict, echo: Callable[[str], None], start: float) -> None:
@@ -252,6 +269,7 @@ def _attach_progress(wf: Any, best: dict, echo: Callable[[str], None], start: fl
              f"val Dice {float('nan') if dice is None else dice:.4f}  ({time.perf_counter() - start:5.1f} s)")
 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, _line)
+    echo(f"      ready after {time.perf_counter() - start:.1f} s; one line per epoch follows")
 
 
 def _score(pred_dir: Path, ref_dir: Path, csv_path: Path, json_path: Path) -> float:

@@ -6,7 +6,6 @@ Messages name the argument, the offending value and how to fix it.
 """
 from __future__ import annotations
 
-import difflib
 from collections.abc import Collection
 
 
@@ -42,13 +41,50 @@ class GeometryMismatchError(MedlossError, ValueError):
     """Two volumes that must be aligned differ in shape, spacing, origin or direction."""
 
 
+class OutputPathError(MedlossError, ValueError):
+    """An output file cannot be written, or would replace an input or another output of the same run."""
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: insertions, deletions, substitutions and adjacent transpositions."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+def _stem(name: str) -> str:
+    name = name.lower().replace("_", "").replace("-", "")
+    return name[:-4] if name.endswith("loss") and len(name) > 4 else name
+
+
 def did_you_mean(value: object, allowed: Collection[str]) -> str:
-    """Return ``" Did you mean 'x'?"`` for the closest allowed string, or ``""``."""
-    if not isinstance(value, str):
+    """Return ``" Did you mean 'x'?"`` for the closest allowed string, or ``""``.
+
+    Closest = fewest typing edits (case, ``_``/``-`` and a ``Loss`` suffix ignored; a name the value begins, with
+    at least 3 letters, counts as one edit); among equally close names the shorter one (``Dicee`` -> ``DiceLoss``,
+    not ``DiceCELoss``). Names further than 1 edit (names up to 3 letters), 2 (up to 6) or 3 edits are not
+    suggested.
+    """
+    if not isinstance(value, str) or not allowed:
         return ""
-    folded = {str(a).lower(): str(a) for a in allowed}
-    close = difflib.get_close_matches(value.lower(), list(folded), n=1, cutoff=0.5)
-    return f" Did you mean {folded[close[0]]!r}?" if close else ""
+    typed = _stem(value)
+
+    def distance(name: str) -> int:
+        stem = _stem(name)
+        return 1 if len(typed) >= 3 and stem.startswith(typed) and stem != typed else _edit_distance(typed, stem)
+
+    ranked = sorted((distance(str(a)), len(str(a)), str(a)) for a in allowed)
+    distance, _, best = ranked[0]
+    stem = _stem(best)
+    limit = 1 if len(stem) <= 3 else 2 if len(stem) <= 6 else 3
+    return f" Did you mean {best!r}?" if distance <= limit else ""
 
 
 def check_choice(arg: str, value: object, allowed: Collection[str]) -> str:

@@ -12,6 +12,7 @@ import click
 
 # command name -> "module:attribute" of the click command; modules are imported on first use only.
 _COMMANDS = {
+    "bundle": "medloss.cli.bundle:bundle",
     "demo": "medloss.cli.demo:demo",
     "losses": "medloss.cli.losses:losses",
     "score": "medloss.cli.score:score",

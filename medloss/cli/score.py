@@ -11,7 +11,6 @@ the command runs, and torch never.
 """
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -26,9 +25,10 @@ def _parse_labels(value: str | None) -> list[int] | None:
     try:
         out = [int(v) for v in value.replace(" ", "").split(",") if v != ""]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as '1,2,3', got {value!r}.") from None
+        raise click.BadParameter(f"expected comma-separated integers such as '1,2,3', got {value!r}.",
+                                 param_hint="'--labels'") from None
     if not out or any(v < 0 for v in out):
-        raise click.BadParameter(f"labels must be integers >= 0, got {value!r}.")
+        raise click.BadParameter(f"labels must be integers >= 0, got {value!r}.", param_hint="'--labels'")
     return out
 
 
@@ -54,16 +54,6 @@ def score_case(case: str, pred_path: str, ref_path: str, opts: dict) -> tuple[li
         return [], str(exc)
     except MemoryError:
         return [], f"{pred_path}: out of memory while scoring this case."
-
-
-def _check_output(path: str | None, flag: str) -> None:
-    if path is None:
-        return
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise click.BadParameter(f"folder {parent} does not exist.", param_hint=flag)
-    if os.path.isdir(path):
-        raise click.BadParameter(f"{path} is a folder; give a file name.", param_hint=flag)
 
 
 def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
@@ -149,9 +139,14 @@ def score(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty
     """
     from medloss.errors import MedlossError
 
+    from medloss.io import check_output_paths
+
     label_list = _parse_labels(labels)
-    for path, flag in ((csv_path, "--csv"), (json_path, "--json"), (plot_path, "--plot")):
-        _check_output(path, flag)
+    try:  # before any scoring: an output must not replace an input or another output, and must be writable
+        check_output_paths((pred, ref), {"--csv": csv_path, "--json": json_path, "--plot": plot_path})
+    except MedlossError as exc:
+        _err(str(exc))
+        sys.exit(2)
     if loss_name is not None:
         from medloss.cli.score_loss import run_loss_scoring
 
@@ -199,6 +194,7 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
               for c, p in pairing.missing_reference]
     errors += [{"case": c, "pred": None, "ref": r, "error": f"{r}: no prediction for case {c!r} in {pred}"}
                for c, r in pairing.missing_prediction]
+    errors += [{"case": c, "pred": None, "ref": None, "error": msg} for c, _, msg in pairing.unreadable]
     for e in errors:
         _err(e["error"])
     rows: list[dict] = []

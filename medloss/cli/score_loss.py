@@ -23,6 +23,7 @@ def run_loss_scoring(pred: str, ref: str, *, name: str, activation: str, options
     _, pairing = resolve_inputs(pred, ref, pred_suffix, ref_suffix)
     errors = [{"case": c, "error": f"{p}: no reference for case {c!r}"} for c, p in pairing.missing_reference]
     errors += [{"case": c, "error": f"{r}: no prediction for case {c!r}"} for c, r in pairing.missing_prediction]
+    errors += [{"case": c, "error": msg} for c, _, msg in pairing.unreadable]
     rows: list[dict] = []
     for case, p, r in pairing.pairs:
         try:

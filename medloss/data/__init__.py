@@ -5,8 +5,10 @@
 * :func:`prepare_data` / :func:`load_datalist` / :func:`check_case` — MSD-style datalists for real data, checked
   before training (typed errors naming the file);
 * :class:`SimpleITKReader` — a MONAI ``LoadImage`` reader for NRRD / MetaImage over SimpleITK;
-* :class:`EpochSeeder`, :class:`TrainingLog`, :class:`ResumeCheck`, :func:`latest_checkpoint` — trainer handlers
-  of the bundles.
+* :class:`EpochSeeder`, :class:`TrainingLog`, :class:`InferenceSummary`, :func:`latest_checkpoint` — handlers of
+  the bundles;
+* :func:`concise_errors` — a bundle's medloss errors as one line instead of a MONAI traceback;
+* :func:`list_bundles` / :func:`find_bundle` / :func:`init_bundle` — the bundles shipped as package data.
 
 Names are imported lazily, so ``import medloss.data`` does not import MONAI or torch.
 """
@@ -25,7 +27,13 @@ _EXPORTS = {
     "volume_shape": "medloss.data.datalist",
     "SimpleITKReader": "medloss.data.transforms",
     "EpochSeeder": "medloss.data.handlers",
-    "ResumeCheck": "medloss.data.handlers",
+    "InferenceSummary": "medloss.data.handlers",
+    "concise_errors": "medloss.data.console",
+    "bundles_root": "medloss.data.bundles",
+    "find_bundle": "medloss.data.bundles",
+    "init_bundle": "medloss.data.bundles",
+    "list_bundles": "medloss.data.bundles",
+    "medloss_cause": "medloss.data.console",
     "TrainingLog": "medloss.data.handlers",
     "latest_checkpoint": "medloss.data.handlers",
 }

@@ -109,8 +109,8 @@ def load_datalist(
     """
     if dataset_dir is not None and not Path(dataset_dir).is_dir():
         raise InvalidOptionError(
-            f"`dataset_dir` {str(dataset_dir)!r} does not exist or is not a folder. "
-            "Pass the folder that holds the images, e.g. `--dataset_dir /data/lesions`."
+            f"`dataset_dir` {str(dataset_dir)!r} does not exist or is not a folder. Pass `--dataset_dir` an "
+            "existing folder: the one that holds the images, where the datalist's relative paths start."
         )
     path = Path(datalist)
     if not path.is_file() and dataset_dir is not None and not path.is_absolute():
@@ -118,7 +118,7 @@ def load_datalist(
     if not path.is_file():
         raise InvalidOptionError(
             f"`datalist` {str(datalist)!r} not found (also looked in dataset_dir {str(dataset_dir)!r}). "
-            "Pass an existing MSD-style JSON with a 'training' list, e.g. `--datalist /data/lesions/datalist.json`."
+            "Pass `--datalist` an existing MSD-style JSON file with a 'training' list of {'image', 'label'} entries."
         )
     try:
         content = json.loads(path.read_text())

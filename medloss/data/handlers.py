@@ -8,10 +8,11 @@
   resume it keeps the rows of the epochs already done.
 * :class:`BestMetricState` puts the evaluator's best validation metric (and the best-model saver's record of it)
   into the per-epoch checkpoint, so after a resume ``models/model.pt`` is only replaced by a better model.
-* :class:`ResumeCheck` refuses to resume a checkpoint with another ``epochs`` than its run had (the restored
-  cosine schedule would keep its old length, silently).
+* :class:`InferenceSummary` logs, when inference ends, how many cases were predicted and where the files are.
 * :func:`latest_checkpoint` finds the newest ``checkpoint_epoch=N.pt`` written by the bundles' per-epoch
-  ``CheckpointSaver``; the bundles' ``--resume true`` override loads it.
+  ``CheckpointSaver`` (the bundles' ``--resume true`` override loads it) and refuses one whose learning-rate
+  schedule was built for another ``epochs`` (the restored cosine would keep its old length, silently). It runs as
+  a config expression before the trainer starts, so its error is not logged inside an engine traceback.
 """
 from __future__ import annotations
 
@@ -25,16 +26,20 @@ from typing import Any
 
 from medloss.errors import InvalidOptionError
 
-__all__ = ["BestMetricState", "EpochSeeder", "ResumeCheck", "TrainingLog", "latest_checkpoint"]
+__all__ = ["BestMetricState", "EpochSeeder", "InferenceSummary", "TrainingLog", "latest_checkpoint"]
 
 _CKPT = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
 
 
-def latest_checkpoint(ckpt_dir: str | Path) -> str:
+def latest_checkpoint(ckpt_dir: str | Path, epochs: int | None = None) -> str:
     """Path of the ``checkpoint_epoch=N.pt`` with the largest N in ``ckpt_dir``.
 
+    With ``epochs``, the checkpoint's learning-rate schedule (a saved ``lr_scheduler`` with a ``T_max``, as
+    CosineAnnealingLR has) must have been built for the same number of epochs: MONAI's loader keeps the new
+    ``max_epochs`` but restores the scheduler, so another ``--epochs`` would restart or cut the cosine silently.
+
     Raises:
-        InvalidOptionError: if there is none (nothing to resume from).
+        InvalidOptionError: if there is none (nothing to resume from), or the schedule is for other ``epochs``.
     """
     found = []
     folder = Path(ckpt_dir)
@@ -45,7 +50,19 @@ def latest_checkpoint(ckpt_dir: str | Path) -> str:
             f"`resume` is true but {str(folder)!r} holds no checkpoint_epoch=N.pt. Train first (every epoch saves "
             "one), point `--ckpt_dir` at the run to continue, or drop `--resume true`."
         )
-    return str(max(found)[1])
+    done, path = max(found)
+    if epochs is not None:
+        import torch
+
+        scheduler = torch.load(path, map_location="cpu", weights_only=True).get("lr_scheduler") or {}
+        restored = scheduler.get("T_max") if isinstance(scheduler, dict) else None
+        if restored is not None and int(restored) != int(epochs):
+            raise InvalidOptionError(
+                f"`epochs` is {int(epochs)} but the checkpoint being resumed ({path.name}) has a learning-rate "
+                f"schedule for {int(restored)} epochs (done: {done}): resume with `--epochs {int(restored)}`, or "
+                "start a new run in another `--ckpt_dir` (e.g. fine-tuning from models/model.pt)."
+            )
+    return str(path)
 
 
 class BestMetricState:
@@ -113,36 +130,32 @@ class EpochSeeder:
             transform.set_random_state(seed=epoch_seed)
 
 
-class ResumeCheck:
-    """After a checkpoint was loaded (attach after the ``CheckpointLoader``), check that the restored learning-rate
-    schedule was built for this run's ``epochs``; raise :class:`InvalidOptionError` naming both otherwise.
-
-    MONAI's loader keeps the new ``max_epochs``, but the scheduler's state (CosineAnnealingLR's ``T_max``) comes
-    back from the checkpoint: with another ``--epochs`` the cosine would restart (or stop short) silently.
+class InferenceSummary:
+    """Log, when the evaluator's run completes, how many cases were predicted and where the files went.
 
     Args:
-        epochs: the bundle's ``epochs`` for this run.
-        lr_scheduler: the bundle's scheduler (anything with a ``T_max``; others are not checked).
+        output_dir: the folder ``SaveImaged`` writes to.
+        postfix: its ``output_postfix`` (the bundles: ``seg``), used to tell how to pair the files with labels.
     """
 
-    def __init__(self, epochs: int, lr_scheduler: Any = None) -> None:
-        self.epochs = int(epochs)
-        self.lr_scheduler = lr_scheduler
+    def __init__(self, output_dir: str | Path, postfix: str = "seg") -> None:
+        self.output_dir = Path(output_dir)
+        self.postfix = postfix
+        self.logger = logging.getLogger(__name__)
 
     def attach(self, engine: Any) -> None:
-        """Register on ``Events.STARTED`` of ``engine``, after the handlers attached before (the loader)."""
+        """Register on ``Events.COMPLETED`` of ``engine`` (a MONAI evaluator)."""
         from ignite.engine import Events
 
-        engine.add_event_handler(Events.STARTED, self)
+        engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Any) -> None:
-        restored = getattr(self.lr_scheduler, "T_max", None)
-        if restored is not None and int(restored) != self.epochs:
-            raise InvalidOptionError(
-                f"`epochs` is {self.epochs} but the checkpoint being resumed has a learning-rate schedule for "
-                f"{int(restored)} epochs (done: {int(engine.state.epoch)}): resume with `--epochs {int(restored)}`, "
-                "or start a new run in another `--ckpt_dir` (e.g. fine-tuning from models/model.pt)."
-            )
+        loader = getattr(engine, "data_loader", None)
+        n = len(loader.dataset) if hasattr(getattr(loader, "dataset", None), "__len__") else engine.state.iteration
+        folder = self.output_dir.resolve()
+        self.logger.info(
+            "inference: %d case(s) predicted -> %s (<image>_%s.nii.gz). Score them against labels named <image> with: "
+            "medloss score %s LABELS_DIR --pred-suffix _%s", n, folder, self.postfix, folder, self.postfix)
 
 
 class TrainingLog:
@@ -229,11 +242,28 @@ class TrainingLog:
         self.rows.append({"epoch": epoch, "train_loss": loss, "val_metric": metric, "lr": lr,
                           "seconds": round(time.perf_counter() - self._start, 3)})
         self.write()
+        self.logger.info(self.summary(engine))
+
+    def summary(self, engine: Any) -> str:
+        """One line for the last epoch: loss, validation metric (and the best so far), learning rate, seconds."""
+        row = self.rows[-1]
+        parts = [f"epoch {row['epoch']}/{engine.state.max_epochs}", f"train_loss {float(row['train_loss']):.4f}"]
+        if row["val_metric"] != "":
+            parts.append(f"{self.metric_name} {float(row['val_metric']):.4f}")
+            best = getattr(self.validator.state, "best_metric", None)
+            if best is not None and best > -1:
+                parts[-1] += f" (best {best:.4f} at epoch {self.validator.state.best_metric_epoch})"
+        if row["lr"] != "":
+            parts.append(f"lr {float(row['lr']):.3g}")
+        parts.append(f"{float(row['seconds']):.1f} s")
+        return "  ".join(parts)
 
     def write(self) -> None:
         """Write the CSV (and the PNG when ``plot``) from the rows collected so far."""
+        from medloss.io.outputs import atomic_output
+
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        with self.csv_path.open("w", newline="") as f:
+        with atomic_output(self.csv_path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.columns)
             writer.writeheader()
             for row in self.rows:
@@ -242,7 +272,15 @@ class TrainingLog:
             self._plot()
 
     def _plot(self) -> None:
+        from medloss.io.outputs import atomic_output
+
+        with atomic_output(self.plot_path, suffix=".png") as tmp:
+            self.figure().savefig(tmp)
+
+    def figure(self) -> Any:
+        """The matplotlib ``Figure`` of loss and validation metric per epoch (what ``training_curves.png`` shows)."""
         from matplotlib.figure import Figure  # no pyplot: no GUI backend, safe in threads and on servers
+        from matplotlib.ticker import MaxNLocator
 
         def num(v: Any) -> float:
             try:
@@ -257,6 +295,7 @@ class TrainingLog:
         ax1 = fig.add_subplot()
         ax1.plot(epochs, loss, "o-", color="tab:blue", label="train loss")
         ax1.set_xlabel("epoch")
+        ax1.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax1.set_ylabel("train loss", color="tab:blue")
         ax2 = ax1.twinx()
         if val:
@@ -265,4 +304,4 @@ class TrainingLog:
         ax2.set_ylim(0.0, 1.0)
         ax1.set_title("training loss and validation metric per epoch")
         fig.tight_layout()
-        fig.savefig(self.plot_path)
+        return fig

@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from medloss.errors import InvalidOptionError
+from medloss.io.outputs import atomic_output, atomic_write_text
 
 __all__ = ["LesionCase", "make_lesion_volume", "make_lesion_dataset", "SYNTHETIC_KEY"]
 
@@ -257,7 +258,8 @@ def _save_nifti(array: np.ndarray, spacing, path: Path) -> None:
     affine = np.diag(list(spacing) + [1.0])
     img = nib.Nifti1Image(array, affine)
     img.header.set_xyzt_units("mm")
-    nib.save(img, str(path))
+    with atomic_output(path, suffix=".nii.gz") as tmp:  # an interrupted run leaves no truncated volume
+        nib.save(img, tmp)
 
 
 def make_lesion_dataset(
@@ -333,7 +335,7 @@ def make_lesion_dataset(
         "training": items[: num_samples - num_val],
         "validation": items[num_samples - num_val :],
     }
-    datalist_path.write_text(json.dumps(datalist, indent=2) + "\n")
+    atomic_write_text(datalist_path, json.dumps(datalist, indent=2) + "\n")  # written last: marks the set complete
     return datalist_path
 
 

@@ -3,7 +3,9 @@
 A *case id* is a file name without its volume suffix (``case_001.nii.gz`` -> ``case_001``), optionally without a
 user-given suffix such as ``_pred`` or ``_seg``; a sub-folder that is not itself a volume (a DICOM series) is a
 case named after the folder. Hidden files and files of other formats (``.json``, the ``.raw`` data of ``.mhd``
-headers, ...) are ignored. Cases present on one side only are returned, never dropped silently.
+headers, ...) are ignored. Cases present on one side only are returned, never dropped silently; so are entries
+that cannot be examined (a symlink loop, a sub-folder that cannot be listed), each as a per-case error, while the
+other cases are scored.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ class Pairing:
     pairs: list[tuple[str, str, str]] = field(default_factory=list)
     missing_reference: list[tuple[str, str]] = field(default_factory=list)  # (case, pred path)
     missing_prediction: list[tuple[str, str]] = field(default_factory=list)  # (case, ref path)
+    unreadable: list[tuple[str, str, str]] = field(default_factory=list)  # (case, path, one-line error)
 
 
 def case_id(path: str, strip_suffix: str = "") -> str:
@@ -34,39 +37,75 @@ def case_id(path: str, strip_suffix: str = "") -> str:
     return name
 
 
-def list_cases(folder: str, strip_suffix: str = "") -> dict[str, str]:
+def list_cases(folder: str, strip_suffix: str = "",
+               unreadable: list[tuple[str, str, str]] | None = None) -> dict[str, str]:
     """Map case id -> path for every volume file (or DICOM sub-folder) directly inside ``folder``.
 
-    Raises :class:`VolumeReadError` if the folder holds no volume or two files map to the same case id.
+    An entry that cannot be examined (a symlink loop, a sub-folder without read permission) is appended to
+    ``unreadable`` as ``(case id, path, one-line error)`` when a list is given, and raises
+    :class:`VolumeReadError` otherwise. Raises :class:`VolumeReadError` if the folder holds no volume (and no
+    unreadable entry) or two files map to the same case id.
     """
     if not os.path.isdir(folder):
         raise VolumeReadError(f"{folder}: no such folder.")
     cases: dict[str, str] = {}
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+    problems: list[tuple[str, str, str]] = []
+    for entry in sorted(_scan(folder), key=lambda e: e.name):
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
-            if not is_dicom_folder(entry.path):
-                continue  # not a DICOM series
-        elif not volume_suffix(entry.name):
+        try:
+            if entry.is_dir():  # raises OSError for a symlink loop
+                if not is_dicom_folder(entry.path):
+                    continue  # not a DICOM series
+            elif not volume_suffix(entry.name):
+                continue
+        except (OSError, VolumeReadError) as err:
+            problems.append((case_id(entry.path, strip_suffix), entry.path, _unreadable(entry.path, err)))
             continue
         cid = case_id(entry.path, strip_suffix)
         if cid in cases:
             raise VolumeReadError(f"{entry.path}: case id {cid!r} is also used by {cases[cid]}; "
                                   "keep one file per case.")
         cases[cid] = entry.path
-    if not cases:
+    if problems and unreadable is None:
+        raise VolumeReadError(problems[0][2])
+    if unreadable is not None:
+        unreadable.extend(problems)
+    if not cases and not problems:
         raise VolumeReadError(f"{folder}: folder holds no volume files (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd) "
                               "or DICOM series folders.")
     return cases
 
 
+def _unreadable(path: str, err: Exception) -> str:
+    if isinstance(err, VolumeReadError):
+        return str(err)
+    return f"{path}: cannot be read ({err.strerror or err}); fix or remove this entry."
+
+
+def _scan(folder: str) -> list[os.DirEntry]:
+    """The entries of ``folder``; a folder that cannot be listed is a :class:`VolumeReadError` naming it."""
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except OSError as err:
+        raise VolumeReadError(_unreadable(folder, err)) from err
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:  # a symlink loop inside a series: not one of its files
+        return False
+
+
 def is_dicom_folder(path: str) -> bool:
     """True for a folder that holds no volume file and at least one DICOM file (``.dcm``/``.ima`` suffix, or the
-    ``DICM`` marker at byte 128): it is read as one DICOM series, not as a folder of cases."""
+    ``DICM`` marker at byte 128): it is read as one DICOM series, not as a folder of cases. Entries that cannot be
+    examined are skipped; a folder that cannot be listed raises :class:`VolumeReadError`."""
     if not os.path.isdir(path):
         return False
-    files = [e for e in os.scandir(path) if e.is_file() and not e.name.startswith(".")]
+    files = [e for e in _scan(path) if not e.name.startswith(".") and _is_file(e)]
     if not files or any(volume_suffix(e.name) for e in files):
         return False
     for e in files[:8]:
@@ -83,10 +122,13 @@ def is_dicom_folder(path: str) -> bool:
 
 def pair_folders(pred_dir: str, ref_dir: str, pred_suffix: str = "", ref_suffix: str = "") -> Pairing:
     """Pair the cases of two folders by case id (see the module docstring)."""
-    preds = list_cases(pred_dir, pred_suffix)
-    refs = list_cases(ref_dir, ref_suffix)
     out = Pairing()
-    for cid in sorted(set(preds) | set(refs)):
+    preds = list_cases(pred_dir, pred_suffix, out.unreadable)
+    refs = list_cases(ref_dir, ref_suffix, out.unreadable)
+    if not preds and not refs:
+        raise VolumeReadError(f"no readable case in {pred_dir} or {ref_dir}: " + out.unreadable[0][2])
+    broken = {cid for cid, _, _ in out.unreadable}  # already reported: not also "missing" on the other side
+    for cid in sorted((set(preds) | set(refs)) - broken):
         if cid in preds and cid in refs:
             out.pairs.append((cid, preds[cid], refs[cid]))
         elif cid in preds:

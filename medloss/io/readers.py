@@ -17,13 +17,13 @@ Only 3-D volumes are supported; trailing singleton dimensions (e.g. a 4-D NIfTI 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from medloss.errors import GeometryMismatchError, InvalidOptionError, LabelValueError, VolumeReadError
+from medloss.io.outputs import atomic_output
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -221,8 +221,10 @@ def check_geometry(pred: Volume, ref: Volume, tolerance: float = 1e-3) -> None:
         raise InvalidOptionError(f"`geometry_tolerance` must be >= 0, got {tolerance!r}.")
     why = geometry_mismatch(pred, ref, tolerance)
     if why:
+        # the tolerance applies to spacing, origin and direction; shapes must be equal whatever it is
+        tol = "" if why.startswith("shape") else f" (tolerance {tolerance:g}; `--geometry-tolerance` to change it)"
         raise GeometryMismatchError(f"{pred.path or 'prediction'}: geometry differs from {ref.path or 'reference'}: "
-                                    f"{why} (tolerance {tolerance:g}).")
+                                    f"{why}{tol}.")
 
 
 def _fmt(v) -> str:
@@ -258,10 +260,7 @@ def write_volume(path: str | os.PathLike, array: np.ndarray, like: Volume | None
     dr = direction if direction is not None else (like.direction if like is not None else np.eye(3))
     if suf in (".mhd", ".nhdr"):  # header + separate data file: cannot be moved atomically as one file
         return _write_sitk(p, arr, sp, org, dr)
-    folder = os.path.dirname(os.path.abspath(p))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(p)[:40] + "-", suffix=suf, dir=folder)
-    os.close(fd)
-    try:
+    with atomic_output(p, suffix=suf) as tmp:
         if suf in NIFTI_SUFFIXES:
             import nibabel as nib
 
@@ -271,11 +270,6 @@ def write_volume(path: str | os.PathLike, array: np.ndarray, like: Volume | None
             nib.save(img, tmp)
         else:
             _write_sitk(tmp, arr, sp, org, dr)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return p
 
 
@@ -288,17 +282,3 @@ def _write_sitk(path: str, arr: np.ndarray, spacing, origin, direction) -> str:
     img.SetDirection([float(d) for d in np.asarray(direction, float).reshape(9)])
     sitk.WriteImage(img, path, useCompression=True)
     return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to ``path`` through a temporary file and :func:`os.replace` (no partial file on failure)."""
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{p.name[:40]}-", dir=str(p.resolve().parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

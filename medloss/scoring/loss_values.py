@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from medloss.errors import InvalidOptionError, OptionTypeError
+from medloss.errors import InvalidOptionError, OptionTypeError, did_you_mean
 
 ACTIVATIONS = ("none", "softmax", "sigmoid")
 
@@ -48,7 +48,8 @@ def build_loss(name: str, activation: str, options: dict):
         kwargs["sigmoid"] = True
     unknown = sorted(set(options) - set(params))
     if unknown:
-        raise InvalidOptionError(f"{info.name} has no option(s) {unknown}; its options: {sorted(params)}.")
+        raise InvalidOptionError(f"{info.name} has no option(s) {unknown}; its options: {sorted(params)}."
+                                 f"{did_you_mean(unknown[0], params)}")
     kwargs.update(options)
     per_class = info.family == "region" and info.name != "GeneralizedDiceLoss"
     if "reduction" in params:

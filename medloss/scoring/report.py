@@ -13,14 +13,12 @@ import csv
 import io
 import json
 import math
-import os
 import platform
-import tempfile
 from collections import defaultdict
 
 import numpy as np
 
-from medloss.io.readers import atomic_write_text
+from medloss.io.outputs import atomic_output, atomic_write_text
 
 STATS = ("mean", "std", "median", "min", "max")
 NON_METRIC = {"case", "label", "empty", "surface", "tolerance_mm", "spacing_mm"}
@@ -230,13 +228,8 @@ def write_plot(path, rows: list[dict]) -> None:
         ax.set_ylabel(key + unit)
         ax.set_title(f"{key} across {len({r['case'] for r in rows})} case(s)")
     fig.tight_layout()
-    p = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-plot-", suffix=".png", dir=os.path.dirname(os.path.abspath(p)))
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100, format="png")
-        os.replace(tmp, p)
+        with atomic_output(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -195,7 +195,10 @@ def test_bad_input_fails_before_training(tmp_path, name, mutate, kind, text):
 def test_documented_commands_train_evaluate_infer_from_the_bundle_folder(tmp_path, name):
     bundle = copy_bundle(name, tmp_path)
     out = bundle_cli(bundle, "configs/train.json", "--epochs", "2", "--num_samples", "4", "--roi_size", "[32,32,32]")
-    assert "Epoch: 2/2" in out and "val_mean_dice" in out  # StatsHandler progress
+    epochs = [line for line in out.splitlines() if " - medloss.data.handlers - INFO - epoch " in line]
+    assert [line.split(" - INFO - ")[1].split()[1] for line in epochs] == ["1/2", "2/2"]  # one summary per epoch
+    assert "val_mean_dice" in epochs[-1] and "train_loss" in epochs[-1]
+    assert len(out.splitlines()) < 20  # no per-iteration or ignite lines (it was ~30 per epoch)
     assert (bundle / "models" / "model.pt").is_file() and (bundle / "models" / "checkpoint_epoch=2.pt").is_file()
     with (bundle / "eval" / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))

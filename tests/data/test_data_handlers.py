@@ -102,3 +102,38 @@ def test_best_metric_state_round_trip():
     other = SimpleNamespace(state=SimpleNamespace(best_metric=-1, best_metric_epoch=-1))
     BestMetricState(other).load_state_dict(state)
     assert (other.state.best_metric, other.state.best_metric_epoch) == (0.8, 4)
+
+
+def test_training_log_prints_one_summary_line_per_epoch_and_integer_epoch_ticks(tmp_path, caplog):
+    validator = _validator([0.2, 0.5])
+    trainer = _trainer([1.0, 0.8, 0.6, 0.4])
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, _validate(validator))
+    log = TrainingLog(tmp_path, validator=validator)
+    log.attach(trainer)
+    with caplog.at_level("INFO", logger="medloss.data.handlers"):
+        trainer.run([0, 1], max_epochs=2)
+    lines = [r.getMessage() for r in caplog.records if r.name == "medloss.data.handlers"]
+    assert len(lines) == 2 and lines[1].startswith("epoch 2/2  train_loss 0.5000  val_mean_dice 0.5000")
+    ticks = log.figure().axes[0].get_xticks()
+    assert len(ticks) and all(float(t).is_integer() for t in ticks)  # no 1.2, 1.4, ... epochs
+
+
+def test_latest_checkpoint_refuses_a_schedule_for_other_epochs(tmp_path):
+    torch.save({"lr_scheduler": {"T_max": 2}, "trainer": {"epoch": 2}}, tmp_path / "checkpoint_epoch=2.pt")
+    assert latest_checkpoint(tmp_path, epochs=2).endswith("checkpoint_epoch=2.pt")
+    with pytest.raises(InvalidOptionError, match=r"`epochs` is 3 .* resume with `--epochs 2`"):
+        latest_checkpoint(tmp_path, epochs=3)
+    torch.save({"lr_scheduler": {"step_size": 5}}, tmp_path / "checkpoint_epoch=3.pt")  # no T_max: nothing to check
+    assert latest_checkpoint(tmp_path, epochs=3).endswith("checkpoint_epoch=3.pt")
+
+
+def test_inference_summary_says_how_many_cases_and_where(tmp_path, caplog):
+    from medloss.data import InferenceSummary
+
+    engine = Engine(lambda e, b: None)
+    engine.data_loader = SimpleNamespace(dataset=[0, 1, 2])
+    InferenceSummary(tmp_path / "predictions").attach(engine)
+    with caplog.at_level("INFO", logger="medloss.data.handlers"):
+        engine.run([0, 1, 2], max_epochs=1)
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "medloss.data.handlers"]
+    assert f"3 case(s) predicted -> {tmp_path / 'predictions'}" in message and "--pred-suffix _seg" in message

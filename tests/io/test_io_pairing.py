@@ -73,3 +73,38 @@ def test_dicom_subfolder_is_a_case_and_other_folders_are_not(tmp_path):
     (other / "readme.txt").write_text("hi")
     assert is_dicom_folder(str(series)) and not is_dicom_folder(str(other))
     assert list_cases(str(tmp_path)) == {"a": str(tmp_path / "a.nii.gz"), "b": str(series)}
+
+
+def test_unreadable_entries_are_per_case_problems(tmp_path, monkeypatch):
+    import os
+
+    from medloss.io import list_cases
+    from medloss.io.pairing import is_dicom_folder
+
+    _touch(tmp_path / "a.nii.gz")
+    os.symlink("loop.nii.gz", tmp_path / "loop.nii.gz")
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "x.dcm").write_bytes(b"")
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # root ignores chmod 000: simulate a sub-folder without read permission
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    problems: list = []
+    assert list_cases(str(tmp_path), unreadable=problems) == {"a": str(tmp_path / "a.nii.gz")}
+    assert [(c, msg.split(":")[0]) for c, _, msg in problems] == [
+        ("locked", str(tmp_path / "locked")), ("loop", str(tmp_path / "loop.nii.gz"))]
+    assert "Permission denied" in problems[0][2] and "symbolic links" in problems[1][2]
+    with pytest.raises(VolumeReadError, match="locked"):  # without a list to collect them: a typed error
+        list_cases(str(tmp_path))
+    with pytest.raises(VolumeReadError, match="Permission denied"):
+        is_dicom_folder(str(tmp_path / "locked"))
+    # a symlink loop inside a DICOM series folder is skipped, the series is still one
+    series = tmp_path / "series"
+    series.mkdir()
+    (series / "1.dcm").write_bytes(b"")
+    os.symlink("loop", series / "loop")
+    assert is_dicom_folder(str(series))

@@ -65,7 +65,9 @@ def test_failed_write_leaves_old_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(readers.os, "replace", boom)
-    with pytest.raises(OSError):
+    from medloss.errors import OutputPathError
+
+    with pytest.raises(OutputPathError, match="cannot write .*o.csv: disk full"):  # one typed line naming the file
         write_csv(target, _rows(), columns())
     assert target.read_text() == "old"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
