@@ -37,6 +37,11 @@ def _prepared(input, target, distance, *, include_background, to_onehot_y, sigmo
     return p, g, maps, valid
 
 
+def _in_no_class(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Masks for the distance maps: ignored voxels belong to no class (nor to the prediction)."""
+    return x if valid is None else x * valid
+
+
 def _voxel_mean(term: torch.Tensor, valid: torch.Tensor | None, *, batch: bool) -> torch.Tensor:
     """(B, C, N) voxel terms -> (B, C) means over the voxels that count, or (1, C) pooled over the global batch."""
     if valid is not None:
@@ -69,7 +74,8 @@ def boundary_loss(
                                   to_onehot_y=to_onehot_y, sigmoid=sigmoid, softmax=softmax, other_act=other_act,
                                   ignore_index=ignore_index, check_input=check_input)
     spacing = check_spacing(spacing, input.ndim - 2)
-    phi = maps_or_compute(maps, g.reshape(*g.shape[:2], *input.shape[2:]), spacing, owner="BoundaryLoss")
+    phi = maps_or_compute(maps, _in_no_class(g, valid).reshape(*g.shape[:2], *input.shape[2:]), spacing,
+                          owner="BoundaryLoss")
     loss = _voxel_mean(p * prepare.flatten(phi.to(p.dtype)), valid, batch=False)
     return _reduce.reduce_table(loss, reduction).to(input.dtype)
 
@@ -97,8 +103,10 @@ def hausdorff_dt_loss(
                                   to_onehot_y=to_onehot_y, sigmoid=sigmoid, softmax=softmax, other_act=other_act,
                                   ignore_index=ignore_index, check_input=check_input)
     shape, spacing = (*g.shape[:2], *input.shape[2:]), check_spacing(spacing, input.ndim - 2)
-    d_g = maps_or_compute(maps, g.reshape(shape), spacing, owner="HausdorffDTLoss").abs()
-    d_p = distance_maps(p.detach().reshape(shape), spacing, signed=False)  # the prediction's, at every step
+    d_g = maps_or_compute(maps, _in_no_class(g, valid).reshape(shape), spacing, owner="HausdorffDTLoss").abs()
+    # the prediction's field, at every step; ignored voxels are in no class for both fields, so their values
+    # change nothing
+    d_p = distance_maps(_in_no_class(p.detach(), valid).reshape(shape), spacing, signed=False)
     weight = prepare.flatten(d_p.to(p.dtype).pow_(alpha).add_(d_g.to(p.dtype).pow(alpha)))
     loss = _voxel_mean((p - g).square().mul_(weight), valid, batch=batch)
     return _reduce.reduce_table(loss, reduction).to(input.dtype)

@@ -10,6 +10,9 @@ sources:
         L_DT = (1/|Omega|) sum_q (p - q_ref)^2 (d_p^alpha + d_ref^alpha),
     d the distance transform of the (thresholded at 0.5) prediction / reference boundary.
 
+Ignored voxels (valid = 0) belong to no class: the one-hot reference is 0 there and so is the thresholded
+prediction, so their values cannot change the distances of the others.
+
 Distances are computed by brute force: for every voxel, the minimum Euclidean distance (with spacing) to any
 voxel on the other side of the mask (D_out for voxels outside, D_in for voxels inside); 0 everywhere for an empty
 or full mask. No distance-transform library is used. Keep volumes tiny (O(N^2)).
@@ -66,7 +69,8 @@ def hausdorff_dt(p, g, *, alpha=2.0, valid=None, spacing=None, batch=False) -> n
     num, den = np.zeros((B, C)), np.zeros((B, C))
     for b in range(B):
         for c in range(C):
-            dp = np.abs(brute_signed_distance(Pm[b, c] > 0.5, spacing)).reshape(-1)
+            inside = (Pm[b, c] > 0.5) & (V[b].reshape(Pm.shape[2:]) > 0)  # ignored voxels: in no class
+            dp = np.abs(brute_signed_distance(inside, spacing)).reshape(-1)
             dg = np.abs(brute_signed_distance(Gm[b, c] > 0.5, spacing)).reshape(-1)
             pv, gv = Pm[b, c].reshape(-1), Gm[b, c].reshape(-1)
             num[b, c] = sum(V[b, n] * (pv[n] - gv[n]) ** 2 * (dp[n] ** alpha + dg[n] ** alpha) for n in range(N))
