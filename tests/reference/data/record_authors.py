@@ -1,6 +1,8 @@
 """Record the authors' loss code on small fixed inputs (values, gradients, distance maps) as JSON.
 
-Not a test: run by hand where the authors' repositories are available (git mirrors or checkouts), e.g.
+Not a test: run by hand where the authors' repositories are available (git mirrors or checkouts; the slow test
+``test_live_authors_code_reproduces_the_recorded_numbers`` runs it when MEDLOSS_NNUNET_SRC and
+MEDLOSS_BOUNDARY_LOSS_SRC name them), e.g.
 
     python tests/reference/data/record_authors.py --nnunet /path/to/nnUNet --boundary /path/to/boundary-loss
 
