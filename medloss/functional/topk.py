@@ -3,14 +3,14 @@
 The math, defaults and references are documented on :class:`medloss.losses.TopKLoss` and
 :class:`medloss.losses.DiceTopKLoss`.
 
-The mean of the K largest values is computed from a threshold, not from a sorted copy of the volume:
-t = the K-th largest value (``torch.kthvalue``, or ``torch.topk`` of the K local candidates under DDP), then
+The mean of the K largest values is ``torch.topk`` (K values and indices, no sort of the volume) when no value
+tied with the K-th largest, t, is left out; otherwise, and always under DDP, it is computed from t:
 
     topk_mean = (sum_{v > t} v + (K - #{v > t}) / #{v = t} * sum_{v = t} v) / K
 
-which is the top-k mean exactly, and spreads the gradient evenly over values tied at the threshold (``torch.topk``
-would pick some of them arbitrarily). The same formula pools the batch over DDP ranks: the sums and counts are
-all-reduced and t is found among the gathered local candidates.
+which is the top-k mean exactly and spreads the gradient evenly over the tied values (``torch.topk`` alone would
+pick some of them arbitrarily). Under DDP the sums and counts are all-reduced and t is the K-th largest of the
+gathered local candidates, so the batch is pooled over all ranks.
 """
 from __future__ import annotations
 
@@ -45,10 +45,8 @@ def _all_reduce_count(n: torch.Tensor) -> torch.Tensor:
 
 
 def _global_threshold(masked: torch.Tensor, count: int) -> torch.Tensor:
-    """The ``count``-th largest of the values of every rank (``masked`` holds -inf at voxels that do not count)."""
+    """The ``count``-th largest of the values of all DDP ranks (``masked`` holds -inf at voxels that do not count)."""
     world = _world()
-    if world == 1:
-        return torch.kthvalue(masked, masked.numel() - count + 1).values
     local = torch.topk(masked, min(count, masked.numel()), sorted=False).values
     padded = masked.new_full((count,), -float("inf"))
     padded[: local.numel()] = local
@@ -70,7 +68,13 @@ def topk_mean(values: torch.Tensor, valid: torch.Tensor | None, k: float, *, acr
     if n_total == 0:  # nothing counts: a zero that keeps the graph
         return values.sum() * 0.0
     count = max(1, int(n_total * k / 100))
-    t = _global_threshold(masked, count) if across_ranks else torch.kthvalue(masked, masked.numel() - count + 1).values
+    if across_ranks and _world() > 1:
+        t = _global_threshold(masked, count)
+    else:
+        top, index = torch.topk(masked, count, sorted=False)
+        t = top.min()
+        if int((top == t).sum()) == int((masked == t).sum()):  # no tie across the K-th place: the usual case
+            return values[index].sum() / count
     above, tied = masked > t, masked == t
     sums = torch.stack([values.masked_fill(~above, 0).sum(), values.masked_fill(~tied, 0).sum()])
     counts = torch.stack([above.sum(), tied.sum()]).to(torch.float64)
@@ -90,8 +94,8 @@ def voxel_ce(input: torch.Tensor, target: torch.Tensor, *, weight, ignore_index,
     soft = target.is_floating_point() and tuple(target.shape) == tuple(input.shape)
     if ignore_index is None or soft:
         return ce, None
-    labels = prepare.label_map(target, input).reshape(ce.shape)
-    return ce, labels != ignore_index
+    valid = prepare.label_map(target, input).reshape(ce.shape) != ignore_index
+    return ce, None if bool(valid.all()) else valid
 
 
 def topk_rows(ce: torch.Tensor, valid: torch.Tensor | None, k: float, *, batch: bool) -> torch.Tensor:

@@ -25,7 +25,7 @@ class TopKLoss(MedlossLoss):
     shrinks its loss), K >= 1 (nnU-Net's int(n k / 100) = 0 gives NaN), the gradient of values tied at the K-th
     largest is shared evenly (torch.topk picks some), and with DDP the pool is the global batch.
 
-    The K largest values are found through the K-th largest (``torch.kthvalue``), not by sorting the volume.
+    The K largest values are selected with ``torch.topk`` (K values and indices), not by sorting the volume.
 
     Shapes:
         input: (B, C, *S) logits, C >= 2.
