@@ -76,7 +76,7 @@ def boundary_loss(
     spacing = check_spacing(spacing, input.ndim - 2)
     phi = maps_or_compute(maps, _in_no_class(g, valid).reshape(*g.shape[:2], *input.shape[2:]), spacing,
                           owner="BoundaryLoss")
-    loss = _voxel_mean(p * prepare.flatten(phi.to(p.dtype)), valid, batch=False)
+    loss = _voxel_mean(p * prepare.flatten(phi.to(p)), valid, batch=False)
     return _reduce.reduce_table(loss, reduction).to(input.dtype)
 
 
@@ -107,6 +107,6 @@ def hausdorff_dt_loss(
     # the prediction's field, at every step; ignored voxels are in no class for both fields, so their values
     # change nothing
     d_p = distance_maps(_in_no_class(p.detach(), valid).reshape(shape), spacing, signed=False)
-    weight = prepare.flatten(d_p.to(p.dtype).pow_(alpha).add_(d_g.to(p.dtype).pow(alpha)))
+    weight = prepare.flatten(d_p.to(p).pow_(alpha).add_(d_g.to(p).pow(alpha)))
     loss = _voxel_mean((p - g).square().mul_(weight), valid, batch=batch)
     return _reduce.reduce_table(loss, reduction).to(input.dtype)

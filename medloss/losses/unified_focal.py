@@ -24,6 +24,9 @@ class UnifiedFocalLoss(MedlossLoss):
     f_c(x) = x^(1 - gamma). For C = 2 this is the authors' ``sym_unified_focal_loss`` / ``asym_unified_focal_loss``
     (mlyg/unified-focal-loss); for C > 2 every foreground class is a "rare" class.
 
+    There is no ``include_background``: class 0 is the background by definition (suppressed in the asymmetric
+    form), and every class is scored.
+
     ``weight`` multiplies the focal term, as in the paper's L = lambda L_mF + (1 - lambda) L_mFTL and MONAI (the
     authors' code multiplies the Tversky term; equal at the default 0.5).
 
