@@ -111,3 +111,20 @@ def test_bad_inputs():
         L.TopKLoss()(logits, labels + 1)
     with pytest.raises(ShapeMismatchError, match="`target`"):
         L.DiceTopKLoss(softmax=True, to_onehot_y=True)(logits, labels[..., :2])
+
+
+@pytest.mark.parametrize("batch", [False, True])
+@pytest.mark.parametrize("ignore", [None, 255])
+def test_dice_topk_matches_the_references(batch, ignore):
+    from tests.reference import region
+    from tests.reference._common import one_hot_np
+
+    logits, labels = random_case((2, 3, 6, 5, 4), ignore_index=ignore, seed=5)
+    probs = torch.softmax(logits.detach(), 1).numpy()
+    onehot = one_hot_np(labels.numpy(), 3, ignore_value=ignore)
+    valid = None if ignore is None else (labels[:, 0] != ignore).double().numpy()
+    dice = region.dice_loss(probs[:, 1:], onehot[:, 1:], valid, batch=batch).mean()
+    expected = dice + 0.5 * ref.topk_ce(logits, labels, k=10.0, ignore_index=ignore, batch=True)
+    loss = L.DiceTopKLoss(softmax=True, to_onehot_y=True, include_background=False, batch=batch, lambda_topk=0.5,
+                          ignore_index=ignore)(logits, labels)
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
