@@ -19,7 +19,7 @@ class LossInfo:
 
     name: str
     module: str
-    family: str  # "region", "voxel", "compound" or "ranking"
+    family: str  # "region", "voxel", "compound", "ranking" or "distance"
     summary: str
     paper: str
 
@@ -62,6 +62,20 @@ _ENTRIES = [
              "Wong et al., MICCAI 2018, arXiv:1809.00076"),
     LossInfo("AnatomyNetLoss", "medloss.losses.paper", "compound", "Batch Dice summed over classes + lambda focal, with a class-availability mask.",
              "Zhu et al., AnatomyNet, Med. Phys. 2019, arXiv:1808.05238"),
+]
+_ENTRIES += [
+    LossInfo("TopKLoss", "medloss.losses.topk", "voxel", "Mean of the k% largest voxel cross-entropies (nnU-Net's TopK10), pooled over the (DDP) batch.",
+             "Wu et al., arXiv:1605.06885; Ma et al., Loss Odyssey, MedIA 2021, arXiv:2005.13449"),
+    LossInfo("DiceTopKLoss", "medloss.losses.topk", "compound", "Dice + top-k cross-entropy (nnU-Net's DC_and_topk_loss, DiceTopK10).",
+             "Isensee et al., nnU-Net, Nature Methods 2021; Ma et al., MedIA 2021"),
+    LossInfo("UnifiedFocalLoss", "medloss.losses.unified_focal", "compound", "Symmetric Unified Focal: focal + focal Tversky, any number of classes.",
+             "Yeung et al., CMIG 2022, arXiv:2102.04525"),
+    LossInfo("AsymmetricUnifiedFocalLoss", "medloss.losses.unified_focal", "compound", "Asymmetric Unified Focal (MONAI's name): background suppressed, foreground enhanced; multi-class.",
+             "Yeung et al., CMIG 2022, arXiv:2102.04525"),
+    LossInfo("BoundaryLoss", "medloss.losses.boundary", "distance", "mean(p * phi) with phi the reference's signed distance map (precomputed by SignedDistanceMapd).",
+             "Kervadec et al., MIDL 2019 / MedIA 2021, arXiv:1812.07032"),
+    LossInfo("HausdorffDTLoss", "medloss.losses.boundary", "distance", "(p - g)^2 (d_p^a + d_g^a), MONAI's numbers; reference field precomputed, edt on CPU.",
+             "Karimi & Salcudean, IEEE TMI 2020, arXiv:1904.10030"),
 ]
 LOSSES: dict[str, LossInfo] = {entry.name: entry for entry in _ENTRIES}
 

@@ -33,6 +33,7 @@ from medloss.errors import InvalidOptionError, OptionTypeError, ShapeMismatchErr
 from medloss.functional.weights import RunningClassCounts, class_weights
 
 __all__ = ["ClassCountsHandler", "ClassCountsd", "compute_class_weights", "dataset_class_counts"]
+__all__ += ["SignedDistanceMapd", "signed_distance_maps"]
 
 
 def _labels_of(item: Any, label_key: str, where: str) -> Iterable[Any]:
@@ -265,3 +266,7 @@ class ClassCountsHandler:
 
     def load_state_dict(self, state: dict) -> None:
         self.counter.load_state_dict(state)
+
+
+# distance maps for the boundary / Hausdorff losses (module docstring: medloss.data.distance)
+from medloss.data.distance import SignedDistanceMapd, signed_distance_maps  # noqa: E402

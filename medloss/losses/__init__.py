@@ -10,6 +10,9 @@ from medloss.losses.lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
 from medloss.losses.paper import AnatomyNetLoss, ExpLogLoss
 from medloss.losses.tversky import FocalTverskyLoss, TverskyLoss
 from medloss.losses.voxel import BCELoss, CrossEntropyLoss, FocalLoss
+from medloss.losses.boundary import BoundaryLoss, HausdorffDTLoss
+from medloss.losses.topk import DiceTopKLoss, TopKLoss
+from medloss.losses.unified_focal import AsymmetricUnifiedFocalLoss, UnifiedFocalLoss
 
 __all__ = [
     "AnatomyNetLoss",
@@ -29,4 +32,10 @@ __all__ = [
     "LovaszHingeLoss",
     "LovaszSoftmaxLoss",
     "TverskyLoss",
+    "AsymmetricUnifiedFocalLoss",
+    "BoundaryLoss",
+    "DiceTopKLoss",
+    "HausdorffDTLoss",
+    "TopKLoss",
+    "UnifiedFocalLoss",
 ]

@@ -27,6 +27,10 @@ LOSSES = {
     "explog-running": lambda: L.ExpLogLoss(softmax=True, to_onehot_y=True, batch=True, class_frequencies="running"),
     "anatomynet": lambda: L.AnatomyNetLoss(softmax=True, to_onehot_y=True),
     "dicece": lambda: L.DiceCELoss(softmax=True, to_onehot_y=True, batch=True, lambda_ce=0.0),
+    # top-k over the global batch: the K-th largest voxel loss is found among every rank's candidates
+    "topk": lambda: L.TopKLoss(k=10.0),
+    "dicetopk": lambda: L.DiceTopKLoss(softmax=True, to_onehot_y=True, batch=True, include_background=False),
+    "hausdorff-dt-batch": lambda: L.HausdorffDTLoss(softmax=True, to_onehot_y=True, batch=True, ignore_index=255),
 }
 WORLD = 2
 
