@@ -32,7 +32,10 @@ from monai.transforms import MapTransform
 from medloss.errors import InvalidOptionError, OptionTypeError, ShapeMismatchError
 from medloss.functional.weights import RunningClassCounts, class_weights
 
-__all__ = ["ClassCountsHandler", "ClassCountsd", "compute_class_weights", "dataset_class_counts"]
+__all__ = [
+    "ClassCountsHandler", "ClassCountsd", "compute_class_weights", "dataset_class_counts",
+    "ConnectedComponentsd", "ReferenceSkeletond",
+]
 
 
 def _labels_of(item: Any, label_key: str, where: str) -> Iterable[Any]:
@@ -265,3 +268,6 @@ class ClassCountsHandler:
 
     def load_state_dict(self, state: dict) -> None:
         self.counter.load_state_dict(state)
+
+
+from medloss.data.topology import ConnectedComponentsd, ReferenceSkeletond  # noqa: E402  (re-export)

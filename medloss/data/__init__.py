@@ -28,6 +28,8 @@ _EXPORTS = {
     "ResumeCheck": "medloss.data.handlers",
     "TrainingLog": "medloss.data.handlers",
     "latest_checkpoint": "medloss.data.handlers",
+    "ReferenceSkeletond": "medloss.data.topology",
+    "ConnectedComponentsd": "medloss.data.topology",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -10,6 +10,8 @@ from medloss.losses.lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
 from medloss.losses.paper import AnatomyNetLoss, ExpLogLoss
 from medloss.losses.tversky import FocalTverskyLoss, TverskyLoss
 from medloss.losses.voxel import BCELoss, CrossEntropyLoss, FocalLoss
+from medloss.losses.blob import BlobLoss
+from medloss.losses.topology import SkeletonRecallLoss, SoftclDiceLoss, SoftDiceclDiceLoss
 
 __all__ = [
     "AnatomyNetLoss",
@@ -29,4 +31,8 @@ __all__ = [
     "LovaszHingeLoss",
     "LovaszSoftmaxLoss",
     "TverskyLoss",
+    "BlobLoss",
+    "SkeletonRecallLoss",
+    "SoftclDiceLoss",
+    "SoftDiceclDiceLoss",
 ]
