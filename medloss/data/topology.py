@@ -54,7 +54,7 @@ def _like(out: np.ndarray, label: Any) -> Any:
         if hasattr(label, "copy_meta_from"):
             from monai.data import MetaTensor
 
-            return MetaTensor(result, affine=label.affine, meta=dict(label.meta))
+            return MetaTensor(result, meta=dict(label.meta))  # the meta dict holds the affine
         return result
     return out
 

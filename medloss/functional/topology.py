@@ -104,7 +104,7 @@ def spatial_inputs(
     g = g.reshape(shape)
     if valid is not None:
         valid = valid.reshape(input.shape[0], 1, *input.shape[2:])
-        p = p * valid
+        p, g = p * valid, g * valid  # a label-map target marks ignored voxels as class 0 until masked here
     if not include_background:
         if input.shape[1] == 1:
             prepare.warn_single_channel("include_background=False")

@@ -211,11 +211,6 @@ class SkeletonRecallLoss(MedlossLoss):
                 "`reduction='none'` is defined for the skeleton-recall term alone: set lambda_dice=0 and "
                 "lambda_ce=0, or use 'mean'/'sum'."
             )
-        if (self.lambda_dice or self.lambda_ce) and not (sigmoid or softmax):
-            raise InvalidOptionError(
-                "the Dice + CE terms need logits: set `softmax=True` (or `sigmoid=True` for one channel), or set "
-                "lambda_dice=0 and lambda_ce=0 to use the recall term on probabilities."
-            )
         self.tube = bool(tube)
         self.smooth = check_positive("smooth", smooth, allow_zero=True)
         self.to_onehot_y, self.sigmoid, self.softmax = bool(to_onehot_y), bool(sigmoid), bool(softmax)

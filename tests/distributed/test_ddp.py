@@ -27,6 +27,9 @@ LOSSES = {
     "explog-running": lambda: L.ExpLogLoss(softmax=True, to_onehot_y=True, batch=True, class_frequencies="running"),
     "anatomynet": lambda: L.AnatomyNetLoss(softmax=True, to_onehot_y=True),
     "dicece": lambda: L.DiceCELoss(softmax=True, to_onehot_y=True, batch=True, lambda_ce=0.0),
+    "cldice": lambda: L.SoftclDiceLoss(softmax=True, to_onehot_y=True, batch=True),
+    "dice-cldice": lambda: L.SoftDiceclDiceLoss(softmax=True, to_onehot_y=True, batch=True, include_background=False),
+    "skeleton-recall": lambda: L.SkeletonRecallLoss(softmax=True, to_onehot_y=True, batch=True, lambda_ce=0.0),
 }
 WORLD = 2
 
