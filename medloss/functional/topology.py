@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from medloss.errors import ShapeMismatchError
+from medloss.errors import InvalidOptionError, ShapeMismatchError
 from medloss.functional import maps, prepare
 from medloss.functional import reduce as _reduce
 from medloss.functional.compound import dice_ce_loss
@@ -216,6 +216,15 @@ def skeleton_recall_term(
     return 1.0 - (sens.tp + smooth) / (sens.target + smooth).clamp_min(1e-8)
 
 
+def check_recall_reduction(reduction: str, lambda_dice: float, lambda_ce: float) -> None:
+    """"none" is the (B, C') recall table; with a Dice or CE term the compound has no common unreduced shape."""
+    if reduction == "none" and (lambda_dice or lambda_ce):
+        raise InvalidOptionError(
+            "`reduction='none'` is defined for the skeleton-recall term alone: set lambda_dice=0 and "
+            "lambda_ce=0, or use 'mean'/'sum'."
+        )
+
+
 def skeleton_recall_loss(
     input: torch.Tensor,
     target: torch.Tensor,
@@ -236,6 +245,7 @@ def skeleton_recall_loss(
 ) -> torch.Tensor:
     """lambda_ce CE + lambda_dice Dice + weight_srec (1 - skeleton recall). See
     :class:`medloss.losses.SkeletonRecallLoss`."""
+    check_recall_reduction(reduction, lambda_dice, lambda_ce)
     target, skeleton = maps.split_packed_target(target, input, skeleton, to_onehot_y=to_onehot_y, name="skeleton")
     include_background = input.shape[1] == 1  # one sigmoid channel is the foreground; else class 0 is dropped
     p, _, valid = spatial_inputs(

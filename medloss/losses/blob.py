@@ -41,7 +41,8 @@ class BlobLoss(MedlossLoss):
             is no component, so its mean is not the "mean" value, which averages B over the entries that have one).
 
     Args:
-        main_weight, blob_weight: alpha and beta of the paper (2 and 1).
+        main_weight, blob_weight: alpha and beta of the paper's L = alpha L_global + beta L_blob (2 and 1, the
+            weighting of the paper's experiments).
         smooth_nr, smooth_dr: Dice smoothing (1e-5, MONAI's DiceLoss default, which the authors' code uses).
         connectivity: of the fallback's components (26 in 3-D, 8 in 2-D by default).
         include_background, to_onehot_y, sigmoid, softmax, other_act, ignore_index, reduction, check_input: as

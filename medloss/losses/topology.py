@@ -6,7 +6,7 @@ import torch
 
 from medloss.errors import InvalidOptionError, OptionTypeError
 from medloss.functional import prepare
-from medloss.functional.topology import skeleton_recall_loss, soft_cldice_loss
+from medloss.functional.topology import check_recall_reduction, skeleton_recall_loss, soft_cldice_loss
 from medloss.losses._base import MedlossLoss, check_ignore_index, check_positive
 
 
@@ -206,11 +206,7 @@ class SkeletonRecallLoss(MedlossLoss):
         self.weight_srec = check_positive("weight_srec", weight_srec, allow_zero=True)
         self.lambda_dice = check_positive("lambda_dice", lambda_dice, allow_zero=True)
         self.lambda_ce = check_positive("lambda_ce", lambda_ce, allow_zero=True)
-        if self.reduction == "none" and (self.lambda_dice or self.lambda_ce):
-            raise InvalidOptionError(
-                "`reduction='none'` is defined for the skeleton-recall term alone: set lambda_dice=0 and "
-                "lambda_ce=0, or use 'mean'/'sum'."
-            )
+        check_recall_reduction(self.reduction, self.lambda_dice, self.lambda_ce)
         self.tube = bool(tube)
         self.smooth = check_positive("smooth", smooth, allow_zero=True)
         self.to_onehot_y, self.sigmoid, self.softmax = bool(to_onehot_y), bool(sigmoid), bool(softmax)

@@ -318,3 +318,16 @@ def test_bundle_config_snippets_instantiate(snippet):
     for key, value in snippet.items():
         if key != "_target_":
             assert getattr(loss, key) == value
+
+
+def test_blob_term_counts_each_lesion_once_whatever_its_size():
+    labels = torch.zeros(1, 1, 12, 12, 12, dtype=torch.long)
+    labels[0, 0, 1:9, 1:9, 1:9] = 1  # 512 voxels, found
+    labels[0, 0, 10:12, 10:12, 10:12] = 1  # 8 voxels, missed
+    probs = (labels > 0).double()
+    probs[0, 0, 10:12, 10:12, 10:12] = 0.0
+    comps = maps.batch_map(labels, maps.component_map)
+    blob_only = L.BlobLoss(main_weight=0.0, blob_weight=1.0)(probs, labels.double(), components=comps)
+    main_only = L.BlobLoss(main_weight=1.0, blob_weight=0.0)(probs, labels.double(), components=comps)
+    assert abs(float(blob_only) - 0.5) < 1e-6  # one of two lesions missed: half the blob term
+    assert float(main_only) < 0.01  # the global Dice barely sees it
