@@ -43,6 +43,12 @@ def _component_tables(
     chan = torch.zeros(batch, size, dtype=torch.long, device=p.device)
     chan = chan.scatter_reduce_(1, ids, channel, reduce="amax", include_self=False)
     present = count > 0
+    lowest = torch.zeros_like(chan).scatter_reduce_(1, ids, channel, reduce="amin", include_self=False)
+    if bool(((lowest != chan) & present).any()):
+        raise LabelValueError(
+            "`components` has a component spanning two classes: label each class's components separately "
+            "(medloss.transforms.ConnectedComponentsd, or cc3d on the label map, which does)."
+        )
     present[:, 0] = False
     return mass, count, chan, present
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import medloss.losses as L
-from medloss.errors import InvalidOptionError, OptionTypeError, ShapeMismatchError
+from medloss.errors import InvalidOptionError, LabelValueError, OptionTypeError, ShapeMismatchError
 from medloss.functional import maps
 from medloss.functional.topology import soft_cldice_loss
 from tests._helpers import random_case, value_and_grad
@@ -286,6 +286,11 @@ def test_bad_inputs_are_typed_errors():
         L.BlobLoss(softmax=True, to_onehot_y=True)(logits, labels.numpy())
     with pytest.raises(ValueError, match="outside"):
         L.SoftclDiceLoss(softmax=True, to_onehot_y=True)(logits, labels + 3)
+    blob_logits, blob_labels = _blobby()
+    one_blob = (blob_labels > 0).long()  # a binary component map over two classes
+    with pytest.raises(LabelValueError, match="spanning two classes"):
+        L.BlobLoss(softmax=True, to_onehot_y=True, include_background=False)(blob_logits, blob_labels,
+                                                                             components=one_blob)
 
 
 def test_missing_maps_are_computed_with_one_warning():
