@@ -62,6 +62,14 @@ _ENTRIES = [
              "Wong et al., MICCAI 2018, arXiv:1809.00076"),
     LossInfo("AnatomyNetLoss", "medloss.losses.paper", "compound", "Batch Dice summed over classes + lambda focal, with a class-availability mask.",
              "Zhu et al., AnatomyNet, Med. Phys. 2019, arXiv:1808.05238"),
+    LossInfo("SoftclDiceLoss", "medloss.losses.topology", "region", "Soft clDice per class: harmonic mean of topology precision and sensitivity on soft skeletons.",
+             "Shit et al., clDice, CVPR 2021, arXiv:2003.07311"),
+    LossInfo("SoftDiceclDiceLoss", "medloss.losses.topology", "compound", "(1 - alpha) Dice + alpha soft clDice per class (MONAI's arguments).",
+             "Shit et al., clDice, CVPR 2021, arXiv:2003.07311"),
+    LossInfo("SkeletonRecallLoss", "medloss.losses.topology", "compound", "CE + Dice + recall of the tubed reference skeleton (precomputed in the loader).",
+             "Kirchhoff et al., Skeleton Recall, ECCV 2024, arXiv:2404.03010"),
+    LossInfo("BlobLoss", "medloss.losses.blob", "region", "Global Dice + mean Dice per reference lesion (connected component), each lesion counted once.",
+             "Kofler et al., blob loss, IPMI 2023, arXiv:2205.08209"),
 ]
 _ENTRIES += [
     LossInfo("TopKLoss", "medloss.losses.topk", "voxel", "Mean of the k% largest voxel cross-entropies (nnU-Net's TopK10), pooled over the (DDP) batch.",

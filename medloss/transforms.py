@@ -32,8 +32,10 @@ from monai.transforms import MapTransform
 from medloss.errors import InvalidOptionError, OptionTypeError, ShapeMismatchError
 from medloss.functional.weights import RunningClassCounts, class_weights
 
-__all__ = ["ClassCountsHandler", "ClassCountsd", "compute_class_weights", "dataset_class_counts"]
-__all__ += ["SignedDistanceMapd", "signed_distance_maps"]
+__all__ = [
+    "ClassCountsHandler", "ClassCountsd", "compute_class_weights", "dataset_class_counts",
+    "SignedDistanceMapd", "signed_distance_maps", "ConnectedComponentsd", "ReferenceSkeletond",
+]
 
 
 def _labels_of(item: Any, label_key: str, where: str) -> Iterable[Any]:
@@ -268,5 +270,6 @@ class ClassCountsHandler:
         self.counter.load_state_dict(state)
 
 
-# distance maps for the boundary / Hausdorff losses (module docstring: medloss.data.distance)
+# maps the loader computes once per sample for the distance, topology and blob losses (re-exported here)
 from medloss.data.distance import SignedDistanceMapd, signed_distance_maps  # noqa: E402
+from medloss.data.topology import ConnectedComponentsd, ReferenceSkeletond  # noqa: E402

@@ -55,3 +55,18 @@ def test_sigmoid_bench_runs():
     assert len(rows) == 2 and all("| yes |" in r for r in rows)
     peaks = [float(r.strip("|").split("|")[-1]) for r in rows]
     assert all(p > 0 for p in peaks)
+
+
+@pytest.mark.slow
+def test_topology_bench_runs_and_agrees_with_monai_on_one_channel(tmp_path):
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "topology_bench.py"), "--shapes", "1x1x12,1x3x12",
+         "--repeats", "1", "--no-memory", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = {(r["loss"], r["shape"]): r for r in json.loads(out.read_text())}
+    assert rows[("SoftclDiceLoss", "1x1x12")]["agree"] and rows[("SoftDiceclDiceLoss", "1x1x12")]["agree"]
+    assert not rows[("SoftclDiceLoss", "1x3x12")]["agree"]  # per class vs MONAI's pooled channels, by design
+    assert "| SoftclDiceLoss 1x1x12 | yes |" in proc.stdout

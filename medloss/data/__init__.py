@@ -36,6 +36,8 @@ _EXPORTS = {
     "medloss_cause": "medloss.data.console",
     "TrainingLog": "medloss.data.handlers",
     "latest_checkpoint": "medloss.data.handlers",
+    "ReferenceSkeletond": "medloss.data.topology",
+    "ConnectedComponentsd": "medloss.data.topology",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -13,6 +13,8 @@ from medloss.losses.voxel import BCELoss, CrossEntropyLoss, FocalLoss
 from medloss.losses.boundary import BoundaryLoss, HausdorffDTLoss
 from medloss.losses.topk import DiceTopKLoss, TopKLoss
 from medloss.losses.unified_focal import AsymmetricUnifiedFocalLoss, UnifiedFocalLoss
+from medloss.losses.blob import BlobLoss
+from medloss.losses.topology import SkeletonRecallLoss, SoftclDiceLoss, SoftDiceclDiceLoss
 
 __all__ = [
     "AnatomyNetLoss",
@@ -38,4 +40,8 @@ __all__ = [
     "HausdorffDTLoss",
     "TopKLoss",
     "UnifiedFocalLoss",
+    "BlobLoss",
+    "SkeletonRecallLoss",
+    "SoftclDiceLoss",
+    "SoftDiceclDiceLoss",
 ]

@@ -31,6 +31,9 @@ LOSSES = {
     "topk": lambda: L.TopKLoss(k=10.0),
     "dicetopk": lambda: L.DiceTopKLoss(softmax=True, to_onehot_y=True, batch=True, include_background=False),
     "hausdorff-dt-batch": lambda: L.HausdorffDTLoss(softmax=True, to_onehot_y=True, batch=True, ignore_index=255),
+    "cldice": lambda: L.SoftclDiceLoss(softmax=True, to_onehot_y=True, batch=True),
+    "dice-cldice": lambda: L.SoftDiceclDiceLoss(softmax=True, to_onehot_y=True, batch=True, include_background=False),
+    "skeleton-recall": lambda: L.SkeletonRecallLoss(softmax=True, to_onehot_y=True, batch=True, lambda_ce=0.0),
 }
 WORLD = 2
 
