@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import torch
 
-from medloss.functional import native, prepare
+from medloss.functional import backend, native, prepare, triton_tables
 from medloss.functional.fused import SoftmaxLabelTables
 
 
@@ -173,10 +173,14 @@ def label_map_tables(
     """
     prepare.check_input_tensor(input)
     flat = prepare.flatten(input)
-    if native.supports(flat, target):  # compiled kernel: checks logits and labels inside its single pass
-        tp, pred, tgt, vox = native.NativeSoftmaxLabelTables.apply(
-            flat, _flat_labels(target, input), ignore_index, squared_pred, voxel_term, float(gamma), log_clamp
-        )
+    engine = backend.softmax_engine(flat, target)
+    if engine != "eager":  # a kernel: input checks happen inside its pass (the C kernel's always)
+        labels = _flat_labels(target, input)
+        options = (ignore_index, squared_pred, voxel_term, float(gamma), log_clamp)
+        if engine == "native":
+            tp, pred, tgt, vox = native.NativeSoftmaxLabelTables.apply(flat, labels, *options)
+        else:
+            tp, pred, tgt, vox = triton_tables.TritonSoftmaxLabelTables.apply(flat, labels, *options, check_input)
         return RegionStats(tp, pred, tgt, tgt.sum(dim=1, keepdim=True)), vox
     if check_input:
         prepare.check_finite(input)
