@@ -28,8 +28,8 @@ from typing import NamedTuple
 
 import torch
 
-from medloss.functional import backend, native, prepare, triton_tables
-from medloss.functional.fused import SoftmaxLabelTables
+from medloss.functional import backend, native, prepare
+from medloss.functional.tables import TableOptions, softmax_tables
 
 
 
@@ -173,22 +173,11 @@ def label_map_tables(
     """
     prepare.check_input_tensor(input)
     flat = prepare.flatten(input)
-    engine = backend.softmax_engine(flat, target)
-    if engine != "eager":  # a kernel: input checks happen inside its pass (the C kernel's always)
-        labels = _flat_labels(target, input)
-        options = (ignore_index, squared_pred, voxel_term, float(gamma), log_clamp)
-        if engine == "native":
-            tp, pred, tgt, vox = native.NativeSoftmaxLabelTables.apply(flat, labels, *options)
-        else:
-            tp, pred, tgt, vox = triton_tables.TritonSoftmaxLabelTables.apply(flat, labels, *options, check_input)
-        return RegionStats(tp, pred, tgt, tgt.sum(dim=1, keepdim=True)), vox
-    if check_input:
-        prepare.check_finite(input)
-    labels, valid = prepare.labels_and_mask(target, input, ignore_index=ignore_index, check_input=check_input)
-    tp, pred, tgt, vox = SoftmaxLabelTables.apply(
-        flat, labels, valid, squared_pred, voxel_term, float(gamma), log_clamp, region
-    )
-    return RegionStats(tp, pred, tgt, _voxel_count(valid, tp, labels.shape[2])), vox
+    labels = _flat_labels(target, input)
+    options = TableOptions(ignore_index=ignore_index, squared=squared_pred, voxel_term=voxel_term, gamma=float(gamma),
+                           log_clamp=log_clamp, region=region, check=check_input)
+    tp, pred, tgt, vox = softmax_tables(flat, labels, backend.softmax_engine(flat, labels), options)
+    return RegionStats(tp, pred, tgt, tgt.sum(dim=1, keepdim=True)), vox
 
 
 def sigmoid_tables(

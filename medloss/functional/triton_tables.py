@@ -1,4 +1,4 @@
-"""Triton kernels for the softmax label-map tables: the GPU twin of the compiled CPU kernel.
+"""Triton kernels for the softmax label-map tables: the ``triton`` engine of the table operator (CUDA).
 
 They compute exactly what :class:`medloss.functional.fused.SoftmaxLabelTables` computes (the formulas are in that
 module's docstring): for logits x (B, C, N), labels y (B, 1, N), validity v and p = softmax(x)::
@@ -21,8 +21,8 @@ taken as -log1p(sum_{c != y} e^(x_c - x_y)), so neither loses precision where th
 Logits may be float16, bfloat16 (read natively, no float32 copy: autocast costs nothing extra), float32 or
 float64 (computed in float64); labels any integer dtype or float holding integers. Invalid input (non-finite
 logits, labels outside [0, C) other than ``ignore_index``, non-integer float labels) is flagged per program into a
-small status tensor; the caller decides when to read it (:class:`TritonSoftmaxLabelTables` reads it once after the
-forward pass when ``check`` is set, so ``check_input=False`` has no host sync).
+small status tensor; :func:`forward` reads it once after the pass when ``options.check`` is set, so
+``check_input=False`` has no host sync.
 
 The kernels use only Triton features present in Triton 3.6 (torch 2.11) and 3.9 (torch 2.13). On a CPU they run
 under the Triton interpreter (``TRITON_INTERPRET=1``), which is how the test suite checks them without a GPU.
@@ -38,7 +38,7 @@ import torch
 from medloss.functional import prepare
 
 
-__all__ = ["available", "interpreted", "TritonSoftmaxLabelTables", "STATUS_NONFINITE", "STATUS_LABEL"]
+__all__ = ["available", "interpreted", "takes", "forward", "backward", "STATUS_NONFINITE", "STATUS_LABEL"]
 
 _VOXEL = {None: 0, "ce": 1, "focal": 2, "explog": 3}
 STATUS_NONFINITE, STATUS_LABEL = 1, 2
@@ -90,7 +90,7 @@ def _blocks(num_classes: int) -> tuple[int, int]:
 
 
 def _launch(backward: bool, logits, labels, options, out, status=None) -> None:
-    ignore_index, squared, voxel_term, gamma, log_clamp = options
+    ignore_index, gamma, log_clamp = options.ignore_index, options.gamma, options.log_clamp
     batch, num_classes, n = logits.shape
     block_n, block_c = _blocks(num_classes)
     k = _k()
@@ -98,7 +98,7 @@ def _launch(backward: bool, logits, labels, options, out, status=None) -> None:
     lo, hi = max(float(log_clamp[0]), -1e30), min(float(log_clamp[1]), 1e30)  # kernel scalars must be finite
     grid = (-(-n // block_n), batch)
     common = dict(HAS_IGNORE=ignore_index is not None, FLOAT_LABELS=labels.dtype.is_floating_point,
-                  SQUARED=bool(squared), VOXEL=_VOXEL[voxel_term], BLOCK_N=block_n, BLOCK_C=block_c, ACC=acc)
+                  SQUARED=bool(options.squared), VOXEL=_VOXEL[options.voxel_term], BLOCK_N=block_n, BLOCK_C=block_c, ACC=acc)
     ignore = int(ignore_index) if ignore_index is not None else 0
     if backward:
         coef, grad = out
@@ -120,45 +120,33 @@ def raise_for_status(status: torch.Tensor, logits: torch.Tensor, labels: torch.T
                            "accept (please report this).")
 
 
-class TritonSoftmaxLabelTables(torch.autograd.Function):
-    """(logits (B, C, N) contiguous, labels (B, 1, N), ignore_index, squared, voxel_term, gamma, log_clamp, check)
-    -> (TP, PRED, TARGET, VOX), each (B, C) in the compute dtype (float64 for float64 logits, else float32); TARGET
-    is not differentiable. Same tables and gradient as ``SoftmaxLabelTables``. With ``check`` the forward reads
-    its status flags once (a host sync) and raises the eager path's typed error on invalid input; without it, no
-    host sync happens and invalid voxels are skipped (labels) or propagate (non-finite logits give NaN tables).
-    """
+def forward(logits, labels, options):
+    """Engine entry (see :mod:`medloss.functional.tables`): (TP, PRED, TARGET, VOX), each (B, C) in the compute
+    dtype (float64 for float64 logits, else float32). With ``options.check`` the status flags are read once (a host
+    sync) and invalid input raises the eager path's typed error; without it nothing is read back: invalid labels
+    count nowhere and non-finite logits propagate (NaN tables)."""
+    batch, num_classes, n = logits.shape
+    labels = labels.contiguous()
+    block_n, block_c = _blocks(num_classes)
+    nblk = -(-n // block_n)
+    dtype = prepare.compute_dtype(logits)
+    part = torch.empty(batch, nblk, 4, block_c, dtype=dtype, device=logits.device)
+    status = torch.empty(batch * nblk, dtype=torch.int32, device=logits.device)
+    _launch(False, logits, labels, options, part, status)
+    if options.check:
+        raise_for_status(status, logits, labels, options.ignore_index)
+    tables = part.sum(dim=1, dtype=torch.float64)[..., :num_classes].to(dtype)
+    return tuple(t.contiguous() for t in tables.unbind(1))
 
-    @staticmethod
-    def forward(ctx, logits, labels, ignore_index, squared, voxel_term, gamma, log_clamp, check):  # type: ignore[override]
-        batch, num_classes, n = logits.shape
-        labels = labels.contiguous()
-        block_n, block_c = _blocks(num_classes)
-        nblk = -(-n // block_n)
-        dtype = prepare.compute_dtype(logits)
-        part = torch.empty(batch, nblk, 4, block_c, dtype=dtype, device=logits.device)
-        status = torch.empty(batch * nblk, dtype=torch.int32, device=logits.device)
-        options = (ignore_index, squared, voxel_term, gamma, log_clamp)
-        _launch(False, logits, labels, options, part, status)
-        if check:
-            raise_for_status(status, logits, labels, ignore_index)
-        tables = part.sum(dim=1, dtype=torch.float64)[..., :num_classes].to(dtype)
-        tp, pred, target, vox = tables.unbind(1)
-        ctx.save_for_backward(logits, labels)
-        ctx.options = options
-        ctx.mark_non_differentiable(target)
-        return tp, pred, target, vox
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_tp, grad_pred, _grad_target, grad_vox):  # type: ignore[override]
-        logits, labels = ctx.saved_tensors
-        batch, num_classes, _ = logits.shape
-        _, block_c = _blocks(num_classes)
-        dtype = prepare.compute_dtype(logits)
-        coef = torch.zeros(batch, 3, block_c, dtype=dtype, device=logits.device)
-        for i, g in enumerate((grad_pred, grad_tp, grad_vox)):
-            if g is not None:
-                coef[:, i, :num_classes] = g
-        grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
-        _launch(True, logits, labels, ctx.options, (coef, grad))
-        return grad, None, None, None, None, None, None, None
+def backward(logits, labels, options, grad_tp, grad_pred, grad_vox):
+    """Engine entry: dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED and VOX."""
+    batch, num_classes, _ = logits.shape
+    _, block_c = _blocks(num_classes)
+    coef = torch.zeros(batch, 3, block_c, dtype=prepare.compute_dtype(logits), device=logits.device)
+    for i, g in enumerate((grad_pred, grad_tp, grad_vox)):
+        if g is not None:
+            coef[:, i, :num_classes] = g
+    grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
+    _launch(True, logits, labels.contiguous(), options, (coef, grad))
+    return grad

@@ -16,7 +16,7 @@ import torch
 from medloss.errors import InputRangeError, LabelValueError
 from medloss.functional import triton_tables
 from medloss.functional.fused import SoftmaxLabelTables
-from medloss.functional.triton_tables import TritonSoftmaxLabelTables
+from medloss.functional.tables import TableOptions, softmax_tables
 from tests._helpers import native_case as _case
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -36,7 +36,8 @@ def _tables(engine, x, y, ignore, squared, voxel_term, gamma, log_clamp=NO_CLAMP
     xf = x.detach().reshape(b, c, -1).to(DEVICE).requires_grad_()
     lab = y.reshape(b, 1, -1).to(DEVICE)
     if engine == "triton":
-        out = TritonSoftmaxLabelTables.apply(xf, lab, ignore, squared, voxel_term, gamma, log_clamp, check)
+        options = TableOptions(ignore, squared, voxel_term, gamma, log_clamp, check=check)
+        out = softmax_tables(xf, lab, "triton", options)
     else:
         labl, valid = lab.long(), None
         if ignore is not None:
@@ -133,7 +134,7 @@ def test_gradcheck_float64():
     lab = y.reshape(1, 1, -1).to(DEVICE)
     for term, gamma, clamp in [("ce", 0.0, NO_CLAMP), ("focal", 2.0, NO_CLAMP), ("explog", 0.3, EXPLOG_CLAMP)]:
         def fn(logits, term=term, gamma=gamma, clamp=clamp):
-            tp, pred, _, vox = TritonSoftmaxLabelTables.apply(logits, lab, 255, True, term, gamma, clamp, True)
+            tp, pred, _, vox = softmax_tables(logits, lab, "triton", TableOptions(255, True, term, gamma, clamp))
             return tp, pred, vox
 
         assert torch.autograd.gradcheck(fn, (xf,), eps=1e-6, atol=1e-6)
@@ -187,12 +188,12 @@ def test_takes_only_what_it_can():
 
 
 def test_losses_take_the_triton_engine_when_asked(monkeypatch):
-    """MEDLOSS_BACKEND=triton routes the label-map losses through the Triton Function (a spy counts the calls)."""
+    """MEDLOSS_BACKEND=triton routes the label-map losses through the Triton engine (a spy counts the calls)."""
     import medloss.losses as L
 
     calls = []
-    original = TritonSoftmaxLabelTables.apply
-    monkeypatch.setattr(TritonSoftmaxLabelTables, "apply", lambda *a: calls.append(1) or original(*a))
+    original = triton_tables.forward
+    monkeypatch.setattr(triton_tables, "forward", lambda *a: calls.append(1) or original(*a))
     monkeypatch.setenv("MEDLOSS_BACKEND", "triton")
     x, y = _case((2, 3, 6, 6, 6), torch.float32, ignore=255)
     x = x.to(DEVICE).requires_grad_()
