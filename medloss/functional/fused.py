@@ -56,15 +56,13 @@ def labelled_sums(values: torch.Tensor | None, labels: torch.Tensor, num_classes
 
 
 def _label_log_prob(p: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log p_y (B, 1, N) from the softmax p, exact where p_y underflows: those (rare) voxels get
-    x_y - logsumexp(x) from their logits, so no term is -inf however saturated the network is."""
-    log_py = p.gather(1, labels).log_()
-    tiny = log_py < -69.0  # p_y < 1e-30: the softmax has lost relative precision (or underflowed to 0)
-    if bool(tiny.any()):
-        b, _, n = tiny.nonzero(as_tuple=True)
-        x = logits[b, :, n].to(p.dtype)  # (K, C)
-        log_py[b, 0, n] = x.gather(1, labels[b, 0, n].unsqueeze(1)).squeeze(1) - torch.logsumexp(x, dim=1)
-    return log_py
+    """log p_y (B, 1, N) from the softmax p, exact even where p_y underflows: with m = max_c x_c and p_max = max_c p_c
+    (= e^0 / sum_c e^(x_c - m) >= 1/C, never underflows), log p_y = x_y - m + log p_max. No term is -inf however
+    saturated the network is, and no data-dependent branch (no host sync)."""
+    dtype = p.dtype
+    x_y = logits.gather(1, labels).to(dtype)
+    top = logits.amax(dim=1, keepdim=True).to(dtype)
+    return x_y.sub_(top).add_(p.amax(dim=1, keepdim=True).log_())
 
 
 def _clamped(log_py: torch.Tensor, log_clamp: tuple[float, float]) -> torch.Tensor:
@@ -104,100 +102,113 @@ def _voxel_slope(log_py: torch.Tensor, kind: str, gamma: float, log_clamp: tuple
     return slope.masked_fill_(~inside, 0.0)
 
 
+def forward_tables(logits, labels, valid, squared, voxel_term, gamma, log_clamp, region):
+    """(TP, PRED, TARGET, VOX), each (B, C) in the compute dtype, for logits (B, C, N), labels (B, 1, N) int64 (0
+    where ignored), valid (B, 1, N) or None. See the module docstring. With ``region=False`` (a voxel loss alone)
+    TP and PRED are not computed (zeros). No autograd: :func:`backward_grad` is the gradient."""
+    num_classes = logits.shape[1]
+    dtype = prepare.compute_dtype(logits)
+    p = torch.softmax(logits, dim=1, dtype=dtype)
+    target = labelled_sums(valid, labels, num_classes, dtype)
+    if region:
+        p_y = p.gather(1, labels)
+        if valid is not None:
+            p_y.mul_(valid)
+        tp = labelled_sums(p_y, labels, num_classes, dtype)
+        del p_y
+        if squared:
+            pred = torch.stack([_masked_square_sum(p[:, c], valid) for c in range(num_classes)], dim=1)
+        elif valid is None:
+            pred = p.sum(dim=2)
+        else:
+            pred = torch.bmm(p, valid.transpose(1, 2)).squeeze(2)
+    else:
+        tp = pred = torch.zeros_like(target)
+    if voxel_term:
+        phi = _voxel_term(_label_log_prob(p, logits, labels), voxel_term, gamma, log_clamp)
+        del p
+        vox = labelled_sums(phi if valid is None else phi.mul_(valid), labels, num_classes, dtype)
+    else:
+        vox = torch.zeros_like(target)
+    return tp, pred, target, vox
+
+
+def backward_grad(logits, labels, valid, squared, voxel_term, gamma, log_clamp, region, grad_tp, grad_pred, grad_vox):
+    """dL/dlogits (logits' dtype) from the incoming gradients of TP, PRED and VOX ((B, C) or None)."""
+    dtype = prepare.compute_dtype(logits)
+    batch, num_classes, n = logits.shape
+    p = torch.softmax(logits, dim=1, dtype=dtype)
+
+    def table(g):
+        return g.to(dtype) if g is not None else p.new_zeros(batch, num_classes)
+
+    flat_labels = labels.view(batch, n)
+    # s_n = v p_y (a_y + u_y phi'(p_y)): the label term of the gradient, needed in t and in the final scatter
+    s = None
+    if region:
+        s = table(grad_tp).gather(1, flat_labels).view(batch, 1, n).mul_(p.gather(1, labels))
+    if voxel_term is not None and grad_vox is not None:
+        u = table(grad_vox).gather(1, flat_labels).view(batch, 1, n)
+        u.mul_(_voxel_slope(_label_log_prob(p, logits, labels), voxel_term, gamma, log_clamp))
+        s = u if s is None else s.add_(u)
+        del u
+    if s is None:
+        s = p.new_zeros(batch, 1, n)
+    if valid is not None:
+        s.mul_(valid)
+    if not region:  # k = 0: dx = s (onehot - p)
+        p.mul_(s.neg())
+        p.scatter_add_(1, labels, s)
+        return p.to(logits.dtype)
+    k = table(grad_pred)
+    if squared:
+        k = 2.0 * k  # d(p^2)/dp = 2p; the factor p is applied per class below
+    # t_n = sum_c p_c gp_c
+    if squared:
+        t = s.clone()
+        for c in range(num_classes):
+            term = p[:, c : c + 1].square().mul_(k[:, c].view(batch, 1, 1))
+            t.add_(term if valid is None else term.mul_(valid))
+    else:
+        t = torch.bmm(k.unsqueeze(1), p)
+        if valid is not None:
+            t.mul_(valid)
+        t.add_(s)
+    # dx_c = p_c (v k_c p_c^(e-1) - t), in place over voxel blocks (a bounded (B, C, block) temporary);
+    # the [c = y] term is scattered after
+    kc = k.unsqueeze(-1)
+    block = max(1, _BLOCK // max(1, batch * num_classes))
+    for start in range(0, n, block):
+        sl = slice(start, start + block)
+        p_blk = p[:, :, sl]
+        factor = p_blk * kc if squared else kc.expand(batch, num_classes, p_blk.shape[2])
+        if valid is not None:
+            factor = factor * valid[:, :, sl]
+        p_blk.mul_(factor - t[:, :, sl])
+    del t
+    p.scatter_add_(1, labels, s)  # dx_y += s
+    return p.to(logits.dtype)
+
+
 class SoftmaxLabelTables(torch.autograd.Function):
     """(logits (B, C, N), labels (B, 1, N) int64, valid (B, 1, N) or None, squared, voxel_term, gamma, log_clamp,
-    region) -> (TP, PRED, TARGET, VOX), each (B, C). See the module docstring. With ``region=False`` (a voxel loss alone)
-    TP and PRED are not computed (zeros)."""
+    region) -> (TP, PRED, TARGET, VOX): :func:`forward_tables` with :func:`backward_grad` as its gradient (the eager
+    engine's reference form, used by the tests)."""
 
     @staticmethod
     def forward(ctx, logits, labels, valid, squared, voxel_term, gamma, log_clamp, region):  # type: ignore[override]
-        num_classes = logits.shape[1]
-        dtype = prepare.compute_dtype(logits)
-        p = torch.softmax(logits, dim=1, dtype=dtype)
-        target = labelled_sums(valid, labels, num_classes, dtype)
-        if region:
-            p_y = p.gather(1, labels)
-            if valid is not None:
-                p_y.mul_(valid)
-            tp = labelled_sums(p_y, labels, num_classes, dtype)
-            del p_y
-            if squared:
-                pred = torch.stack([_masked_square_sum(p[:, c], valid) for c in range(num_classes)], dim=1)
-            elif valid is None:
-                pred = p.sum(dim=2)
-            else:
-                pred = torch.bmm(p, valid.transpose(1, 2)).squeeze(2)
-        else:
-            tp = pred = torch.zeros_like(target)
-        if voxel_term:
-            phi = _voxel_term(_label_log_prob(p, logits, labels), voxel_term, gamma, log_clamp)
-            del p
-            vox = labelled_sums(phi if valid is None else phi.mul_(valid), labels, num_classes, dtype)
-        else:
-            vox = torch.zeros_like(target)
+        out = forward_tables(logits, labels, valid, squared, voxel_term, gamma, log_clamp, region)
         ctx.save_for_backward(logits, labels, valid)
-        ctx.squared, ctx.voxel_term, ctx.gamma, ctx.region = squared, voxel_term, gamma, region
-        ctx.log_clamp = log_clamp
-        ctx.mark_non_differentiable(target)
-        return tp, pred, target, vox
+        ctx.options = (squared, voxel_term, gamma, log_clamp, region)
+        ctx.mark_non_differentiable(out[2])
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_tp, grad_pred, _grad_target, grad_vox):  # type: ignore[override]
         logits, labels, valid = ctx.saved_tensors
-        dtype = prepare.compute_dtype(logits)
-        batch, num_classes, n = logits.shape
-        p = torch.softmax(logits, dim=1, dtype=dtype)
-
-        def table(g):
-            return g.to(dtype) if g is not None else p.new_zeros(batch, num_classes)
-
-        flat_labels = labels.view(batch, n)
-        # s_n = v p_y (a_y + u_y phi'(p_y)): the label term of the gradient, needed in t and in the final scatter
-        s = None
-        if ctx.region:
-            s = table(grad_tp).gather(1, flat_labels).view(batch, 1, n).mul_(p.gather(1, labels))
-        if ctx.voxel_term is not None and grad_vox is not None:
-            u = table(grad_vox).gather(1, flat_labels).view(batch, 1, n)
-            u.mul_(_voxel_slope(_label_log_prob(p, logits, labels), ctx.voxel_term, ctx.gamma, ctx.log_clamp))
-            s = u if s is None else s.add_(u)
-            del u
-        if s is None:
-            s = p.new_zeros(batch, 1, n)
-        if valid is not None:
-            s.mul_(valid)
-        if not ctx.region:  # k = 0: dx = s (onehot - p)
-            p.mul_(s.neg())
-            p.scatter_add_(1, labels, s)
-            return p.to(logits.dtype), None, None, None, None, None, None, None
-        k = table(grad_pred)
-        if ctx.squared:
-            k = 2.0 * k  # d(p^2)/dp = 2p; the factor p is applied per class below
-        # t_n = sum_c p_c gp_c
-        if ctx.squared:
-            t = s.clone()
-            for c in range(num_classes):
-                term = p[:, c : c + 1].square().mul_(k[:, c].view(batch, 1, 1))
-                t.add_(term if valid is None else term.mul_(valid))
-        else:
-            t = torch.bmm(k.unsqueeze(1), p)
-            if valid is not None:
-                t.mul_(valid)
-            t.add_(s)
-        # dx_c = p_c (v k_c p_c^(e-1) - t), in place over voxel blocks (a bounded (B, C, block) temporary);
-        # the [c = y] term is scattered after
-        kc = k.unsqueeze(-1)
-        block = max(1, _BLOCK // max(1, batch * num_classes))
-        for start in range(0, n, block):
-            sl = slice(start, start + block)
-            p_blk = p[:, :, sl]
-            factor = p_blk * kc if ctx.squared else kc.expand(batch, num_classes, p_blk.shape[2])
-            if valid is not None:
-                factor = factor * valid[:, :, sl]
-            p_blk.mul_(factor - t[:, :, sl])
-        del t
-        p.scatter_add_(1, labels, s)  # dx_y += s
-        return p.to(logits.dtype), None, None, None, None, None, None, None
+        grad = backward_grad(logits, labels, valid, *ctx.options, grad_tp, grad_pred, grad_vox)
+        return grad, None, None, None, None, None, None, None
 
 
 def _masked_square_sum(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:

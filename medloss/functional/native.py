@@ -1,9 +1,9 @@
-"""The compiled CPU kernel (``medloss/functional/_kernels.c``) and the autograd Functions around it.
+"""The compiled CPU kernel (``medloss/functional/_kernels.c``): the ``native`` engine of the table operator.
 
-:class:`NativeSoftmaxLabelTables` computes exactly what :class:`medloss.functional.fused.SoftmaxLabelTables`
-computes (the math is in that module's docstring) in two passes over the data: forward reads logits and labels
-once and keeps nothing; backward reads them again, recomputes the softmax per block of 512 voxels in cache and
-writes the gradient. :class:`NativeSigmoidTables` does the same for sigmoid region tables and the BCE / sigmoid
+:func:`forward` / :func:`backward` (called by :mod:`medloss.functional.tables`) compute exactly what
+:func:`medloss.functional.fused.forward_tables` / ``backward_grad`` compute (the math is in that module's
+docstring) in two passes over the data: forward reads logits and labels once and keeps nothing; backward reads
+them again, recomputes the softmax per block of 512 voxels in cache and writes the gradient. :class:`NativeSigmoidTables` does the same for sigmoid region tables and the BCE / sigmoid
 focal sums. Peak extra memory of forward + backward is the gradient itself (1x the logits), and the input checks
 (non-finite logits, labels outside [0, C) other than ``ignore_index``, non-integer float labels, binary targets) are
 done inside the same pass, for free.
@@ -50,7 +50,7 @@ if _kernels is not None and os.environ.get("MEDLOSS_NATIVE_PTHREADS") != "1":
     _runtime = _openmp_runtime()
     OPENMP = bool(_runtime) and bool(_kernels.use_openmp(_runtime))
 
-__all__ = ["available", "enabled", "supports", "supports_sigmoid", "NativeSoftmaxLabelTables", "NativeSigmoidTables"]
+__all__ = ["available", "enabled", "supports", "supports_sigmoid", "forward", "backward", "NativeSigmoidTables"]
 
 _LOGITS = {torch.float32: 0, torch.float64: 1}
 _LABELS = {
@@ -126,49 +126,38 @@ def _coefficients(batch: int, num_classes: int, grads) -> torch.Tensor:
     return coef
 
 
-def _run(backward, logits, labels, ignore_index, squared, voxel_term, gamma, log_clamp, out, out2):
+def _run(backward, logits, labels, options, out, out2):
     batch, num_classes = logits.shape[:2]
+    ignore_index, log_clamp = options.ignore_index, options.log_clamp
     status = _kernels.softmax_tables(
         int(backward), logits.data_ptr(), _LOGITS[logits.dtype], labels.data_ptr(), _LABELS[labels.dtype],
         batch, num_classes, logits[0, 0].numel(), int(ignore_index is not None),
-        int(ignore_index) if ignore_index is not None else 0, int(squared), _VOXEL[voxel_term], float(gamma),
-        float(log_clamp[0]), float(log_clamp[1]), out.data_ptr(), out2.data_ptr(), torch.get_num_threads(),
+        int(ignore_index) if ignore_index is not None else 0, int(options.squared), _VOXEL[options.voxel_term],
+        float(options.gamma), float(log_clamp[0]), float(log_clamp[1]), out.data_ptr(), out2.data_ptr(),
+        torch.get_num_threads(),
     )
     _raise_for_status(status, logits, lambda: prepare.check_labels(labels, num_classes, ignore_index))
 
 
-class NativeSoftmaxLabelTables(torch.autograd.Function):
-    """(logits (B, C, *S) contiguous, labels (B, 1, *S), ignore_index, squared, voxel_term, gamma, log_clamp)
-    -> (TP, PRED, TARGET, VOX), each (B, C) in the compute dtype; TARGET is not differentiable.
+def forward(logits, labels, options):
+    """Engine entry (see :mod:`medloss.functional.tables`): (TP, PRED, TARGET, VOX), each (B, C) in the compute
+    dtype, for contiguous (B, C, N) logits and a (B, 1, N) label map of any integer or float dtype. The kernel checks
+    logits and labels inside its pass whatever ``options.check`` says (it costs nothing there)."""
+    batch, num_classes = logits.shape[:2]
+    labels = labels.contiguous()
+    sums, counts = _tables(3, batch, num_classes)
+    _run(False, logits, labels, options, sums, counts)
+    dtype = prepare.compute_dtype(logits)
+    tp, pred, vox = sums.to(dtype).unbind(0)
+    return tp, pred, counts.to(dtype), vox
 
-    Labels may be any integer or float dtype (float labels must hold integers); voxels whose label equals
-    ``ignore_index`` count nowhere. Same tables and gradient as ``SoftmaxLabelTables`` (tested to rtol 1e-5 in
-    float64).
-    """
 
-    @staticmethod
-    def forward(ctx, logits, labels, ignore_index, squared, voxel_term, gamma, log_clamp):  # type: ignore[override]
-        batch, num_classes = logits.shape[:2]
-        labels = labels.contiguous()
-        sums, counts = _tables(3, batch, num_classes)
-        _run(False, logits, labels, ignore_index, squared, voxel_term, gamma, log_clamp, sums, counts)
-        dtype = prepare.compute_dtype(logits)
-        tp, pred, vox = sums.to(dtype).unbind(0)
-        target = counts.to(dtype)
-        ctx.save_for_backward(logits, labels)
-        ctx.options = (ignore_index, squared, voxel_term, gamma, log_clamp)
-        ctx.mark_non_differentiable(target)
-        return tp, pred, target, vox
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_tp, grad_pred, _grad_target, grad_vox):  # type: ignore[override]
-        logits, labels = ctx.saved_tensors
-        ignore_index, squared, voxel_term, gamma, log_clamp = ctx.options
-        coef = _coefficients(*logits.shape[:2], (grad_pred, grad_tp, grad_vox))
-        grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
-        _run(True, logits, labels, ignore_index, squared, voxel_term, gamma, log_clamp, coef, grad)
-        return grad, None, None, None, None, None, None
+def backward(logits, labels, options, grad_tp, grad_pred, grad_vox):
+    """Engine entry: dL/dlogits from the (B, C) gradients of TP, PRED and VOX."""
+    coef = _coefficients(*logits.shape[:2], (grad_pred, grad_tp, grad_vox))
+    grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
+    _run(True, logits, labels.contiguous(), options, coef, grad)
+    return grad
 
 
 class SoftTarget(Exception):

@@ -29,8 +29,8 @@ from typing import NamedTuple
 import torch
 
 from medloss.errors import InputRangeError
-from medloss.functional import native, prepare
-from medloss.functional.fused import SoftmaxLabelTables
+from medloss.functional import backend, native, prepare
+from medloss.functional.tables import TableOptions, softmax_tables
 
 
 
@@ -184,24 +184,19 @@ def label_map_tables(
     """
     prepare.check_input_tensor(input)
     flat = prepare.flatten(input)
-    if native.supports(flat, target):  # compiled kernel: checks logits and labels inside its single pass
-        labels = _flat_labels(target, input)
-        try:
-            tp, pred, tgt, vox = native.NativeSoftmaxLabelTables.apply(
-                flat, labels, _held_ignore(labels, ignore_index, input.shape[1]), squared_pred, voxel_term,
-                float(gamma), log_clamp,
-            )
-            return RegionStats(tp, pred, tgt, tgt.sum(dim=1, keepdim=True)), vox
-        except InputRangeError:  # non-finite logits
-            if check_input:
-                raise  # else: the eager path computes what torch's arithmetic gives, as without the kernel
-    if check_input:
-        prepare.check_finite(input)
-    labels, valid = prepare.labels_and_mask(target, input, ignore_index=ignore_index, check_input=check_input)
-    tp, pred, tgt, vox = SoftmaxLabelTables.apply(
-        flat, labels, valid, squared_pred, voxel_term, float(gamma), log_clamp, region
-    )
-    return RegionStats(tp, pred, tgt, _voxel_count(valid, tp, labels.shape[2])), vox
+    labels = _flat_labels(target, input)
+    options = TableOptions(ignore_index=_held_ignore(labels, ignore_index, input.shape[1]), squared=squared_pred,
+                           voxel_term=voxel_term, gamma=float(gamma), log_clamp=log_clamp, region=region,
+                           check=check_input)
+    engine = backend.softmax_engine(flat, labels)
+    try:
+        tp, pred, tgt, vox = softmax_tables(flat, labels, engine, options)
+    except InputRangeError:  # non-finite logits: the C kernel always notices them
+        if check_input or engine != "native":
+            raise
+        # check_input=False promises torch's arithmetic (NaN), as the other engines give
+        tp, pred, tgt, vox = softmax_tables(flat, labels, "eager", options)
+    return RegionStats(tp, pred, tgt, tgt.sum(dim=1, keepdim=True)), vox
 
 
 def sigmoid_tables(

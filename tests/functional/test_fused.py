@@ -2,8 +2,9 @@
 
 The same loss object is called with a (B, 1, *S) label map (fused path) and with the equivalent one-hot target
 (plain path, ``to_onehot_y=False``); values and gradients must agree (float64 rtol 1e-5, float32 rtol 1e-4).
-Every test runs twice: with the compiled kernel (``native``) and with the eager torch implementation (``eager``,
-``MEDLOSS_NATIVE=0``), so both engines of the fused path are held to the same references.
+Every test runs three times: with the compiled kernel (``native``), the eager torch implementation (``eager``) and
+the Triton kernels (``triton``, under the interpreter on CPU), so every engine of the fused path is held to the
+same references.
 """
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ import pytest
 import torch
 
 import medloss.losses as L
-from medloss.functional import native
+from medloss.functional import native, triton_tables
 from tests._helpers import random_case, value_and_grad
 
 
-@pytest.fixture(autouse=True, params=["native", "eager"])
+@pytest.fixture(autouse=True, params=["native", "eager", "triton"])
 def engine(request, monkeypatch):
-    """Run each test with the compiled kernel and with the eager torch path."""
+    """Run each test with the compiled kernel, the eager torch path and the Triton kernels (interpreted on CPU)."""
     if request.param == "native" and not native.available():
         pytest.skip("the compiled kernel is not built here (tests/functional/test_native.py says why)")
+    if request.param == "triton" and not (triton_tables.available() and triton_tables.interpreted()):
+        pytest.skip("Triton (with TRITON_INTERPRET=1 on CPU) is not available here")
+    monkeypatch.setenv("MEDLOSS_BACKEND", request.param)
     monkeypatch.setenv("MEDLOSS_NATIVE", "1" if request.param == "native" else "0")
     return request.param
 

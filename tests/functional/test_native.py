@@ -17,7 +17,7 @@ import medloss.losses as L
 from medloss.errors import InputRangeError, LabelValueError
 from medloss.functional import native
 from medloss.functional.fused import SoftmaxLabelTables
-from medloss.functional.native import NativeSoftmaxLabelTables
+from medloss.functional.tables import TableOptions, softmax_tables
 from tests._helpers import native_case as _case
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="compiled kernel not built")
@@ -40,7 +40,8 @@ def _tables(engine, x, y, ignore, squared, voxel_term, gamma, log_clamp=NO_CLAMP
     xf = x.detach().reshape(b, c, -1).requires_grad_()
     lab = y.reshape(b, 1, -1)
     if engine == "native":
-        out = NativeSoftmaxLabelTables.apply(xf, lab, ignore, squared, voxel_term, gamma, log_clamp)
+        options = TableOptions(ignore, squared, voxel_term, gamma, log_clamp)
+        out = softmax_tables(xf, lab, "native", options)
     else:
         labl, valid = lab.long(), None
         if ignore is not None:
@@ -138,8 +139,8 @@ def test_gradcheck():
                              ("focal", 0.6, NO_CLAMP), ("explog", 0.3, EXPLOG_CLAMP), ("focal", 2.0, ANATOMYNET_CLAMP)):
         for squared in (False, True):
             def f(inp):
-                tp, pred, _, vox = NativeSoftmaxLabelTables.apply(
-                    inp.reshape(2, 3, -1), lab, 9, squared, vt, gamma, clamp
+                tp, pred, _, vox = softmax_tables(
+                    inp.reshape(2, 3, -1), lab, "native", TableOptions(9, squared, vt, gamma, clamp)
                 )
                 return tp, pred, vox
             assert torch.autograd.gradcheck(f, (x,))
