@@ -1,33 +1,28 @@
 """Every registered loss trains a tiny 3-D net on synthetic lesions: the loss falls and foreground Dice > 0.5."""
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-import medloss.losses as L
 from medloss import registry
 
-SOFTMAX = dict(softmax=True, to_onehot_y=True)
-# name -> (factory, output channels, target kind: "labels" (B,1,*S) or "binary" (B,1,*S) float)
-SETUPS = {
-    "DiceLoss": (lambda: L.DiceLoss(**SOFTMAX), 2, "labels"),
-    "JaccardLoss": (lambda: L.JaccardLoss(**SOFTMAX), 2, "labels"),
-    "TverskyLoss": (lambda: L.TverskyLoss(**SOFTMAX, alpha=0.3, beta=0.7), 2, "labels"),
-    "FocalTverskyLoss": (lambda: L.FocalTverskyLoss(**SOFTMAX), 2, "labels"),
-    "GeneralizedDiceLoss": (lambda: L.GeneralizedDiceLoss(**SOFTMAX), 2, "labels"),
-    "CrossEntropyLoss": (lambda: L.CrossEntropyLoss(), 2, "labels"),
-    "BCELoss": (lambda: L.BCELoss(), 1, "binary"),
-    "FocalLoss": (lambda: L.FocalLoss(to_onehot_y=True, use_softmax=True), 2, "labels"),
-    "DiceCELoss": (lambda: L.DiceCELoss(**SOFTMAX), 2, "labels"),
-    "DiceFocalLoss": (lambda: L.DiceFocalLoss(**SOFTMAX), 2, "labels"),
-    "GeneralizedDiceFocalLoss": (lambda: L.GeneralizedDiceFocalLoss(**SOFTMAX), 2, "labels"),
-    "BCEDiceLoss": (lambda: L.BCEDiceLoss(), 1, "binary"),
-    "ExpLogLoss": (lambda: L.ExpLogLoss(**SOFTMAX), 2, "labels"),
-    "AnatomyNetLoss": (lambda: L.AnatomyNetLoss(**SOFTMAX), 2, "labels"),
-    "LovaszSoftmaxLoss": (lambda: L.LovaszSoftmaxLoss(**SOFTMAX), 2, "labels"),
-    "LovaszHingeLoss": (lambda: L.LovaszHingeLoss(), 1, "labels"),
-}
+
+def _study():
+    """The loss setups of ``benchmarks/loss_study.py``: one table for the study and this test."""
+    spec = importlib.util.spec_from_file_location("loss_study", Path(__file__).parents[1] / "benchmarks" / "loss_study.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+STUDY = _study()
+SETUPS = STUDY.SETUPS
 
 
 def _data():
@@ -53,10 +48,11 @@ def test_every_registered_loss_has_a_setup():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SETUPS))
 def test_training_reduces_the_loss_and_segments(name):
-    factory, channels, kind = SETUPS[name]
+    setup = SETUPS[name]
+    channels = setup.channels
     image, labels = _data()
-    target = labels.float() if kind == "binary" else labels
-    net, loss_fn = _net(channels), factory()
+    target = labels.float() if setup.target == "binary" else labels
+    net, loss_fn = _net(channels), STUDY.make_loss(name)
     opt = torch.optim.Adam(net.parameters(), lr=0.05)
     losses = []
     for _ in range(40):
