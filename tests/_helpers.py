@@ -33,3 +33,18 @@ def native_case(shape, dtype, label_dtype=torch.int64, ignore=None, scale=3.0, s
     if ignore is not None:
         y = y.masked_fill(torch.rand(y.shape, generator=gen) < 0.25, ignore)
     return x, y.to(label_dtype)
+
+
+def loss_study():
+    """``benchmarks/loss_study.py`` as a module: its ``SETUPS`` say how to build and train every registered loss."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if "loss_study" not in sys.modules:
+        path = Path(__file__).parents[1] / "benchmarks" / "loss_study.py"
+        spec = importlib.util.spec_from_file_location("loss_study", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+        spec.loader.exec_module(module)
+    return sys.modules["loss_study"]

@@ -87,8 +87,8 @@ def _check_options(shape, num_lesions, radius_range, num_channels, num_classes, 
     if len(shape) != 3 or min(shape) < 16:
         raise InvalidOptionError(f"`size` must give three sides of at least 16 voxels, got {tuple(shape)}.")
     lo, hi = num_lesions
-    if not 1 <= lo <= hi:
-        raise InvalidOptionError(f"`num_lesions` must be (min, max) with 1 <= min <= max, got {num_lesions}.")
+    if not 0 <= lo <= hi:
+        raise InvalidOptionError(f"`num_lesions` must be (min, max) with 0 <= min <= max, got {num_lesions}.")
     rmin, rmax = radius_range
     if not 1.0 <= rmin <= rmax:
         raise InvalidOptionError(f"`radius_range` must be (min, max) with 1 <= min <= max, got {radius_range}.")
@@ -149,7 +149,7 @@ def make_lesion_volume(
 
     Args:
         size: volume side (int) or three sides, in voxels (at least 16 each).
-        num_lesions: inclusive (min, max) number of lesions per case.
+        num_lesions: inclusive (min, max) number of lesions per case; a minimum of 0 allows lesion-free cases.
         radius_range: (min, max) nominal lesion radius in voxels; radii are drawn log-uniformly.
         num_channels: image channels (1 to 3: FLAIR-, T1- and T2-like contrasts).
         num_classes: label classes including background; lesions get classes 1..num_classes-1, each class with

@@ -34,6 +34,14 @@ def test_several_lesions_of_different_sizes():
     assert sizes.max() > 3 * sizes.min()
 
 
+def test_lesion_free_cases_are_possible():
+    empty = make_lesion_volume(32, num_lesions=(0, 0), seed=5)
+    assert not empty.label.any() and empty.lesion_radii == []
+    assert empty.image.max() > 100  # still a head
+    counts = {len(make_lesion_volume(20, num_lesions=(0, 2), seed=s).lesion_radii) for s in range(12)}
+    assert 0 in counts and max(counts) > 0
+
+
 def test_intensities_are_mr_like_with_lesion_contrast_and_noise():
     case = make_lesion_volume(48, num_channels=3, noise=0.05, seed=1)
     flair, t1, _ = case.image
@@ -51,7 +59,7 @@ def test_multi_class_labels():
     assert {cls for _, cls in case.lesion_radii} == {1, 2}
 
 
-@pytest.mark.parametrize("kwargs", [{"size": 8}, {"num_lesions": (3, 2)}, {"radius_range": (0.5, 2.0)},
+@pytest.mark.parametrize("kwargs", [{"size": 8}, {"num_lesions": (3, 2)}, {"num_lesions": (-1, 2)}, {"radius_range": (0.5, 2.0)},
                                     {"num_channels": 4}, {"num_classes": 1}, {"noise": 0.9}])
 def test_bad_options_raise_typed_error(kwargs):
     with pytest.raises(InvalidOptionError):

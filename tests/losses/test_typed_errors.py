@@ -8,6 +8,7 @@ import medloss.losses as L
 from medloss.errors import InputRangeError, InvalidOptionError, LabelValueError, OptionTypeError, ShapeMismatchError
 from medloss.functional import native
 from medloss.registry import LOSSES
+from tests._helpers import loss_study
 
 PATHS = ["kernel", "eager"]
 pytestmark = pytest.mark.filterwarnings("ignore:single channel prediction")  # MONAI's, for the 1-channel maps
@@ -86,35 +87,29 @@ def test_non_finite_logits_same_behaviour_on_every_path(path, name):
 
 
 def _instance(name):
-    kw = {"softmax": True, "to_onehot_y": True}
-    if name in ("CrossEntropyLoss", "BCELoss", "LovaszHingeLoss", "BCEDiceLoss"):
-        kw = {}
-    elif name == "FocalLoss":
-        kw = {"use_softmax": True, "to_onehot_y": True}
-    elif name == "LovaszSoftmaxLoss":
-        kw = {}
-    return getattr(L, name)(**kw)
+    """Every registered loss as trained in the loss study (one table: benchmarks/loss_study.py)."""
+    return loss_study().make_loss(name)
+
+
+def _target(name, shape, device="cpu"):
+    if loss_study().SETUPS[name].channels == 1:
+        return torch.zeros(shape, device=device)
+    return torch.zeros(shape[0], 1, *shape[2:], dtype=torch.long, device=device)
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 @pytest.mark.parametrize("shape", [(0, 3, 4, 4, 4), (2, 3, 0, 4, 4)], ids=["empty-batch", "zero-size-axis"])
 def test_empty_input_is_a_typed_error(path, name, shape):
     x = torch.randn(*shape)
-    y = torch.zeros(shape[0], 1, *shape[2:], dtype=torch.long)
-    if name in ("BCELoss", "LovaszHingeLoss", "BCEDiceLoss"):
-        y = torch.zeros(shape)
     with pytest.raises(ShapeMismatchError, match="no elements"):
-        _instance(name)(x, y)
+        _instance(name)(x, _target(name, shape))
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_meta_tensors_are_a_typed_error(name):
     x = torch.randn(2, 3, 4, 4, 4, device="meta")
-    y = torch.zeros(2, 1, 4, 4, 4, dtype=torch.long, device="meta")
-    if name in ("BCELoss", "LovaszHingeLoss", "BCEDiceLoss"):
-        y = torch.zeros(2, 3, 4, 4, 4, device="meta")
     with pytest.raises(OptionTypeError, match="meta device"):
-        _instance(name)(x, y)
+        _instance(name)(x, _target(name, x.shape, device="meta"))
 
 
 def test_explog_running_counts_of_the_wrong_size():
