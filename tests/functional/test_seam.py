@@ -1,0 +1,110 @@
+"""The table seam (medloss/functional/tables.py): one operator for every engine, visible to torch.compile as one
+node, and no host synchronisation on the eager engine when input checks are off."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import medloss.losses as L
+from medloss.errors import InvalidOptionError
+from medloss.functional import native
+from medloss.functional.tables import TableOptions, softmax_tables
+from tests._helpers import native_case
+
+S = dict(softmax=True, to_onehot_y=True, check_input=False)
+FUSED = {
+    "dice": lambda: L.DiceLoss(**S),
+    "dice-squared-batch": lambda: L.DiceLoss(**S, squared_pred=True, batch=True, include_background=False),
+    "tversky": lambda: L.TverskyLoss(**S),
+    "focal-tversky": lambda: L.FocalTverskyLoss(**S),
+    "gdl": lambda: L.GeneralizedDiceLoss(**S),
+    "ce": lambda: L.CrossEntropyLoss(check_input=False, ignore_index=255),
+    "focal": lambda: L.FocalLoss(use_softmax=True, to_onehot_y=True, check_input=False),
+    "dice-ce": lambda: L.DiceCELoss(**S, ignore_index=255),
+    "dice-focal": lambda: L.DiceFocalLoss(**S),
+    "gdl-focal": lambda: L.GeneralizedDiceFocalLoss(**S),
+    "explog": lambda: L.ExpLogLoss(**S),
+    "anatomynet": lambda: L.AnatomyNetLoss(**S),
+}
+ENGINES = ["eager"] + (["native"] if native.available() else [])
+
+
+def _inputs():
+    x, y = native_case((2, 3, 6, 6, 6), torch.float32, ignore=255)
+    return x.requires_grad_(), y
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("name", list(FUSED))
+def test_compiled_training_step_has_no_graph_break(name, engine, monkeypatch):
+    """torch.compile(fullgraph=True) traces loss forward + backward of a step in one graph (check_input=False)."""
+    monkeypatch.setenv("MEDLOSS_BACKEND", engine)
+    loss_fn = FUSED[name]()
+    x, y = _inputs()
+    y = y.masked_fill(y == 255, 0) if name not in ("ce", "dice-ce") else y
+    explained = torch._dynamo.explain(lambda a, b: loss_fn(a, b))(x, y)
+    assert explained.graph_break_count == 0, [str(r.reason)[:200] for r in explained.break_reasons]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+def test_compiled_loss_equals_eager(engine, monkeypatch):
+    """The fake implementation has the real shapes: a compiled DiceCE step gives the eager value and gradient."""
+    monkeypatch.setenv("MEDLOSS_BACKEND", engine)
+    loss_fn = L.DiceCELoss(**S, ignore_index=255)
+    x, y = _inputs()
+    expected = loss_fn(x, y)
+    (g_expected,) = torch.autograd.grad(expected, x)
+    torch._dynamo.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = torch.compile(lambda a, b: loss_fn(a, b), fullgraph=True, backend="aot_eager")
+        got = compiled(x, y)
+    (g_got,) = torch.autograd.grad(got, x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g_got, g_expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", list(FUSED))
+def test_eager_engine_never_reads_back_without_checks(name, monkeypatch):
+    """check_input=False on the eager engine (what ROCm/MPS run): no .item(), bool() or float() of a tensor in the
+    forward or backward (each would be a device synchronisation)."""
+    monkeypatch.setenv("MEDLOSS_BACKEND", "eager")
+    loss_fn = FUSED[name]()
+    x, y = _inputs()
+    y = y.masked_fill(y == 255, 0) if name not in ("ce", "dice-ce") else y
+
+    def forbidden(*_args, **_kwargs):
+        raise AssertionError("host read of a tensor value")
+
+    for attr in ("item", "__bool__", "__float__", "__int__", "tolist"):
+        monkeypatch.setattr(torch.Tensor, attr, forbidden)
+    loss_fn(x, y).backward()
+    monkeypatch.undo()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_options_are_validated_once():
+    with pytest.raises(InvalidOptionError, match="voxel_term"):
+        TableOptions(voxel_term="dice")
+    with pytest.raises(InvalidOptionError, match="gamma"):
+        TableOptions(voxel_term="focal", gamma=-1.0)
+    with pytest.raises(InvalidOptionError, match="log_clamp"):
+        TableOptions(log_clamp=(0.5, -1.0))
+    opts = TableOptions(ignore_index=255, voxel_term="ce")
+    with pytest.raises(Exception):
+        opts.squared = True  # frozen
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_operator_is_registered_with_its_fake(engine):
+    """medloss::softmax_tables runs on meta tensors through its fake implementation (what torch.compile traces)."""
+    x = torch.empty(2, 3, 10, device="meta")
+    y = torch.empty(2, 1, 10, dtype=torch.int64, device="meta")
+    out = torch.ops.medloss.softmax_tables(x, y, engine, None, False, "ce", 0.0, -1e30, 1e30, True, False)
+    assert [tuple(t.shape) for t in out] == [(2, 3)] * 4 and all(t.device.type == "meta" for t in out)
+    direct = softmax_tables(*(t.to("cpu") for t in native_case((2, 3, 10), torch.float64)), engine,
+                            TableOptions(voxel_term="ce"))
+    assert all(t.shape == (2, 3) for t in direct)
