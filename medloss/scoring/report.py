@@ -23,7 +23,7 @@ import numpy as np
 from medloss.io.readers import atomic_write_text
 
 STATS = ("mean", "std", "median", "min", "max")
-NON_METRIC = {"case", "label", "empty", "surface", "tolerance_mm", "spacing_mm"}
+NON_METRIC = {"case", "label", "empty", "surface", "tolerance_mm", "spacing_mm", "instances"}
 SURFACE_TEXT = {
     "voxel": "voxel: inner-boundary voxels (6-neighbourhood) at voxel centres, every point weighs 1 "
              "(MONAI 1.6.1 HausdorffDistanceMetric / SurfaceDistanceMetric / SurfaceDiceMetric)",
@@ -84,8 +84,11 @@ def _versions(surface: str) -> dict[str, str]:
 
 
 def recipe(*, surface: str, tolerance: float, percentile: float, empty: str, worst_distance, labels, ignore_index,
-           lesion_cfg=None, geometry_tolerance: float | None = None, spacing: dict | None = None) -> dict:
+           lesion_cfg=None, geometry_tolerance: float | None = None, spacing: dict | None = None,
+           regions=None) -> dict:
     """Everything needed to reproduce or interpret the numbers."""
+    from medloss.scoring.matching import is_unique
+
     pct = ("linear-interpolation percentile of each direction" if surface == "voxel"
            else "area-weighted percentile of each direction (DeepMind rule)")
     out = {
@@ -101,16 +104,23 @@ def recipe(*, surface: str, tolerance: float, percentile: float, empty: str, wor
         "empty_policy": empty,
         "worst_distance": worst_distance,
         "labels": "reference and prediction foreground labels, per case" if labels is None else list(labels),
+        "regions": {name: list(labs) for name, labs in regions} if regions else None,
         "ignore_index": ignore_index,
         "geometry_tolerance": geometry_tolerance,
         "versions": _versions(surface),
     }
     if lesion_cfg is not None:
-        out["lesions"] = {"preset": lesion_cfg.preset, "connectivity": lesion_cfg.connectivity,
-                          "reference_dilation": lesion_cfg.dilation,
-                          "exclude_volume_mm3": lesion_cfg.exclude_volume_mm3,
-                          "match": "any voxel of a predicted component inside the (dilated) reference lesion",
-                          "lesion_hd95": bool(lesion_cfg.hd95), "penalty_mm": lesion_cfg.penalty_mm}
+        c = lesion_cfg
+        match = ("any voxel of a predicted component inside the (dilated) reference lesion, many-to-many"
+                 if not c.one_to_one else
+                 f"one-to-one, {c.matching} >= {c.match_threshold:g} "
+                 f"({'greedy, unique' if is_unique(c.matching, c.match_threshold) else 'maximum-weight bipartite'})")
+        out["lesions"] = {"preset": c.preset, "connectivity": c.connectivity, "reference_dilation": c.dilation,
+                          "exclude_volume_mm3": c.exclude_volume_mm3, "matching": c.matching,
+                          "threshold": c.match_threshold if c.one_to_one else None, "match": match,
+                          "lesion_hd95": bool(c.hd95), "penalty_mm": c.penalty_mm,
+                          "lesion_hd95_convention": f"{c.hd95_surface}, {c.hd95_rule} of the directed percentiles"
+                          if c.hd95_rule == "max" else f"{c.hd95_surface}, percentile of the pooled distances"}
     if spacing:
         out["spacing_mm"] = spacing
     return out

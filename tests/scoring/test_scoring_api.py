@@ -154,7 +154,7 @@ def test_bad_inputs():
     with pytest.raises(InvalidOptionError):
         score_arrays(a, a, (1, 1, 1), tolerance=-1)
     with pytest.raises(InvalidOptionError, match="Did you mean 'brats23'"):
-        score_arrays(a, a, (1, 1, 1), lesions="brats")
+        score_arrays(a, a, (1, 1, 1), lesions="brats-23")
 
 
 # Load the medloss sub-packages without running medloss/__init__.py (which may import torch for the losses), so
