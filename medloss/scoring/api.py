@@ -147,7 +147,7 @@ def default_labels(pred: np.ndarray, ref: np.ndarray, ignore_index: int | None =
 
 def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, regions=None,
                  surface: str | None = None, tolerance: float = 1.0, lesions: bool | str | LesionConfig = False,
-                 ignore_index: int | None = None, empty: str = "worst", worst_distance=None, percentile: float = 95.0,
+                 ignore_index: int | None = None, empty: str | None = None, worst_distance=None, percentile: float = 95.0,
                  case: str = "", workers: int = -1, connectivity: int | None = None,
                  instances: bool = False) -> list[dict]:
     """Score an integer prediction against an integer reference, one dict per label and per region.
@@ -165,8 +165,8 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, reg
         lesions: ``False``, ``True`` (default preset), a preset name (:mod:`medloss.scoring.presets`) or a
             :class:`~medloss.scoring.presets.LesionConfig`; adds the lesion-wise columns.
         ignore_index: reference value whose voxels are removed from both volumes before scoring (never scored).
-        empty: empty-mask policy, ``"worst"`` or ``"nan"`` (module docstring); worst_distance: its distance
-            (default the lesion preset's, else ``"diagonal"``).
+        empty: empty-mask policy, ``"worst"`` or ``"nan"`` (module docstring; default the lesion preset's, else
+            ``"worst"``); worst_distance: its distance (default the lesion preset's, else ``"diagonal"``).
         percentile: percentile of the robust Hausdorff distance reported as ``hd95``.
         case: value of the ``case`` column. workers: KD-tree threads (-1 = all cores).
         connectivity: overrides the lesion preset's connectivity (6, 18 or 26).
@@ -181,6 +181,8 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, reg
         surface = cfg.surface if cfg is not None and cfg.surface else "voxel"
     if worst_distance is None:
         worst_distance = cfg.worst_distance if cfg is not None and cfg.worst_distance is not None else "diagonal"
+    if empty is None:
+        empty = cfg.empty if cfg is not None and cfg.empty else "worst"
     check_choice("surface", surface, SURFACE_CONVENTIONS)
     check_choice("empty", empty, EMPTY_POLICIES)
     if not (isinstance(tolerance, (int, float)) and tolerance >= 0 and math.isfinite(tolerance)):

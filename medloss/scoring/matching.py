@@ -79,14 +79,13 @@ def panoptic_quality(tp: int, fp: int, fn: int, ious: np.ndarray, dices: np.ndar
     """``pq``, ``sq``, ``rq``, ``sq_dice``, ``pq_dice``.
 
     No instance at all: 1 (``undefined`` None, the ``worst`` policy: nothing to find, nothing found wrongly) or
-    NaN. Instances but no TP: RQ = PQ = 0, and SQ (a mean over no pair) 0, or NaN under the ``nan`` policy.
+    NaN (panoptica). Instances but no TP: all 0 (SQ, a mean over no pair, gets its worst value, as in panoptica).
     """
     if tp + fp + fn == 0:
         v = 1.0 if undefined is None else undefined
         return dict.fromkeys(("pq", "sq", "rq", "sq_dice", "pq_dice"), v)
     rq = tp / (tp + 0.5 * fp + 0.5 * fn)
-    if tp == 0:  # PQ is 0 either way (RQ = 0); SQ, a mean over no pair, follows the policy
-        sq = sq_d = 0.0 if undefined is None else undefined
-        return {"pq": 0.0, "sq": sq, "rq": 0.0, "sq_dice": sq_d, "pq_dice": 0.0}
+    if tp == 0:  # nothing matched: SQ (a mean over no pair) is given its worst value, as panoptica does
+        return dict.fromkeys(("pq", "sq", "rq", "sq_dice", "pq_dice"), 0.0)
     sq, sq_d = float(np.mean(ious)), float(np.mean(dices))
     return {"pq": sq * rq, "sq": sq, "rq": rq, "sq_dice": sq_d, "pq_dice": sq_d * rq}

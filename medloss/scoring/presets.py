@@ -48,7 +48,8 @@ class LesionConfig:
     touches: many-to-many), ``"iou"`` or ``"dice"`` (one-to-one pairs whose IoU / Dice is ``>= threshold``,
     default 0.5). ``hd95_surface`` / ``hd95_rule``: the convention of the per-lesion HD95 (``"max"`` of the two
     directed percentiles, or the ``"pooled"`` percentile of both directions, as panoptica). ``regions``,
-    ``surface``, ``worst_distance``: scoring defaults of a challenge preset (empty / ``None`` = the caller's).
+    ``surface``, ``worst_distance``, ``empty``: scoring defaults of a challenge preset (empty / ``None`` = the
+    caller's).
     """
 
     connectivity: int = 26
@@ -64,6 +65,7 @@ class LesionConfig:
     regions: tuple[tuple[str, tuple[int, ...]], ...] = field(default=())
     surface: str | None = None
     worst_distance: float | None = None
+    empty: str | None = None
 
     def __post_init__(self) -> None:
         if self.connectivity not in CONNECTIVITIES:
@@ -74,6 +76,8 @@ class LesionConfig:
             raise InvalidOptionError(f"`exclude_volume_mm3` must be >= 0, got {self.exclude_volume_mm3!r}.")
         check_choice("matching", self.matching, MATCHING_RULES)
         check_choice("hd95_surface", self.hd95_surface, ("voxel", "surfel"))
+        if self.empty is not None:
+            check_choice("empty", self.empty, ("worst", "nan"))
         check_choice("hd95_rule", self.hd95_rule, HD95_RULES)
         if self.hd95_rule == "pooled" and self.hd95_surface != "voxel":
             raise InvalidOptionError("`hd95_rule='pooled'` needs `hd95_surface='voxel'` (surfels carry weights).")
@@ -100,7 +104,7 @@ BRATS23_REGIONS = (("WT", (1, 2, 3)), ("TC", (1, 3)), ("ET", (3,)))
 _BRATS23 = dict(connectivity=26, dilation=3, exclude_volume_mm3=50.0, hd95=True, penalty_mm=374.0,
                 regions=BRATS23_REGIONS, surface="surfel", worst_distance=374.0)
 _BRATS25 = dict(connectivity=26, matching="dice", threshold=1e-6, hd95=True, hd95_surface="voxel", hd95_rule="pooled",
-                penalty_mm=373.0, surface="voxel", worst_distance=373.0)
+                penalty_mm=373.0, surface="voxel", worst_distance=373.0, empty="nan")
 _TC_WT = (("tc", (1, 3)), ("wt", (1, 2, 3)))
 
 LESION_PRESETS = {

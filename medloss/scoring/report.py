@@ -153,6 +153,26 @@ def write_csv(path, rows: list[dict], cols: list[str], summary: dict | None = No
     atomic_write_text(path, csv_text(rows, cols, summary))
 
 
+INSTANCE_COLUMNS = ["case", "label", "side", "id", "voxels", "volume_ml", "partners", "iou", "dice", "hd95", "excluded"]
+
+
+def instances_csv_text(rows: list[dict]) -> str:
+    """One line per reference lesion / predicted component of every row (``partners``: ids joined by ``;``)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(INSTANCE_COLUMNS)
+    for r in rows:
+        for inst in r.get("instances") or []:
+            cell = {**inst, "case": r["case"], "label": r["label"],
+                    "partners": ";".join(str(v) for v in inst["partners"])}
+            w.writerow([_cell(cell.get(c)) for c in INSTANCE_COLUMNS])
+    return buf.getvalue()
+
+
+def write_instances_csv(path, rows: list[dict]) -> None:
+    atomic_write_text(path, instances_csv_text(rows))
+
+
 def _jsonable(o):
     if isinstance(o, dict):
         return {str(k): _jsonable(v) for k, v in o.items()}
