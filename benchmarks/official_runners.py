@@ -180,7 +180,23 @@ def _versions() -> dict:
     return out
 
 
+def time_brats23(pred_path: str, ref_path: str) -> None:
+    """Print ``{"seconds": s, "result": {...}}`` of one ``get_LesionWiseResults`` call (imports not timed)."""
+    import time
+
+    module = brats23_module()
+    if module is None:
+        sys.exit("set BRATS23_METRICS_DIR to a BraTS-2023-Metrics checkout")
+    t0 = time.perf_counter()
+    result = run_brats23(module, pred_path, ref_path)
+    print(json.dumps({"seconds": time.perf_counter() - t0, "result": result}))
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("record-brats23", "record-panoptica"):
-        sys.exit("usage: python benchmarks/official_runners.py record-brats23|record-panoptica OUT.json")
-    record(sys.argv[1], sys.argv[2])
+    if len(sys.argv) == 4 and sys.argv[1] == "time-brats23":
+        time_brats23(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 3 and sys.argv[1] in ("record-brats23", "record-panoptica"):
+        record(sys.argv[1], sys.argv[2])
+    else:
+        sys.exit("usage: python benchmarks/official_runners.py record-brats23|record-panoptica OUT.json\n"
+                 "       python benchmarks/official_runners.py time-brats23 PRED.nii.gz REF.nii.gz")
