@@ -14,6 +14,9 @@ The numbers of both are compared (counts equal, scores to 1e-6) before the times
 
     BRATS23_PYTHON=/path/b23venv/bin/python BRATS23_METRICS_DIR=/path/BraTS-2023-Metrics \\
         python benchmarks/lesion_benchmark.py --repeats 3
+
+``--brats25`` times the ``brats25`` preset against brats-evaluation's ``evaluate_single_exam`` (``gli`` config, both
+in this process, interleaved) on the same files instead.
 """
 from __future__ import annotations
 
@@ -83,14 +86,57 @@ KEYS = {"Num_TP": "lesions_detected", "Num_FP": "lesions_fp", "Num_FN": "lesions
         "Legacy_HD95": "hd95", "LesionWise_Score_Dice": "lesion_dice", "LesionWise_Score_HD95": "lesion_hd95"}
 
 
+BRATS25_KEYS = {"tp": "lesions_detected", "fp": "lesions_fp", "fn": "lesions_missed", "rq": "rq", "sq_dsc": "sq_dice",
+                "sq_hd95": "sq_hd95", "global_bin_dsc": "dice"}
+
+
+def brats25(p, r, repeats):
+    from official_runners import run_brats25
+
+    from medloss.cli.score import score_case
+    from medloss.scoring import lesion_config
+
+    opts = dict(labels=None, regions=None, surface="voxel", tolerance=1.0, lesions=lesion_config("brats25"),
+                ignore_index=None, empty="nan", worst_distance=373.0, percentile=95.0, connectivity=None,
+                geometry_tolerance=1e-3, kd_workers=-1)
+    score_case("bench", p, r, opts)
+    t_off, t_med = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        want = run_brats25(p, r, "gli")
+        t_off.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        rows, _ = score_case("bench", p, r, opts)
+        t_med.append(time.perf_counter() - t0)
+    by = {row["label"]: row for row in rows}
+    for region, w in want.items():
+        for theirs, ours in BRATS25_KEYS.items():
+            got, ref_v = by[region][ours], w[theirs]
+            ok = (got != got) if ref_v is None else (got == 373.0) if ref_v == "inf" else \
+                abs(got - ref_v) <= 1e-6 * max(1.0, abs(ref_v))
+            assert ok, (region, ours, got, ref_v)
+    mo, mm = statistics.median(t_off), statistics.median(t_med)
+    print(f"case {SHAPE}, 1 mm, brats-evaluation gli regions; {repeats} interleaved runs; numbers equal (1e-6)")
+    print("| implementation | runs (s) | median s |\n|---|---|---|")
+    print(f"| brats-evaluation `evaluate_single_exam` (gli) | {', '.join(f'{t:.2f}' for t in t_off)} | {mo:.2f} |")
+    print(f"| medloss `score_case` (brats25 preset) | {', '.join(f'{t:.3f}' for t in t_med)} | {mm:.3f} |")
+    print(f"\nspeed-up (median): {mo / mm:.1f}x")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--brats25", action="store_true", help="time the brats25 preset against brats-evaluation")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     from official_runners import write_nifti
 
     pred, ref = make_case()
+    if args.brats25:
+        with tempfile.TemporaryDirectory() as tmp:
+            brats25(write_nifti(Path(tmp) / "pred.nii.gz", pred, (1.0, 1.0, 1.0)),
+                    write_nifti(Path(tmp) / "ref.nii.gz", ref, (1.0, 1.0, 1.0)), args.repeats)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         p = write_nifti(Path(tmp) / "pred.nii.gz", pred, (1.0, 1.0, 1.0))
         r = write_nifti(Path(tmp) / "ref.nii.gz", ref, (1.0, 1.0, 1.0))
