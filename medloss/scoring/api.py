@@ -147,8 +147,8 @@ def default_labels(pred: np.ndarray, ref: np.ndarray, ignore_index: int | None =
 
 def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, regions=None,
                  surface: str | None = None, tolerance: float = 1.0, lesions: bool | str | LesionConfig = False,
-                 ignore_index: int | None = None, empty: str | None = None, worst_distance=None, percentile: float = 95.0,
-                 case: str = "", workers: int = -1, connectivity: int | None = None,
+                 ignore_index: int | None = None, empty: str | None = None, worst_distance=None,
+                 percentile: float = 95.0, case: str = "", workers: int = -1, connectivity: int | None = None,
                  instances: bool = False) -> list[dict]:
     """Score an integer prediction against an integer reference, one dict per label and per region.
 

@@ -11,8 +11,9 @@ Definitions (R = reference mask, P = predicted mask; components with ``connectiv
   k's match region, many-to-many. ``iou`` / ``dice`` (panoptica, BraTS 2025): one-to-one pairs whose IoU / Dice
   is >= the threshold (:mod:`medloss.scoring.matching`).
 * a lesion with a match is *detected* (TP), otherwise *missed* (FN); a component that matches no lesion is a
-  *false positive* (FP). The rules count differently: a prediction that merges 98 lesions into 59 blobs has 98
-  detected lesions and 0 FP under ``overlap``, but at most 59 TP under ``iou`` (here 1 TP, 58 FP, 97 FN).
+  *false positive* (FP). The rules count differently: a prediction two voxels too wide that merges the 37 lesions of
+  a real MS case into 32 blobs has 37 detected lesions, 0 FP and F1 1 under ``overlap``, but 0 TP, 32 FP, 37 FN
+  under ``iou`` at 0.5 (as panoptica): each blob is much larger than any lesion it covers.
 * reference lesions of volume <= ``exclude_volume_mm3`` are left out of the counts, F1, lesion Dice and PQ (BraTS
   2023); the predicted components matched only to them are not false positives either.
 * ``lesion_f1`` = 2·TP / (2·TP + FP + FN) (ISLES: tp / (tp + (fp+fn)/2); panoptica's RQ).

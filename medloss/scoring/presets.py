@@ -6,21 +6,24 @@ rule, lesion HD95 convention and penalty) and, for challenge presets, the scorin
 (``lesion_config("brats23", dilation=1)``, or the CLI flags); explicit arguments of
 :func:`medloss.scoring.score_arrays` (``labels``/``regions``, ``surface``, ``worst_distance``) win over the preset's.
 
-=================  ==========  ========  ==========  =====================  =================  ==========================
-preset             components  dilation  min volume  matching               lesion HD95        reproduces
-=================  ==========  ========  ==========  =====================  =================  ==========================
-``default``        26          0         0           overlap                —                  —
-``autopet``        18          0         0           overlap                —                  autoPET ``val_script.py``
-``isles``          26          0         0           overlap                —                  ISLES'22 ``eval_utils.py``
-``brats23``        26          3         50 mm³      overlap (dilated ref)  surfel, 374 mm     BraTS 2023 GLI (also SSA,
-                                                                                               PED: same parameters)
-``brats23-men``    26          1         50 mm³      as brats23             as brats23         BraTS 2023 MEN
-``brats23-met``    26          1         2 mm³       as brats23             as brats23         BraTS 2023 MET
-``brats25``        26          0         0           Dice > 0, one-to-one   voxel, pooled,     brats-evaluation ``gli``
-                                                     (Hungarian)            mean of matched    (panoptica)
-``brats25-mets``   as brats25                                                                  ``mets`` config
-``brats25-ped``    as brats25                                                                  ``ped`` config
-=================  ==========  ========  ==========  =====================  =================  ==========================
+================  =====  ====  ========  ========================  ===================  ===========================
+preset            conn.  dil.  min mm³   matching                  lesion HD95          reproduces
+================  =====  ====  ========  ========================  ===================  ===========================
+``default``       26     0     0         overlap                   —                    —
+``autopet``       18     0     0         overlap                   —                    autoPET ``val_script.py``
+``isles``         26     0     0         overlap                   —                    ISLES'22 ``eval_utils.py``
+``brats23``       26     3     50        overlap (dilated ref)     surfel, max, 374 mm  BraTS 2023 GLI (SSA, PED:
+                                                                                        the same parameters)
+``brats23-men``   26     1     50        as brats23                as brats23           BraTS 2023 MEN
+``brats23-met``   26     1     2         as brats23                as brats23           BraTS 2023 MET
+``brats25``       26     0     0         Dice >= 1e-6, one-to-one  voxel, pooled, mean  brats-evaluation ``gli``
+                                         (bipartite)               of matched, 373 mm   (panoptica)
+``brats25-mets``  as brats25                                                            ``mets`` config
+``brats25-ped``   as brats25                                                            ``ped`` config
+================  =====  ====  ========  ========================  ===================  ===========================
+
+Scoring defaults: ``brats23*`` surfel distances, 374 mm for a one-empty-mask HD95, ``worst`` empty policy;
+``brats25*`` voxel distances, 373 mm, ``nan`` empty policy (panoptica reports NaN for a region empty on both sides).
 
 Regions (scored as the union of their labels): ``brats23*`` WT = {1, 2, 3}, TC = {1, 3}, ET = {3} (BraTS 2023
 labels, rachitsaluja/BraTS-2023-Metrics ``get_TissueWiseSeg``); ``brats25`` snfh = {2}, et = {3}, netc = {1},
@@ -69,7 +72,8 @@ class LesionConfig:
 
     def __post_init__(self) -> None:
         if self.connectivity not in CONNECTIVITIES:
-            raise InvalidOptionError(f"`connectivity` must be one of {list(CONNECTIVITIES)}, got {self.connectivity!r}.")
+            raise InvalidOptionError(f"`connectivity` must be one of {list(CONNECTIVITIES)}, "
+                                     f"got {self.connectivity!r}.")
         if not isinstance(self.dilation, int) or self.dilation < 0:
             raise InvalidOptionError(f"`dilation` must be an integer >= 0, got {self.dilation!r}.")
         if not (self.exclude_volume_mm3 >= 0):

@@ -200,8 +200,8 @@ def _fmt(v, nd=4) -> str:
 
 
 TABLE_COLUMNS = ["case", "label", "dice", "hd95", "assd", "nsd", "vol_ref_ml", "vol_pred_ml", "empty"]
-LESION_TABLE = ["lesions_ref", "lesions_detected", "lesions_fp", "lesion_f1"]
-SUMMARY_COLUMNS = ["dice", "iou", "hd95", "assd", "nsd", "lesion_f1", "lesion_dice"]
+LESION_TABLE = ["lesions_ref", "lesions_detected", "lesions_fp", "lesion_f1", "pq"]
+SUMMARY_COLUMNS = ["dice", "iou", "hd95", "assd", "nsd", "lesion_f1", "lesion_dice", "pq"]
 
 
 def print_report(console, rows: list[dict], summary: dict, recipe_: dict, max_rows: int = 40) -> None:

@@ -61,7 +61,8 @@ def test_brats23_preset_alone_equals_official_code(tmp_path, case):
 def test_region_matching_threshold_and_instances_csv(tmp_path):
     p, r = _files(tmp_path, "near_miss")
     res = _run([p, r, "--region", "ET=3", "--region", "core=1,3", "--lesion-matching", "iou", "--lesion-threshold",
-                "0.4", "--csv", tmp_path / "o.csv", "--instances-csv", tmp_path / "i.csv", "--json", tmp_path / "o.json"])
+                "0.4", "--csv", tmp_path / "o.csv", "--instances-csv", tmp_path / "i.csv",
+                "--json", tmp_path / "o.json"])
     assert res.exit_code == 0, res.output
     with open(tmp_path / "o.csv", newline="") as fh:
         rows = [row for row in csv.DictReader(fh) if not row["case"].startswith("[")]
