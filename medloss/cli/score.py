@@ -76,8 +76,7 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
 
     from medloss.scoring import score_arrays
 
-    order = {lab: i for i, lab in enumerate(dict.fromkeys(r["label"] for r in rows))}
-    labels = list(order)
+    labels = sorted({r["label"] for r in rows})  # integer labels only: not called when regions are scored
     by_case: dict[str, dict] = {}
     for r in rows:
         by_case.setdefault(r["case"], {})[r["label"]] = r
@@ -94,7 +93,7 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
                                 instances=opts["lesions"] is not None):
             row["spacing_mm"] = template["spacing_mm"]
             rows.append(row)
-    rows.sort(key=lambda r: (r["case"], order[r["label"]]))
+    rows.sort(key=lambda r: (r["case"], r["label"]))
 
 
 @click.command(name="score", context_settings={"help_option_names": ["-h", "--help"]})
@@ -208,6 +207,7 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
 
     from medloss.io import resolve_inputs
     from medloss.scoring import columns, lesion_config, resolve_regions, worst_distance_mm
+    from medloss.scoring.presets import preset_defaults
     from medloss.scoring.report import (print_report, recipe, summarize, write_csv, write_instances_csv, write_json,
                                         write_plot)
 
@@ -215,14 +215,10 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
     spec = lesion_preset if lesion_preset else (True if lesions or any(v is not None for v in lesion_opts) else False)
     cfg = lesion_config(spec, connectivity=int(connectivity) if connectivity else None, dilation=dilation,
                         exclude_volume_mm3=min_volume, matching=matching, threshold=threshold)
-    surface = surface or (cfg.surface if cfg is not None and cfg.surface else "voxel")
-    if worst_distance is None:
-        worst_distance = cfg.worst_distance if cfg is not None and cfg.worst_distance is not None else "diagonal"
-    empty = empty or (cfg.empty if cfg is not None and cfg.empty else "worst")
+    surface, worst_distance, empty, regions = preset_defaults(cfg, surface=surface, worst_distance=worst_distance,
+                                                              empty=empty, labels=labels, regions=regions or None)
     worst_distance_mm((1, 1, 1), (1, 1, 1), worst_distance)  # validate early
     region_list = resolve_regions(regions) if regions else None
-    if region_list is None and labels is None and cfg is not None and cfg.regions:
-        region_list = list(cfg.regions)
     batch, pairing = resolve_inputs(pred, ref, pred_suffix, ref_suffix)
     opts = dict(labels=labels, regions=region_list, surface=surface, tolerance=tolerance, lesions=cfg,
                 ignore_index=ignore_index, empty=empty, worst_distance=worst_distance, percentile=percentile,

@@ -26,7 +26,7 @@ import numpy as np
 
 from medloss.errors import InvalidOptionError, LabelValueError, OptionTypeError, ShapeMismatchError, check_choice
 from medloss.scoring.lesion import LesionConfig, lesion_columns, lesion_config, lesion_scores
-from medloss.scoring.presets import parse_region
+from medloss.scoring.presets import parse_region, preset_defaults
 from medloss.scoring.overlap import bounding_box, confusion_counts, overlap_metrics
 from medloss.scoring.surface import SURFACE_CONVENTIONS, distance_metrics, surface_distances
 
@@ -177,19 +177,13 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, reg
     """
     sp = _check_arrays(pred, ref, spacing, ignore_index)
     cfg = lesion_config(lesions, connectivity=connectivity)
-    if surface is None:
-        surface = cfg.surface if cfg is not None and cfg.surface else "voxel"
-    if worst_distance is None:
-        worst_distance = cfg.worst_distance if cfg is not None and cfg.worst_distance is not None else "diagonal"
-    if empty is None:
-        empty = cfg.empty if cfg is not None and cfg.empty else "worst"
+    surface, worst_distance, empty, regions = preset_defaults(cfg, surface=surface, worst_distance=worst_distance,
+                                                              empty=empty, labels=labels, regions=regions)
     check_choice("surface", surface, SURFACE_CONVENTIONS)
     check_choice("empty", empty, EMPTY_POLICIES)
     if not (isinstance(tolerance, (int, float)) and tolerance >= 0 and math.isfinite(tolerance)):
         raise InvalidOptionError(f"`tolerance` must be a finite number of mm >= 0, got {tolerance!r}.")
     worst = worst_distance_mm(ref.shape, sp, worst_distance)
-    if regions is None and labels is None and cfg is not None and cfg.regions:
-        regions = cfg.regions
     regions = resolve_regions(regions) if regions is not None else []
     if labels is None:
         labels = [] if regions else (default_labels(pred, ref, ignore_index) or [1])

@@ -150,6 +150,20 @@ def lesion_config(spec: bool | str | LesionConfig | None, **overrides) -> Lesion
     return replace(cfg, **overrides) if overrides else cfg
 
 
+def preset_defaults(cfg: LesionConfig | None, *, surface=None, worst_distance=None, empty=None, labels=None,
+                    regions=None) -> tuple:
+    """``(surface, worst_distance, empty, regions)``: each argument that is None takes the preset's value, else the
+    general default (``"voxel"``, ``"diagonal"``, ``"worst"``, no regions). Preset regions apply only when neither
+    labels nor regions are given."""
+    get = (lambda name: getattr(cfg, name)) if cfg is not None else (lambda name: None)
+    if regions is None and labels is None and get("regions"):
+        regions = get("regions")
+    return (surface or get("surface") or "voxel",
+            worst_distance if worst_distance is not None else
+            (get("worst_distance") if get("worst_distance") is not None else "diagonal"),
+            empty or get("empty") or "worst", regions)
+
+
 def parse_region(spec: str) -> tuple[str, tuple[int, ...]]:
     """``"WT=1,2,3"`` -> ``("WT", (1, 2, 3))`` (labels >= 0, no duplicates)."""
     name, sep, rest = str(spec).partition("=")
