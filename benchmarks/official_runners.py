@@ -142,7 +142,9 @@ def record(kind: str, out_path: str) -> None:
     """Run one family of official tools on every fixed case and merge its numbers into ``out_path``."""
     path = Path(out_path)
     doc = json.loads(path.read_text()) if path.exists() else {}
-    doc.setdefault("commands", {})[kind] = f"python benchmarks/official_runners.py {kind} {out_path}"
+    prefix = ("BRATS23_METRICS_DIR=<BraTS-2023-Metrics checkout> <Python 3.10 venv with its requirements.txt>/bin/"
+              if kind == "record-brats23" else "")
+    doc.setdefault("commands", {})[kind] = f"{prefix}python benchmarks/official_runners.py {kind} {out_path}"
     doc.setdefault("versions", {})[kind] = _versions()
     with tempfile.TemporaryDirectory() as tmp:
         for name, pred, ref, spacing in _cases():
