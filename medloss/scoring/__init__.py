@@ -6,14 +6,13 @@ Main entry point: :func:`score_arrays`.
 from medloss.scoring.api import (
     BASE_COLUMNS,
     EMPTY_POLICIES,
-    LESION_COLUMNS,
     columns,
     default_labels,
     resolve_regions,
     score_arrays,
     worst_distance_mm,
 )
-from medloss.scoring.lesion import lesion_columns, lesion_scores
+from medloss.scoring.lesion import LESION_COLUMNS, lesion_columns, lesion_scores
 from medloss.scoring.presets import LESION_PRESETS, MATCHING_RULES, LesionConfig, lesion_config, parse_region
 from medloss.scoring.surface import SURFACE_CONVENTIONS, distance_metrics, surface_distances
 

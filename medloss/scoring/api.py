@@ -35,9 +35,6 @@ BASE_COLUMNS = ["case", "label", "dice", "iou", "precision", "recall", "vol_ref_
                 "assd", "nsd"]
 EXTRA_COLUMNS = ["vol_diff_ml", "abs_vol_diff_ml", "asd_ref_to_pred", "asd_pred_to_ref", "n_ref", "n_pred", "n_tp",
                  "empty", "surface", "tolerance_mm", "spacing_mm"]
-LESION_COLUMNS = ["lesions_ref", "lesions_detected", "lesions_fp", "lesion_f1", "fp_volume_ml", "fn_volume_ml",
-                  "lesions_pred", "lesions_missed", "lesion_dice", "lesion_count_diff", "lesion_hd95",
-                  "pq", "sq", "rq", "sq_dice", "pq_dice", "sq_hd95"]
 DISTANCE_KEYS = ("hd", "hd95", "assd", "asd_ref_to_pred", "asd_pred_to_ref")
 
 

@@ -45,11 +45,12 @@ from medloss.scoring.matching import is_unique, match_one_to_one, pair_scores, p
 from medloss.scoring.overlap import bounding_box, union_slices
 from medloss.scoring.presets import LESION_PRESETS, LesionConfig, lesion_config
 
-__all__ = ["LESION_PRESETS", "LesionConfig", "lesion_config", "lesion_columns", "lesion_scores"]
+__all__ = ["LESION_COLUMNS", "LESION_PRESETS", "LesionConfig", "lesion_config", "lesion_columns", "lesion_scores"]
 
 BASE = ["lesions_ref", "lesions_detected", "lesions_fp", "lesion_f1", "fp_volume_ml", "fn_volume_ml",
         "lesions_pred", "lesions_missed", "lesion_dice", "lesion_count_diff"]
 PQ = ["pq", "sq", "rq", "sq_dice", "pq_dice"]
+LESION_COLUMNS = BASE + ["lesion_hd95"] + PQ + ["sq_hd95"]  # every lesion column any config can produce
 
 
 def lesion_columns(cfg: LesionConfig) -> list[str]:
