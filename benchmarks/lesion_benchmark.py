@@ -87,7 +87,7 @@ KEYS = {"Num_TP": "lesions_detected", "Num_FP": "lesions_fp", "Num_FN": "lesions
 
 
 BRATS25_KEYS = {"tp": "lesions_detected", "fp": "lesions_fp", "fn": "lesions_missed", "rq": "rq", "sq_dsc": "sq_dice",
-                "sq_hd95": "sq_hd95", "global_bin_dsc": "dice"}
+                "sq_hd95": "sq_hd95", "sq_nsd": "sq_nsd", "global_bin_dsc": "dice"}
 
 
 def brats25(p, r, repeats):

@@ -25,7 +25,9 @@ Definitions (R = reference mask, P = predicted mask; components with ``connectiv
   (BraTS: 374); averaged over n_lesions + n_FP.
 * one-to-one rules add ``pq``, ``sq``, ``rq``, ``sq_dice``, ``pq_dice`` (:func:`~medloss.scoring.matching.
   panoptic_quality`) and, with ``hd95``, ``sq_hd95`` = mean HD95 of the TP pairs (BraTS 2025 lesion-wise HD95;
-  ``penalty_mm`` when there is no TP but some instance, where brats-evaluation writes inf).
+  ``penalty_mm`` when there is no TP but some instance, where brats-evaluation writes inf); with ``lesion_nsd``,
+  ``sq_nsd`` = mean over the TP pairs of panoptica's NSD (mean of the two directed fractions of surface within
+  min(spacing) mm; 0 without TP, as panoptica).
 * no lesion and no FP component: F1, lesion Dice, PQ/SQ/RQ are 1 and lesion HD95 0 (BraTS 2023, ISLES
   ``empty_value=1``), or NaN under the ``nan`` empty policy (panoptica).
 
@@ -50,14 +52,14 @@ __all__ = ["LESION_COLUMNS", "LESION_PRESETS", "LesionConfig", "lesion_config", 
 BASE = ["lesions_ref", "lesions_detected", "lesions_fp", "lesion_f1", "fp_volume_ml", "fn_volume_ml",
         "lesions_pred", "lesions_missed", "lesion_dice", "lesion_count_diff"]
 PQ = ["pq", "sq", "rq", "sq_dice", "pq_dice"]
-LESION_COLUMNS = BASE + ["lesion_hd95"] + PQ + ["sq_hd95"]  # every lesion column any config can produce
+LESION_COLUMNS = BASE + ["lesion_hd95"] + PQ + ["sq_hd95", "sq_nsd"]  # every lesion column any config can produce
 
 
 def lesion_columns(cfg: LesionConfig) -> list[str]:
     """The lesion-wise columns a config produces, in order."""
     cols = list(BASE) + (["lesion_hd95"] if cfg.hd95 else [])
     if cfg.one_to_one:
-        cols += PQ + (["sq_hd95"] if cfg.hd95 else [])
+        cols += PQ + (["sq_hd95"] if cfg.hd95 else []) + (["sq_nsd"] if cfg.lesion_nsd else [])
     return cols
 
 
@@ -120,8 +122,8 @@ def lesion_scores(ref: np.ndarray, pred: np.ndarray, spacing, config: LesionConf
         lookup = dict(zip(zip(ik.tolist(), ij.tolist()), icount.tolist()))
         inter_m = np.array([lookup.get((k, j), 0) for k, j in zip(mk.tolist(), mj.tolist())], dtype=np.float64)
     t = _Tally(n_ref, n_pred, ref_size, pred_size, mk, mj, inter_m, voxel_ml, cfg.exclude_volume_mm3)
-    if cfg.hd95:
-        t.hd = _lesion_hd95(ref_lab, lp, t, spacing, cfg, workers)
+    if cfg.hd95 or cfg.lesion_nsd:
+        t.hd, t.nsd = _lesion_distances(ref_lab, lp, t, spacing, cfg, workers)
     return _finish(t, cfg, empty, instances)
 
 
@@ -149,17 +151,23 @@ class _Tally:
         self.dice_k = 2.0 * self.matched_inter / denom
         self.iou_k = self.matched_inter / np.maximum(self.ref_size + self.matched_pred - self.matched_inter, 1)
         self.hd: np.ndarray | None = None  # per lesion id (NaN = not computed)
+        self.nsd: np.ndarray | None = None
 
 
-def _lesion_hd95(ref_lab, lp, t: _Tally, spacing, cfg: LesionConfig, workers) -> np.ndarray:
+def _lesion_distances(ref_lab, lp, t: _Tally, spacing, cfg: LesionConfig, workers) -> tuple[np.ndarray, np.ndarray]:
+    """Per lesion id: HD95 against its matched components (``penalty_mm`` if missed) and panoptica's NSD."""
     from scipy import ndimage as ndi
 
     from medloss.scoring.surface import distance_metrics, surface_distances
 
     ref_boxes = ndi.find_objects(ref_lab)
     pred_boxes = ndi.find_objects(lp)
-    out = np.full(t.n_ref + 1, np.nan)
-    out[~t.detected] = cfg.penalty_mm
+    hd = np.full(t.n_ref + 1, np.nan)
+    hd[~t.detected] = cfg.penalty_mm
+    nsd = np.full(t.n_ref + 1, np.nan)
+    # one voxel step along the finest axis; a distance equal to it up to rounding (sqrt(s*s) may exceed s by an
+    # ulp) is within it, as in panoptica, whose distance transform returns the step exactly
+    tol = min(float(v) for v in spacing) * (1.0 + 1e-9)
     for k in np.flatnonzero(t.detected & t.kept).tolist():
         js = t.mj[t.mk == k]
         box = ref_boxes[k - 1]
@@ -169,8 +177,12 @@ def _lesion_hd95(ref_lab, lp, t: _Tally, spacing, cfg: LesionConfig, workers) ->
         q = np.isin(lp[box], js)
         sd = surface_distances(g, q, spacing, cfg.hd95_surface, box=tuple(slice(0, s) for s in g.shape),
                                workers=workers)
-        out[k] = distance_metrics(sd, 1.0, pooled=cfg.hd95_rule == "pooled")["hd95"]
-    return out
+        hd[k] = distance_metrics(sd, 1.0, pooled=cfg.hd95_rule == "pooled")["hd95"]
+        if cfg.lesion_nsd:
+            wr = np.ones_like(sd.ref_to_pred) if sd.ref_weights is None else sd.ref_weights
+            wp = np.ones_like(sd.pred_to_ref) if sd.pred_weights is None else sd.pred_weights
+            nsd[k] = 0.5 * (wr[sd.ref_to_pred <= tol].sum() / wr.sum() + wp[sd.pred_to_ref <= tol].sum() / wp.sum())
+    return hd, nsd
 
 
 def _finish(t: _Tally, cfg: LesionConfig, empty: str, instances: bool) -> dict:
@@ -204,6 +216,9 @@ def _finish(t: _Tally, cfg: LesionConfig, empty: str, instances: bool) -> dict:
         if cfg.hd95:
             out["sq_hd95"] = (float(np.mean(hd[tp_ids])) if tp else cfg.penalty_mm if denom
                               else (undefined if undefined is not None else 0.0))
+        if cfg.lesion_nsd:
+            out["sq_nsd"] = (float(np.mean(t.nsd[tp_ids])) if tp else 0.0 if denom
+                             else (undefined if undefined is not None else 1.0))
     if instances:
         out["instances"] = _instance_rows(t, hd, cfg)
     return out

@@ -17,7 +17,8 @@ preset            conn.  dil.  min mm³   matching                  lesion HD95 
 ``brats23-men``   26     1     50        as brats23                as brats23           BraTS 2023 MEN
 ``brats23-met``   26     1     2         as brats23                as brats23           BraTS 2023 MET
 ``brats25``       26     0     0         Dice >= 1e-6, one-to-one  voxel, pooled, mean  brats-evaluation ``gli``
-                                         (bipartite)               of matched, 373 mm   (panoptica)
+                                         (bipartite)               of matched, 373 mm;  (panoptica)
+                                                                   panoptica NSD
 ``brats25-mets``  as brats25                                                            ``mets`` config
 ``brats25-ped``   as brats25                                                            ``ped`` config
 ================  =====  ====  ========  ========================  ===================  ===========================
@@ -51,6 +52,8 @@ class LesionConfig:
     touches: many-to-many), ``"iou"`` or ``"dice"`` (one-to-one pairs whose IoU / Dice is ``>= threshold``,
     default 0.5). ``hd95_surface`` / ``hd95_rule``: the convention of the per-lesion HD95 (``"max"`` of the two
     directed percentiles, or the ``"pooled"`` percentile of both directions, as panoptica). ``regions``,
+    ``lesion_nsd``: add ``sq_nsd``, the mean over matched pairs of panoptica's NSD (the mean of the two directed
+    fractions of surface within min(spacing) mm; GaNDLF's formula, not the DeepMind surface Dice).
     ``surface``, ``worst_distance``, ``empty``: scoring defaults of a challenge preset (empty / ``None`` = the
     caller's).
     """
@@ -65,6 +68,7 @@ class LesionConfig:
     threshold: float | None = None
     hd95_surface: str = "surfel"
     hd95_rule: str = "max"
+    lesion_nsd: bool = False
     regions: tuple[tuple[str, tuple[int, ...]], ...] = field(default=())
     surface: str | None = None
     worst_distance: float | None = None
@@ -91,6 +95,8 @@ class LesionConfig:
                                          "choose one of them or leave the threshold out.")
             if not (isinstance(self.threshold, (int, float)) and 0 < self.threshold <= 1):
                 raise InvalidOptionError(f"`threshold` must be a number in (0, 1], got {self.threshold!r}.")
+        if self.lesion_nsd and not self.one_to_one:
+            raise InvalidOptionError("`lesion_nsd` is a mean over one-to-one pairs; choose matching 'iou' or 'dice'.")
         if not (self.penalty_mm >= 0) or math.isinf(self.penalty_mm):
             raise InvalidOptionError(f"`penalty_mm` must be a finite number >= 0, got {self.penalty_mm!r}.")
 
@@ -108,7 +114,7 @@ BRATS23_REGIONS = (("WT", (1, 2, 3)), ("TC", (1, 3)), ("ET", (3,)))
 _BRATS23 = dict(connectivity=26, dilation=3, exclude_volume_mm3=50.0, hd95=True, penalty_mm=374.0,
                 regions=BRATS23_REGIONS, surface="surfel", worst_distance=374.0)
 _BRATS25 = dict(connectivity=26, matching="dice", threshold=1e-6, hd95=True, hd95_surface="voxel", hd95_rule="pooled",
-                penalty_mm=373.0, surface="voxel", worst_distance=373.0, empty="nan")
+                lesion_nsd=True, penalty_mm=373.0, surface="voxel", worst_distance=373.0, empty="nan")
 _TC_WT = (("tc", (1, 3)), ("wt", (1, 2, 3)))
 
 LESION_PRESETS = {

@@ -164,4 +164,6 @@ def test_config_errors():
         LesionConfig(matching="dise")
     with pytest.raises(InvalidOptionError, match="pooled"):
         LesionConfig(hd95_rule="pooled")
+    with pytest.raises(InvalidOptionError, match="one-to-one"):
+        LesionConfig(lesion_nsd=True)
     assert lesion_config("brats25", matching="iou").match_threshold == 0.5  # the preset's 1e-6 was for Dice

@@ -25,7 +25,7 @@ RECORDED = json.loads((HERE / "data" / "official_lesion_numbers.json").read_text
 BRATS23_KEYS = {"Num_TP": "lesions_detected", "Num_FP": "lesions_fp", "Num_FN": "lesions_missed", "Legacy_Dice": "dice",
                 "Legacy_HD95": "hd95", "LesionWise_Score_Dice": "lesion_dice", "LesionWise_Score_HD95": "lesion_hd95"}
 BRATS25_KEYS = {"tp": "lesions_detected", "fp": "lesions_fp", "fn": "lesions_missed", "rq": "rq",
-                "sq_dsc": "sq_dice", "sq_hd95": "sq_hd95", "global_bin_dsc": "dice"}
+                "sq_dsc": "sq_dice", "sq_hd95": "sq_hd95", "sq_nsd": "sq_nsd", "global_bin_dsc": "dice"}
 PANOPTICA_KEYS = {"tp": "lesions_detected", "fp": "lesions_fp", "fn": "lesions_missed", "rq": "rq", "sq": "sq",
                   "pq": "pq", "sq_dsc": "sq_dice", "pq_dsc": "pq_dice"}
 PANOPTICA_REGIONS = {"wt": (1, 2, 3), "tc": (1, 3), "et": (3,), "rc": (4,)}
@@ -69,14 +69,15 @@ def test_brats23_preset_equals_official_code(case, challenge, preset):
 def _check_brats25(pred, ref, spacing, want):
     """brats-evaluation reads NIfTI files with SimpleITK and pairs the (z, y, x) array with the (x, y, z) spacing
     (panoptica 2.1.7 ``SITKImageChecker``), so on anisotropic volumes its distances are those of the reversed
-    spacing. Counts and overlaps do not depend on it; the HD95 is checked against that spacing there."""
+    spacing. Counts and overlaps do not depend on it; HD95 and NSD are checked against that spacing there."""
     rows = score_arrays(pred, ref, spacing, lesions="brats25")
     if len(set(spacing)) == 1:
         _check(rows, want, BRATS25_KEYS, penalty=373.0, lower=True)
     else:
-        _check(rows, want, {k: v for k, v in BRATS25_KEYS.items() if k != "sq_hd95"}, lower=True)
+        distances = {"sq_hd95": "sq_hd95", "sq_nsd": "sq_nsd"}
+        _check(rows, want, {k: v for k, v in BRATS25_KEYS.items() if k not in distances}, lower=True)
         swapped = score_arrays(pred, ref, spacing[::-1], lesions="brats25")
-        _check(swapped, want, {"sq_hd95": "sq_hd95"}, penalty=373.0, lower=True)
+        _check(swapped, want, distances, penalty=373.0, lower=True)
     for r in rows:  # RQ is the detection F1 of the chosen rule
         assert r["rq"] == r["lesion_f1"] or (math.isnan(r["rq"]) and math.isnan(r["lesion_f1"]))
 
