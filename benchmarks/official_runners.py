@@ -155,9 +155,10 @@ def record(kind: str, out_path: str) -> None:
                 if module is None:
                     sys.exit("set BRATS23_METRICS_DIR to a BraTS-2023-Metrics checkout")
                 doc.setdefault("brats23", {})[name] = {ch: run_brats23(module, p, r, ch)
-                                                       for ch in ("BraTS-GLI", "BraTS-MET")}
+                                                       for ch in ("BraTS-GLI", "BraTS-MEN", "BraTS-MET")}
             else:
-                doc.setdefault("brats25", {})[name] = run_brats25(p, r, "gli")
+                for config, key in (("gli", "brats25"), ("mets", "brats25-mets"), ("ped", "brats25-ped")):
+                    doc.setdefault(key, {})[name] = run_brats25(p, r, config)
                 doc.setdefault("panoptica_iou05", {})[name] = run_panoptica(pred, ref, spacing, GLI_REGIONS)
     path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
 

@@ -57,7 +57,8 @@ def _check(rows, want_by_region, keys, penalty=None, lower=False):
     assert not bad, bad
 
 
-@pytest.mark.parametrize("challenge,preset", [("BraTS-GLI", "brats23"), ("BraTS-MET", "brats23-met")])
+@pytest.mark.parametrize("challenge,preset", [("BraTS-GLI", "brats23"), ("BraTS-MEN", "brats23-men"),
+                                              ("BraTS-MET", "brats23-met")])
 @pytest.mark.parametrize("case", list(CASES))
 def test_brats23_preset_equals_official_code(case, challenge, preset):
     pred, ref, spacing = load(case)
@@ -66,25 +67,26 @@ def test_brats23_preset_equals_official_code(case, challenge, preset):
     _check(rows, RECORDED["brats23"][case][challenge], BRATS23_KEYS)
 
 
-def _check_brats25(pred, ref, spacing, want):
+def _check_brats25(pred, ref, spacing, want, preset="brats25"):
     """brats-evaluation reads NIfTI files with SimpleITK and pairs the (z, y, x) array with the (x, y, z) spacing
     (panoptica 2.1.7 ``SITKImageChecker``), so on anisotropic volumes its distances are those of the reversed
     spacing. Counts and overlaps do not depend on it; HD95 and NSD are checked against that spacing there."""
-    rows = score_arrays(pred, ref, spacing, lesions="brats25")
+    rows = score_arrays(pred, ref, spacing, lesions=preset)
     if len(set(spacing)) == 1:
         _check(rows, want, BRATS25_KEYS, penalty=373.0, lower=True)
     else:
         distances = {"sq_hd95": "sq_hd95", "sq_nsd": "sq_nsd"}
         _check(rows, want, {k: v for k, v in BRATS25_KEYS.items() if k not in distances}, lower=True)
-        swapped = score_arrays(pred, ref, spacing[::-1], lesions="brats25")
+        swapped = score_arrays(pred, ref, spacing[::-1], lesions=preset)
         _check(swapped, want, distances, penalty=373.0, lower=True)
     for r in rows:  # RQ is the detection F1 of the chosen rule
         assert r["rq"] == r["lesion_f1"] or (math.isnan(r["rq"]) and math.isnan(r["lesion_f1"]))
 
 
+@pytest.mark.parametrize("preset", ["brats25", "brats25-mets", "brats25-ped"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_brats25_preset_equals_brats_evaluation(case):
-    _check_brats25(*load(case), RECORDED["brats25"][case])
+def test_brats25_preset_equals_brats_evaluation(case, preset):
+    _check_brats25(*load(case), RECORDED[preset][case], preset)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -138,7 +140,7 @@ def test_live_brats23_official_code(tmp_path):
 
 
 def test_recorded_numbers_cover_every_case():
-    for tool in ("brats23", "brats25", "panoptica_iou05"):
+    for tool in ("brats23", "brats25", "brats25-mets", "brats25-ped", "panoptica_iou05"):
         assert set(RECORDED[tool]) == set(CASES), tool
     assert RECORDED["versions"]["record-brats23"]["BraTS-2023-Metrics"].startswith("43c9052")
 
