@@ -87,7 +87,8 @@ KEYS = {"Num_TP": "lesions_detected", "Num_FP": "lesions_fp", "Num_FN": "lesions
 
 
 BRATS25_KEYS = {"tp": "lesions_detected", "fp": "lesions_fp", "fn": "lesions_missed", "rq": "rq", "sq_dsc": "sq_dice",
-                "sq_hd95": "sq_hd95", "sq_nsd": "sq_nsd", "global_bin_dsc": "dice"}
+                "sq_hd95": "sq_hd95", "sq_nsd": "sq_nsd", "global_bin_dsc": "dice",
+                "global_bin_hd95": "global_hd95", "global_bin_nsd": "global_nsd"}
 
 
 def brats25(p, r, repeats):

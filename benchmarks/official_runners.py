@@ -95,7 +95,8 @@ def run_brats25(pred_path: str, ref_path: str, config: str = "gli") -> dict:
         res = evaluate_single_exam(pred_path, ref_path, "case", evaluator)
     if "error" in res:
         raise RuntimeError(res["error"])
-    keys = ("tp", "fp", "fn", "rq", "sq_dsc", "sq_hd95", "sq_nsd", "global_bin_dsc")
+    keys = ("tp", "fp", "fn", "rq", "sq_dsc", "sq_hd95", "sq_nsd", "global_bin_dsc", "global_bin_hd95",
+            "global_bin_nsd")
     return {region: {k: _num(r[k]) if r.get(k) is not None else None for k in keys}
             for region, r in res.items() if isinstance(r, dict)}
 

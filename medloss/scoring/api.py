@@ -28,7 +28,7 @@ from medloss.errors import InvalidOptionError, LabelValueError, OptionTypeError,
 from medloss.scoring.lesion import LesionConfig, lesion_columns, lesion_config, lesion_scores
 from medloss.scoring.presets import parse_region, preset_defaults
 from medloss.scoring.overlap import bounding_box, confusion_counts, overlap_metrics
-from medloss.scoring.surface import SURFACE_CONVENTIONS, distance_metrics, surface_distances
+from medloss.scoring.surface import SURFACE_CONVENTIONS, distance_metrics, mean_directed_nsd, surface_distances
 
 EMPTY_POLICIES = ("worst", "nan")
 BASE_COLUMNS = ["case", "label", "dice", "iou", "precision", "recall", "vol_ref_ml", "vol_pred_ml", "hd", "hd95",
@@ -97,6 +97,21 @@ def _empty_values(n_ref: int, n_pred: int, policy: str, worst: float) -> dict[st
     if policy == "nan":
         out["recall" if n_ref == 0 else "precision"] = nan  # the 0/0 ratio
     return out
+
+
+def _panoptica_global(r, p, box, n_tp: int, empty: str, worst: float, workers: int) -> dict[str, float]:
+    """brats-evaluation's whole-region ``global_hd95`` (pooled percentile of voxel-surface distances) and
+    ``global_nsd`` (:func:`~medloss.scoring.surface.mean_directed_nsd` at 0.5). panoptica 2.1.7 computes these
+    without the spacing, so both are in voxel units (the same as mm on 1 mm BraTS volumes). Masks sharing no voxel
+    are its edge case: HD95 = the worst distance (it writes inf, its leaderboard parser 373) and NSD 0; both empty:
+    NaN, or 0 and 1 under the ``worst`` policy."""
+    if not n_tp:
+        if r.any() or p.any():
+            return {"global_hd95": worst, "global_nsd": 0.0}
+        return ({"global_hd95": math.nan, "global_nsd": math.nan} if empty == "nan"
+                else {"global_hd95": 0.0, "global_nsd": 1.0})
+    sd = surface_distances(r, p, (1.0, 1.0, 1.0), "voxel", box=box, workers=workers)
+    return {"global_hd95": distance_metrics(sd, pooled=True)["hd95"], "global_nsd": mean_directed_nsd(sd, 0.5)}
 
 
 def _check_arrays(pred, ref, spacing, ignore_index=None):
@@ -215,6 +230,8 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, reg
                     "tolerance_mm": float(tolerance), "spacing_mm": "x".join(f"{s:.6g}" for s in sp)})
         if cfg is not None:
             row.update(lesion_scores(r, p, sp, cfg, empty=empty, workers=workers, box=box, instances=instances))
+            if cfg.panoptica_global:
+                row.update(_panoptica_global(r, p, box, n_tp, empty, worst, workers))
         out = {c: row.get(c) for c in cols}
         if instances and cfg is not None:
             out["instances"] = row["instances"]

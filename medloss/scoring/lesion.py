@@ -52,7 +52,7 @@ __all__ = ["LESION_COLUMNS", "LESION_PRESETS", "LesionConfig", "lesion_config", 
 BASE = ["lesions_ref", "lesions_detected", "lesions_fp", "lesion_f1", "fp_volume_ml", "fn_volume_ml",
         "lesions_pred", "lesions_missed", "lesion_dice", "lesion_count_diff"]
 PQ = ["pq", "sq", "rq", "sq_dice", "pq_dice"]
-LESION_COLUMNS = BASE + ["lesion_hd95"] + PQ + ["sq_hd95", "sq_nsd"]  # every lesion column any config can produce
+LESION_COLUMNS = BASE + ["lesion_hd95"] + PQ + ["sq_hd95", "sq_nsd", "global_hd95", "global_nsd"]  # every lesion column any config can produce
 
 
 def lesion_columns(cfg: LesionConfig) -> list[str]:
@@ -60,7 +60,7 @@ def lesion_columns(cfg: LesionConfig) -> list[str]:
     cols = list(BASE) + (["lesion_hd95"] if cfg.hd95 else [])
     if cfg.one_to_one:
         cols += PQ + (["sq_hd95"] if cfg.hd95 else []) + (["sq_nsd"] if cfg.lesion_nsd else [])
-    return cols
+    return cols + (["global_hd95", "global_nsd"] if cfg.panoptica_global else [])
 
 
 def _components(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
@@ -158,16 +158,13 @@ def _lesion_distances(ref_lab, lp, t: _Tally, spacing, cfg: LesionConfig, worker
     """Per lesion id: HD95 against its matched components (``penalty_mm`` if missed) and panoptica's NSD."""
     from scipy import ndimage as ndi
 
-    from medloss.scoring.surface import distance_metrics, surface_distances
+    from medloss.scoring.surface import distance_metrics, mean_directed_nsd, surface_distances
 
     ref_boxes = ndi.find_objects(ref_lab)
     pred_boxes = ndi.find_objects(lp)
     hd = np.full(t.n_ref + 1, np.nan)
     hd[~t.detected] = cfg.penalty_mm
     nsd = np.full(t.n_ref + 1, np.nan)
-    # one voxel step along the finest axis; a distance equal to it up to rounding (sqrt(s*s) may exceed s by an
-    # ulp) is within it, as in panoptica, whose distance transform returns the step exactly
-    tol = min(float(v) for v in spacing) * (1.0 + 1e-9)
     for k in np.flatnonzero(t.detected & t.kept).tolist():
         js = t.mj[t.mk == k]
         box = ref_boxes[k - 1]
@@ -179,9 +176,7 @@ def _lesion_distances(ref_lab, lp, t: _Tally, spacing, cfg: LesionConfig, worker
                                workers=workers)
         hd[k] = distance_metrics(sd, 1.0, pooled=cfg.hd95_rule == "pooled")["hd95"]
         if cfg.lesion_nsd:
-            wr = np.ones_like(sd.ref_to_pred) if sd.ref_weights is None else sd.ref_weights
-            wp = np.ones_like(sd.pred_to_ref) if sd.pred_weights is None else sd.pred_weights
-            nsd[k] = 0.5 * (wr[sd.ref_to_pred <= tol].sum() / wr.sum() + wp[sd.pred_to_ref <= tol].sum() / wp.sum())
+            nsd[k] = mean_directed_nsd(sd, min(float(v) for v in spacing))
     return hd, nsd
 
 

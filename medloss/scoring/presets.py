@@ -17,8 +17,8 @@ preset            conn.  dil.  min mm³   matching                  lesion HD95 
 ``brats23-men``   26     1     50        as brats23                as brats23           BraTS 2023 MEN
 ``brats23-met``   26     1     2         as brats23                as brats23           BraTS 2023 MET
 ``brats25``       26     0     0         Dice >= 1e-6, one-to-one  voxel, pooled, mean  brats-evaluation ``gli``
-                                         (bipartite)               of matched, 373 mm;  (panoptica)
-                                                                   panoptica NSD
+                                         (bipartite)               of matched, 373 mm;  (panoptica), global
+                                                                   panoptica NSD        HD95/NSD columns too
 ``brats25-mets``  as brats25                                                            ``mets`` config
 ``brats25-ped``   as brats25                                                            ``ped`` config
 ================  =====  ====  ========  ========================  ===================  ===========================
@@ -54,6 +54,9 @@ class LesionConfig:
     directed percentiles, or the ``"pooled"`` percentile of both directions, as panoptica). ``regions``,
     ``lesion_nsd``: add ``sq_nsd``, the mean over matched pairs of panoptica's NSD (the mean of the two directed
     fractions of surface within min(spacing) mm; GaNDLF's formula, not the DeepMind surface Dice).
+    ``panoptica_global``: add ``global_hd95`` and ``global_nsd``, brats-evaluation's whole-region HD95 (pooled
+    percentile, voxel surfaces) and NSD (at 0.5), in voxel units as panoptica 2.1.7 computes them, with its
+    no-shared-voxel edge case (worst distance, NSD 0).
     ``surface``, ``worst_distance``, ``empty``: scoring defaults of a challenge preset (empty / ``None`` = the
     caller's).
     """
@@ -69,6 +72,7 @@ class LesionConfig:
     hd95_surface: str = "surfel"
     hd95_rule: str = "max"
     lesion_nsd: bool = False
+    panoptica_global: bool = False
     regions: tuple[tuple[str, tuple[int, ...]], ...] = field(default=())
     surface: str | None = None
     worst_distance: float | None = None
@@ -114,7 +118,7 @@ BRATS23_REGIONS = (("WT", (1, 2, 3)), ("TC", (1, 3)), ("ET", (3,)))
 _BRATS23 = dict(connectivity=26, dilation=3, exclude_volume_mm3=50.0, hd95=True, penalty_mm=374.0,
                 regions=BRATS23_REGIONS, surface="surfel", worst_distance=374.0)
 _BRATS25 = dict(connectivity=26, matching="dice", threshold=1e-6, hd95=True, hd95_surface="voxel", hd95_rule="pooled",
-                lesion_nsd=True, penalty_mm=373.0, surface="voxel", worst_distance=373.0, empty="nan")
+                lesion_nsd=True, panoptica_global=True, penalty_mm=373.0, surface="voxel", worst_distance=373.0, empty="nan")
 _TC_WT = (("tc", (1, 3)), ("wt", (1, 2, 3)))
 
 LESION_PRESETS = {

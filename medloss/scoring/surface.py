@@ -232,3 +232,16 @@ def distance_metrics(sd: SurfaceDistances, tolerance: float = 1.0, percentile: f
         "asd_ref_to_pred": srp / wr_sum,
         "asd_pred_to_ref": spr / wp_sum,
     }
+
+
+def mean_directed_nsd(sd: SurfaceDistances, tolerance: float) -> float:
+    """panoptica's NSD (GaNDLF's formula, not the DeepMind surface Dice): the mean of the two directed fractions of
+    surface (count, or area for surfels) within ``tolerance`` (panoptica: one voxel step of the finest axis,
+    min(spacing), or 0.5 without a spacing). A distance equal to the tolerance up to rounding (sqrt(s*s) may exceed
+    s by an ulp) is within it, as in panoptica, whose distance transform returns the step exactly."""
+    tol = float(tolerance) * (1.0 + 1e-9)
+    out = 0.0
+    for d, w in ((sd.ref_to_pred, sd.ref_weights), (sd.pred_to_ref, sd.pred_weights)):
+        w = np.ones_like(d) if w is None else w
+        out += 0.5 * float(w[d <= tol].sum() / w.sum())
+    return out

@@ -25,7 +25,8 @@ RECORDED = json.loads((HERE / "data" / "official_lesion_numbers.json").read_text
 BRATS23_KEYS = {"Num_TP": "lesions_detected", "Num_FP": "lesions_fp", "Num_FN": "lesions_missed", "Legacy_Dice": "dice",
                 "Legacy_HD95": "hd95", "LesionWise_Score_Dice": "lesion_dice", "LesionWise_Score_HD95": "lesion_hd95"}
 BRATS25_KEYS = {"tp": "lesions_detected", "fp": "lesions_fp", "fn": "lesions_missed", "rq": "rq",
-                "sq_dsc": "sq_dice", "sq_hd95": "sq_hd95", "sq_nsd": "sq_nsd", "global_bin_dsc": "dice"}
+                "sq_dsc": "sq_dice", "sq_hd95": "sq_hd95", "sq_nsd": "sq_nsd", "global_bin_dsc": "dice",
+                "global_bin_hd95": "global_hd95", "global_bin_nsd": "global_nsd"}
 PANOPTICA_KEYS = {"tp": "lesions_detected", "fp": "lesions_fp", "fn": "lesions_missed", "rq": "rq", "sq": "sq",
                   "pq": "pq", "sq_dsc": "sq_dice", "pq_dsc": "pq_dice"}
 PANOPTICA_REGIONS = {"wt": (1, 2, 3), "tc": (1, 3), "et": (3,), "rc": (4,)}
@@ -75,8 +76,8 @@ def _check_brats25(pred, ref, spacing, want, preset="brats25"):
     if len(set(spacing)) == 1:
         _check(rows, want, BRATS25_KEYS, penalty=373.0, lower=True)
     else:
-        distances = {"sq_hd95": "sq_hd95", "sq_nsd": "sq_nsd"}
-        _check(rows, want, {k: v for k, v in BRATS25_KEYS.items() if k not in distances}, lower=True)
+        distances = {"sq_hd95": "sq_hd95", "sq_nsd": "sq_nsd"}  # the global ones are in voxel units anyway
+        _check(rows, want, {k: v for k, v in BRATS25_KEYS.items() if k not in distances}, penalty=373.0, lower=True)
         swapped = score_arrays(pred, ref, spacing[::-1], lesions=preset)
         _check(swapped, want, distances, penalty=373.0, lower=True)
     for r in rows:  # RQ is the detection F1 of the chosen rule
