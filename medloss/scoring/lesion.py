@@ -47,12 +47,14 @@ from medloss.scoring.matching import is_unique, match_one_to_one, pair_scores, p
 from medloss.scoring.overlap import bounding_box, union_slices
 from medloss.scoring.presets import LESION_PRESETS, LesionConfig, lesion_config
 
-__all__ = ["LESION_COLUMNS", "LESION_PRESETS", "LesionConfig", "lesion_config", "lesion_columns", "lesion_scores"]
+__all__ = ["LESION_COLUMNS", "LESION_PRESETS", "LesionConfig", "lesion_config", "lesion_columns",
+           "lesion_scores"]
 
 BASE = ["lesions_ref", "lesions_detected", "lesions_fp", "lesion_f1", "fp_volume_ml", "fn_volume_ml",
         "lesions_pred", "lesions_missed", "lesion_dice", "lesion_count_diff"]
 PQ = ["pq", "sq", "rq", "sq_dice", "pq_dice"]
-LESION_COLUMNS = BASE + ["lesion_hd95"] + PQ + ["sq_hd95", "sq_nsd", "global_hd95", "global_nsd"]  # every lesion column any config can produce
+# every lesion column any config can produce
+LESION_COLUMNS = BASE + ["lesion_hd95"] + PQ + ["sq_hd95", "sq_nsd", "global_hd95", "global_nsd"]
 
 
 def lesion_columns(cfg: LesionConfig) -> list[str]:
@@ -154,7 +156,8 @@ class _Tally:
         self.nsd: np.ndarray | None = None
 
 
-def _lesion_distances(ref_lab, lp, t: _Tally, spacing, cfg: LesionConfig, workers) -> tuple[np.ndarray, np.ndarray]:
+def _lesion_distances(ref_lab, lp, t: _Tally, spacing, cfg: LesionConfig,
+                      workers) -> tuple[np.ndarray, np.ndarray]:
     """Per lesion id: HD95 against its matched components (``penalty_mm`` if missed) and panoptica's NSD."""
     from scipy import ndimage as ndi
 
