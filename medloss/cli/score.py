@@ -16,7 +16,9 @@ import sys
 import click
 
 _SURFACES = ("voxel", "surfel")
-_PRESETS = ("default", "brats23", "autopet", "isles")
+# the keys of medloss.scoring.presets.LESION_PRESETS (a test keeps them equal; importing it here would load numpy)
+_PRESETS = ("default", "autopet", "isles", "brats23", "brats23-ssa", "brats23-ped", "brats23-men", "brats23-met",
+            "brats25", "brats25-mets", "brats25-ped")
 
 
 def _parse_labels(value: str | None) -> list[int] | None:
@@ -48,7 +50,8 @@ def score_case(case: str, pred_path: str, ref_path: str, opts: dict) -> tuple[li
                             tolerance=opts["tolerance"], lesions=opts["lesions"], ignore_index=opts["ignore_index"],
                             empty=opts["empty"], worst_distance=opts["worst_distance"],
                             percentile=opts["percentile"], case=case, workers=opts["kd_workers"],
-                            connectivity=opts["connectivity"])
+                            connectivity=opts["connectivity"], regions=opts["regions"],
+                            instances=opts["lesions"] is not None)
         return rows, None
     except MedlossError as exc:
         return [], str(exc)
@@ -63,7 +66,7 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
 
     from medloss.scoring import score_arrays
 
-    labels = sorted({r["label"] for r in rows})
+    labels = sorted({r["label"] for r in rows})  # integer labels only: not called when regions are scored
     by_case: dict[str, dict] = {}
     for r in rows:
         by_case.setdefault(r["case"], {})[r["label"]] = r
@@ -76,7 +79,8 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
         spacing = [float(v) for v in template["spacing_mm"].split("x")]
         for row in score_arrays(zeros, zeros, spacing, labels=missing, surface=opts["surface"],
                                 tolerance=opts["tolerance"], lesions=opts["lesions"], empty=opts["empty"],
-                                percentile=opts["percentile"], case=case):
+                                worst_distance=opts["worst_distance"], percentile=opts["percentile"], case=case,
+                                instances=opts["lesions"] is not None):
             row["spacing_mm"] = template["spacing_mm"]
             rows.append(row)
     rows.sort(key=lambda r: (r["case"], r["label"]))
@@ -88,18 +92,34 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
 @click.option("--labels", default=None, metavar="1,2,...",
               help="Labels to score (default: every foreground label of the reference or prediction).")
 @click.option("--ignore-index", type=int, default=None, help="Reference value whose voxels are left out of scoring.")
-@click.option("--surface", type=click.Choice(_SURFACES), default="voxel", show_default=True,
-              help="Surface convention: 'voxel' = MONAI voxel centres, 'surfel' = DeepMind area-weighted surfels.")
+@click.option("--region", "regions", multiple=True, metavar="NAME=L1,L2,...",
+              help="Score the union of these labels as one region named NAME (repeatable), e.g. WT=1,2,3; "
+                   "default: the lesion preset's regions (brats23: WT, TC, ET).")
+@click.option("--surface", type=click.Choice(_SURFACES), default=None,
+              help="Surface convention: 'voxel' = MONAI voxel centres, 'surfel' = DeepMind area-weighted surfels "
+                   "[default: the lesion preset's (brats23: surfel), else voxel].")
 @click.option("--tolerance", type=click.FloatRange(min=0, max=1e6), default=1.0, show_default=True, help="NSD tolerance in mm.")
 @click.option("--percentile", type=click.FloatRange(0, 100), default=95.0, show_default=True,
               help="Percentile of the robust Hausdorff distance (column hd95).")
-@click.option("--empty", type=click.Choice(("worst", "nan")), default="worst", show_default=True,
-              help="Empty-mask policy: 'worst' (documented worst values; both empty = perfect) or 'nan'.")
-@click.option("--worst-distance", default="diagonal", show_default=True,
-              help="HD/HD95/ASSD when exactly one mask is empty: 'diagonal' (of the volume, mm) or a number of mm.")
+@click.option("--empty", type=click.Choice(("worst", "nan")), default=None,
+              help="Empty-mask policy: 'worst' (documented worst values; both empty = perfect) or 'nan' "
+                   "[default: the lesion preset's (brats25: nan, as panoptica), else worst].")
+@click.option("--worst-distance", default=None,
+              help="HD/HD95/ASSD when exactly one mask is empty: 'diagonal' (of the volume, mm) or a number of mm "
+                   "[default: the lesion preset's (brats23: 374), else diagonal].")
 @click.option("--lesions", is_flag=True, help="Add lesion-wise (connected-component) detection columns.")
 @click.option("--lesion-preset", type=click.Choice(_PRESETS), default=None,
-              help="Lesion conventions (implies --lesions): brats23, autopet, isles or default.")
+              help="Lesion conventions of an official evaluator (implies --lesions; README table): brats23[-men, "
+                   "-met, -ssa, -ped] = BraTS 2023 lesion-wise code, brats25[-mets, -ped] = brats-evaluation, "
+                   "autopet, isles, default.")
+@click.option("--lesion-matching", type=click.Choice(("overlap", "iou", "dice")), default=None,
+              help="Lesion matching: 'overlap' (any voxel, many-to-many) or one-to-one pairs with IoU/Dice >= "
+                   "--lesion-threshold, adding PQ/SQ/RQ columns (implies --lesions; default: the preset's).")
+@click.option("--lesion-threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="IoU/Dice a pair needs under --lesion-matching iou|dice (default 0.5).")
+@click.option("--instances-csv", "instances_path", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Also write one row per reference lesion and predicted component to this CSV (they are always "
+                   "in the JSON rows under 'instances').")
 @click.option("--connectivity", type=click.Choice(("6", "18", "26")), default=None,
               help="Connected-component connectivity (this and the two options below imply --lesions; "
                    "default: the preset's).")
@@ -129,8 +149,9 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
               help="With --loss: PRED holds probabilities (none) or logits (softmax / sigmoid).")
 @click.option("--loss-option", "loss_options", multiple=True, metavar="KEY=VALUE",
               help="With --loss: a constructor option of the loss (JSON value), e.g. alpha=0.3; repeatable.")
-def score(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty, worst_distance, lesions,
-          lesion_preset, connectivity, lesion_dilation, lesion_min_volume, geometry_tolerance, csv_path, json_path, plot_path, no_csv_summary, workers,
+def score(pred, ref, labels, ignore_index, regions, surface, tolerance, percentile, empty, worst_distance, lesions,
+          lesion_preset, lesion_matching, lesion_threshold, instances_path, connectivity, lesion_dilation,
+          lesion_min_volume, geometry_tolerance, csv_path, json_path, plot_path, no_csv_summary, workers,
           pred_suffix, ref_suffix, quiet, loss_name, activation, loss_options):
     """Score predicted label volumes PRED against reference volumes REF.
 
@@ -143,7 +164,8 @@ def score(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty
 
     label_list = _parse_labels(labels)
     try:  # before any scoring: an output must not replace an input or another output, and must be writable
-        check_output_paths((pred, ref), {"--csv": csv_path, "--json": json_path, "--plot": plot_path})
+        check_output_paths((pred, ref), {"--csv": csv_path, "--json": json_path, "--plot": plot_path,
+                                         "--instances-csv": instances_path})
     except MedlossError as exc:
         _err(str(exc))
         sys.exit(2)
@@ -160,8 +182,9 @@ def score(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty
         sys.exit(code)
     try:
         code = _run(pred, ref, label_list, ignore_index, surface, tolerance, percentile, empty, worst_distance,
-                    lesions, lesion_preset, (connectivity, lesion_dilation, lesion_min_volume), geometry_tolerance, csv_path, json_path, plot_path,
-                    no_csv_summary, workers, pred_suffix, ref_suffix, quiet)
+                    lesions, lesion_preset, (connectivity, lesion_dilation, lesion_min_volume, lesion_matching,
+                                             lesion_threshold), geometry_tolerance, csv_path, json_path, plot_path,
+                    no_csv_summary, workers, pred_suffix, ref_suffix, quiet, regions, instances_path)
     except MedlossError as exc:
         _err(str(exc))
         sys.exit(1)
@@ -174,22 +197,27 @@ def _err(msg: str) -> None:
 
 def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty, worst_distance, lesions,
          lesion_preset, lesion_opts, geometry_tolerance, csv_path, json_path, plot_path, no_csv_summary, workers,
-         pred_suffix, ref_suffix, quiet) -> int:
+         pred_suffix, ref_suffix, quiet, regions=(), instances_path=None) -> int:
     from rich.console import Console
 
     from medloss.io import resolve_inputs
-    from medloss.scoring import columns, lesion_config, worst_distance_mm
-    from medloss.scoring.report import print_report, recipe, summarize, write_csv, write_json, write_plot
+    from medloss.scoring import columns, lesion_config, resolve_regions, worst_distance_mm
+    from medloss.scoring.presets import preset_defaults
+    from medloss.scoring.report import (print_report, recipe, summarize, write_csv, write_instances_csv, write_json,
+                                        write_plot)
 
-    worst_distance_mm((1, 1, 1), (1, 1, 1), worst_distance)  # validate early
-    connectivity, dilation, min_volume = lesion_opts
+    connectivity, dilation, min_volume, matching, threshold = lesion_opts
     spec = lesion_preset if lesion_preset else (True if lesions or any(v is not None for v in lesion_opts) else False)
     cfg = lesion_config(spec, connectivity=int(connectivity) if connectivity else None, dilation=dilation,
-                        exclude_volume_mm3=min_volume)
+                        exclude_volume_mm3=min_volume, matching=matching, threshold=threshold)
+    surface, worst_distance, empty, regions = preset_defaults(cfg, surface=surface, worst_distance=worst_distance,
+                                                              empty=empty, labels=labels, regions=regions or None)
+    worst_distance_mm((1, 1, 1), (1, 1, 1), worst_distance)  # validate early
+    region_list = resolve_regions(regions) if regions else None
     batch, pairing = resolve_inputs(pred, ref, pred_suffix, ref_suffix)
-    opts = dict(labels=labels, surface=surface, tolerance=tolerance, lesions=cfg, ignore_index=ignore_index,
-                empty=empty, worst_distance=worst_distance, percentile=percentile, connectivity=None,
-                geometry_tolerance=geometry_tolerance, kd_workers=1 if workers > 1 else -1)
+    opts = dict(labels=labels, regions=region_list, surface=surface, tolerance=tolerance, lesions=cfg,
+                ignore_index=ignore_index, empty=empty, worst_distance=worst_distance, percentile=percentile,
+                connectivity=None, geometry_tolerance=geometry_tolerance, kd_workers=1 if workers > 1 else -1)
     errors = [{"case": c, "pred": p, "ref": None, "error": f"{p}: no reference for case {c!r} in {ref}"}
               for c, p in pairing.missing_reference]
     errors += [{"case": c, "pred": None, "ref": r, "error": f"{r}: no prediction for case {c!r} in {pred}"}
@@ -209,7 +237,7 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
             return 1
         _err(f"no case could be scored ({len(errors)} error(s)); nothing written.")
         return 1
-    if batch and labels is None:
+    if batch and labels is None and region_list is None:
         _fill_absent_labels(rows, opts)
     summary = summarize(rows, n_cases=len({r["case"] for r in rows}))
     summary["n_errors"] = len(errors)
@@ -218,14 +246,16 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
         spacing.setdefault(r["case"], r["spacing_mm"])
     rec = recipe(surface=surface, tolerance=tolerance, percentile=percentile, empty=empty,
                  worst_distance=worst_distance, labels=labels, ignore_index=ignore_index, lesion_cfg=cfg,
-                 geometry_tolerance=geometry_tolerance, spacing=spacing)
-    cols = columns(cfg is not None, cfg is not None and cfg.hd95)
+                 geometry_tolerance=geometry_tolerance, spacing=spacing, regions=region_list)
+    cols = columns(cfg if cfg is not None else False)
     if csv_path:
         write_csv(csv_path, rows, cols, None if no_csv_summary else summary)
     if json_path:
         write_json(json_path, rows, summary, rec, errors)
     if plot_path:
         write_plot(plot_path, rows)
+    if instances_path:
+        write_instances_csv(instances_path, rows)
     if not quiet:
         print_report(Console(width=None if sys.stdout.isatty() else 160), rows, summary, rec)
     return 1 if errors else 0

@@ -6,13 +6,14 @@ Main entry point: :func:`score_arrays`.
 from medloss.scoring.api import (
     BASE_COLUMNS,
     EMPTY_POLICIES,
-    LESION_COLUMNS,
     columns,
     default_labels,
+    resolve_regions,
     score_arrays,
     worst_distance_mm,
 )
-from medloss.scoring.lesion import LESION_PRESETS, LesionConfig, lesion_config, lesion_scores
+from medloss.scoring.lesion import LESION_COLUMNS, lesion_columns, lesion_scores
+from medloss.scoring.presets import LESION_PRESETS, MATCHING_RULES, LesionConfig, lesion_config, parse_region
 from medloss.scoring.surface import SURFACE_CONVENTIONS, distance_metrics, surface_distances
 
 __all__ = [
@@ -20,13 +21,17 @@ __all__ = [
     "EMPTY_POLICIES",
     "LESION_COLUMNS",
     "LESION_PRESETS",
+    "MATCHING_RULES",
     "SURFACE_CONVENTIONS",
     "LesionConfig",
     "columns",
     "default_labels",
     "distance_metrics",
+    "lesion_columns",
     "lesion_config",
     "lesion_scores",
+    "parse_region",
+    "resolve_regions",
     "score_arrays",
     "surface_distances",
     "worst_distance_mm",

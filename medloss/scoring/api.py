@@ -25,26 +25,50 @@ import math
 import numpy as np
 
 from medloss.errors import InvalidOptionError, LabelValueError, OptionTypeError, ShapeMismatchError, check_choice
-from medloss.scoring.lesion import LesionConfig, lesion_config, lesion_scores
+from medloss.scoring.lesion import LesionConfig, lesion_columns, lesion_config, lesion_scores
+from medloss.scoring.presets import parse_region, preset_defaults
 from medloss.scoring.overlap import bounding_box, confusion_counts, overlap_metrics
-from medloss.scoring.surface import SURFACE_CONVENTIONS, distance_metrics, surface_distances
+from medloss.scoring.surface import SURFACE_CONVENTIONS, distance_metrics, mean_directed_nsd, surface_distances
 
 EMPTY_POLICIES = ("worst", "nan")
 BASE_COLUMNS = ["case", "label", "dice", "iou", "precision", "recall", "vol_ref_ml", "vol_pred_ml", "hd", "hd95",
                 "assd", "nsd"]
 EXTRA_COLUMNS = ["vol_diff_ml", "abs_vol_diff_ml", "asd_ref_to_pred", "asd_pred_to_ref", "n_ref", "n_pred", "n_tp",
                  "empty", "surface", "tolerance_mm", "spacing_mm"]
-LESION_COLUMNS = ["lesions_ref", "lesions_detected", "lesions_fp", "lesion_f1", "fp_volume_ml", "fn_volume_ml",
-                  "lesions_pred", "lesions_missed", "lesion_dice", "lesion_count_diff", "lesion_hd95"]
 DISTANCE_KEYS = ("hd", "hd95", "assd", "asd_ref_to_pred", "asd_pred_to_ref")
 
 
-def columns(lesions: bool = False, lesion_hd95: bool = False) -> list[str]:
-    """Column order of the CSV (and of the JSON row keys)."""
+def columns(lesions: bool | LesionConfig = False, lesion_hd95: bool = False) -> list[str]:
+    """Column order of the CSV (and of the JSON row keys): ``lesions`` is a :class:`LesionConfig` (its columns),
+    or a bool (the ``overlap``-rule columns, with ``lesion_hd95`` if asked)."""
     cols = BASE_COLUMNS + EXTRA_COLUMNS
-    if lesions:
-        cols += [c for c in LESION_COLUMNS if c != "lesion_hd95" or lesion_hd95]
+    if isinstance(lesions, LesionConfig):
+        cols += lesion_columns(lesions)
+    elif lesions:
+        cols += lesion_columns(LesionConfig(hd95=lesion_hd95))
     return cols
+
+
+def resolve_regions(regions) -> list[tuple[str, tuple[int, ...]]]:
+    """``{"WT": [1, 2, 3]}``, ``[("WT", (1, 2, 3))]`` or ``["WT=1,2,3"]`` -> ``[("WT", (1, 2, 3)), ...]``."""
+    items = regions.items() if isinstance(regions, dict) else regions
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            name, labs = parse_region(item)
+        else:
+            try:
+                name, labs = item
+                labs = tuple(int(v) for v in labs)
+            except (TypeError, ValueError):
+                raise OptionTypeError(f"`regions` entries must be (name, labels) or 'NAME=L1,L2', got {item!r}.") \
+                    from None
+            name, labs = parse_region(f"{name}={','.join(map(str, labs))}")
+        out.append((name, labs))
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names):
+        raise InvalidOptionError(f"region names must be distinct, got {names}.")
+    return out
 
 
 def worst_distance_mm(shape, spacing, worst_distance="diagonal") -> float:
@@ -75,12 +99,32 @@ def _empty_values(n_ref: int, n_pred: int, policy: str, worst: float) -> dict[st
     return out
 
 
-def _check_arrays(pred, ref, spacing):
+def _panoptica_global(r, p, box, n_tp: int, empty: str, worst: float, workers: int) -> dict[str, float]:
+    """brats-evaluation's whole-region ``global_hd95`` (pooled percentile of voxel-surface distances) and
+    ``global_nsd`` (:func:`~medloss.scoring.surface.mean_directed_nsd` at 0.5). panoptica 2.1.7 computes these
+    without the spacing, so both are in voxel units (the same as mm on 1 mm BraTS volumes). Masks sharing no voxel
+    are its edge case: HD95 = the worst distance (it writes inf, its leaderboard parser 373) and NSD 0; both empty:
+    NaN, or 0 and 1 under the ``worst`` policy."""
+    if not n_tp:
+        if r.any() or p.any():
+            return {"global_hd95": worst, "global_nsd": 0.0}
+        return ({"global_hd95": math.nan, "global_nsd": math.nan} if empty == "nan"
+                else {"global_hd95": 0.0, "global_nsd": 1.0})
+    sd = surface_distances(r, p, (1.0, 1.0, 1.0), "voxel", box=box, workers=workers)
+    return {"global_hd95": distance_metrics(sd, pooled=True)["hd95"], "global_nsd": mean_directed_nsd(sd, 0.5)}
+
+
+def _check_arrays(pred, ref, spacing, ignore_index=None):
     for name, a in (("pred", pred), ("ref", ref)):
         if not isinstance(a, np.ndarray):
             raise OptionTypeError(f"`{name}` must be a NumPy array, got {type(a).__name__}.")
         if not (np.issubdtype(a.dtype, np.integer) or a.dtype == bool):
             raise LabelValueError(f"`{name}` must hold integer labels, got dtype {a.dtype}.")
+        if a.size and np.issubdtype(a.dtype, np.signedinteger):
+            lo = int(a.min())
+            if lo < 0 and not (lo == ignore_index and int(np.where(a == ignore_index, 0, a).min()) >= 0):
+                raise LabelValueError(f"`{name}` holds negative label {lo}; labels must be >= 0 (or equal to "
+                                      "`ignore_index`).")
     if pred.shape != ref.shape:
         raise ShapeMismatchError(f"`pred` shape {pred.shape} differs from `ref` shape {ref.shape}.")
     if pred.ndim != 3:
@@ -113,47 +157,61 @@ def default_labels(pred: np.ndarray, ref: np.ndarray, ignore_index: int | None =
     return sorted(int(v) for v in found if v > 0 and v != ignore_index)
 
 
-def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, surface: str = "voxel",
-                 tolerance: float = 1.0, lesions: bool | str | LesionConfig = False, ignore_index: int | None = None,
-                 empty: str = "worst", worst_distance="diagonal", percentile: float = 95.0, case: str = "",
-                 workers: int = -1, connectivity: int | None = None) -> list[dict]:
-    """Score an integer prediction against an integer reference, one dict per label.
+def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, regions=None,
+                 surface: str | None = None, tolerance: float = 1.0, lesions: bool | str | LesionConfig = False,
+                 ignore_index: int | None = None, empty: str | None = None, worst_distance=None,
+                 percentile: float = 95.0, case: str = "", workers: int = -1, connectivity: int | None = None,
+                 instances: bool = False) -> list[dict]:
+    """Score an integer prediction against an integer reference, one dict per label and per region.
 
     Args:
-        pred, ref: integer (or bool) label arrays of the same 3-D shape.
+        pred, ref: integer (or bool) label arrays of the same 3-D shape; labels >= 0 (or ``ignore_index``).
         spacing: voxel size in mm, in the arrays' axis order.
-        labels: labels to score; default :func:`default_labels` (label 1 if both volumes are empty).
-        surface: ``"voxel"`` (MONAI convention) or ``"surfel"`` (DeepMind), see :mod:`medloss.scoring.surface`.
+        labels: labels to score; default :func:`default_labels` (label 1 if both volumes are empty), or none
+            when regions are given (explicitly or by the lesion preset).
+        regions: unions of labels scored as one mask, ``{"WT": [1, 2, 3], ...}`` or ``["WT=1,2,3", ...]``; the
+            row's ``label`` is the region name. Default: the lesion preset's (BraTS WT/TC/ET), if any.
+        surface: ``"voxel"`` (MONAI convention) or ``"surfel"`` (DeepMind), see :mod:`medloss.scoring.surface`;
+            default the lesion preset's, else ``"voxel"``.
         tolerance: NSD tolerance in mm.
-        lesions: ``False``, ``True`` (default preset), a preset name (``"brats23"``, ``"autopet"``, ``"isles"``) or
-            a :class:`~medloss.scoring.lesion.LesionConfig`; adds the lesion-wise columns.
+        lesions: ``False``, ``True`` (default preset), a preset name (:mod:`medloss.scoring.presets`) or a
+            :class:`~medloss.scoring.presets.LesionConfig`; adds the lesion-wise columns.
         ignore_index: reference value whose voxels are removed from both volumes before scoring (never scored).
-        empty: empty-mask policy, ``"worst"`` or ``"nan"`` (module docstring); worst_distance: its distance.
+        empty: empty-mask policy, ``"worst"`` or ``"nan"`` (module docstring; default the lesion preset's, else
+            ``"worst"``); worst_distance: its distance (default the lesion preset's, else ``"diagonal"``).
         percentile: percentile of the robust Hausdorff distance reported as ``hd95``.
         case: value of the ``case`` column. workers: KD-tree threads (-1 = all cores).
         connectivity: overrides the lesion preset's connectivity (6, 18 or 26).
+        instances: add the per-lesion / per-component rows under each row's ``"instances"`` key.
 
     Returns:
-        ``[{column: value}, ...]`` with the columns of :func:`columns`.
+        ``[{column: value}, ...]`` with the columns of :func:`columns` (plus ``instances`` if asked).
     """
-    sp = _check_arrays(pred, ref, spacing)
+    sp = _check_arrays(pred, ref, spacing, ignore_index)
+    cfg = lesion_config(lesions, connectivity=connectivity)
+    surface, worst_distance, empty, regions = preset_defaults(cfg, surface=surface, worst_distance=worst_distance,
+                                                              empty=empty, labels=labels, regions=regions)
     check_choice("surface", surface, SURFACE_CONVENTIONS)
     check_choice("empty", empty, EMPTY_POLICIES)
     if not (isinstance(tolerance, (int, float)) and tolerance >= 0 and math.isfinite(tolerance)):
         raise InvalidOptionError(f"`tolerance` must be a finite number of mm >= 0, got {tolerance!r}.")
     worst = worst_distance_mm(ref.shape, sp, worst_distance)
-    cfg = lesion_config(lesions, connectivity=connectivity)
+    regions = resolve_regions(regions) if regions is not None else []
     if labels is None:
-        labels = default_labels(pred, ref, ignore_index) or [1]
+        labels = [] if regions else (default_labels(pred, ref, ignore_index) or [1])
     labels = [int(v) for v in labels]
-    if ignore_index is not None and ignore_index in labels:
+    if any(v < 0 for v in labels):
+        raise InvalidOptionError(f"`labels` must be >= 0, got {labels}.")
+    if ignore_index is not None and (ignore_index in labels or any(ignore_index in labs for _, labs in regions)):
         raise InvalidOptionError(f"label {ignore_index} is the `ignore_index`; it cannot also be scored.")
     valid = (ref != ignore_index) if ignore_index is not None and np.any(ref == ignore_index) else None
     voxel_mm3 = float(np.prod(sp))
+    cols = columns(cfg if cfg is not None else False)
     rows = []
-    for lab in labels:
-        r = ref == lab
-        p = pred == lab
+    targets = [(lab, (lab,)) for lab in labels] + regions
+    for lab, values in targets:
+        r = ref == values[0] if len(values) == 1 else np.isin(ref, values)
+        p = pred == values[0] if len(values) == 1 else np.isin(pred, values)
         if valid is not None:
             p &= valid
         box = bounding_box(r | p)
@@ -171,6 +229,11 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, sur
         row.update({"n_ref": n_ref, "n_pred": n_pred, "n_tp": n_tp, "surface": surface,
                     "tolerance_mm": float(tolerance), "spacing_mm": "x".join(f"{s:.6g}" for s in sp)})
         if cfg is not None:
-            row.update(lesion_scores(r, p, sp, cfg, empty=empty, workers=workers, box=box))
-        rows.append({c: row.get(c) for c in columns(cfg is not None, cfg is not None and cfg.hd95)})
+            row.update(lesion_scores(r, p, sp, cfg, empty=empty, workers=workers, box=box, instances=instances))
+            if cfg.panoptica_global:
+                row.update(_panoptica_global(r, p, box, n_tp, empty, worst, workers))
+        out = {c: row.get(c) for c in cols}
+        if instances and cfg is not None:
+            out["instances"] = row["instances"]
+        rows.append(out)
     return rows

@@ -21,7 +21,7 @@ import numpy as np
 from medloss.io.outputs import atomic_output, atomic_write_text
 
 STATS = ("mean", "std", "median", "min", "max")
-NON_METRIC = {"case", "label", "empty", "surface", "tolerance_mm", "spacing_mm"}
+NON_METRIC = {"case", "label", "empty", "surface", "tolerance_mm", "spacing_mm", "instances"}
 SURFACE_TEXT = {
     "voxel": "voxel: inner-boundary voxels (6-neighbourhood) at voxel centres, every point weighs 1 "
              "(MONAI 1.6.1 HausdorffDistanceMetric / SurfaceDistanceMetric / SurfaceDiceMetric)",
@@ -82,8 +82,11 @@ def _versions(surface: str) -> dict[str, str]:
 
 
 def recipe(*, surface: str, tolerance: float, percentile: float, empty: str, worst_distance, labels, ignore_index,
-           lesion_cfg=None, geometry_tolerance: float | None = None, spacing: dict | None = None) -> dict:
+           lesion_cfg=None, geometry_tolerance: float | None = None, spacing: dict | None = None,
+           regions=None) -> dict:
     """Everything needed to reproduce or interpret the numbers."""
+    from medloss.scoring.matching import is_unique
+
     pct = ("linear-interpolation percentile of each direction" if surface == "voxel"
            else "area-weighted percentile of each direction (DeepMind rule)")
     out = {
@@ -99,16 +102,23 @@ def recipe(*, surface: str, tolerance: float, percentile: float, empty: str, wor
         "empty_policy": empty,
         "worst_distance": worst_distance,
         "labels": "reference and prediction foreground labels, per case" if labels is None else list(labels),
+        "regions": {name: list(labs) for name, labs in regions} if regions else None,
         "ignore_index": ignore_index,
         "geometry_tolerance": geometry_tolerance,
         "versions": _versions(surface),
     }
     if lesion_cfg is not None:
-        out["lesions"] = {"preset": lesion_cfg.preset, "connectivity": lesion_cfg.connectivity,
-                          "reference_dilation": lesion_cfg.dilation,
-                          "exclude_volume_mm3": lesion_cfg.exclude_volume_mm3,
-                          "match": "any voxel of a predicted component inside the (dilated) reference lesion",
-                          "lesion_hd95": bool(lesion_cfg.hd95), "penalty_mm": lesion_cfg.penalty_mm}
+        c = lesion_cfg
+        match = ("any voxel of a predicted component inside the (dilated) reference lesion, many-to-many"
+                 if not c.one_to_one else
+                 f"one-to-one, {c.matching} >= {c.match_threshold:g} "
+                 f"({'greedy, unique' if is_unique(c.matching, c.match_threshold) else 'maximum-weight bipartite'})")
+        out["lesions"] = {"preset": c.preset, "connectivity": c.connectivity, "reference_dilation": c.dilation,
+                          "exclude_volume_mm3": c.exclude_volume_mm3, "matching": c.matching,
+                          "threshold": c.match_threshold if c.one_to_one else None, "match": match,
+                          "lesion_hd95": bool(c.hd95), "penalty_mm": c.penalty_mm,
+                          "lesion_hd95_convention": f"{c.hd95_surface}, {c.hd95_rule} of the directed percentiles"
+                          if c.hd95_rule == "max" else f"{c.hd95_surface}, percentile of the pooled distances"}
     if spacing:
         out["spacing_mm"] = spacing
     return out
@@ -141,6 +151,26 @@ def write_csv(path, rows: list[dict], cols: list[str], summary: dict | None = No
     atomic_write_text(path, csv_text(rows, cols, summary))
 
 
+INSTANCE_COLUMNS = ["case", "label", "side", "id", "voxels", "volume_ml", "partners", "iou", "dice", "hd95", "excluded"]
+
+
+def instances_csv_text(rows: list[dict]) -> str:
+    """One line per reference lesion / predicted component of every row (``partners``: ids joined by ``;``)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(INSTANCE_COLUMNS)
+    for r in rows:
+        for inst in r.get("instances") or []:
+            cell = {**inst, "case": r["case"], "label": r["label"],
+                    "partners": ";".join(str(v) for v in inst["partners"])}
+            w.writerow([_cell(cell.get(c)) for c in INSTANCE_COLUMNS])
+    return buf.getvalue()
+
+
+def write_instances_csv(path, rows: list[dict]) -> None:
+    atomic_write_text(path, instances_csv_text(rows))
+
+
 def _jsonable(o):
     if isinstance(o, dict):
         return {str(k): _jsonable(v) for k, v in o.items()}
@@ -168,8 +198,8 @@ def _fmt(v, nd=4) -> str:
 
 
 TABLE_COLUMNS = ["case", "label", "dice", "hd95", "assd", "nsd", "vol_ref_ml", "vol_pred_ml", "empty"]
-LESION_TABLE = ["lesions_ref", "lesions_detected", "lesions_fp", "lesion_f1"]
-SUMMARY_COLUMNS = ["dice", "iou", "hd95", "assd", "nsd", "lesion_f1", "lesion_dice"]
+LESION_TABLE = ["lesions_ref", "lesions_detected", "lesions_fp", "lesion_f1", "pq"]
+SUMMARY_COLUMNS = ["dice", "iou", "hd95", "assd", "nsd", "lesion_f1", "lesion_dice", "pq"]
 
 
 def print_report(console, rows: list[dict], summary: dict, recipe_: dict, max_rows: int = 40) -> None:

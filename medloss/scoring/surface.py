@@ -198,15 +198,23 @@ def weighted_percentile(d: np.ndarray, w: np.ndarray, q: float) -> float:
     return float(d[order][min(idx, d.size - 1)])
 
 
-def distance_metrics(sd: SurfaceDistances, tolerance: float = 1.0, percentile: float = 95.0) -> dict[str, float]:
-    """HD, HD95 (any ``percentile``), ASSD, the two directed mean distances and NSD at ``tolerance`` mm."""
+def distance_metrics(sd: SurfaceDistances, tolerance: float = 1.0, percentile: float = 95.0,
+                     pooled: bool = False) -> dict[str, float]:
+    """HD, HD95 (any ``percentile``), ASSD, the two directed mean distances and NSD at ``tolerance`` mm.
+
+    ``pooled``: HD95 is the percentile of both directions' distances together (medpy ``hd95``, panoptica, hence
+    the BraTS 2025 evaluator) instead of the larger of the two directed percentiles; voxel convention only.
+    """
     if not (tolerance >= 0) or not math.isfinite(tolerance):
         raise InvalidOptionError(f"`tolerance` must be a finite number of mm >= 0, got {tolerance!r}.")
     if not 0 <= percentile <= 100:
         raise InvalidOptionError(f"`percentile` must be in [0, 100], got {percentile!r}.")
     drp, dpr = sd.ref_to_pred, sd.pred_to_ref
+    if pooled and sd.ref_weights is not None:
+        raise InvalidOptionError("the pooled HD95 rule is defined for the voxel surface convention only.")
     if sd.ref_weights is None:
-        q = max(float(np.percentile(drp, percentile)), float(np.percentile(dpr, percentile)))
+        q = (float(np.percentile(np.concatenate([drp, dpr]), percentile)) if pooled
+             else max(float(np.percentile(drp, percentile)), float(np.percentile(dpr, percentile))))
         srp, spr = float(drp.sum()), float(dpr.sum())
         wr_sum, wp_sum = float(drp.size), float(dpr.size)
         ok = float(np.count_nonzero(drp <= tolerance) + np.count_nonzero(dpr <= tolerance))
@@ -224,3 +232,16 @@ def distance_metrics(sd: SurfaceDistances, tolerance: float = 1.0, percentile: f
         "asd_ref_to_pred": srp / wr_sum,
         "asd_pred_to_ref": spr / wp_sum,
     }
+
+
+def mean_directed_nsd(sd: SurfaceDistances, tolerance: float) -> float:
+    """panoptica's NSD (GaNDLF's formula, not the DeepMind surface Dice): the mean of the two directed fractions of
+    surface (count, or area for surfels) within ``tolerance`` (panoptica: one voxel step of the finest axis,
+    min(spacing), or 0.5 without a spacing). A distance equal to the tolerance up to rounding (sqrt(s*s) may exceed
+    s by an ulp) is within it, as in panoptica, whose distance transform returns the step exactly."""
+    tol = float(tolerance) * (1.0 + 1e-9)
+    out = 0.0
+    for d, w in ((sd.ref_to_pred, sd.ref_weights), (sd.pred_to_ref, sd.pred_weights)):
+        w = np.ones_like(d) if w is None else w
+        out += 0.5 * float(w[d <= tol].sum() / w.sum())
+    return out

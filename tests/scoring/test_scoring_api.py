@@ -154,7 +154,7 @@ def test_bad_inputs():
     with pytest.raises(InvalidOptionError):
         score_arrays(a, a, (1, 1, 1), tolerance=-1)
     with pytest.raises(InvalidOptionError, match="Did you mean 'brats23'"):
-        score_arrays(a, a, (1, 1, 1), lesions="brats")
+        score_arrays(a, a, (1, 1, 1), lesions="brats-23")
 
 
 # Load the medloss sub-packages without running medloss/__init__.py (which may import torch for the losses), so
@@ -191,3 +191,19 @@ def test_sparse_and_dense_surface_paths_agree(convention, density):
     assert len(pa) > 0 and np.array_equal(pa[oa], pb[ob])
     if convention == "surfel":
         assert np.array_equal(wa[oa], wb[ob])
+
+
+@pytest.mark.parametrize("where", ["pred", "ref"])
+def test_negative_labels_rejected_like_the_cli(where):
+    """Issue 12: score_arrays raised nothing on a negative label (the CLI's reader refuses it) and scored the rest."""
+    from medloss.errors import LabelValueError
+
+    a = np.zeros((6, 6, 6), np.int16)
+    a[1:3, 1:3, 1:3] = 1
+    b = a.copy()
+    (a if where == "pred" else b)[4, 4, 4] = -3
+    with pytest.raises(LabelValueError, match=f"`{where}` holds negative label -3"):
+        score_arrays(a, b, (1, 1, 1))
+    c = np.where(b < 0, 0, b)
+    c[5, 5, 5] = -1  # the ignore_index itself is allowed in the reference
+    assert score_arrays(c.clip(0), c, (1, 1, 1), ignore_index=-1)[0]["dice"] == 1.0
