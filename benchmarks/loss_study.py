@@ -17,8 +17,9 @@ Design (what makes the comparison fair and what it can and cannot say):
 * Scores (``medloss.scoring.score_arrays``, voxel surface convention, 1 mm spacing): Dice, HD95 and NSD (1 mm) of the
   lesion label per test case, with the scorer's empty-mask policy (``worst``: a lesion-free case predicted empty
   scores Dice 1 / HD95 0, any false positive there scores Dice 0 / HD95 = the volume diagonal), and lesion-wise
-  detection (26-connectivity, any overlap) split by lesion size: a reference lesion counts in the bucket of its
-  equivalent radius ``(3V / 4π)^(1/3)``, a false-positive component in the bucket of its own size; per bucket
+  detection split by lesion size (26-connected components matched one-to-one at Dice > 0, so a blob merging
+  several lesions detects one of them): a reference lesion counts in the bucket of its equivalent radius
+  ``(3V / 4π)^(1/3)``, a false-positive component in the bucket of its own size; per bucket
   F1 = 2TP / (2TP + FP + FN) over all test cases.
 * Uncertainty: per case, the metric averaged over seeds; 95 % percentile bootstrap interval of the mean over
   test cases (F1: TP/FP/FN summed over resampled cases). Seeds are averaged, not resampled, so the interval is
@@ -188,20 +189,25 @@ def _bucket(volume_vox: np.ndarray) -> np.ndarray:
     return np.searchsorted([b[1] for b in BUCKETS[:-1]], radius, side="right")
 
 
+#: lesion detection rule of the study: 26-connected components matched one-to-one at Dice > 0 (maximum-weight
+#: bipartite matching, as the BraTS 2025 evaluator): a blob that merges several lesions detects only one of them
+LESION_RULE = {"connectivity": 26, "matching": "dice", "threshold": 1e-6}
+
+
 def bucket_counts(pred: np.ndarray, ref: np.ndarray) -> dict[str, int]:
-    """Per size bucket: TP (detected reference lesions), FN (missed ones), FP (unmatched predicted components).
+    """Per size bucket: TP (matched reference lesions), FN (unmatched ones), FP (unmatched predicted components),
+    from the scorer's per-instance rows (``medloss score --lesions --instances-csv``) under :data:`LESION_RULE`."""
+    from medloss.scoring.lesion import lesion_scores
+    from medloss.scoring.presets import LesionConfig
 
-    Detection is the scorer's default lesion rule (26-connectivity, any overlap), from its per-instance table.
-    """
-    from medloss.scoring.lesion import lesion_instances
-
-    inst = lesion_instances(ref.astype(bool), pred.astype(bool), (1.0, 1.0, 1.0))
-    out = {}
-    rb, pb = _bucket(inst.ref_volume_vox), _bucket(inst.pred_volume_vox)
-    for i, (bucket, _) in enumerate(BUCKETS):
-        out[f"tp_{bucket}"] = int(np.count_nonzero((rb == i) & inst.ref_matched))
-        out[f"fn_{bucket}"] = int(np.count_nonzero((rb == i) & ~inst.ref_matched))
-        out[f"fp_{bucket}"] = int(np.count_nonzero((pb == i) & ~inst.pred_matched))
+    rows = lesion_scores(ref, pred, (1.0, 1.0, 1.0), LesionConfig(**LESION_RULE), instances=True)["instances"]
+    out = {f"{k}_{bucket}": 0 for bucket, _ in BUCKETS for k in ("tp", "fn", "fp")}
+    for row in rows:
+        bucket = BUCKETS[int(_bucket(np.array([row["voxels"]]))[0])][0]
+        if row["side"] == "ref":
+            out[f"{'tp' if row['partners'] else 'fn'}_{bucket}"] += 1
+        elif not row["partners"]:
+            out[f"fp_{bucket}"] += 1
     return out
 
 
