@@ -159,7 +159,7 @@ def train_and_predict(name: str, seed: int, train, test, steps: int, batch: int,
     images, labels = torch.from_numpy(train[0]), torch.from_numpy(train[1].astype(np.int64))
     history = []
     for _ in range(steps):
-        idx = torch.from_numpy(rng.choice(len(images), size=batch, replace=False))
+        idx = torch.from_numpy(rng.choice(len(images), size=min(batch, len(images)), replace=False))
         x = images[idx].to(device)
         y = labels[idx].unsqueeze(1).to(device)
         flip = [d + 2 for d in range(3) if rng.random() < 0.5]  # random flips: the same for image and label
