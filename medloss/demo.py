@@ -10,8 +10,8 @@
 4. scores the predictions against the reference labels with ``medloss score`` (``<out>/scores.csv`` and
    ``<out>/scores.json``).
 
-The CLI command in :mod:`medloss.cli.demo` wraps it. Time taken by the defaults (torch 2.13 CPU): 36 s wall with
-``OMP_NUM_THREADS=1`` and 48 s with 2 threads on an idle 2-core machine; 6 min 20 s wall (76 s of CPU time, one
+The CLI command in :mod:`medloss.cli.demo` wraps it. Time taken by the defaults (torch 2.13 CPU): 80 s wall with
+``OMP_NUM_THREADS=1`` and 58 s with 2 threads on an idle 2-core VM; 6 min 20 s wall (76 s of CPU time, one
 thread) on a 2-core machine shared with other jobs at load average 6-7.
 """
 from __future__ import annotations

@@ -34,8 +34,8 @@ def demo(output_dir: str, epochs: int, num_samples: int, size: int, roi_size: in
     """Generate synthetic lesions, train a bundle briefly, predict and score the result.
 
     Everything goes into OUTPUT_DIR: the data, the best checkpoint, the metrics CSV and plot, the predictions
-    (NIfTI) and the scores (CSV and JSON from `medloss score`). The defaults took 36 s on an idle 2-core CPU
-    machine with one thread (48 s with two), several minutes on a busy one; the run prints its own timing.
+    (NIfTI) and the scores (CSV and JSON from `medloss score`). The defaults took 80 s on an idle 2-core CPU
+    VM with one thread (58 s with two), several minutes on a busy one; the run prints its own timing.
     """
     from rich.console import Console
 
