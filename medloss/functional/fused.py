@@ -190,27 +190,6 @@ def backward_grad(logits, labels, valid, squared, voxel_term, gamma, log_clamp, 
     return p.to(logits.dtype)
 
 
-class SoftmaxLabelTables(torch.autograd.Function):
-    """(logits (B, C, N), labels (B, 1, N) int64, valid (B, 1, N) or None, squared, voxel_term, gamma, log_clamp,
-    region) -> (TP, PRED, TARGET, VOX): :func:`forward_tables` with :func:`backward_grad` as its gradient (the eager
-    engine's reference form, used by the tests)."""
-
-    @staticmethod
-    def forward(ctx, logits, labels, valid, squared, voxel_term, gamma, log_clamp, region):  # type: ignore[override]
-        out = forward_tables(logits, labels, valid, squared, voxel_term, gamma, log_clamp, region)
-        ctx.save_for_backward(logits, labels, valid)
-        ctx.options = (squared, voxel_term, gamma, log_clamp, region)
-        ctx.mark_non_differentiable(out[2])
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_tp, grad_pred, _grad_target, grad_vox):  # type: ignore[override]
-        logits, labels, valid = ctx.saved_tensors
-        grad = backward_grad(logits, labels, valid, *ctx.options, grad_tp, grad_pred, grad_vox)
-        return grad, None, None, None, None, None, None, None
-
-
 def _masked_square_sum(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     """sum_n v x^2 for a (B, N) class slice -> (B,)."""
     sq = x.square()

@@ -1,7 +1,7 @@
 """The compiled softmax-table kernel (medloss/functional/_kernels.c) against the eager implementation.
 
-The eager :class:`SoftmaxLabelTables` is itself held to the plain one-hot path and MONAI (test_fused.py), so here
-the kernel must give the same tables and the same gradient for every option it takes, every label dtype, block
+The eager engine (``medloss.functional.fused``) is itself held to the plain one-hot path and MONAI (test_fused.py),
+so here the kernel must give the same tables and the same gradient for every option it takes, every label dtype, block
 tails, thread counts and saturated logits; it must raise the same typed errors on bad input (also with
 ``check_input=False``: the kernel never reads out of bounds); and inputs it does not take must fall back.
 """
@@ -16,7 +16,6 @@ import torch
 import medloss.losses as L
 from medloss.errors import InputRangeError, LabelValueError
 from medloss.functional import native
-from medloss.functional.fused import SoftmaxLabelTables
 from medloss.functional.tables import TableOptions, softmax_tables
 from tests._helpers import native_case as _case
 
@@ -39,15 +38,7 @@ def _tables(engine, x, y, ignore, squared, voxel_term, gamma, log_clamp=NO_CLAMP
     b, c = x.shape[:2]
     xf = x.detach().reshape(b, c, -1).requires_grad_()
     lab = y.reshape(b, 1, -1)
-    if engine == "native":
-        options = TableOptions(ignore, squared, voxel_term, gamma, log_clamp)
-        out = softmax_tables(xf, lab, "native", options)
-    else:
-        labl, valid = lab.long(), None
-        if ignore is not None:
-            valid = (labl != ignore).to(torch.float64 if x.dtype == torch.float64 else torch.float32)
-            labl = labl.masked_fill(labl == ignore, 0)
-        out = SoftmaxLabelTables.apply(xf, labl, valid, squared, voxel_term, gamma, log_clamp, True)
+    out = softmax_tables(xf, lab, engine, TableOptions(ignore, squared, voxel_term, gamma, log_clamp))
     gen = torch.Generator().manual_seed(1)
     weights = [torch.rand(b, c, generator=gen, dtype=torch.float64).to(out[0].dtype) for _ in out]
     total = sum((o * w).sum() for o, w in zip(out, weights) if o.requires_grad)

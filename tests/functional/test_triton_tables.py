@@ -1,6 +1,6 @@
 """The Triton softmax-table kernels against the eager implementation (on CPU under the Triton interpreter).
 
-The eager :class:`SoftmaxLabelTables` is held to the one-hot path and MONAI (test_fused.py); here the Triton
+The eager engine (``medloss.functional.fused``) is held to the one-hot path and MONAI (test_fused.py); here the Triton
 kernels must give its tables and gradient for every option, label dtype, class count (padded tiles), block tails,
 half-precision logits and saturated logits; raise the same typed errors on bad input when checking; skip invalid
 labels without a host read when not checking; and be deterministic. tests/conftest.py turns the interpreter on
@@ -15,7 +15,6 @@ import torch
 
 from medloss.errors import InputRangeError, LabelValueError
 from medloss.functional import triton_tables
-from medloss.functional.fused import SoftmaxLabelTables
 from medloss.functional.tables import TableOptions, softmax_tables
 from tests._helpers import native_case as _case
 
@@ -35,15 +34,7 @@ def _tables(engine, x, y, ignore, squared, voxel_term, gamma, log_clamp=NO_CLAMP
     b, c = x.shape[:2]
     xf = x.detach().reshape(b, c, -1).to(DEVICE).requires_grad_()
     lab = y.reshape(b, 1, -1).to(DEVICE)
-    if engine == "triton":
-        options = TableOptions(ignore, squared, voxel_term, gamma, log_clamp, check=check)
-        out = softmax_tables(xf, lab, "triton", options)
-    else:
-        labl, valid = lab.long(), None
-        if ignore is not None:
-            valid = (labl != ignore).to(torch.float64 if x.dtype == torch.float64 else torch.float32)
-            labl = labl.masked_fill(labl == ignore, 0)
-        out = SoftmaxLabelTables.apply(xf, labl, valid, squared, voxel_term, gamma, log_clamp, True)
+    out = softmax_tables(xf, lab, engine, TableOptions(ignore, squared, voxel_term, gamma, log_clamp, check=check))
     gen = torch.Generator().manual_seed(1)
     weights = [torch.rand(b, c, generator=gen, dtype=torch.float64).to(out[0].dtype).to(DEVICE) for _ in out]
     total = sum((o * w).sum() for o, w in zip(out, weights) if o.requires_grad)
