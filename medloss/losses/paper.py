@@ -5,7 +5,7 @@ import torch
 
 from medloss.errors import InvalidOptionError, OptionTypeError, ShapeMismatchError
 from medloss.functional import reduce as _reduce
-from medloss.functional.compound import anatomynet_loss, explog_loss
+from medloss.functional.paper import anatomynet_loss, explog_loss
 from medloss.functional import prepare
 from medloss.losses._base import MedlossLoss, check_ignore_index, check_positive
 
