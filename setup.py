@@ -1,8 +1,8 @@
 """Build hook (metadata lives in pyproject.toml): the optional CPU kernel and the bundles as package data.
 
-* ``medloss.functional._kernels`` is plain C (no torch headers), built by the system C compiler during
+* ``medloss.backends.cpu._kernels`` is plain C (no torch headers), built by the system C compiler during
   ``pip install``. It is optional: without a compiler the install still succeeds and medloss uses its eager torch
-  path (the same math, slower); ``python -c "import medloss.functional.native as n; print(n.available())"`` tells
+  path (the same math, slower); ``python -c "import medloss.backends.cpu as n; print(n.available())"`` tells
   which is active.
 * ``bundles/`` at the top of the repository is the one hand-kept copy of the MONAI bundles. The build maps it into
   the wheel as ``medloss/bundles/`` (``package_dir``), with only the files a bundle consists of (no training
@@ -43,9 +43,9 @@ setup(
     package_data={"medloss": ["py.typed"], **BUNDLE_DATA},
     ext_modules=[
         Extension(
-            "medloss.functional._kernels",
-            sources=["medloss/functional/_kernels.c"],
-            depends=["medloss/functional/_softmax_body.h", "medloss/functional/_sigmoid_body.h"],
+            "medloss.backends.cpu._kernels",
+            sources=["medloss/backends/cpu/_kernels.c"],
+            depends=["medloss/backends/cpu/_softmax_body.h", "medloss/backends/cpu/_sigmoid_body.h"],
             extra_compile_args=COMPILE_ARGS,
             extra_link_args=LINK_ARGS,
             optional=True,

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from medloss.functional import triton_tables
+from medloss.backends import triton as triton_tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

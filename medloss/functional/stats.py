@@ -14,7 +14,7 @@ so squared denominators, ignore masks, soft labels and batch pooling work for al
 Two paths compute the same tables:
 
 * the **label-map softmax path** (``softmax=True, to_onehot_y=True``, the common multi-class case) never builds a
-  one-hot tensor (:mod:`medloss.functional.fused`): TP comes from gathering p at the label and per-label sums, and
+  one-hot tensor (:mod:`medloss.backends.composite`): TP comes from gathering p at the label and per-label sums, and
   a custom autograd function writes the analytic gradient into a recomputed softmax buffer, so forward+backward
   holds about one logits-sized buffer besides the gradient;
 * the **dense path** (sigmoid, other activations, one-hot or soft targets) is written with plain tensor ops.
@@ -29,7 +29,9 @@ from typing import NamedTuple
 import torch
 
 from medloss.errors import InputRangeError
-from medloss.functional import backend, native, prepare
+from medloss import backends
+from medloss.backends import cpu as native
+from medloss.functional import prepare
 from medloss.functional.tables import TableOptions, softmax_tables
 
 
@@ -178,7 +180,7 @@ def label_map_tables(
 
     ``voxel_term`` is None, "ce", "focal" or "explog" (exponent ``gamma``), evaluated at log p_y clamped to
     ``log_clamp``. Returns (RegionStats with all C classes, per sample; VOX (B, C)) — see
-    :mod:`medloss.functional.fused`; with ``region=False`` TP and PRED may be zeros (a voxel loss alone). Used by
+    :mod:`medloss.backends.composite`; with ``region=False`` TP and PRED may be zeros (a voxel loss alone). Used by
     :func:`region_stats` for ``softmax=True, to_onehot_y=True``, by the cross-entropy / softmax focal fast paths and
     by the compounds.
     """
@@ -188,7 +190,7 @@ def label_map_tables(
     options = TableOptions(ignore_index=_held_ignore(labels, ignore_index, input.shape[1]), squared=squared_pred,
                            voxel_term=voxel_term, gamma=float(gamma), log_clamp=log_clamp, region=region,
                            check=check_input)
-    engine = backend.softmax_engine(flat, labels)
+    engine = backends.softmax_engine(flat, labels)
     try:
         tp, pred, tgt, vox = softmax_tables(flat, labels, engine, options)
     except InputRangeError:  # non-finite logits: the C kernel always notices them
@@ -214,7 +216,7 @@ def sigmoid_tables(
     """Sigmoid region tables (all C classes, per sample) and the positive/negative sums (VPOS, VNEG) of a voxel
     term ("bce", "focal" or None) from the compiled kernel's single pass, or None when the kernel does not take these
     inputs (not built, CUDA, fp16, integer dense targets, a non-integer ``ignore_index``, fractional targets for
-    the focal term): the caller then runs its eager code. See :class:`medloss.functional.native.NativeSigmoidTables`.
+    the focal term): the caller then runs its eager code. See :class:`medloss.backends.cpu.NativeSigmoidTables`.
     """
     if ignore_index is not None and not float(ignore_index).is_integer():
         return None

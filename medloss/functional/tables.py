@@ -1,101 +1,28 @@
 """The seam: softmax tables of logits against a label map, from one ``torch.library`` operator.
 
 Every softmax loss with a label-map target (region losses, cross-entropy, softmax focal, the compounds) is a
-formula on four (B, C) tables (math in :mod:`medloss.functional.fused`)::
+formula on four (B, C) tables (math in :mod:`medloss.backends.composite`)::
 
     TP_c = sum_n v p_c [y = c]    PRED_c = sum_n v p_c^e    TARGET_c = sum_n v [y = c]    VOX_c = sum_n v phi(log p_y) [y = c]
 
 They come from the custom operator ``medloss::softmax_tables`` (and ``medloss::softmax_tables_backward``, its
 registered analytic gradient). The operator has one implementation per engine, picked once per call by
-:func:`medloss.functional.backend.softmax_engine`: ``native`` (the C kernel, CPU), ``triton`` (CUDA) and ``eager``
+:func:`medloss.backends.softmax_engine`: ``native`` (the C kernel, CPU), ``triton`` (CUDA) and ``eager``
 (plain torch, anything else). It has a fake (shape-only) implementation, so ``torch.compile`` sees one opaque node
 whatever the engine, and the options travel as one frozen, validated :class:`TableOptions`.
 
-Adding a voxel term: its formula and slope in ``fused.py`` (eager), one case in ``_kernels.c`` and one in
-``_triton_kernels.py``, and its name in :data:`VOXEL_TERMS`.
+Adding a voxel term: its formula and slope in ``backends/composite.py`` (eager), one case in ``backends/cpu/_kernels.c`` and one in
+``backends/triton/_kernels.py``, and its name in :data:`medloss.functional.options.VOXEL_TERMS`.
 """
-import dataclasses
-import math
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
-from medloss.errors import InvalidOptionError
-from medloss.functional import fused, native, prepare, triton_tables
-from medloss.functional.fused import VOXEL_TERMS
+from medloss.backends import ENGINES
+from medloss.functional import prepare
+from medloss.functional.options import TableOptions
 
 __all__ = ["TableOptions", "softmax_tables", "ENGINES"]
-
-
-@dataclass(frozen=True)
-class TableOptions:
-    """What the tables are of: validated once, shared by every engine.
-
-    ignore_index: label value whose voxels count nowhere (``None``: every voxel counts).
-    squared: PRED sums p^2 (V-Net denominators) instead of p.
-    voxel_term: ``None``, ``"ce"``, ``"focal"`` or ``"explog"``; ``gamma`` its exponent.
-    log_clamp: (lo, hi) clamp of log p_y inside the voxel term (its slope is 0 where it clips).
-    region: whether TP and PRED are needed (``False`` for a voxel loss alone; engines may then skip them).
-    check: validate logits (finite) and labels (in [0, C) or ``ignore_index``) and raise typed errors; without it
-        no engine reads a tensor back to the host (the C kernel still checks, for free, inside its pass).
-    """
-
-    ignore_index: int | None = None
-    squared: bool = False
-    voxel_term: str | None = None
-    gamma: float = 0.0
-    log_clamp: tuple[float, float] = (-math.inf, math.inf)
-    region: bool = True
-    check: bool = True
-
-    def __post_init__(self) -> None:
-        if self.voxel_term not in VOXEL_TERMS:
-            raise InvalidOptionError(f"`voxel_term` must be one of {list(VOXEL_TERMS)}, got {self.voxel_term!r}.")
-        if not (isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma) and self.gamma >= 0):
-            raise InvalidOptionError(f"`gamma` must be a finite number >= 0, got {self.gamma!r}.")
-        lo, hi = self.log_clamp
-        if not lo <= hi or lo > 0:
-            raise InvalidOptionError(f"`log_clamp` must be (lo, hi) with lo <= hi and lo <= 0, got {self.log_clamp!r}.")
-        if self.ignore_index is not None and not isinstance(self.ignore_index, int):
-            raise InvalidOptionError(f"`ignore_index` must be an integer or None, got {self.ignore_index!r}.")
-
-
-def _eager_labels(logits, labels, options: TableOptions):
-    """(labels (B, 1, N) int64 with uncounted voxels at 0, valid (B, 1, N) or None) for the eager engine."""
-    num_classes = logits.shape[1]
-    if options.check:
-        prepare.check_finite(logits)
-        prepare.check_labels(labels, num_classes, options.ignore_index)
-        counted = None if options.ignore_index is None else labels != options.ignore_index
-    else:  # like the kernels: labels outside [0, C) count nowhere (no host read to find out whether there are any)
-        counted = (labels >= 0) & (labels < num_classes)
-        if options.ignore_index is not None:
-            counted &= labels != options.ignore_index
-    if counted is None:
-        return labels.long(), None
-    return labels.masked_fill(~counted, 0).long(), counted.to(prepare.compute_dtype(logits))
-
-
-class _Eager:
-    """The ``eager`` engine: plain torch (:mod:`medloss.functional.fused`)."""
-
-    @staticmethod
-    def forward(logits, labels, options: TableOptions):
-        labels, valid = _eager_labels(logits, labels, options)
-        return fused.forward_tables(logits, labels, valid, options.squared, options.voxel_term, options.gamma,
-                                    options.log_clamp, options.region)
-
-    @staticmethod
-    def backward(logits, labels, options: TableOptions, grad_tp, grad_pred, grad_vox):
-        labels, valid = _eager_labels(logits, labels, dataclasses.replace(options, check=False))
-        return fused.backward_grad(logits, labels, valid, options.squared, options.voxel_term, options.gamma,
-                                   options.log_clamp, options.region, grad_tp, grad_pred, grad_vox)
-
-
-#: engine name -> its module (or namespace) with forward(logits, labels, options) and
-#: backward(logits, labels, options, grad_tp, grad_pred, grad_vox)
-ENGINES = {"native": native, "triton": triton_tables, "eager": _Eager}
 
 
 def _options(ignore_index, squared, voxel_term, gamma, lo, hi, region, check) -> TableOptions:

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import medloss.losses as L
-from medloss.functional import native, triton_tables
+from medloss.backends import cpu as native
+from medloss.backends import triton as triton_tables
 from tests._helpers import random_case, value_and_grad
 
 

@@ -1,6 +1,6 @@
-"""The compiled softmax-table kernel (medloss/functional/_kernels.c) against the eager implementation.
+"""The compiled softmax-table kernel (medloss/backends/cpu/_kernels.c) against the eager implementation.
 
-The eager engine (``medloss.functional.fused``) is itself held to the plain one-hot path and MONAI (test_fused.py),
+The eager engine (``medloss.backends.composite``) is itself held to the plain one-hot path and MONAI (test_fused.py),
 so here the kernel must give the same tables and the same gradient for every option it takes, every label dtype, block
 tails, thread counts and saturated logits; it must raise the same typed errors on bad input (also with
 ``check_input=False``: the kernel never reads out of bounds); and inputs it does not take must fall back.
@@ -15,7 +15,7 @@ import torch
 
 import medloss.losses as L
 from medloss.errors import InputRangeError, LabelValueError
-from medloss.functional import native
+from medloss.backends import cpu as native
 from medloss.functional.tables import TableOptions, softmax_tables
 from tests._helpers import native_case as _case
 
@@ -199,7 +199,7 @@ def test_openmp_and_pthreads_backends_agree():
     import sys
 
     code = (
-        "import torch, medloss.losses as L, medloss.functional.native as n;"
+        "import torch, medloss.losses as L, medloss.backends.cpu as n;"
         "torch.set_num_threads(2); g = torch.Generator().manual_seed(0);"
         "x = torch.randn(2, 4, 24, 24, 24, generator=g, dtype=torch.float64).requires_grad_();"
         "y = torch.randint(0, 4, (2, 1, 24, 24, 24), generator=g);"

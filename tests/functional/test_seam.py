@@ -9,7 +9,7 @@ import torch
 
 import medloss.losses as L
 from medloss.errors import InvalidOptionError
-from medloss.functional import native
+from medloss.backends import cpu as native
 from medloss.functional.tables import TableOptions, softmax_tables
 from tests._helpers import native_case
 

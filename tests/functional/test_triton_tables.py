@@ -1,6 +1,6 @@
 """The Triton softmax-table kernels against the eager implementation (on CPU under the Triton interpreter).
 
-The eager engine (``medloss.functional.fused``) is held to the one-hot path and MONAI (test_fused.py); here the Triton
+The eager engine (``medloss.backends.composite``) is held to the one-hot path and MONAI (test_fused.py); here the Triton
 kernels must give its tables and gradient for every option, label dtype, class count (padded tiles), block tails,
 half-precision logits and saturated logits; raise the same typed errors on bad input when checking; skip invalid
 labels without a host read when not checking; and be deterministic. tests/conftest.py turns the interpreter on
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from medloss.errors import InputRangeError, LabelValueError
-from medloss.functional import triton_tables
+from medloss.backends import triton as triton_tables
 from medloss.functional.tables import TableOptions, softmax_tables
 from tests._helpers import native_case as _case
 
@@ -196,7 +196,7 @@ def test_losses_take_the_triton_engine_when_asked(monkeypatch):
 
 def test_backend_switch_is_validated(monkeypatch):
     from medloss.errors import InvalidOptionError
-    from medloss.functional import backend
+    from medloss import backends as backend
 
     monkeypatch.setenv("MEDLOSS_BACKEND", "cuda")
     with pytest.raises(InvalidOptionError, match="MEDLOSS_BACKEND"):

@@ -6,7 +6,7 @@ import torch
 
 import medloss.losses as L
 from medloss.errors import InputRangeError, InvalidOptionError, LabelValueError, OptionTypeError, ShapeMismatchError
-from medloss.functional import native
+from medloss.backends import cpu as native
 from medloss.registry import LOSSES
 from tests._helpers import loss_study
 

@@ -1,9 +1,9 @@
-/* medloss.functional._kernels: the one-hot-free softmax statistics of medloss.functional.fused as a CPU kernel.
+/* medloss.backends.cpu._kernels: the one-hot-free softmax statistics of medloss.backends.composite as a CPU kernel.
  *
  * Forward reads logits (B, C, N) and labels (B, N) once and returns, per sample and class, the sums
  *   TP_c = sum p_c [y = c],  PRED_c = sum v p_c^e,  TARGET_c = sum [y = c],  VOX_c = sum phi(p_y) [y = c]
  * (v = 0 at ignored voxels); backward reads them again, recomputes the softmax per block of BLK voxels in L1 and
- * writes dL/dx = p_c (v e k_c p_c^(e-1) - t) + [c = y] s_n (see medloss/functional/fused.py for the derivation).
+ * writes dL/dx = p_c (v e k_c p_c^(e-1) - t) + [c = y] s_n (see medloss/backends/composite.py for the derivation).
  * Nothing logits-sized is allocated here: the only large buffer is the gradient, allocated by the caller.
  *
  * Plain C99 + POSIX threads, no torch headers (built by setup.py with the system compiler at install time; the
@@ -287,7 +287,7 @@ static PyObject *launch(job_t J, int is_double, unsigned long long op, unsigned 
  * voxel_term: 0 none, 1 cross-entropy, 2 focal, 3 explog; log p_y is clamped to [log_lo, log_hi] in it.
  * forward:  out_ptr = (3, B, C) float64 zeros (TP, PRED, VOX), out2_ptr = (B, C) int64 zeros (TARGET)
  * backward: out_ptr = (3, B, C) float64 coefficients (k, a, u), out2_ptr = gradient (B, C, N), logits' type.
- * The caller guarantees contiguous CPU buffers of these shapes (medloss/functional/native.py). */
+ * The caller guarantees contiguous CPU buffers of these shapes (medloss/backends/cpu/__init__.py). */
 static PyObject *softmax_tables(PyObject *self, PyObject *args) {
     (void)self;
     int backward, is_double, ycode, has_ignore, squared, vterm, nthreads;

@@ -1,4 +1,4 @@
-/* Sigmoid statistics of medloss.functional._kernels, included once per floating type by _kernels.c with
+/* Sigmoid statistics of medloss.backends.cpu._kernels, included once per floating type by _kernels.c with
  *   REAL  the logits type,   SFX  the name suffix,   EXP/LOG  exp and log for REAL.
  * Logits X (B, C, N); the target g is either dense (B, C, N) (J->dense, type J->ycode: float32/float64; binary, or
  * in [0, 1] with J->soft) or a label map (B, N) whose one-hot is the target (C = 1: the map itself, values {0, 1}).

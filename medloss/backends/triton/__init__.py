@@ -1,6 +1,6 @@
 """Triton kernels for the softmax label-map tables: the ``triton`` engine of the table operator (CUDA).
 
-They compute exactly what :func:`medloss.functional.fused.forward_tables` computes (the formulas are in that
+They compute exactly what :func:`medloss.backends.composite.forward_tables` computes (the formulas are in that
 module's docstring): for logits x (B, C, N), labels y (B, 1, N), validity v and p = softmax(x)::
 
     TP_c = sum_n v p_c [y = c]    PRED_c = sum_n v p_c^e    TARGET_c = sum_n v [y = c]    VOX_c = sum_n v phi(l) [y = c]
@@ -55,9 +55,9 @@ def available() -> bool:
 @functools.cache
 def _k():
     """The kernel module, imported on first use."""
-    from medloss.functional import _triton_kernels
+    from medloss.backends.triton import _kernels
 
-    return _triton_kernels
+    return _kernels
 
 
 def interpreted() -> bool:

@@ -1,4 +1,4 @@
-"""The Triton kernels behind :mod:`medloss.functional.triton_tables` (the math is in that module's docstring).
+"""The Triton kernels behind :mod:`medloss.backends.triton` (the math is in that module's docstring).
 
 Imported on first use only (importing Triton costs ~0.4 s), with the interpreter setting in force at that time.
 Only Triton features present in Triton 3.6 and 3.9 are used.
@@ -7,7 +7,7 @@ Only Triton features present in Triton 3.6 and 3.9 are used.
 import triton
 import triton.language as tl
 
-from medloss.functional import triton_tables as _api
+from medloss.backends import triton as _api
 
 # jit code sees module globals only as compile-time constants
 STATUS_NONFINITE = tl.constexpr(_api.STATUS_NONFINITE)

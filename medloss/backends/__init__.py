@@ -1,11 +1,12 @@
-"""Which engine computes the softmax label-map tables, decided here once for every loss.
+"""The engines behind the table operator (:mod:`medloss.functional.tables`), and the one place that picks one.
 
 Three engines compute the same (B, C) tables and the same analytic gradient (tested equal):
 
-* ``native``: the compiled C kernel (:mod:`medloss.functional.native`), CPU float32/float64 logits;
-* ``triton``: the Triton kernels (:mod:`medloss.functional.triton_tables`), CUDA logits of any float dtype (on a
+* ``native``: the compiled C kernel (:mod:`medloss.backends.cpu`), CPU float32/float64 logits;
+* ``triton``: the Triton kernels (:mod:`medloss.backends.triton`), CUDA logits of any float dtype (on a
   CPU only under the Triton interpreter, ``TRITON_INTERPRET=1``, which is how the tests run them without a GPU);
-* ``eager``: plain torch (:mod:`medloss.functional.fused`), everything else (other devices, no compiler, no Triton).
+* ``eager``: plain torch (:mod:`medloss.backends.composite`), everything else (other devices, no compiler, no
+  Triton); it is also the reference the other two are tested against.
 
 ``MEDLOSS_BACKEND`` picks one: ``auto`` (default: native on CPU, triton on CUDA, eager otherwise), ``native``,
 ``triton`` or ``eager``; an engine that cannot take the inputs falls back to ``eager``. ``MEDLOSS_NATIVE=0``
@@ -18,11 +19,17 @@ import os
 import torch
 
 from medloss.errors import InvalidOptionError
-from medloss.functional import native, triton_tables
+from medloss.backends import composite
+from medloss.backends import cpu as native
+from medloss.backends import triton as triton_tables
 
 BACKENDS = ("auto", "native", "triton", "eager")
 
-__all__ = ["BACKENDS", "selected", "softmax_engine"]
+__all__ = ["BACKENDS", "ENGINES", "selected", "softmax_engine"]
+
+#: engine name -> its module (or namespace) with forward(logits, labels, options) and
+#: backward(logits, labels, options, grad_tp, grad_pred, grad_vox)
+ENGINES = {"native": native, "triton": triton_tables, "eager": composite.Engine}
 
 
 def selected() -> str:
