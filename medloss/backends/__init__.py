@@ -5,7 +5,7 @@ Three engines compute the same (B, C) tables and the same analytic gradient (tes
 * ``native``: the compiled C kernel (:mod:`medloss.backends.cpu`), CPU float32/float64 logits;
 * ``triton``: the Triton kernels (:mod:`medloss.backends.triton`), CUDA logits of any float dtype (on a
   CPU only under the Triton interpreter, ``TRITON_INTERPRET=1``, which is how the tests run them without a GPU);
-* ``eager``: plain torch (:mod:`medloss.backends.composite`), everything else (other devices, no compiler, no
+* ``eager``: plain torch (:mod:`medloss.backends.eager`), everything else (other devices, no compiler, no
   Triton); it is also the reference the other two are tested against.
 
 ``MEDLOSS_BACKEND`` picks one: ``auto`` (default: native on CPU, triton on CUDA, eager otherwise), ``native``,
@@ -19,7 +19,7 @@ import os
 import torch
 
 from medloss.errors import InvalidOptionError
-from medloss.backends import composite
+from medloss.backends import eager
 from medloss.backends import cpu as native
 from medloss.backends import triton as triton_tables
 
@@ -29,7 +29,7 @@ __all__ = ["BACKENDS", "ENGINES", "selected", "softmax_engine"]
 
 #: engine name -> its module (or namespace) with forward(logits, labels, options) and
 #: backward(logits, labels, options, grad_tp, grad_pred, grad_vox)
-ENGINES = {"native": native, "triton": triton_tables, "eager": composite.Engine}
+ENGINES = {"native": native, "triton": triton_tables, "eager": eager.Engine}
 
 
 def selected() -> str:

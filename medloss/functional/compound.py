@@ -40,7 +40,7 @@ COMPOUND_REDUCTIONS = ("mean", "sum")
 
 
 def fusable(input: torch.Tensor, options: dict) -> bool:
-    """Softmax against a label map: the region and voxel terms come from one pass (:mod:`medloss.backends.composite`)."""
+    """Softmax against a label map: the region and voxel terms come from one pass (:mod:`medloss.backends.eager.softmax`)."""
     return (
         options.get("softmax", False) and options.get("to_onehot_y", False) and input.ndim >= 3
         and input.shape[1] > 1 and options.get("other_act") is None

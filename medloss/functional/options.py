@@ -8,7 +8,7 @@ from medloss.errors import InvalidOptionError
 
 __all__ = ["TableOptions", "VOXEL_TERMS"]
 
-#: the voxel terms a softmax table can carry (formulas: :mod:`medloss.backends.composite`)
+#: the voxel terms a softmax table can carry (formulas: :mod:`medloss.backends.eager.softmax`)
 VOXEL_TERMS = (None, "ce", "focal", "explog")
 
 

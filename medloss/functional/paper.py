@@ -15,7 +15,7 @@ from medloss.errors import ShapeMismatchError
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
 from medloss.functional.compound import fusable
-from medloss.backends.composite import labelled_sums
+from medloss.backends.eager.softmax import labelled_sums
 from medloss.functional.region import dice_from_stats, overlap_index
 from medloss.functional.stats import RegionStats, distributed_sum, finish_stats, label_map_tables, region_stats
 

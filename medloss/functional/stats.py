@@ -14,7 +14,7 @@ so squared denominators, ignore masks, soft labels and batch pooling work for al
 Two paths compute the same tables:
 
 * the **label-map softmax path** (``softmax=True, to_onehot_y=True``, the common multi-class case) never builds a
-  one-hot tensor (:mod:`medloss.backends.composite`): TP comes from gathering p at the label and per-label sums, and
+  one-hot tensor (:mod:`medloss.backends.eager.softmax`): TP comes from gathering p at the label and per-label sums, and
   a custom autograd function writes the analytic gradient into a recomputed softmax buffer, so forward+backward
   holds about one logits-sized buffer besides the gradient;
 * the **dense path** (sigmoid, other activations, one-hot or soft targets) is written with plain tensor ops.
@@ -180,7 +180,7 @@ def label_map_tables(
 
     ``voxel_term`` is None, "ce", "focal" or "explog" (exponent ``gamma``), evaluated at log p_y clamped to
     ``log_clamp``. Returns (RegionStats with all C classes, per sample; VOX (B, C)) — see
-    :mod:`medloss.backends.composite`; with ``region=False`` TP and PRED may be zeros (a voxel loss alone). Used by
+    :mod:`medloss.backends.eager.softmax`; with ``region=False`` TP and PRED may be zeros (a voxel loss alone). Used by
     :func:`region_stats` for ``softmax=True, to_onehot_y=True``, by the cross-entropy / softmax focal fast paths and
     by the compounds.
     """

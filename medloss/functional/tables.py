@@ -1,7 +1,7 @@
 """The seam: softmax tables of logits against a label map, from one ``torch.library`` operator.
 
 Every softmax loss with a label-map target (region losses, cross-entropy, softmax focal, the compounds) is a
-formula on four (B, C) tables (math in :mod:`medloss.backends.composite`)::
+formula on four (B, C) tables (math in :mod:`medloss.backends.eager.softmax`)::
 
     TP_c = sum_n v p_c [y = c]    PRED_c = sum_n v p_c^e    TARGET_c = sum_n v [y = c]    VOX_c = sum_n v phi(log p_y) [y = c]
 
@@ -11,7 +11,7 @@ registered analytic gradient). The operator has one implementation per engine, p
 (plain torch, anything else). It has a fake (shape-only) implementation, so ``torch.compile`` sees one opaque node
 whatever the engine, and the options travel as one frozen, validated :class:`TableOptions`.
 
-Adding a voxel term: its formula and slope in ``backends/composite.py`` (eager), one case in ``backends/cpu/_kernels.c`` and one in
+Adding a voxel term: its formula and slope in ``backends/eager/softmax.py`` (eager), one case in ``backends/cpu/_kernels.c`` and one in
 ``backends/triton/_kernels.py``, and its name in :data:`medloss.functional.options.VOXEL_TERMS`.
 """
 from typing import Optional

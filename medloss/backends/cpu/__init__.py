@@ -1,7 +1,7 @@
 """The compiled CPU kernel (``medloss/backends/cpu/_kernels.c``): the ``native`` engine of the table operator.
 
 :func:`forward` / :func:`backward` (called by :mod:`medloss.functional.tables`) compute exactly what
-:func:`medloss.backends.composite.forward_tables` / ``backward_grad`` compute (the math is in that module's
+:func:`medloss.backends.eager.softmax.forward_tables` / ``backward_grad`` compute (the math is in that module's
 docstring) in two passes over the data: forward reads logits and labels once and keeps nothing; backward reads
 them again, recomputes the softmax per block of 512 voxels in cache and writes the gradient. :class:`NativeSigmoidTables` does the same for sigmoid region tables and the BCE / sigmoid
 focal sums. Peak extra memory of forward + backward is the gradient itself (1x the logits), and the input checks

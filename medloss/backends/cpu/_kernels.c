@@ -1,9 +1,9 @@
-/* medloss.backends.cpu._kernels: the one-hot-free softmax statistics of medloss.backends.composite as a CPU kernel.
+/* medloss.backends.cpu._kernels: the one-hot-free softmax statistics of medloss.backends.eager.softmax as a CPU kernel.
  *
  * Forward reads logits (B, C, N) and labels (B, N) once and returns, per sample and class, the sums
  *   TP_c = sum p_c [y = c],  PRED_c = sum v p_c^e,  TARGET_c = sum [y = c],  VOX_c = sum phi(p_y) [y = c]
  * (v = 0 at ignored voxels); backward reads them again, recomputes the softmax per block of BLK voxels in L1 and
- * writes dL/dx = p_c (v e k_c p_c^(e-1) - t) + [c = y] s_n (see medloss/backends/composite.py for the derivation).
+ * writes dL/dx = p_c (v e k_c p_c^(e-1) - t) + [c = y] s_n (see medloss/backends/eager/softmax.py for the derivation).
  * Nothing logits-sized is allocated here: the only large buffer is the gradient, allocated by the caller.
  *
  * Plain C99 + POSIX threads, no torch headers (built by setup.py with the system compiler at install time; the

@@ -1,7 +1,7 @@
 /* Kernel body of medloss.backends.cpu._kernels, included once per floating type by _kernels.c with
  *   REAL  the logits type (float or double),   SFX  the name suffix,   EXP/LOG  exp and log for REAL.
  * Shapes: logits X (B, C, N) contiguous; labels Y (B, N); work is split into blocks of BLK voxels of one sample.
- * The math is in medloss/backends/composite.py's docstring; variable names follow it. */
+ * The math is in medloss/backends/eager/softmax.py's docstring; variable names follow it. */
 
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)

@@ -1,6 +1,6 @@
 """Triton kernels for the softmax label-map tables: the ``triton`` engine of the table operator (CUDA).
 
-They compute exactly what :func:`medloss.backends.composite.forward_tables` computes (the formulas are in that
+They compute exactly what :func:`medloss.backends.eager.softmax.forward_tables` computes (the formulas are in that
 module's docstring): for logits x (B, C, N), labels y (B, 1, N), validity v and p = softmax(x)::
 
     TP_c = sum_n v p_c [y = c]    PRED_c = sum_n v p_c^e    TARGET_c = sum_n v [y = c]    VOX_c = sum_n v phi(l) [y = c]

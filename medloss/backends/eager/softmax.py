@@ -22,13 +22,11 @@ and backward, and backward is re-entrant (``retain_graph=True`` is safe). log p_
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
 
 from medloss.functional import prepare
-from medloss.functional.options import TableOptions
 _CHUNK = 1 << 20  # voxels per float64 chunk when summing per label (bounds the float64 temporary)
 _BLOCK = 1 << 20  # elements per (B, C, block) temporary in the backward's final pass
 
@@ -196,35 +194,3 @@ def _masked_square_sum(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Ten
     if valid is not None:
         sq.mul_(valid.view_as(sq))
     return sq.sum(dim=1)
-
-
-def _eager_labels(logits, labels, options: TableOptions):
-    """(labels (B, 1, N) int64 with uncounted voxels at 0, valid (B, 1, N) or None) for the eager engine."""
-    num_classes = logits.shape[1]
-    if options.check:
-        prepare.check_finite(logits)
-        prepare.check_labels(labels, num_classes, options.ignore_index)
-        counted = None if options.ignore_index is None else labels != options.ignore_index
-    else:  # like the kernels: labels outside [0, C) count nowhere (no host read to find out whether there are any)
-        counted = (labels >= 0) & (labels < num_classes)
-        if options.ignore_index is not None:
-            counted &= labels != options.ignore_index
-    if counted is None:
-        return labels.long(), None
-    return labels.masked_fill(~counted, 0).long(), counted.to(prepare.compute_dtype(logits))
-
-
-class Engine:
-    """The ``eager`` engine: the functions above, with the label checks and masks the kernels do in their pass."""
-
-    @staticmethod
-    def forward(logits, labels, options: TableOptions):
-        labels, valid = _eager_labels(logits, labels, options)
-        return forward_tables(logits, labels, valid, options.squared, options.voxel_term, options.gamma,
-                              options.log_clamp, options.region)
-
-    @staticmethod
-    def backward(logits, labels, options: TableOptions, grad_tp, grad_pred, grad_vox):
-        labels, valid = _eager_labels(logits, labels, dataclasses.replace(options, check=False))
-        return backward_grad(logits, labels, valid, options.squared, options.voxel_term, options.gamma,
-                            options.log_clamp, options.region, grad_tp, grad_pred, grad_vox)
