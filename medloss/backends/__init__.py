@@ -1,6 +1,7 @@
 """The engines behind the table operator (:mod:`medloss.functional.tables`), and the one place that picks one.
 
-Three engines compute the same (B, C) tables and the same analytic gradient (tested equal):
+Three engines compute the same tables and the same analytic gradient (tested equal), for softmax (label maps) and
+sigmoid (label maps or dense targets) alike:
 
 * ``native``: the compiled C kernel (:mod:`medloss.backends.cpu`), CPU float32/float64 logits;
 * ``triton``: the Triton kernels (:mod:`medloss.backends.triton`), CUDA logits of any float dtype (on a
@@ -11,25 +12,30 @@ Three engines compute the same (B, C) tables and the same analytic gradient (tes
 ``MEDLOSS_BACKEND`` picks one: ``auto`` (default: native on CPU, triton on CUDA, eager otherwise), ``native``,
 ``triton`` or ``eager``; an engine that cannot take the inputs falls back to ``eager``. ``MEDLOSS_NATIVE=0``
 (older switch) still turns the C kernel off.
+
+Each engine module (or namespace) has ``takes(logits, target, options)`` (except eager, which takes anything),
+``forward(logits, target, options)`` -> (TP, PRED, TARGET, VOXELS, VPOS, VNEG) and
+``backward(logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg)`` -> dL/dlogits. The engines are
+imported on first use, so importing this package costs nothing and has no import cycle with the formulas.
 """
 from __future__ import annotations
 
+import importlib
 import os
 
 import torch
 
 from medloss.errors import InvalidOptionError
-from medloss.backends import eager
-from medloss.backends import cpu as native
-from medloss.backends import triton as triton_tables
 
 BACKENDS = ("auto", "native", "triton", "eager")
+_MODULES = {"native": "medloss.backends.cpu", "triton": "medloss.backends.triton", "eager": "medloss.backends.eager"}
 
-__all__ = ["BACKENDS", "ENGINES", "selected", "softmax_engine"]
+__all__ = ["BACKENDS", "engine", "engine_for", "selected"]
 
-#: engine name -> its module (or namespace) with forward(logits, labels, options) and
-#: backward(logits, labels, options, grad_tp, grad_pred, grad_vox)
-ENGINES = {"native": native, "triton": triton_tables, "eager": eager.Engine}
+
+def engine(name: str):
+    """The engine called ``name`` (``"native"``, ``"triton"`` or ``"eager"``)."""
+    return importlib.import_module(_MODULES[name])
 
 
 def selected() -> str:
@@ -42,12 +48,13 @@ def selected() -> str:
     return choice
 
 
-def softmax_engine(logits: torch.Tensor, labels: torch.Tensor) -> str:
-    """``"native"``, ``"triton"`` or ``"eager"`` for (B, C, N) logits and (B, 1, N) labels."""
+def engine_for(logits: torch.Tensor, target: torch.Tensor, options) -> str:
+    """``"native"``, ``"triton"`` or ``"eager"`` for (B, C, N) logits, a (B, 1, N) label map or (B, C, N) dense
+    target, and the :class:`~medloss.functional.options.TableOptions`: the one place the engine is chosen."""
     choice = selected()
-    if choice in ("auto", "native") and native.supports(logits, labels):
+    if choice in ("auto", "native") and engine("native").takes(logits, target, options):
         return "native"
     if choice == "triton" or (choice == "auto" and logits.is_cuda):
-        if triton_tables.takes(logits, labels):
+        if engine("triton").takes(logits, target, options):
             return "triton"
     return "eager"

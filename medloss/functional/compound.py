@@ -32,6 +32,7 @@ from medloss.functional.voxel import (
     focal_loss,
     sigmoid_focal_from_tables,
     softmax_alpha,
+    tables_take_alpha,
     softmax_focal_from_tables,
 )
 
@@ -158,7 +159,8 @@ def dice_focal_loss(
                                           reduction=reduction)
         return (lambda_dice * region + lambda_focal * focal).to(input.dtype)
     tables = None
-    if region_options.get("sigmoid") and not focal_options["use_softmax"] and both:
+    if (region_options.get("sigmoid") and not focal_options["use_softmax"] and both
+            and tables_take_alpha(focal_options["alpha"], region_options["to_onehot_y"])):
         prepare.warn_onehot_single_channel(input, region_options["to_onehot_y"])
         tables = sigmoid_tables(input, target, to_onehot_y=region_options["to_onehot_y"], ignore_index=ignore_index,
                                 voxel_term="focal", gamma=focal_options["gamma"], check_input=check_input,

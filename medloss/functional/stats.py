@@ -28,11 +28,8 @@ from typing import NamedTuple
 
 import torch
 
-from medloss.errors import InputRangeError
-from medloss import backends
-from medloss.backends import cpu as native
 from medloss.functional import prepare
-from medloss.functional.tables import TableOptions, softmax_tables
+from medloss.functional.tables import TableOptions, tables
 
 
 
@@ -115,13 +112,12 @@ def region_stats(
         stats, _ = label_map_tables(
             input, target, ignore_index=ignore_index, squared_pred=squared_pred, check_input=check_input
         )
-    # the compiled sigmoid kernel: label maps, and binary dense targets when their values are checked (unchecked
-    # fractional targets stay on the eager path, which uses them as given)
-    elif sigmoid and not soft_label and (to_onehot_y or check_input) and (tables := sigmoid_tables(
+    # the sigmoid tables: label maps, and dense targets (binary when checked; unchecked ones are used as given)
+    elif sigmoid and not soft_label and (found := sigmoid_tables(
         input, target, to_onehot_y=to_onehot_y, ignore_index=ignore_index, voxel_term=None,
         squared_pred=squared_pred, check_input=check_input,
     )) is not None:
-        stats = tables[0]
+        stats = found[0]
     else:
         if check_input and (sigmoid or softmax or other_act is not None):
             prepare.check_finite(input)
@@ -190,15 +186,8 @@ def label_map_tables(
     options = TableOptions(ignore_index=_held_ignore(labels, ignore_index, input.shape[1]), squared=squared_pred,
                            voxel_term=voxel_term, gamma=float(gamma), log_clamp=log_clamp, region=region,
                            check=check_input)
-    engine = backends.softmax_engine(flat, labels)
-    try:
-        tp, pred, tgt, vox = softmax_tables(flat, labels, engine, options)
-    except InputRangeError:  # non-finite logits: the C kernel always notices them
-        if check_input or engine != "native":
-            raise
-        # check_input=False promises torch's arithmetic (NaN), as the other engines give
-        tp, pred, tgt, vox = softmax_tables(flat, labels, "eager", options)
-    return RegionStats(tp, pred, tgt, tgt.sum(dim=1, keepdim=True)), vox
+    out = tables(flat, labels, options)
+    return RegionStats(out.tp, out.pred, out.target, out.voxels), out.vpos
 
 
 def sigmoid_tables(
@@ -214,35 +203,30 @@ def sigmoid_tables(
     check_input: bool = True,
 ) -> tuple[RegionStats, torch.Tensor, torch.Tensor] | None:
     """Sigmoid region tables (all C classes, per sample) and the positive/negative sums (VPOS, VNEG) of a voxel
-    term ("bce", "focal" or None) from the compiled kernel's single pass, or None when the kernel does not take these
-    inputs (not built, CUDA, fp16, integer dense targets, a non-integer ``ignore_index``, fractional targets for
-    the focal term): the caller then runs its eager code. See :class:`medloss.backends.cpu.NativeSigmoidTables`.
+    term ("bce", "focal" or None) from the table operator (:mod:`medloss.functional.tables`; the math is in
+    :mod:`medloss.backends.eager.sigmoid`), or None for inputs it does not take: a non-integer ``ignore_index``, a
+    dense target of another shape or one that needs a gradient (the caller's plain code handles those, and words
+    their errors). ``soft``: fractional dense targets are meant (else, when checked, they raise).
     """
     if ignore_index is not None and not float(ignore_index).is_integer():
         return None
-    flat = prepare.flatten(input)
-    if not native.supports_sigmoid(flat, target, to_onehot_y=to_onehot_y):
+    prepare.check_input_tensor(input)
+    if not isinstance(target, torch.Tensor) or target.device != input.device:
         return None
+    flat = prepare.flatten(input)
     if to_onehot_y:
         target, dense = _flat_labels(target, input), False
-    elif tuple(target.shape) == tuple(input.shape):
+        held = _held_ignore(target, ignore_index, num_classes=input.shape[1])
+    elif tuple(target.shape) == tuple(input.shape) and not target.requires_grad:
         target, dense = prepare.flatten(target), True
+        held = prepare.representable_ignore(ignore_index, target.dtype)
     else:
         return None
-    held = _held_ignore(target, ignore_index, num_classes=input.shape[1]) if not dense else (
-        prepare.representable_ignore(ignore_index, target.dtype))
-    ignore = None if held is None else int(held)
-    try:
-        tp, pred, tgt, voxels, vpos, vneg = native.NativeSigmoidTables.apply(
-            flat, target, dense, ignore, squared_pred, check_input, voxel_term, float(gamma), soft
-        )
-    except native.SoftTarget:
-        return None
-    except InputRangeError:  # non-finite logits: with check_input=False the eager path gives torch's result
-        if check_input:
-            raise
-        return None
-    return RegionStats(tp, pred, tgt, voxels), vpos, vneg
+    options = TableOptions(ignore_index=None if held is None else int(held), squared=squared_pred,
+                           voxel_term=voxel_term, gamma=float(gamma), check=check_input, activation="sigmoid",
+                           dense=dense, soft=soft)
+    out = tables(flat, target, options)
+    return RegionStats(out.tp, out.pred, out.target, out.voxels), out.vpos, out.vneg
 
 
 def distributed_sum(t: torch.Tensor) -> torch.Tensor:

@@ -1,84 +1,116 @@
-"""The seam: softmax tables of logits against a label map, from one ``torch.library`` operator.
+"""The seam: every per-(sample, class) table a loss needs, from one ``torch.library`` operator.
 
-Every softmax loss with a label-map target (region losses, cross-entropy, softmax focal, the compounds) is a
-formula on four (B, C) tables (math in :mod:`medloss.backends.eager.softmax`)::
+Every fused loss (region losses, cross-entropy, BCE, softmax and sigmoid focal, the compounds) is a formula on six
+tables of logits x (B, C, N) against a target, with validity v (0 where a voxel counts nowhere)::
 
-    TP_c = sum_n v p_c [y = c]    PRED_c = sum_n v p_c^e    TARGET_c = sum_n v [y = c]    VOX_c = sum_n v phi(log p_y) [y = c]
+    TP_c = sum_n v p_c g_c    PRED_c = sum_n v p_c^e    TARGET_c = sum_n v g_c^e    VOXELS = sum_n v   (B, 1)
+    VPOS_c, VNEG_c: the sums of a voxel term (its positive and negative parts for sigmoid; VNEG = 0 for softmax)
 
-They come from the custom operator ``medloss::softmax_tables`` (and ``medloss::softmax_tables_backward``, its
-registered analytic gradient). The operator has one implementation per engine, picked once per call by
-:func:`medloss.backends.softmax_engine`: ``native`` (the C kernel, CPU), ``triton`` (CUDA) and ``eager``
-(plain torch, anything else). It has a fake (shape-only) implementation, so ``torch.compile`` sees one opaque node
-whatever the engine, and the options travel as one frozen, validated :class:`TableOptions`.
+with p = softmax(x) against a label map (one-hot g) or p = sigmoid(x) against a label map or a dense target; the
+voxel terms and their exact definitions are in :mod:`medloss.backends.eager.softmax` and
+:mod:`medloss.backends.eager.sigmoid`. They come from the custom operator ``medloss::tables`` (and
+``medloss::tables_backward``, its registered analytic gradient), which has one implementation per engine, picked
+once per call by :func:`medloss.backends.engine_for`: ``native`` (the C kernel, CPU), ``triton`` (CUDA) and
+``eager`` (plain torch, anything else). It has a fake (shape-only) implementation, so ``torch.compile`` sees one
+opaque node whatever the engine, and the options travel as one frozen, validated :class:`TableOptions`.
 
-Adding a voxel term: its formula and slope in ``backends/eager/softmax.py`` (eager), one case in ``backends/cpu/_kernels.c`` and one in
-``backends/triton/_kernels.py``, and its name in :data:`medloss.functional.options.VOXEL_TERMS`.
+Adding a voxel term: its formula and slope in ``backends/eager/`` (eager), one case in ``backends/cpu/`` and one in
+``backends/triton/``, and its name in :data:`medloss.functional.options.VOXEL_TERMS`.
 """
-from typing import Optional
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
 
 import torch
 
-from medloss.backends import ENGINES
+from medloss import backends
 from medloss.functional import prepare
 from medloss.functional.options import TableOptions
 
-__all__ = ["TableOptions", "softmax_tables", "ENGINES"]
+__all__ = ["TableOptions", "Tables", "tables"]
 
 
-def _options(ignore_index, squared, voxel_term, gamma, lo, hi, region, check) -> TableOptions:
-    return TableOptions(ignore_index, squared, voxel_term, gamma, (lo, hi), region, check)
+class Tables(NamedTuple):
+    """The operator's outputs: (B, C) tables and (B, 1) VOXELS in the compute dtype (float64 for float64 logits,
+    else float32). TARGET and VOXELS carry no gradient."""
+
+    tp: torch.Tensor
+    pred: torch.Tensor
+    target: torch.Tensor
+    voxels: torch.Tensor
+    vpos: torch.Tensor
+    vneg: torch.Tensor
 
 
-@torch.library.custom_op("medloss::softmax_tables", mutates_args=())
-def _tables_op(logits: torch.Tensor, labels: torch.Tensor, engine: str, ignore_index: Optional[int], squared: bool,
-               voxel_term: Optional[str], gamma: float, lo: float, hi: float, region: bool,
-               check: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    options = _options(ignore_index, squared, voxel_term, gamma, lo, hi, region, check)
-    tp, pred, target, vox = ENGINES[engine].forward(logits, labels, options)
-    return tp.clone(), pred.clone(), target.clone(), vox.clone()  # outputs of a custom op may not alias
+def _options(activation, dense, soft, ignore_index, squared, voxel_term, gamma, lo, hi, region, check):
+    return TableOptions(ignore_index, squared, voxel_term, gamma, (lo, hi), region, check, activation, dense, soft)
+
+
+@torch.library.custom_op("medloss::tables", mutates_args=())
+def _tables_op(logits: torch.Tensor, target: torch.Tensor, engine: str, activation: str, dense: bool, soft: bool,
+               ignore_index: Optional[int], squared: bool, voxel_term: Optional[str], gamma: float, lo: float,
+               hi: float, region: bool, check: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                                              torch.Tensor, torch.Tensor]:
+    options = _options(activation, dense, soft, ignore_index, squared, voxel_term, gamma, lo, hi, region, check)
+    out = backends.engine(engine).forward(logits, target, options)
+    return tuple(t.clone() for t in out)  # outputs of a custom op may not alias (each is a few hundred bytes)
 
 
 @_tables_op.register_fake
-def _(logits, labels, engine, ignore_index, squared, voxel_term, gamma, lo, hi, region, check):
-    shape = logits.shape[:2]
+def _(logits, target, engine, activation, dense, soft, ignore_index, squared, voxel_term, gamma, lo, hi, region,
+      check):
+    batch, num_classes = logits.shape[:2]
     dtype = prepare.compute_dtype(logits)
-    return tuple(logits.new_empty(shape, dtype=dtype) for _ in range(4))
+    shapes = [(batch, num_classes)] * 3 + [(batch, 1)] + [(batch, num_classes)] * 2
+    return tuple(logits.new_empty(shape, dtype=dtype) for shape in shapes)
 
 
-@torch.library.custom_op("medloss::softmax_tables_backward", mutates_args=())
-def _tables_backward_op(logits: torch.Tensor, labels: torch.Tensor, grad_tp: torch.Tensor, grad_pred: torch.Tensor,
-                        grad_vox: torch.Tensor, engine: str, ignore_index: Optional[int], squared: bool,
-                        voxel_term: Optional[str], gamma: float, lo: float, hi: float, region: bool) -> torch.Tensor:
-    options = _options(ignore_index, squared, voxel_term, gamma, lo, hi, region, False)
-    return ENGINES[engine].backward(logits, labels, options, grad_tp, grad_pred, grad_vox)
+@torch.library.custom_op("medloss::tables_backward", mutates_args=())
+def _tables_backward_op(logits: torch.Tensor, target: torch.Tensor, grad_tp: torch.Tensor, grad_pred: torch.Tensor,
+                        grad_vpos: torch.Tensor, grad_vneg: torch.Tensor, engine: str, activation: str, dense: bool,
+                        soft: bool, ignore_index: Optional[int], squared: bool, voxel_term: Optional[str],
+                        gamma: float, lo: float, hi: float, region: bool) -> torch.Tensor:
+    options = _options(activation, dense, soft, ignore_index, squared, voxel_term, gamma, lo, hi, region, False)
+    return backends.engine(engine).backward(logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg)
 
 
 @_tables_backward_op.register_fake
-def _(logits, labels, grad_tp, grad_pred, grad_vox, engine, ignore_index, squared, voxel_term, gamma, lo, hi, region):
+def _(logits, target, grad_tp, grad_pred, grad_vpos, grad_vneg, engine, activation, dense, soft, ignore_index,
+      squared, voxel_term, gamma, lo, hi, region):
     return torch.empty_like(logits, memory_format=torch.contiguous_format)
 
 
 def _setup_context(ctx, inputs, output):
-    logits, labels, *rest = inputs
-    ctx.save_for_backward(logits, labels)
+    logits, target, *rest = inputs
+    ctx.save_for_backward(logits, target)
     ctx.rest = rest[:-1]  # engine and options, without `check` (backward never checks)
 
 
-def _backward(ctx, grad_tp, grad_pred, _grad_target, grad_vox):
-    logits, labels = ctx.saved_tensors
-    grad = _tables_backward_op(logits, labels, grad_tp, grad_pred, grad_vox, *ctx.rest)
-    return (grad,) + (None,) * 10
+def _zeros_if_none(grad, like):
+    return torch.zeros_like(like) if grad is None else grad
+
+
+def _backward(ctx, grad_tp, grad_pred, _grad_target, _grad_voxels, grad_vpos, grad_vneg):
+    logits, target = ctx.saved_tensors
+    grads = [_zeros_if_none(g, logits.new_empty(logits.shape[:2], dtype=prepare.compute_dtype(logits)))
+             for g in (grad_tp, grad_pred, grad_vpos, grad_vneg)]
+    grad = _tables_backward_op(logits, target, *grads, *ctx.rest)
+    return (grad,) + (None,) * 13
 
 
 _tables_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def softmax_tables(logits: torch.Tensor, labels: torch.Tensor, engine: str, options: TableOptions):
-    """(TP, PRED, TARGET, VOX), each (B, C) in the compute dtype, of (B, C, N) logits against a (B, 1, N) label map
-    (any integer dtype, or float holding integers), computed by ``engine``; differentiable in the logits through the
-    registered analytic backward (TARGET is returned detached)."""
+def tables(logits: torch.Tensor, target: torch.Tensor, options: TableOptions, engine: str | None = None) -> Tables:
+    """The :class:`Tables` of (B, C, N) logits against ``target`` (a (B, 1, N) label map of any integer dtype, or
+    float holding integers; or, for sigmoid with ``options.dense``, a (B, C, N) target), computed by ``engine``
+    (default: :func:`medloss.backends.engine_for`); differentiable in the logits through the registered analytic
+    backward."""
+    if engine is None:
+        engine = backends.engine_for(logits, target, options)
     lo, hi = options.log_clamp
-    tp, pred, target, vox = _tables_op(logits, labels, engine, options.ignore_index, options.squared,
-                                       options.voxel_term, float(options.gamma), float(lo), float(hi),
-                                       options.region, options.check)
-    return tp, pred, target.detach(), vox
+    out = _tables_op(logits, target, engine, options.activation, options.dense, options.soft, options.ignore_index,
+                     options.squared, options.voxel_term, float(options.gamma), float(lo), float(hi), options.region,
+                     options.check)
+    tp, pred, tgt, voxels, vpos, vneg = out
+    return Tables(tp, pred, tgt.detach(), voxels.detach(), vpos, vneg)

@@ -236,6 +236,13 @@ def sigmoid_focal_from_tables(stats: RegionStats, vpos: torch.Tensor, vneg: torc
     return per.sum() / (stats.voxels.sum() * per.shape[1]).clamp_min(1.0)
 
 
+def tables_take_alpha(alpha, to_onehot_y: bool) -> bool:
+    """Whether the sigmoid tables express this alpha: a scalar is alpha VPOS + (1 - alpha) VNEG for any target; a
+    per-class alpha weighs voxels whose target is exactly 1 (MONAI), which the tables give for label maps (binary
+    targets) but not for fractional dense ones, so a dense target with a per-class alpha takes the plain path."""
+    return alpha is None or to_onehot_y or torch.as_tensor(alpha).ndim == 0
+
+
 def focal_loss(
     input: torch.Tensor,
     target: torch.Tensor,
@@ -276,7 +283,7 @@ def focal_loss(
                                       region=False, check_input=check_input)
         return softmax_focal_from_tables(stats, vox, alpha=alpha, weight=weight,
                                          include_background=include_background, reduction=reduction).to(input.dtype)
-    if not use_softmax and reduction != "none":  # one kernel pass for binary targets
+    if not use_softmax and reduction != "none" and tables_take_alpha(alpha, to_onehot_y):
         tables = sigmoid_tables(input, target, to_onehot_y=to_onehot_y, ignore_index=ignore_index,
                                 voxel_term="focal", gamma=gamma, check_input=check_input)
         if tables is not None:

@@ -3,8 +3,10 @@
 :func:`forward` / :func:`backward` (called by :mod:`medloss.functional.tables`) compute exactly what
 :func:`medloss.backends.eager.softmax.forward_tables` / ``backward_grad`` compute (the math is in that module's
 docstring) in two passes over the data: forward reads logits and labels once and keeps nothing; backward reads
-them again, recomputes the softmax per block of 512 voxels in cache and writes the gradient. :class:`NativeSigmoidTables` does the same for sigmoid region tables and the BCE / sigmoid
-focal sums. Peak extra memory of forward + backward is the gradient itself (1x the logits), and the input checks
+them again, recomputes the softmax per block of 512 voxels in cache and writes the gradient. The sigmoid tables
+(region sums, BCE and sigmoid focal sums against a label map or a dense target; math in
+:mod:`medloss.backends.eager.sigmoid` and ``_sigmoid_body.h``) work the same way. Peak extra memory of
+forward + backward is the gradient itself (1x the logits), and the input checks
 (non-finite logits, labels outside [0, C) other than ``ignore_index``, non-integer float labels, binary targets) are
 done inside the same pass, for free.
 
@@ -50,7 +52,7 @@ if _kernels is not None and os.environ.get("MEDLOSS_NATIVE_PTHREADS") != "1":
     _runtime = _openmp_runtime()
     OPENMP = bool(_runtime) and bool(_kernels.use_openmp(_runtime))
 
-__all__ = ["available", "enabled", "supports", "supports_sigmoid", "forward", "backward", "NativeSigmoidTables"]
+__all__ = ["available", "enabled", "takes", "forward", "backward"]
 
 _LOGITS = {torch.float32: 0, torch.float64: 1}
 _LABELS = {
@@ -71,9 +73,10 @@ def enabled() -> bool:
     return _kernels is not None and os.environ.get("MEDLOSS_NATIVE", "1") != "0"
 
 
-def _takes(logits: torch.Tensor, target: object) -> bool:
-    """What both kernels need: enabled, CPU float32/float64 non-empty contiguous logits, a CPU tensor target."""
-    return (
+def takes(logits: torch.Tensor, target: object, options) -> bool:
+    """Whether the kernel takes these inputs: enabled; CPU float32/float64 non-empty contiguous (B, C, N) logits;
+    a CPU label map of a supported dtype (softmax: C >= 2), or for sigmoid a dense float32/float64 target."""
+    if not (
         enabled()
         and isinstance(target, torch.Tensor)
         and logits.device.type == "cpu"
@@ -81,22 +84,13 @@ def _takes(logits: torch.Tensor, target: object) -> bool:
         and logits.dtype in _LOGITS
         and logits.numel() > 0
         and logits.is_contiguous()
-    )
-
-
-def supports(logits: torch.Tensor, labels: torch.Tensor) -> bool:
-    """Whether the kernel takes these (B, C, *S) logits and (B, 1, *S) labels (else use the eager path)."""
-    return _takes(logits, labels) and labels.dtype in _LABELS and logits.shape[1] > 1
-
-
-def supports_sigmoid(logits: torch.Tensor, target: torch.Tensor, *, to_onehot_y: bool) -> bool:
-    """Whether the sigmoid kernel takes these (B, C, N) logits and this target: a label map (``to_onehot_y``) of a
-    supported dtype, or a dense (B, C, N)-shaped binary float32/float64 target that needs no gradient."""
-    if not _takes(logits, target):
+    ):
         return False
-    if to_onehot_y:
-        return target.dtype in _LABELS
-    return target.dtype in (torch.float32, torch.float64) and not target.requires_grad
+    if options.activation == "softmax":
+        return target.dtype in _LABELS and logits.shape[1] > 1
+    if options.dense:
+        return target.dtype in (torch.float32, torch.float64)
+    return target.dtype in _LABELS
 
 
 def _raise_for_status(status: int, logits: torch.Tensor, label_check) -> None:
@@ -126,109 +120,88 @@ def _coefficients(batch: int, num_classes: int, grads) -> torch.Tensor:
     return coef
 
 
-def _run(backward, logits, labels, options, out, out2):
+def _run(backward, logits, labels, options, out, out2) -> int:
     batch, num_classes = logits.shape[:2]
     ignore_index, log_clamp = options.ignore_index, options.log_clamp
-    status = _kernels.softmax_tables(
+    return _kernels.softmax_tables(
         int(backward), logits.data_ptr(), _LOGITS[logits.dtype], labels.data_ptr(), _LABELS[labels.dtype],
         batch, num_classes, logits[0, 0].numel(), int(ignore_index is not None),
         int(ignore_index) if ignore_index is not None else 0, int(options.squared), _VOXEL[options.voxel_term],
         float(options.gamma), float(log_clamp[0]), float(log_clamp[1]), out.data_ptr(), out2.data_ptr(),
         torch.get_num_threads(),
     )
-    _raise_for_status(status, logits, lambda: prepare.check_labels(labels, num_classes, ignore_index))
-
-
-def forward(logits, labels, options):
-    """Engine entry (see :mod:`medloss.functional.tables`): (TP, PRED, TARGET, VOX), each (B, C) in the compute
-    dtype, for contiguous (B, C, N) logits and a (B, 1, N) label map of any integer or float dtype. The kernel checks
-    logits and labels inside its pass whatever ``options.check`` says (it costs nothing there)."""
-    batch, num_classes = logits.shape[:2]
-    labels = labels.contiguous()
-    sums, counts = _tables(3, batch, num_classes)
-    _run(False, logits, labels, options, sums, counts)
-    dtype = prepare.compute_dtype(logits)
-    tp, pred, vox = sums.to(dtype).unbind(0)
-    return tp, pred, counts.to(dtype), vox
-
-
-def backward(logits, labels, options, grad_tp, grad_pred, grad_vox):
-    """Engine entry: dL/dlogits from the (B, C) gradients of TP, PRED and VOX."""
-    coef = _coefficients(*logits.shape[:2], (grad_pred, grad_tp, grad_vox))
-    grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
-    _run(True, logits, labels.contiguous(), options, coef, grad)
-    return grad
-
-
-class SoftTarget(Exception):
-    """Internal: the sigmoid kernel met a fractional target where it needs binary ones (caller falls back)."""
-
-
-class NativeSigmoidTables(torch.autograd.Function):
-    """(logits (B, C, N) contiguous, target, dense, ignore_index, squared, check, voxel_term, gamma, soft)
-    -> (TP, PRED, TARGET, VOXELS, VPOS, VNEG): (B, C) tables and (B, 1) voxel counts in the compute dtype, for
-    p = sigmoid(x) and sp(z) = log(1 + e^z)::
-
-        TP_c = sum_n v p_c g_c    PRED_c = sum_n v p_c^e    TARGET_c = sum_n v g_c^e    VOXELS = sum_n v
-        voxel_term "bce":    VPOS_c = sum_n v g sp(-x)                 VNEG_c = sum_n v (1 - g) sp(x)
-        voxel_term "focal":  VPOS_c = sum_n v g (1 - p)^gamma sp(-x)   VNEG_c = sum_n v (1 - g) p^gamma sp(x)
-
-    ``dense=True``: ``target`` is (B, C, N) float32/float64 with values in {0, 1} ([0, 1] with ``soft``, for BCE);
-    v = 0 where any channel equals ``ignore_index``. Else a (B, 1, N) label map whose one-hot is the target (for
-    C = 1 the map itself, values {0, 1}), v = 0 where it equals ``ignore_index``. A fractional target without
-    ``soft`` raises :class:`SoftTarget` (focal: the caller takes the eager path) or, with ``voxel_term=None``, the
-    eager path's LabelValueError. Backward (the math is in ``_sigmoid_body.h``) is analytic.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, target, dense, ignore_index, squared, check, voxel_term, gamma, soft):  # type: ignore[override]
-        batch, num_classes = logits.shape[:2]
-        target = target.contiguous()
-        sums, counts = _tables(5, batch, num_classes)
-        options = (dense, ignore_index, squared, check, voxel_term, gamma, soft)
-        _run_sigmoid(False, logits, target, options, sums, counts)
-        dtype = prepare.compute_dtype(logits)
-        tp, pred, tgt, vpos, vneg = sums.to(dtype).unbind(0)
-        voxels = counts[:, :1].to(dtype)
-        ctx.save_for_backward(logits, target)
-        ctx.options = options
-        ctx.mark_non_differentiable(tgt, voxels)
-        return tp, pred, tgt, voxels, vpos, vneg
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_tp, grad_pred, _grad_target, _grad_voxels, grad_vpos, grad_vneg):  # type: ignore[override]
-        logits, target = ctx.saved_tensors
-        coef = _coefficients(*logits.shape[:2], (grad_pred, grad_tp, grad_vpos, grad_vneg))
-        grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
-        _run_sigmoid(True, logits, target, ctx.options, coef, grad)
-        return grad, None, None, None, None, None, None, None, None
 
 
 _SIGMOID_VOXEL = {None: 0, "bce": 1, "focal": 2}
 
 
-def _run_sigmoid(backward, logits, target, options, out, out2):
-    dense, ignore_index, squared, check, voxel_term, gamma, soft = options
+def _kernel_soft(options) -> bool:
+    """Whether the sigmoid kernel may take fractional targets: its BCE and region sums hold for any g in [0, 1]; its
+    focal sums assume a binary g (a fractional one is reported, and the eager engine computes the general form)."""
+    return options.voxel_term != "focal" and (options.soft or not options.check)
+
+
+def _run_sigmoid(backward, logits, target, options, out, out2) -> int:
     batch, num_classes = logits.shape[:2]
-    status = _kernels.sigmoid_tables(
+    ignore_index = options.ignore_index
+    return _kernels.sigmoid_tables(
         int(backward), logits.data_ptr(), _LOGITS[logits.dtype], target.data_ptr(), _LABELS[target.dtype],
-        int(dense), batch, num_classes, logits[0, 0].numel(), int(ignore_index is not None),
-        int(ignore_index) if ignore_index is not None else 0, int(squared), int(check),
-        _SIGMOID_VOXEL[voxel_term], float(gamma), int(soft), out.data_ptr(), out2.data_ptr(),
-        torch.get_num_threads(),
+        int(options.dense), batch, num_classes, logits[0, 0].numel(), int(ignore_index is not None),
+        int(ignore_index) if ignore_index is not None else 0, int(options.squared), int(options.check),
+        _SIGMOID_VOXEL[options.voxel_term], float(options.gamma), int(_kernel_soft(options)), out.data_ptr(),
+        out2.data_ptr(), torch.get_num_threads(),
     )
-    if status == _STATUS_SOFT and voxel_term is not None:
-        raise SoftTarget()
 
-    def label_check():  # the eager path's check and wording
-        if dense and voxel_term == "bce":
-            counted = target if ignore_index is None else target.masked_fill(target == ignore_index, 0.0)
-            prepare.check_bce_target(counted)
-        elif dense:
-            prepare.dense_target(target, logits, to_onehot_y=False, ignore_index=ignore_index, soft_label=soft,
-                                 check_input=True)
-        else:
-            prepare.check_labels(target, max(num_classes, 2), ignore_index)
 
-    _raise_for_status(_STATUS_LABEL if status == _STATUS_SOFT else status, logits, label_check)
+def _eager_instead(status: int, options) -> bool:
+    """Statuses the eager engine answers instead of an error: non-finite logits without checks (torch's NaN
+    arithmetic, as the other engines give), and fractional targets the sigmoid focal sums need binary (meant as
+    given with ``soft`` or without checks)."""
+    if status == _STATUS_NONFINITE:
+        return not options.check
+    return status == _STATUS_SOFT and (options.soft or not options.check)
+
+
+def forward(logits, target, options):
+    """Engine entry (see :mod:`medloss.functional.tables`): (TP, PRED, TARGET, VOXELS, VPOS, VNEG) in the compute
+    dtype. The kernel checks logits and targets inside its pass whatever ``options.check`` says (it costs nothing
+    there); what it finds raises the eager path's typed error, or, where the eager engine defines the result
+    (:func:`_eager_instead`), the eager engine computes it."""
+    batch, num_classes = logits.shape[:2]
+    target = target.contiguous()
+    sigmoid = options.activation == "sigmoid"
+    sums, counts = _tables(5 if sigmoid else 3, batch, num_classes)
+    status = (_run_sigmoid if sigmoid else _run)(False, logits, target, options, sums, counts)
+    if status and _eager_instead(status, options):
+        return _eager().forward(logits, target, options)
+    _raise_for_status(_STATUS_LABEL if status == _STATUS_SOFT else status, logits,
+                      lambda: _eager().check_target(logits, target, options))
+    dtype = prepare.compute_dtype(logits)
+    if sigmoid:
+        tp, pred, tgt, vpos, vneg = sums.to(dtype).unbind(0)
+        return tp, pred, tgt, counts[:, :1].to(dtype), vpos, vneg
+    tp, pred, vox = sums.to(dtype).unbind(0)
+    tgt = counts.to(dtype)
+    return tp, pred, tgt, tgt.sum(dim=1, keepdim=True), vox, torch.zeros_like(vox)
+
+
+def backward(logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg):
+    """Engine entry: dL/dlogits from the (B, C) gradients of TP, PRED, VPOS and VNEG (the eager engine's, where
+    forward handed the inputs to it)."""
+    target = target.contiguous()
+    grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
+    if options.activation == "sigmoid":
+        coef = _coefficients(*logits.shape[:2], (grad_pred, grad_tp, grad_vpos, grad_vneg))
+        status = _run_sigmoid(True, logits, target, options, coef, grad)
+    else:
+        coef = _coefficients(*logits.shape[:2], (grad_pred, grad_tp, grad_vpos))
+        status = _run(True, logits, target, options, coef, grad)
+    if status:
+        return _eager().backward(logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg)
+    return grad
+
+
+def _eager():
+    from medloss.backends import eager
+
+    return eager

@@ -1,26 +1,27 @@
 """The ``eager`` engine: plain torch, on any device and dtype; also the reference the kernels are tested against.
 
-:mod:`~medloss.backends.eager.softmax` holds the softmax label-map tables and their analytic gradient (the math is
-in its docstring). :class:`Engine` adds what the kernels do inside their pass: the label checks and the masks of
-voxels that count nowhere.
+:mod:`~medloss.backends.eager.softmax` holds the softmax label-map tables and :mod:`~medloss.backends.eager.sigmoid`
+the sigmoid ones, each with its analytic gradient (the math is in their docstrings). :func:`forward` and
+:func:`backward` add what the kernels do inside their pass: the input checks and the masks of voxels that count
+nowhere. Nothing here reads a tensor back to the host unless ``options.check`` asks for the checks.
 """
 from __future__ import annotations
 
 import dataclasses
 
-from medloss.backends.eager import softmax
+import torch
+
+from medloss.backends.eager import sigmoid, softmax
 from medloss.functional import prepare
 from medloss.functional.options import TableOptions
 
-__all__ = ["Engine"]
+__all__ = ["forward", "backward", "check_target"]
 
 
-def _eager_labels(logits, labels, options: TableOptions):
-    """(labels (B, 1, N) int64 with uncounted voxels at 0, valid (B, 1, N) or None) for the eager engine."""
+def _labels(logits, labels, options: TableOptions):
+    """(labels (B, 1, N) int64 with uncounted voxels at 0, valid (B, 1, N) or None) for the softmax tables."""
     num_classes = logits.shape[1]
     if options.check:
-        prepare.check_finite(logits)
-        prepare.check_labels(labels, num_classes, options.ignore_index)
         counted = None if options.ignore_index is None else labels != options.ignore_index
     else:  # like the kernels: labels outside [0, C) count nowhere (no host read to find out whether there are any)
         counted = (labels >= 0) & (labels < num_classes)
@@ -31,17 +32,35 @@ def _eager_labels(logits, labels, options: TableOptions):
     return labels.masked_fill(~counted, 0).long(), counted.to(prepare.compute_dtype(logits))
 
 
-class Engine:
-    """The ``eager`` engine: the functions above, with the label checks and masks the kernels do in their pass."""
+def check_target(logits, target, options: TableOptions) -> None:
+    """Raise the typed error for an invalid target (also wording the errors the kernels flag in their pass)."""
+    if options.activation == "softmax":
+        prepare.check_labels(target, logits.shape[1], options.ignore_index)
+    else:
+        sigmoid.check_target(logits, target, options)
 
-    @staticmethod
-    def forward(logits, labels, options: TableOptions):
-        labels, valid = _eager_labels(logits, labels, options)
-        return softmax.forward_tables(logits, labels, valid, options.squared, options.voxel_term, options.gamma,
-                                      options.log_clamp, options.region)
 
-    @staticmethod
-    def backward(logits, labels, options: TableOptions, grad_tp, grad_pred, grad_vox):
-        labels, valid = _eager_labels(logits, labels, dataclasses.replace(options, check=False))
-        return softmax.backward_grad(logits, labels, valid, options.squared, options.voxel_term, options.gamma,
-                                     options.log_clamp, options.region, grad_tp, grad_pred, grad_vox)
+def forward(logits: torch.Tensor, target: torch.Tensor, options: TableOptions):
+    """(TP, PRED, TARGET, VOXELS (B, 1), VPOS, VNEG) in the compute dtype; softmax tables carry their voxel term
+    in VPOS (VNEG is 0)."""
+    if options.check:
+        prepare.check_finite(logits)
+        check_target(logits, target, options)
+    if options.activation == "sigmoid":
+        g, valid = sigmoid.target_and_valid(logits, target, options)
+        return sigmoid.forward_tables(logits, g, valid, options)
+    labels, valid = _labels(logits, target, options)
+    tp, pred, tgt, vox = softmax.forward_tables(logits, labels, valid, options.squared, options.voxel_term,
+                                                options.gamma, options.log_clamp, options.region)
+    return tp, pred, tgt, tgt.sum(dim=1, keepdim=True), vox, torch.zeros_like(vox)
+
+
+def backward(logits, target, options: TableOptions, grad_tp, grad_pred, grad_vpos, grad_vneg):
+    """dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED, VPOS and VNEG (None: zero)."""
+    options = dataclasses.replace(options, check=False)  # checked in forward
+    if options.activation == "sigmoid":
+        g, valid = sigmoid.target_and_valid(logits, target, options)
+        return sigmoid.backward_grad(logits, g, valid, options, grad_tp, grad_pred, grad_vpos, grad_vneg)
+    labels, valid = _labels(logits, target, options)
+    return softmax.backward_grad(logits, labels, valid, options.squared, options.voxel_term, options.gamma,
+                                 options.log_clamp, options.region, grad_tp, grad_pred, grad_vpos)

@@ -65,10 +65,10 @@ def interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def takes(logits: torch.Tensor, labels: torch.Tensor) -> bool:
+def takes(logits: torch.Tensor, labels: torch.Tensor, options) -> bool:
     """Whether the kernels take these (B, C, N) logits and (B, 1, N) labels: Triton present, a CUDA device (or the
     interpreter for CPU tensors), a supported dtype, contiguous non-empty logits with C >= 2."""
-    if not isinstance(labels, torch.Tensor) or not available():
+    if not isinstance(labels, torch.Tensor) or not available() or options.activation != "softmax":
         return False
     device_ok = logits.is_cuda if not interpreted() else logits.device.type in ("cpu", "cuda")
     return (
@@ -121,8 +121,8 @@ def raise_for_status(status: torch.Tensor, logits: torch.Tensor, labels: torch.T
 
 
 def forward(logits, labels, options):
-    """Engine entry (see :mod:`medloss.functional.tables`): (TP, PRED, TARGET, VOX), each (B, C) in the compute
-    dtype (float64 for float64 logits, else float32). With ``options.check`` the status flags are read once (a host
+    """Engine entry (see :mod:`medloss.functional.tables`): (TP, PRED, TARGET, VOXELS, VOX, 0), (B, C) tables and
+    (B, 1) VOXELS in the compute dtype (float64 for float64 logits, else float32). With ``options.check`` the status flags are read once (a host
     sync) and invalid input raises the eager path's typed error; without it nothing is read back: invalid labels
     count nowhere and non-finite logits propagate (NaN tables)."""
     batch, num_classes, n = logits.shape
@@ -136,11 +136,12 @@ def forward(logits, labels, options):
     if options.check:
         raise_for_status(status, logits, labels, options.ignore_index)
     tables = part.sum(dim=1, dtype=torch.float64)[..., :num_classes].to(dtype)
-    return tuple(t.contiguous() for t in tables.unbind(1))
+    tp, pred, target, vox = (t.contiguous() for t in tables.unbind(1))
+    return tp, pred, target, target.sum(dim=1, keepdim=True), vox, torch.zeros_like(vox)
 
 
-def backward(logits, labels, options, grad_tp, grad_pred, grad_vox):
-    """Engine entry: dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED and VOX."""
+def backward(logits, labels, options, grad_tp, grad_pred, grad_vox, _grad_vneg=None):
+    """Engine entry: dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED and VOX (VNEG is 0)."""
     batch, num_classes, _ = logits.shape
     _, block_c = _blocks(num_classes)
     coef = torch.zeros(batch, 3, block_c, dtype=prepare.compute_dtype(logits), device=logits.device)
