@@ -48,3 +48,11 @@ def loss_study():
         sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
         spec.loader.exec_module(module)
     return sys.modules["loss_study"]
+
+
+def softmax_tables(logits, labels, engine, options):
+    """(TP, PRED, TARGET, VOX) of the table operator with softmax ``options``, computed by ``engine``."""
+    from medloss.functional.tables import tables
+
+    out = tables(logits, labels, options, engine)
+    return out.tp, out.pred, out.target, out.vpos

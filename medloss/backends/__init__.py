@@ -16,11 +16,11 @@ sigmoid (label maps or dense targets) alike:
 Each engine module (or namespace) has ``takes(logits, target, options)`` (except eager, which takes anything),
 ``forward(logits, target, options)`` -> (TP, PRED, TARGET, VOXELS, VPOS, VNEG) and
 ``backward(logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg)`` -> dL/dlogits. The engines are
-imported on first use, so importing this package costs nothing and has no import cycle with the formulas.
+imported at the end of this module, after the functions the formulas call, so that either side may be imported
+first.
 """
 from __future__ import annotations
 
-import importlib
 import os
 
 import torch
@@ -28,14 +28,13 @@ import torch
 from medloss.errors import InvalidOptionError
 
 BACKENDS = ("auto", "native", "triton", "eager")
-_MODULES = {"native": "medloss.backends.cpu", "triton": "medloss.backends.triton", "eager": "medloss.backends.eager"}
 
-__all__ = ["BACKENDS", "engine", "engine_for", "selected"]
+__all__ = ["BACKENDS", "ENGINES", "engine", "engine_for", "selected"]
 
 
 def engine(name: str):
     """The engine called ``name`` (``"native"``, ``"triton"`` or ``"eager"``)."""
-    return importlib.import_module(_MODULES[name])
+    return ENGINES[name]
 
 
 def selected() -> str:
@@ -58,3 +57,9 @@ def engine_for(logits: torch.Tensor, target: torch.Tensor, options) -> str:
         if engine("triton").takes(logits, target, options):
             return "triton"
     return "eager"
+
+
+from medloss.backends import cpu, eager, triton  # noqa: E402  (see the module docstring)
+
+#: engine name -> its module
+ENGINES = {"native": cpu, "triton": triton, "eager": eager}

@@ -285,7 +285,7 @@ def focal_loss(
                                          include_background=include_background, reduction=reduction).to(input.dtype)
     if not use_softmax and reduction != "none" and tables_take_alpha(alpha, to_onehot_y):
         tables = sigmoid_tables(input, target, to_onehot_y=to_onehot_y, ignore_index=ignore_index,
-                                voxel_term="focal", gamma=gamma, check_input=check_input)
+                                voxel_term="focal", gamma=gamma, soft=True, check_input=check_input)
         if tables is not None:
             return sigmoid_focal_from_tables(*tables, alpha=alpha, weight=weight,
                                              include_background=include_background, reduction=reduction

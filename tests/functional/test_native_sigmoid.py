@@ -13,7 +13,8 @@ import torch
 import medloss.losses as L
 from medloss.errors import InputRangeError, LabelValueError
 from medloss.backends import cpu as native
-from medloss.functional.stats import region_stats
+from medloss.functional.stats import region_stats, sigmoid_tables
+from medloss.functional.tables import TableOptions, tables
 from tests._helpers import native_case as _case
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="compiled kernel not built")
@@ -52,7 +53,8 @@ def test_sigmoid_native_equals_eager(dtype, rtol, channels, layout, squared, ign
             target = target.masked_fill((y == ignore).expand_as(target), float(ignore))
     else:
         target, kw = y, dict(kw, to_onehot_y=True)
-    assert native.supports_sigmoid(x.reshape(2, channels, -1), target, to_onehot_y=layout == "label-map")
+    options = TableOptions(activation="sigmoid", dense=layout == "dense")
+    assert native.takes(x.reshape(2, channels, -1), target.reshape(2, -1, x[0, 0].numel()), options)
     t1, g1 = _sigmoid_stats("native", x, target, monkeypatch, **kw)
     t2, g2 = _sigmoid_stats("eager", x, target, monkeypatch, **kw)
     for name, a, b in zip(("TP", "PRED", "TARGET", "VOXELS"), t1, t2):
@@ -61,18 +63,15 @@ def test_sigmoid_native_equals_eager(dtype, rtol, channels, layout, squared, ign
 
 
 def test_sigmoid_gradcheck():
-    from medloss.backends.cpu import NativeSigmoidTables
-
     x, y = _case((2, 3, 3, 4, 5), torch.float64, ignore=7)
     x.requires_grad_()
     dense = torch.nn.functional.one_hot(y[:, 0].clamp(0, 2), 3).movedim(-1, 1).double()
     for target, is_dense in ((y.reshape(2, 1, -1), False), (dense.reshape(2, 3, -1), True)):
         for squared in (False, True):
             def f(inp):
-                tp, pred, _, _, _, _ = NativeSigmoidTables.apply(
-                    inp.reshape(2, 3, -1), target, is_dense, 7, squared, True, None, 0.0, False
-                )
-                return tp, pred
+                options = TableOptions(ignore_index=7, squared=squared, activation="sigmoid", dense=is_dense)
+                out = tables(inp.reshape(2, 3, -1), target, options, "native")
+                return out.tp, out.pred
             assert torch.autograd.gradcheck(f, (x,))
 
 
@@ -93,7 +92,7 @@ def test_sigmoid_fallbacks():
     """Soft labels and unchecked dense targets stay on the eager path (used as given)."""
     x, y = _case((1, 2, 5, 5, 5), torch.float32)
     soft = torch.rand(1, 2, 5, 5, 5)
-    assert not native.supports_sigmoid(x.reshape(1, 2, -1), soft.requires_grad_(), to_onehot_y=False)
+    assert sigmoid_tables(x, soft.requires_grad_(), to_onehot_y=False, ignore_index=None, voxel_term=None) is None
     a = L.DiceLoss(sigmoid=True, soft_label=True)(x, soft.detach())
     b = L.DiceLoss(sigmoid=True, check_input=False)(x, soft.detach())
     assert torch.isfinite(a) and torch.isfinite(b)
@@ -102,8 +101,13 @@ def test_sigmoid_fallbacks():
 def _loss_both_engines(make_loss, x, target, monkeypatch, *, expect_kernel=True):
     """(value, grad) with the kernel and with the eager path; checks that the kernel really ran."""
     calls = []
-    apply = native.NativeSigmoidTables.apply
-    monkeypatch.setattr(native.NativeSigmoidTables, "apply", lambda *a: calls.append(1) or apply(*a))
+    forward = native.forward
+
+    def spy(logits, target, options):
+        calls.append(options.activation)
+        return forward(logits, target, options)
+
+    monkeypatch.setattr(native, "forward", spy)
     out = []
     for engine in ("1", "0"):
         monkeypatch.setenv("MEDLOSS_NATIVE", engine)

@@ -10,7 +10,8 @@ import torch
 import medloss.losses as L
 from medloss.errors import InvalidOptionError
 from medloss.backends import cpu as native
-from medloss.functional.tables import TableOptions, softmax_tables
+from medloss.functional.tables import TableOptions
+from tests._helpers import softmax_tables
 from tests._helpers import native_case
 
 S = dict(softmax=True, to_onehot_y=True, check_input=False)
@@ -27,12 +28,24 @@ FUSED = {
     "gdl-focal": lambda: L.GeneralizedDiceFocalLoss(**S),
     "explog": lambda: L.ExpLogLoss(**S),
     "anatomynet": lambda: L.AnatomyNetLoss(**S),
+    # sigmoid tables: label maps ("sigmoid-" names) and dense one-hot targets ("dense-" names)
+    "sigmoid-dice": lambda: L.DiceLoss(sigmoid=True, to_onehot_y=True, check_input=False),
+    "sigmoid-focal": lambda: L.FocalLoss(to_onehot_y=True, check_input=False),
+    "sigmoid-dice-focal": lambda: L.DiceFocalLoss(sigmoid=True, to_onehot_y=True, check_input=False),
+    "dense-dice": lambda: L.DiceLoss(sigmoid=True, squared_pred=True, check_input=False),
+    "dense-bce": lambda: L.BCELoss(check_input=False),
+    "dense-bce-dice": lambda: L.BCEDiceLoss(check_input=False),
+    "dense-focal": lambda: L.FocalLoss(alpha=0.25, check_input=False),
 }
 ENGINES = ["eager"] + (["native"] if native.available() else [])
 
 
-def _inputs():
+def _inputs(name="dice"):
     x, y = native_case((2, 3, 6, 6, 6), torch.float32, ignore=255)
+    if name not in ("ce", "dice-ce"):
+        y = y.masked_fill(y == 255, 0)
+    if name.startswith("dense-"):
+        y = torch.nn.functional.one_hot(y[:, 0], 3).movedim(-1, 1).float()
     return x.requires_grad_(), y
 
 
@@ -42,8 +55,7 @@ def test_compiled_training_step_has_no_graph_break(name, engine, monkeypatch):
     """torch.compile(fullgraph=True) traces loss forward + backward of a step in one graph (check_input=False)."""
     monkeypatch.setenv("MEDLOSS_BACKEND", engine)
     loss_fn = FUSED[name]()
-    x, y = _inputs()
-    y = y.masked_fill(y == 255, 0) if name not in ("ce", "dice-ce") else y
+    x, y = _inputs(name)
     explained = torch._dynamo.explain(lambda a, b: loss_fn(a, b))(x, y)
     assert explained.graph_break_count == 0, [str(r.reason)[:200] for r in explained.break_reasons]
 
@@ -54,7 +66,7 @@ def test_compiled_loss_equals_eager(engine, monkeypatch):
     """The fake implementation has the real shapes: a compiled DiceCE step gives the eager value and gradient."""
     monkeypatch.setenv("MEDLOSS_BACKEND", engine)
     loss_fn = L.DiceCELoss(**S, ignore_index=255)
-    x, y = _inputs()
+    x, y = _inputs("dice-ce")
     expected = loss_fn(x, y)
     (g_expected,) = torch.autograd.grad(expected, x)
     torch._dynamo.reset()
@@ -73,8 +85,7 @@ def test_eager_engine_never_reads_back_without_checks(name, monkeypatch):
     forward or backward (each would be a device synchronisation)."""
     monkeypatch.setenv("MEDLOSS_BACKEND", "eager")
     loss_fn = FUSED[name]()
-    x, y = _inputs()
-    y = y.masked_fill(y == 255, 0) if name not in ("ce", "dice-ce") else y
+    x, y = _inputs(name)
 
     def forbidden(*_args, **_kwargs):
         raise AssertionError("host read of a tensor value")
@@ -100,11 +111,13 @@ def test_options_are_validated_once():
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_operator_is_registered_with_its_fake(engine):
-    """medloss::softmax_tables runs on meta tensors through its fake implementation (what torch.compile traces)."""
+    """medloss::tables runs on meta tensors through its fake implementation (what torch.compile traces)."""
     x = torch.empty(2, 3, 10, device="meta")
     y = torch.empty(2, 1, 10, dtype=torch.int64, device="meta")
-    out = torch.ops.medloss.softmax_tables(x, y, engine, None, False, "ce", 0.0, -1e30, 1e30, True, False)
-    assert [tuple(t.shape) for t in out] == [(2, 3)] * 4 and all(t.device.type == "meta" for t in out)
+    out = torch.ops.medloss.tables(x, y, engine, "softmax", False, False, None, False, "ce", 0.0, -1e30, 1e30, True,
+                                   False)
+    assert [tuple(t.shape) for t in out] == [(2, 3)] * 3 + [(2, 1)] + [(2, 3)] * 2
+    assert all(t.device.type == "meta" for t in out)
     direct = softmax_tables(*(t.to("cpu") for t in native_case((2, 3, 10), torch.float64)), engine,
                             TableOptions(voxel_term="ce"))
     assert all(t.shape == (2, 3) for t in direct)

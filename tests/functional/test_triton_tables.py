@@ -15,7 +15,8 @@ import torch
 
 from medloss.errors import InputRangeError, LabelValueError
 from medloss.backends import triton as triton_tables
-from medloss.functional.tables import TableOptions, softmax_tables
+from medloss.functional.tables import TableOptions
+from tests._helpers import softmax_tables
 from tests._helpers import native_case as _case
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -172,10 +173,10 @@ def test_without_check_bad_labels_are_skipped_and_nothing_is_read(monkeypatch):
 
 def test_takes_only_what_it_can():
     x, y = _case((1, 3, 10), torch.float32)
-    assert triton_tables.takes(x.to(DEVICE), y.to(DEVICE))
-    assert not triton_tables.takes(x[:, :1].to(DEVICE), y.to(DEVICE))  # one channel
-    assert not triton_tables.takes(x.transpose(1, 2).to(DEVICE), y.to(DEVICE))  # non-contiguous
-    assert not triton_tables.takes(x.to(DEVICE), y.bool().to(DEVICE))  # bool labels
+    assert triton_tables.takes(x.to(DEVICE), y.to(DEVICE), TableOptions())
+    assert not triton_tables.takes(x[:, :1].to(DEVICE), y.to(DEVICE), TableOptions())  # one channel
+    assert not triton_tables.takes(x.transpose(1, 2).to(DEVICE), y.to(DEVICE), TableOptions())  # non-contiguous
+    assert not triton_tables.takes(x.to(DEVICE), y.bool().to(DEVICE), TableOptions())  # bool labels
 
 
 def test_losses_take_the_triton_engine_when_asked(monkeypatch):
@@ -204,4 +205,4 @@ def test_backend_switch_is_validated(monkeypatch):
     monkeypatch.setenv("MEDLOSS_BACKEND", "Eager")
     assert backend.selected() == "eager"
     x, y = _case((1, 3, 10), torch.float32)
-    assert backend.softmax_engine(x, y) == "eager"
+    assert backend.engine_for(x, y, TableOptions()) == "eager"

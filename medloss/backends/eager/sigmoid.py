@@ -6,12 +6,13 @@ sp(z) = log(1 + e^z) (so -log p = sp(-x) and -log(1 - p) = sp(x)), per sample an
     TP_c = sum_n v p g    PRED_c = sum_n v p^e    TARGET_c = sum_n v g^e    VOXELS = sum_n v        (e = 2 if squared)
     VPOS_c = sum_n v g L    VNEG_c = sum_n v (1 - g) L
 
-with the voxel term L = b = g sp(-x) + (1 - g) sp(x) (binary cross-entropy, "bce") or L = w b with
-w = sigmoid(-x (2g - 1))^gamma (sigmoid focal, Lin et al., ICCV 2017, "Focal Loss for Dense Object Detection"; for a
-binary g, w is (1 - p)^gamma on positives and p^gamma on negatives). For "bce" VPOS and VNEG are the positive and
-negative parts of the cross-entropy, b's two summands. BCE and the focal loss with a scalar alpha (alpha on
-positives, 1 - alpha on negatives) are alpha VPOS + (1 - alpha) VNEG; every sigmoid region loss is a formula on
-TP, PRED, TARGET.
+for the sigmoid focal term L = w b, with the cross-entropy b = g sp(-x) + (1 - g) sp(x) and w =
+sigmoid(-x (2g - 1))^gamma (Lin et al., ICCV 2017, "Focal Loss for Dense Object Detection"; for a binary g, w is
+(1 - p)^gamma on positives and p^gamma on negatives). For the binary cross-entropy ("bce") VPOS and VNEG are b's
+two summands, VPOS_c = sum_n v g sp(-x) and VNEG_c = sum_n v (1 - g) sp(x) (so pos_weight scales VPOS, as torch's
+``binary_cross_entropy_with_logits``). Both agree with the focal form for binary targets. BCE and the focal loss
+with a scalar alpha (alpha on positives, 1 - alpha on negatives) are alpha VPOS + (1 - alpha) VNEG; every sigmoid
+region loss is a formula on TP, PRED, TARGET.
 
 Backward, with a = dL/dTP, k = dL/dPRED, u+ = dL/dVPOS, u- = dL/dVNEG::
 
@@ -99,13 +100,15 @@ def forward_tables(logits, g, valid, options: TableOptions):
                                                                       device=x.device)
     if options.voxel_term is None:
         return tp, pred, target, voxels, zeros, zeros.clone()
+    if options.voxel_term == "bce":  # b's two summands
+        vpos = (gv * F.softplus(-x)).sum(dim=2)
+        neg = 1 - g if valid is None else (1 - g) * valid
+        return tp, pred, target, voxels, vpos, (neg * F.softplus(x)).sum(dim=2)
     b, w = _losses(x, g, options)
     term = b if w is None else b.mul_(w)
     if valid is not None:
         term = term.mul_(valid)
-    vpos = (term * g).sum(dim=2)
-    vneg = (term * (1 - g)).sum(dim=2)
-    return tp, pred, target, voxels, vpos, vneg
+    return tp, pred, target, voxels, (term * g).sum(dim=2), (term * (1 - g)).sum(dim=2)
 
 
 def backward_grad(logits, g, valid, options: TableOptions, grad_tp, grad_pred, grad_vpos, grad_vneg):
