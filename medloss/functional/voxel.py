@@ -74,14 +74,19 @@ def cross_entropy_loss(
             "`input` has 1 channel: cross-entropy needs one logit per class (C >= 2). For a binary problem with "
             "one output channel use BCELoss; if `input` is an argmax'd label map, pass the network logits instead."
         )
-    if check_input:
-        prepare.check_finite(input)
     x = input.to(prepare.compute_dtype(input))
     w = None if weight is None else weight.to(x)
     if w is not None and w.ndim == 1 and w.numel() != num_classes:
         raise ShapeMismatchError(f"`weight` has {w.numel()} values but `input` has {num_classes} classes.")
     if not isinstance(target, torch.Tensor):
         prepare.label_map(target, input)  # raises the typed error
+    if reduction != "none" and label_smoothing == 0.0 and not _soft_target(target, input):
+        # one-hot-free fused path, a formula on per-label sums (the operator checks the input inside its pass)
+        stats, vox = label_map_tables(input, target, ignore_index=ignore_index, voxel_term="ce", region=False,
+                                      check_input=check_input)
+        return ce_from_tables(stats, vox, w, reduction).to(input.dtype)
+    if check_input:
+        prepare.check_finite(input)
     if _soft_target(target, input):
         if check_input:
             lo, hi = torch.aminmax(target.detach())
@@ -91,10 +96,6 @@ def cross_entropy_loss(
                 )
         loss = F.cross_entropy(x, target.to(x), weight=w, reduction=reduction, label_smoothing=label_smoothing)
         return loss.to(input.dtype)
-    if reduction != "none" and label_smoothing == 0.0:  # one-hot-free fused path: a formula on per-label sums
-        stats, vox = label_map_tables(input, target, ignore_index=ignore_index, voxel_term="ce", region=False,
-                                      check_input=check_input)
-        return ce_from_tables(stats, vox, w, reduction).to(input.dtype)
     labels = prepare.label_map(target, input)
     if check_input:
         prepare.check_labels(labels, num_classes, ignore_index)

@@ -14,28 +14,29 @@ from medloss.functional.tables import TableOptions
 from tests._helpers import softmax_tables
 from tests._helpers import native_case
 
-S = dict(softmax=True, to_onehot_y=True, check_input=False)
+S = dict(softmax=True, to_onehot_y=True)
 FUSED = {
-    "dice": lambda: L.DiceLoss(**S),
-    "dice-squared-batch": lambda: L.DiceLoss(**S, squared_pred=True, batch=True, include_background=False),
-    "tversky": lambda: L.TverskyLoss(**S),
-    "focal-tversky": lambda: L.FocalTverskyLoss(**S),
-    "gdl": lambda: L.GeneralizedDiceLoss(**S),
-    "ce": lambda: L.CrossEntropyLoss(check_input=False, ignore_index=255),
-    "focal": lambda: L.FocalLoss(use_softmax=True, to_onehot_y=True, check_input=False),
-    "dice-ce": lambda: L.DiceCELoss(**S, ignore_index=255),
-    "dice-focal": lambda: L.DiceFocalLoss(**S),
-    "gdl-focal": lambda: L.GeneralizedDiceFocalLoss(**S),
-    "explog": lambda: L.ExpLogLoss(**S),
-    "anatomynet": lambda: L.AnatomyNetLoss(**S),
+    "dice": lambda c: L.DiceLoss(**S, check_input=c),
+    "dice-squared-batch": lambda c: L.DiceLoss(**S, squared_pred=True, batch=True, include_background=False,
+                                               check_input=c),
+    "tversky": lambda c: L.TverskyLoss(**S, check_input=c),
+    "focal-tversky": lambda c: L.FocalTverskyLoss(**S, check_input=c),
+    "gdl": lambda c: L.GeneralizedDiceLoss(**S, check_input=c),
+    "ce": lambda c: L.CrossEntropyLoss(ignore_index=255, check_input=c),
+    "focal": lambda c: L.FocalLoss(use_softmax=True, to_onehot_y=True, check_input=c),
+    "dice-ce": lambda c: L.DiceCELoss(**S, ignore_index=255, check_input=c),
+    "dice-focal": lambda c: L.DiceFocalLoss(**S, check_input=c),
+    "gdl-focal": lambda c: L.GeneralizedDiceFocalLoss(**S, check_input=c),
+    "explog": lambda c: L.ExpLogLoss(**S, check_input=c),
+    "anatomynet": lambda c: L.AnatomyNetLoss(**S, check_input=c),
     # sigmoid tables: label maps ("sigmoid-" names) and dense one-hot targets ("dense-" names)
-    "sigmoid-dice": lambda: L.DiceLoss(sigmoid=True, to_onehot_y=True, check_input=False),
-    "sigmoid-focal": lambda: L.FocalLoss(to_onehot_y=True, check_input=False),
-    "sigmoid-dice-focal": lambda: L.DiceFocalLoss(sigmoid=True, to_onehot_y=True, check_input=False),
-    "dense-dice": lambda: L.DiceLoss(sigmoid=True, squared_pred=True, check_input=False),
-    "dense-bce": lambda: L.BCELoss(check_input=False),
-    "dense-bce-dice": lambda: L.BCEDiceLoss(check_input=False),
-    "dense-focal": lambda: L.FocalLoss(alpha=0.25, check_input=False),
+    "sigmoid-dice": lambda c: L.DiceLoss(sigmoid=True, to_onehot_y=True, check_input=c),
+    "sigmoid-focal": lambda c: L.FocalLoss(to_onehot_y=True, check_input=c),
+    "sigmoid-dice-focal": lambda c: L.DiceFocalLoss(sigmoid=True, to_onehot_y=True, check_input=c),
+    "dense-dice": lambda c: L.DiceLoss(sigmoid=True, squared_pred=True, check_input=c),
+    "dense-bce": lambda c: L.BCELoss(check_input=c),
+    "dense-bce-dice": lambda c: L.BCEDiceLoss(check_input=c),
+    "dense-focal": lambda c: L.FocalLoss(alpha=0.25, check_input=c),
 }
 ENGINES = ["eager"] + (["native"] if native.available() else [])
 
@@ -49,12 +50,14 @@ def _inputs(name="dice"):
     return x.requires_grad_(), y
 
 
+@pytest.mark.parametrize("check", [False, True], ids=["unchecked", "checked"])
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("name", list(FUSED))
-def test_compiled_training_step_has_no_graph_break(name, engine, monkeypatch):
-    """torch.compile(fullgraph=True) traces loss forward + backward of a step in one graph (check_input=False)."""
+def test_compiled_training_step_has_no_graph_break(name, engine, check, monkeypatch):
+    """torch.compile(fullgraph=True) traces loss forward + backward of a step in one graph, with input checks too
+    (they run inside the operator, which the graph holds as one opaque node)."""
     monkeypatch.setenv("MEDLOSS_BACKEND", engine)
-    loss_fn = FUSED[name]()
+    loss_fn = FUSED[name](check)
     x, y = _inputs(name)
     explained = torch._dynamo.explain(lambda a, b: loss_fn(a, b))(x, y)
     assert explained.graph_break_count == 0, [str(r.reason)[:200] for r in explained.break_reasons]
@@ -65,7 +68,7 @@ def test_compiled_training_step_has_no_graph_break(name, engine, monkeypatch):
 def test_compiled_loss_equals_eager(engine, monkeypatch):
     """The fake implementation has the real shapes: a compiled DiceCE step gives the eager value and gradient."""
     monkeypatch.setenv("MEDLOSS_BACKEND", engine)
-    loss_fn = L.DiceCELoss(**S, ignore_index=255)
+    loss_fn = L.DiceCELoss(**S, ignore_index=255, check_input=False)
     x, y = _inputs("dice-ce")
     expected = loss_fn(x, y)
     (g_expected,) = torch.autograd.grad(expected, x)
@@ -84,7 +87,7 @@ def test_eager_engine_never_reads_back_without_checks(name, monkeypatch):
     """check_input=False on the eager engine (what ROCm/MPS run): no .item(), bool() or float() of a tensor in the
     forward or backward (each would be a device synchronisation)."""
     monkeypatch.setenv("MEDLOSS_BACKEND", "eager")
-    loss_fn = FUSED[name]()
+    loss_fn = FUSED[name](False)
     x, y = _inputs(name)
 
     def forbidden(*_args, **_kwargs):

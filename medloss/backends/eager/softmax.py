@@ -27,30 +27,27 @@ import math
 import torch
 
 from medloss.functional import prepare
-_CHUNK = 1 << 20  # voxels per float64 chunk when summing per label (bounds the float64 temporary)
 _BLOCK = 1 << 20  # elements per (B, C, block) temporary in the backward's final pass
 
 
 def labelled_sums(values: torch.Tensor | None, labels: torch.Tensor, num_classes: int, dtype: torch.dtype):
-    """sum_n values[b, n] [labels[b, n] = c] for every (b, c) -> (B, C), accumulated in float64.
+    """sum_n values[b, n] [labels[b, n] = c] for every (b, c) -> (B, C) in ``dtype``. Differentiable.
 
-    ``values=None`` counts voxels per label. A scatter-add into the tiny (B, C) table, in chunks of float64 so that
-    the sums are exact to float64 rounding (a float32 accumulation over 10^6 voxels loses ~1e-5). Differentiable.
+    ``values=None`` counts voxels per label (exact integers). One masked reduction per class: torch's tree
+    reductions keep float32 sums accurate to ~1e-7 relative, with no atomics (a scatter-add into the C bins
+    serialises on a GPU) and no host read.
     """
     batch = labels.shape[0]
     labs = labels.reshape(batch, -1)
-    out = torch.zeros(batch, num_classes, dtype=torch.float64, device=labels.device)
-    if values is None:
-        ones = torch.ones(1, dtype=torch.float64, device=labels.device)
-        for b in range(batch):
-            out[b].scatter_add_(0, labs[b], ones.expand(labs.shape[1]))
-        return out.to(dtype)
-    vals = values.reshape(batch, -1)
-    for b in range(batch):
-        for start in range(0, vals.shape[1], _CHUNK):
-            sl = slice(start, start + _CHUNK)
-            out[b].scatter_add_(0, labs[b, sl], vals[b, sl].double())
-    return out.to(dtype)
+    vals = None if values is None else values.reshape(batch, -1)
+    columns = []
+    for c in range(num_classes):
+        hit = labs == c
+        if vals is None:
+            columns.append(hit.sum(dim=1).to(dtype))
+        else:
+            columns.append(torch.where(hit, vals, 0.0).sum(dim=1, dtype=dtype))
+    return torch.stack(columns, dim=1)
 
 
 def _label_log_prob(p: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
