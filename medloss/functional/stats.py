@@ -13,11 +13,12 @@ so squared denominators, ignore masks, soft labels and batch pooling work for al
 
 Two paths compute the same tables:
 
-* the **label-map softmax path** (``softmax=True, to_onehot_y=True``, the common multi-class case) never builds a
-  one-hot tensor (:mod:`medloss.backends.eager.softmax`): TP comes from gathering p at the label and per-label sums, and
-  a custom autograd function writes the analytic gradient into a recomputed softmax buffer, so forward+backward
-  holds about one logits-sized buffer besides the gradient;
-* the **dense path** (sigmoid, other activations, one-hot or soft targets) is written with plain tensor ops.
+* the **table operator** (:mod:`medloss.functional.tables`) for softmax against a label map
+  (``softmax=True, to_onehot_y=True``) and sigmoid against a label map or a dense target: one pass that never builds
+  a one-hot tensor, on the engine :func:`medloss.backends.engine_for` picks (C kernel, Triton, eager torch), with an
+  analytic backward; forward + backward hold about the gradient's memory;
+* the **dense path** (other activations, probabilities, ``soft_label=True``, targets that need a gradient) is written
+  with plain tensor ops.
 
 Sums accumulate in float32 (float64 for float64 input) whatever the input dtype.
 """
