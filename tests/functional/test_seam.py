@@ -64,12 +64,14 @@ def test_compiled_training_step_has_no_graph_break(name, engine, check, monkeypa
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", ["dice-ce", "dense-bce-dice"])
 @pytest.mark.parametrize("engine", ENGINES)
-def test_compiled_loss_equals_eager(engine, monkeypatch):
-    """The fake implementation has the real shapes: a compiled DiceCE step gives the eager value and gradient."""
+def test_compiled_loss_equals_eager(engine, name, monkeypatch):
+    """The fake implementation has the real shapes: a compiled step (softmax DiceCE, sigmoid BCE+Dice) gives the
+    eager value and gradient."""
     monkeypatch.setenv("MEDLOSS_BACKEND", engine)
-    loss_fn = L.DiceCELoss(**S, ignore_index=255, check_input=False)
-    x, y = _inputs("dice-ce")
+    loss_fn = FUSED[name](True)
+    x, y = _inputs(name)
     expected = loss_fn(x, y)
     (g_expected,) = torch.autograd.grad(expected, x)
     torch._dynamo.reset()
