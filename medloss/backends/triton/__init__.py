@@ -1,4 +1,5 @@
-"""Triton kernels for the softmax label-map tables: the ``triton`` engine of the table operator (CUDA).
+"""Triton kernels for the loss tables: the ``triton`` engine of the table operator (CUDA). This module holds the
+softmax label-map side and the engine entries; :mod:`medloss.backends.triton.sigmoid` the sigmoid side.
 
 They compute exactly what :func:`medloss.backends.eager.softmax.forward_tables` computes (the formulas are in that
 module's docstring): for logits x (B, C, N), labels y (B, 1, N), validity v and p = softmax(x)::
@@ -38,12 +39,13 @@ import torch
 from medloss.functional import prepare
 
 
-__all__ = ["available", "interpreted", "takes", "forward", "backward", "STATUS_NONFINITE", "STATUS_LABEL"]
+__all__ = ["available", "interpreted", "takes", "forward", "backward", "STATUS_NONFINITE", "STATUS_LABEL",
+           "STATUS_SOFT"]
 
 _VOXEL = {None: 0, "ce": 1, "focal": 2, "explog": 3}
-STATUS_NONFINITE, STATUS_LABEL = 1, 2
+STATUS_NONFINITE, STATUS_LABEL, STATUS_SOFT = 1, 2, 4  # status bits (STATUS_SOFT: fractional dense target)
 _LOGITS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_LABELS = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.float32, torch.float64)
+LABELS = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.float32, torch.float64)
 
 
 @functools.cache
@@ -53,11 +55,25 @@ def available() -> bool:
 
 
 @functools.cache
-def _k():
-    """The kernel module, imported on first use."""
+def kernels(kind: str = "softmax"):
+    """The kernel module of ``kind`` (``"softmax"`` or ``"sigmoid"``), imported on first use."""
+    if kind == "sigmoid":
+        from medloss.backends.triton import _sigmoid_kernels
+
+        return _sigmoid_kernels
     from medloss.backends.triton import _kernels
 
     return _kernels
+
+
+def device_ok(logits: torch.Tensor, target: object) -> bool:
+    """What every kernel needs: Triton present, (B, C, N) contiguous non-empty logits of a float dtype on a CUDA
+    device (or on the CPU under the interpreter), and a tensor target on the same device."""
+    if not isinstance(target, torch.Tensor) or not available():
+        return False
+    device = logits.is_cuda if not interpreted() else logits.device.type in ("cpu", "cuda")
+    return (device and target.device == logits.device and logits.dtype in _LOGITS and logits.dim() == 3
+            and logits.numel() > 0 and logits.is_contiguous())
 
 
 def interpreted() -> bool:
@@ -65,25 +81,17 @@ def interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def takes(logits: torch.Tensor, labels: torch.Tensor, options) -> bool:
-    """Whether the kernels take these (B, C, N) logits and (B, 1, N) labels: Triton present, a CUDA device (or the
-    interpreter for CPU tensors), a supported dtype, contiguous non-empty logits with C >= 2."""
-    if not isinstance(labels, torch.Tensor) or not available() or options.activation != "softmax":
-        return False
-    device_ok = logits.is_cuda if not interpreted() else logits.device.type in ("cpu", "cuda")
-    return (
-        device_ok
-        and labels.device == logits.device
-        and logits.dtype in _LOGITS
-        and labels.dtype in _LABELS
-        and logits.dim() == 3
-        and logits.shape[1] > 1
-        and logits.numel() > 0
-        and logits.is_contiguous()
-    )
+def takes(logits: torch.Tensor, target: torch.Tensor, options) -> bool:
+    """Whether the kernels take these inputs: :func:`device_ok`, and for softmax C >= 2 with a (B, 1, N) label map
+    of a supported dtype (sigmoid: :func:`medloss.backends.triton.sigmoid.takes`)."""
+    if options.activation == "sigmoid":
+        from medloss.backends.triton import sigmoid
+
+        return sigmoid.takes(logits, target, options)
+    return device_ok(logits, target) and target.dtype in LABELS and logits.shape[1] > 1
 
 
-def _blocks(num_classes: int) -> tuple[int, int]:
+def blocks(num_classes: int) -> tuple[int, int]:
     block_c = max(2, 1 << (num_classes - 1).bit_length())
     block_n = max(16, min(1024, 4096 // block_c))
     return block_n, block_c
@@ -92,8 +100,8 @@ def _blocks(num_classes: int) -> tuple[int, int]:
 def _launch(backward: bool, logits, labels, options, out, status=None) -> None:
     ignore_index, gamma, log_clamp = options.ignore_index, options.gamma, options.log_clamp
     batch, num_classes, n = logits.shape
-    block_n, block_c = _blocks(num_classes)
-    k = _k()
+    block_n, block_c = blocks(num_classes)
+    k = kernels()
     acc = k.tl.float64 if logits.dtype == torch.float64 else k.tl.float32
     lo, hi = max(float(log_clamp[0]), -1e30), min(float(log_clamp[1]), 1e30)  # kernel scalars must be finite
     grid = (-(-n // block_n), batch)
@@ -121,13 +129,31 @@ def raise_for_status(status: torch.Tensor, logits: torch.Tensor, labels: torch.T
 
 
 def forward(logits, labels, options):
+    """Engine entry (see :mod:`medloss.functional.tables`): (TP, PRED, TARGET, VOXELS, VPOS, VNEG)."""
+    if options.activation == "sigmoid":
+        from medloss.backends.triton import sigmoid
+
+        return sigmoid.forward(logits, labels, options)
+    return _softmax_forward(logits, labels, options)
+
+
+def backward(logits, labels, options, grad_tp, grad_pred, grad_vpos, grad_vneg):
+    """Engine entry: dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED, VPOS and VNEG."""
+    if options.activation == "sigmoid":
+        from medloss.backends.triton import sigmoid
+
+        return sigmoid.backward(logits, labels, options, grad_tp, grad_pred, grad_vpos, grad_vneg)
+    return _softmax_backward(logits, labels, options, grad_tp, grad_pred, grad_vpos)
+
+
+def _softmax_forward(logits, labels, options):
     """Engine entry (see :mod:`medloss.functional.tables`): (TP, PRED, TARGET, VOXELS, VOX, 0), (B, C) tables and
     (B, 1) VOXELS in the compute dtype (float64 for float64 logits, else float32). With ``options.check`` the status flags are read once (a host
     sync) and invalid input raises the eager path's typed error; without it nothing is read back: invalid labels
     count nowhere and non-finite logits propagate (NaN tables)."""
     batch, num_classes, n = logits.shape
     labels = labels.contiguous()
-    block_n, block_c = _blocks(num_classes)
+    block_n, block_c = blocks(num_classes)
     nblk = -(-n // block_n)
     dtype = prepare.compute_dtype(logits)
     part = torch.empty(batch, nblk, 4, block_c, dtype=dtype, device=logits.device)
@@ -140,10 +166,10 @@ def forward(logits, labels, options):
     return tp, pred, target, target.sum(dim=1, keepdim=True), vox, torch.zeros_like(vox)
 
 
-def backward(logits, labels, options, grad_tp, grad_pred, grad_vox, _grad_vneg=None):
+def _softmax_backward(logits, labels, options, grad_tp, grad_pred, grad_vox):
     """Engine entry: dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED and VOX (VNEG is 0)."""
     batch, num_classes, _ = logits.shape
-    _, block_c = _blocks(num_classes)
+    _, block_c = blocks(num_classes)
     coef = torch.zeros(batch, 3, block_c, dtype=prepare.compute_dtype(logits), device=logits.device)
     for i, g in enumerate((grad_pred, grad_tp, grad_vox)):
         if g is not None:

@@ -1,0 +1,144 @@
+"""Triton kernels for the sigmoid tables (the math is in :mod:`medloss.backends.eager.sigmoid`).
+
+Each program takes a BLOCK_C x BLOCK_N tile of one sample's logits and its target (a label map row, or the dense
+tile), recomputes p = sigmoid(x) in registers and writes partial tables (TP, PRED, TARGET, VPOS, VNEG and the voxel
+count) that torch sums; backward reads the same tile and writes the gradient. Imported on first use; only Triton
+features present in Triton 3.6 and 3.9.
+"""
+
+import triton
+import triton.language as tl
+
+from medloss.backends import triton as _api
+
+STATUS_NONFINITE = tl.constexpr(_api.STATUS_NONFINITE)
+STATUS_LABEL = tl.constexpr(_api.STATUS_LABEL)
+STATUS_SOFT = tl.constexpr(_api.STATUS_SOFT)
+
+
+@triton.jit
+def _log1p(u):
+    """log(1 + u) for u >= 0, without losing the digits of a small u."""
+    series = u * (1.0 - u * (0.5 - u * (1.0 / 3.0 - u * 0.25)))
+    return tl.where(u < 1e-4, series, tl.log(1.0 + u))
+
+
+@triton.jit
+def _softplus(z):
+    """log(1 + e^z), stable for any z."""
+    return tl.maximum(z, 0.0) + _log1p(tl.exp(-tl.abs(z)))
+
+
+@triton.jit
+def _tile(x_ptr, t_ptr, b, blk, N, C, NCLS, ignore,
+          DENSE: tl.constexpr, HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr, BLOCK_N: tl.constexpr,
+          BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+    """Load one tile: logits x, target g (0 where the voxel does not count), validity v (C x N, 0 on padding) and
+    the status bits of the tile."""
+    offs_n = blk * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_c = tl.arange(0, BLOCK_C)
+    in_n = offs_n < N
+    in_c = offs_c < C
+    inside = in_c[:, None] & in_n[None, :]
+    offsets = b.to(tl.int64) * C * N + offs_c[:, None].to(tl.int64) * N + offs_n[None, :]
+    x = tl.load(x_ptr + offsets, mask=inside, other=0.0).to(ACC)
+    bad = tl.zeros([BLOCK_N], dtype=tl.int32)
+    if DENSE:
+        t = tl.load(t_ptr + offsets, mask=inside, other=0.0).to(ACC)
+        valid = in_n
+        if HAS_IGNORE:
+            ignored = tl.max(tl.where(inside & (t == ignore), 1, 0), axis=0)
+            valid = valid & (ignored == 0)
+        counted = inside & valid[None, :]
+        out_of_range = tl.max(tl.where(counted & ~((t >= 0.0) & (t <= 1.0)), 1, 0), axis=0)
+        fractional = tl.max(tl.where(counted & (t != 0.0) & (t != 1.0), 1, 0), axis=0)
+        bad = tl.where(out_of_range > 0, bad | STATUS_LABEL, bad)
+        bad = tl.where(fractional > 0, bad | STATUS_SOFT, bad)
+        g = tl.where(counted, t, 0.0)
+    else:
+        raw = tl.load(t_ptr + b.to(tl.int64) * N + offs_n, mask=in_n, other=0)
+        y = raw.to(tl.int64)
+        if FLOAT_LABELS:
+            bad = tl.where(in_n & (y.to(ACC) != raw.to(ACC)), STATUS_LABEL, bad)
+        valid = in_n
+        if HAS_IGNORE:
+            valid = valid & (y != ignore)
+        bad = tl.where(valid & ((y < 0) | (y >= NCLS)), STATUS_LABEL, bad)
+        valid = valid & (bad == 0)
+        hot = tl.where(C == 1, 1, offs_c)
+        g = tl.where((hot[:, None] == y[None, :]) & inside & valid[None, :], 1.0, 0.0).to(ACC)
+    finite = (x == x) & (tl.abs(x) < float("inf"))
+    nonfinite = tl.max(tl.where(inside & ~finite, 1, 0), axis=0)
+    bad = tl.where((nonfinite > 0) & in_n, bad | STATUS_NONFINITE, bad)
+    v = tl.where(inside & valid[None, :], 1.0, 0.0).to(ACC)
+    return offs_n, offs_c, inside, valid, bad, x, g, v
+
+
+@triton.jit
+def _forward_kernel(x_ptr, t_ptr, part_ptr, status_ptr, N, C, NCLS, nblk, ignore, gamma,
+                    DENSE: tl.constexpr, HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr,
+                    SQUARED: tl.constexpr, VOXEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+                    ACC: tl.constexpr):
+    blk = tl.program_id(0)
+    b = tl.program_id(1)
+    offs_n, offs_c, inside, valid, bad, x, g, v = _tile(
+        x_ptr, t_ptr, b, blk, N, C, NCLS, ignore, DENSE, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
+    p = 1.0 / (1.0 + tl.exp(-x))
+    pv = p * v
+    gv = g * v
+    tp = tl.sum(pv * g, axis=1)
+    pred = tl.sum(pv * p, axis=1) if SQUARED else tl.sum(pv, axis=1)
+    target = tl.sum(gv * g, axis=1) if SQUARED else tl.sum(gv, axis=1)
+    sp_pos = _softplus(-x)  # -log p
+    sp_neg = _softplus(x)  # -log(1 - p)
+    if VOXEL == 1:
+        pos = gv * sp_pos
+        neg = (v - gv) * sp_neg
+    elif VOXEL == 2:
+        bce = g * sp_pos + (1.0 - g) * sp_neg
+        focal = tl.exp(-gamma * _softplus(x * (2.0 * g - 1.0))) * bce  # sigmoid(x (1 - 2g))^gamma * bce
+        pos = gv * focal
+        neg = (v - gv) * focal
+    else:
+        pos = x * 0.0
+        neg = x * 0.0
+    voxels = tl.sum(tl.where(valid, 1.0, 0.0).to(ACC), axis=0)
+    row = part_ptr + (b.to(tl.int64) * nblk + blk) * 6 * BLOCK_C + offs_c
+    tl.store(row, tp)
+    tl.store(row + BLOCK_C, pred)
+    tl.store(row + 2 * BLOCK_C, target)
+    tl.store(row + 3 * BLOCK_C, tl.sum(pos, axis=1))
+    tl.store(row + 4 * BLOCK_C, tl.sum(neg, axis=1))
+    tl.store(row + 5 * BLOCK_C, tl.where(offs_c == 0, voxels, 0.0))
+    tl.store(status_ptr + b * nblk + blk, tl.max(bad, axis=0))
+
+
+@triton.jit
+def _backward_kernel(x_ptr, t_ptr, coef_ptr, grad_ptr, N, C, NCLS, ignore, gamma,
+                     DENSE: tl.constexpr, HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr,
+                     SQUARED: tl.constexpr, VOXEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+                     ACC: tl.constexpr):
+    blk = tl.program_id(0)
+    b = tl.program_id(1)
+    offs_n, offs_c, inside, valid, bad, x, g, v = _tile(
+        x_ptr, t_ptr, b, blk, N, C, NCLS, ignore, DENSE, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
+    crow = coef_ptr + b.to(tl.int64) * 4 * BLOCK_C + offs_c
+    k = tl.load(crow)[:, None]
+    a = tl.load(crow + BLOCK_C)[:, None]
+    upos = tl.load(crow + 2 * BLOCK_C)[:, None]
+    uneg = tl.load(crow + 3 * BLOCK_C)[:, None]
+    p = 1.0 / (1.0 + tl.exp(-x))
+    q = 1.0 / (1.0 + tl.exp(x))  # 1 - p, accurate where p is near 1
+    dp = a * g + (2.0 * k * p if SQUARED else k)
+    dx = p * q * dp
+    if VOXEL == 1:
+        dx += upos * g * (-q) + uneg * (1.0 - g) * p
+    elif VOXEL == 2:
+        bce = g * _softplus(-x) + (1.0 - g) * _softplus(x)
+        z = x * (2.0 * g - 1.0)
+        w = tl.exp(-gamma * _softplus(z))
+        slope = w * (gamma * (1.0 / (1.0 + tl.exp(-z))) * (1.0 - 2.0 * g) * bce + p - g)
+        dx += (upos * g + uneg * (1.0 - g)) * slope
+    dx = dx * v
+    offsets = b.to(tl.int64) * C * N + offs_c[:, None].to(tl.int64) * N + offs_n[None, :]
+    tl.store(grad_ptr + offsets, dx.to(grad_ptr.dtype.element_ty), mask=inside)

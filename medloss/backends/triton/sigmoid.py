@@ -1,0 +1,93 @@
+"""The sigmoid side of the ``triton`` engine: region tables, BCE and sigmoid focal sums against a label map or a
+dense target (the math is in :mod:`medloss.backends.eager.sigmoid`; the kernels in ``_sigmoid_kernels.py``).
+
+Forward reads logits and target once (per-block partial tables, no float atomics, summed in float64 by torch);
+backward reads them again and writes the gradient in the logits' dtype. Logits fp16/bf16/fp32/fp64 (half precision
+read natively, float32 sums; float64 computed in float64); label maps of any integer dtype or float holding
+integers; dense targets of any float dtype. With ``options.check`` the status flags are read once after the forward
+pass and bad input raises the eager engine's typed error; without it nothing is read back (fractional and
+out-of-range dense values are used as given, invalid labels count nowhere).
+"""
+from __future__ import annotations
+
+import torch
+
+from medloss.backends import triton as api
+from medloss.functional import prepare
+
+__all__ = ["takes", "forward", "backward"]
+
+_VOXEL = {None: 0, "bce": 1, "focal": 2}
+_DENSE = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def takes(logits: torch.Tensor, target: torch.Tensor, options) -> bool:
+    """Whether the kernels take these inputs (the device and logits conditions are the softmax side's)."""
+    if not api.device_ok(logits, target):
+        return False
+    if options.dense:
+        return target.dtype in _DENSE and tuple(target.shape) == tuple(logits.shape)
+    return target.dtype in api.LABELS and target.dim() == 3 and target.shape[1] == 1
+
+
+def _launch(backward: bool, logits, target, options, out, status=None) -> None:
+    batch, num_classes, n = logits.shape
+    block_n, block_c = api.blocks(num_classes)
+    k = api.kernels("sigmoid")
+    acc = k.tl.float64 if logits.dtype == torch.float64 else k.tl.float32
+    grid = (-(-n // block_n), batch)
+    common = dict(DENSE=bool(options.dense), HAS_IGNORE=options.ignore_index is not None,
+                  FLOAT_LABELS=target.dtype.is_floating_point and not options.dense, SQUARED=bool(options.squared),
+                  VOXEL=_VOXEL[options.voxel_term], BLOCK_N=block_n, BLOCK_C=block_c, ACC=acc)
+    ignore = int(options.ignore_index) if options.ignore_index is not None else 0
+    ncls = max(num_classes, 2)
+    if backward:
+        coef, grad = out
+        k._backward_kernel[grid](logits, target, coef, grad, n, num_classes, ncls, ignore, float(options.gamma),
+                                 **common)
+    else:
+        k._forward_kernel[grid](logits, target, out, status, n, num_classes, ncls, grid[0], ignore,
+                                float(options.gamma), **common)
+
+
+def _raise_for_status(status: torch.Tensor, logits, target, options) -> None:
+    """One host read of the flags; the eager engine's checks word the error."""
+    flags = int(status.max()) if status.numel() else 0
+    if flags & api.STATUS_NONFINITE:
+        prepare.check_finite(logits)
+    if flags & api.STATUS_LABEL or (flags & api.STATUS_SOFT and not options.soft):
+        from medloss.backends import eager
+
+        eager.check_target(logits, target, options)
+        raise RuntimeError(f"medloss Triton sigmoid kernel flagged invalid input (status {flags}) that the eager "
+                           "checks accept (please report this).")
+
+
+def forward(logits, target, options):
+    """Engine entry: (TP, PRED, TARGET, VOXELS (B, 1), VPOS, VNEG) in the compute dtype."""
+    batch, num_classes, n = logits.shape
+    target = target.contiguous()
+    block_n, block_c = api.blocks(num_classes)
+    nblk = -(-n // block_n)
+    dtype = prepare.compute_dtype(logits)
+    part = torch.empty(batch, nblk, 6, block_c, dtype=dtype, device=logits.device)
+    status = torch.empty(batch * nblk, dtype=torch.int32, device=logits.device)
+    _launch(False, logits, target, options, part, status)
+    if options.check:
+        _raise_for_status(status, logits, target, options)
+    sums = part.sum(dim=1, dtype=torch.float64).to(dtype)
+    tp, pred, tgt, vpos, vneg = (sums[:, i, :num_classes].contiguous() for i in range(5))
+    return tp, pred, tgt, sums[:, 5, :1].contiguous(), vpos, vneg
+
+
+def backward(logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg):
+    """Engine entry: dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED, VPOS and VNEG."""
+    batch, num_classes, _ = logits.shape
+    _, block_c = api.blocks(num_classes)
+    coef = torch.zeros(batch, 4, block_c, dtype=prepare.compute_dtype(logits), device=logits.device)
+    for i, g in enumerate((grad_pred, grad_tp, grad_vpos, grad_vneg)):
+        if g is not None:
+            coef[:, i, :num_classes] = g
+    grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
+    _launch(True, logits, target.contiguous(), options, (coef, grad))
+    return grad
