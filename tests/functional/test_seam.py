@@ -126,3 +126,23 @@ def test_operator_is_registered_with_its_fake(engine):
     direct = softmax_tables(*(t.to("cpu") for t in native_case((2, 3, 10), torch.float64)), engine,
                             TableOptions(voxel_term="ce"))
     assert all(t.shape == (2, 3) for t in direct)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", list(FUSED))
+def test_cuda_step_never_synchronises_without_checks(name, monkeypatch):
+    """On CUDA (Triton engine where Triton is installed, else eager) a forward + backward with check_input=False
+    issues no device synchronisation (torch.cuda.set_sync_debug_mode raises on one)."""
+    monkeypatch.delenv("MEDLOSS_BACKEND", raising=False)
+    loss_fn = FUSED[name](False)
+    x, y = _inputs(name)
+    x, y = x.detach().cuda().requires_grad_(), y.cuda()
+    loss_fn(x, y).backward()  # compile the kernels first (compilation may synchronise)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss_fn(x, y).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(x.grad).all()
