@@ -152,11 +152,12 @@ def _flat_labels(target: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
     return labels.reshape(labels.shape[0], 1, -1)
 
 
-def _held_ignore(labels: torch.Tensor, ignore_index, num_classes: int):
-    """``ignore_index`` for the kernel: None when the labels' dtype cannot hold it (no label equals it); labels then
-    get the eager path's check here, whose error explains the dtype (the kernel only reports a bad label)."""
+def _held_ignore(labels: torch.Tensor, ignore_index, num_classes: int, check: bool):
+    """``ignore_index`` for the operator: None when the labels' dtype cannot hold it (no label equals it); checked
+    labels then get the eager check here, whose error explains the dtype (the kernels only report a bad label);
+    under torch.compile that check is left to the operator (same error, shorter message), so it breaks no graph."""
     held = prepare.representable_ignore(ignore_index, labels.dtype)
-    if held is None and ignore_index is not None:
+    if held is None and ignore_index is not None and check and not torch.compiler.is_compiling():
         prepare.check_labels(labels, max(num_classes, 2), ignore_index)
     return held
 
@@ -184,9 +185,9 @@ def label_map_tables(
     prepare.check_input_tensor(input)
     flat = prepare.flatten(input)
     labels = _flat_labels(target, input)
-    options = TableOptions(ignore_index=_held_ignore(labels, ignore_index, input.shape[1]), squared=squared_pred,
-                           voxel_term=voxel_term, gamma=float(gamma), log_clamp=log_clamp, region=region,
-                           check=check_input)
+    held = _held_ignore(labels, ignore_index, input.shape[1], check_input)
+    options = TableOptions(ignore_index=held, squared=squared_pred, voxel_term=voxel_term, gamma=float(gamma),
+                           log_clamp=log_clamp, region=region, check=check_input)
     out = tables(flat, labels, options)
     return RegionStats(out.tp, out.pred, out.target, out.voxels), out.vpos
 
@@ -217,7 +218,7 @@ def sigmoid_tables(
     flat = prepare.flatten(input)
     if to_onehot_y:
         target, dense = _flat_labels(target, input), False
-        held = _held_ignore(target, ignore_index, num_classes=input.shape[1])
+        held = _held_ignore(target, ignore_index, input.shape[1], check_input)
     elif tuple(target.shape) == tuple(input.shape) and not target.requires_grad:
         target, dense = prepare.flatten(target), True
         held = prepare.representable_ignore(ignore_index, target.dtype)

@@ -63,6 +63,16 @@ def test_compiled_training_step_has_no_graph_break(name, engine, check, monkeypa
     assert explained.graph_break_count == 0, [str(r.reason)[:200] for r in explained.break_reasons]
 
 
+@pytest.mark.parametrize("check", [False, True], ids=["unchecked", "checked"])
+def test_uint8_labels_with_an_unheld_ignore_index_compile_without_breaks(check):
+    """CE's default ignore_index=-100 cannot be held by uint8 labels: the explanatory eager check steps aside under
+    torch.compile (the operator still checks), so no graph break either way."""
+    loss_fn = L.CrossEntropyLoss(check_input=check)
+    x, y = _inputs("dice")
+    explained = torch._dynamo.explain(lambda a, b: loss_fn(a, b))(x, y.to(torch.uint8))
+    assert explained.graph_break_count == 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["dice-ce", "dense-bce-dice"])
 @pytest.mark.parametrize("engine", ENGINES)
