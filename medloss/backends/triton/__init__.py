@@ -91,6 +91,14 @@ def takes(logits: torch.Tensor, target: torch.Tensor, options) -> bool:
     return device_ok(logits, target) and target.dtype in LABELS and logits.shape[1] > 1
 
 
+@functools.lru_cache(maxsize=64)
+def params(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The float options of a launch (clamp bounds, gamma) as a small tensor in the compute dtype: Triton passes
+    Python floats as float32, which would round them for float64 logits. Cached, so a training step makes no
+    host-to-device copy (and no synchronisation) after its first call; never written to."""
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
 def blocks(num_classes: int) -> tuple[int, int]:
     block_c = max(2, 1 << (num_classes - 1).bit_length())
     block_n = max(16, min(1024, 4096 // block_c))
@@ -103,17 +111,17 @@ def _launch(backward: bool, logits, labels, options, out, status=None) -> None:
     block_n, block_c = blocks(num_classes)
     k = kernels()
     acc = k.tl.float64 if logits.dtype == torch.float64 else k.tl.float32
-    lo, hi = max(float(log_clamp[0]), -1e30), min(float(log_clamp[1]), 1e30)  # kernel scalars must be finite
+    lo, hi = max(float(log_clamp[0]), -1e30), min(float(log_clamp[1]), 1e30)  # finite in any ACC dtype
+    par = params((lo, hi, float(gamma)), prepare.compute_dtype(logits), logits.device)
     grid = (-(-n // block_n), batch)
     common = dict(HAS_IGNORE=ignore_index is not None, FLOAT_LABELS=labels.dtype.is_floating_point,
                   SQUARED=bool(options.squared), VOXEL=_VOXEL[options.voxel_term], BLOCK_N=block_n, BLOCK_C=block_c, ACC=acc)
     ignore = int(ignore_index) if ignore_index is not None else 0
     if backward:
         coef, grad = out
-        k._backward_kernel[grid](logits, labels, coef, grad, n, num_classes, ignore, lo, hi, float(gamma), **common)
+        k._backward_kernel[grid](logits, labels, coef, grad, n, num_classes, ignore, par, **common)
     else:
-        k._forward_kernel[grid](logits, labels, out, status, n, num_classes, grid[0], ignore, lo, hi, float(gamma),
-                              **common)
+        k._forward_kernel[grid](logits, labels, out, status, n, num_classes, grid[0], ignore, par, **common)
 
 
 def raise_for_status(status: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, ignore_index) -> None:

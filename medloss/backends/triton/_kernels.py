@@ -101,11 +101,12 @@ def _slope(l, q, unclipped, gamma, VOXEL: tl.constexpr):
 
 
 @triton.jit
-def _forward_kernel(x_ptr, y_ptr, part_ptr, status_ptr, N, C, nblk, ignore, lo, hi, gamma,
+def _forward_kernel(x_ptr, y_ptr, part_ptr, status_ptr, N, C, nblk, ignore, par_ptr,
                     HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr, SQUARED: tl.constexpr,
                     VOXEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
     blk = tl.program_id(0)
     b = tl.program_id(1)
+    lo, hi, gamma = tl.load(par_ptr), tl.load(par_ptr + 1), tl.load(par_ptr + 2)  # in ACC: exact for float64
     offs_n, offs_c, inside, in_c, valid, bad, onehot, p, q, l, lc, unclipped = _tile(
         x_ptr, y_ptr, b, blk, N, C, ignore, lo, hi, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
     v = valid.to(ACC)[None, :]
@@ -124,11 +125,12 @@ def _forward_kernel(x_ptr, y_ptr, part_ptr, status_ptr, N, C, nblk, ignore, lo, 
 
 
 @triton.jit
-def _backward_kernel(x_ptr, y_ptr, coef_ptr, grad_ptr, N, C, ignore, lo, hi, gamma,
+def _backward_kernel(x_ptr, y_ptr, coef_ptr, grad_ptr, N, C, ignore, par_ptr,
                      HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr, SQUARED: tl.constexpr,
                      VOXEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
     blk = tl.program_id(0)
     b = tl.program_id(1)
+    lo, hi, gamma = tl.load(par_ptr), tl.load(par_ptr + 1), tl.load(par_ptr + 2)  # in ACC: exact for float64
     offs_n, offs_c, inside, in_c, valid, bad, onehot, p, q, l, lc, unclipped = _tile(
         x_ptr, y_ptr, b, blk, N, C, ignore, lo, hi, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
     crow = coef_ptr + b.to(tl.int64) * 3 * BLOCK_C + offs_c

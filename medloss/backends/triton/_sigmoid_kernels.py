@@ -75,12 +75,13 @@ def _tile(x_ptr, t_ptr, b, blk, N, C, NCLS, ignore,
 
 
 @triton.jit
-def _forward_kernel(x_ptr, t_ptr, part_ptr, status_ptr, N, C, NCLS, nblk, ignore, gamma,
+def _forward_kernel(x_ptr, t_ptr, part_ptr, status_ptr, N, C, NCLS, nblk, ignore, par_ptr,
                     DENSE: tl.constexpr, HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr,
                     SQUARED: tl.constexpr, VOXEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
                     ACC: tl.constexpr):
     blk = tl.program_id(0)
     b = tl.program_id(1)
+    gamma = tl.load(par_ptr)  # in ACC: exact for float64
     offs_n, offs_c, inside, valid, bad, x, g, v = _tile(
         x_ptr, t_ptr, b, blk, N, C, NCLS, ignore, DENSE, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
     p = 1.0 / (1.0 + tl.exp(-x))
@@ -114,12 +115,13 @@ def _forward_kernel(x_ptr, t_ptr, part_ptr, status_ptr, N, C, NCLS, nblk, ignore
 
 
 @triton.jit
-def _backward_kernel(x_ptr, t_ptr, coef_ptr, grad_ptr, N, C, NCLS, ignore, gamma,
+def _backward_kernel(x_ptr, t_ptr, coef_ptr, grad_ptr, N, C, NCLS, ignore, par_ptr,
                      DENSE: tl.constexpr, HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr,
                      SQUARED: tl.constexpr, VOXEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
                      ACC: tl.constexpr):
     blk = tl.program_id(0)
     b = tl.program_id(1)
+    gamma = tl.load(par_ptr)  # in ACC: exact for float64
     offs_n, offs_c, inside, valid, bad, x, g, v = _tile(
         x_ptr, t_ptr, b, blk, N, C, NCLS, ignore, DENSE, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
     crow = coef_ptr + b.to(tl.int64) * 4 * BLOCK_C + offs_c

@@ -41,13 +41,12 @@ def _launch(backward: bool, logits, target, options, out, status=None) -> None:
                   VOXEL=_VOXEL[options.voxel_term], BLOCK_N=block_n, BLOCK_C=block_c, ACC=acc)
     ignore = int(options.ignore_index) if options.ignore_index is not None else 0
     ncls = max(num_classes, 2)
+    par = api.params((float(options.gamma),), prepare.compute_dtype(logits), logits.device)
     if backward:
         coef, grad = out
-        k._backward_kernel[grid](logits, target, coef, grad, n, num_classes, ncls, ignore, float(options.gamma),
-                                 **common)
+        k._backward_kernel[grid](logits, target, coef, grad, n, num_classes, ncls, ignore, par, **common)
     else:
-        k._forward_kernel[grid](logits, target, out, status, n, num_classes, ncls, grid[0], ignore,
-                                float(options.gamma), **common)
+        k._forward_kernel[grid](logits, target, out, status, n, num_classes, ncls, grid[0], ignore, par, **common)
 
 
 def _raise_for_status(status: torch.Tensor, logits, target, options) -> None:
