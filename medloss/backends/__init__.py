@@ -29,12 +29,7 @@ from medloss.errors import InvalidOptionError
 
 BACKENDS = ("auto", "native", "triton", "eager")
 
-__all__ = ["BACKENDS", "ENGINES", "engine", "engine_for", "selected"]
-
-
-def engine(name: str):
-    """The engine called ``name`` (``"native"``, ``"triton"`` or ``"eager"``)."""
-    return ENGINES[name]
+__all__ = ["BACKENDS", "ENGINES", "engine_for", "selected", "softmax_result"]
 
 
 def selected() -> str:
@@ -51,12 +46,18 @@ def engine_for(logits: torch.Tensor, target: torch.Tensor, options) -> str:
     """``"native"``, ``"triton"`` or ``"eager"`` for (B, C, N) logits, a (B, 1, N) label map or (B, C, N) dense
     target, and the :class:`~medloss.functional.options.TableOptions`: the one place the engine is chosen."""
     choice = selected()
-    if choice in ("auto", "native") and engine("native").takes(logits, target, options):
+    if choice in ("auto", "native") and ENGINES["native"].takes(logits, target, options):
         return "native"
     if choice == "triton" or (choice == "auto" and logits.is_cuda):
-        if engine("triton").takes(logits, target, options):
+        if ENGINES["triton"].takes(logits, target, options):
             return "triton"
     return "eager"
+
+
+def softmax_result(tp: torch.Tensor, pred: torch.Tensor, target: torch.Tensor, vox: torch.Tensor):
+    """The operator's six outputs from a softmax engine's four (B, C) tables: every counted voxel has exactly one
+    label, so VOXELS is TARGET summed over the classes; the voxel term sits in VPOS and VNEG is 0."""
+    return tp, pred, target, target.sum(dim=1, keepdim=True), vox, torch.zeros_like(vox)
 
 
 from medloss.backends import cpu, eager, triton  # noqa: E402  (see the module docstring)

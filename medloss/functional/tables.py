@@ -52,7 +52,7 @@ def _tables_op(logits: torch.Tensor, target: torch.Tensor, engine: str, activati
                hi: float, region: bool, check: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                                                               torch.Tensor, torch.Tensor]:
     options = _options(activation, dense, soft, ignore_index, squared, voxel_term, gamma, lo, hi, region, check)
-    out = backends.engine(engine).forward(logits, target, options)
+    out = backends.ENGINES[engine].forward(logits, target, options)
     return tuple(t.clone() for t in out)  # outputs of a custom op may not alias (each is a few hundred bytes)
 
 
@@ -71,7 +71,7 @@ def _tables_backward_op(logits: torch.Tensor, target: torch.Tensor, grad_tp: tor
                         soft: bool, ignore_index: Optional[int], squared: bool, voxel_term: Optional[str],
                         gamma: float, lo: float, hi: float, region: bool) -> torch.Tensor:
     options = _options(activation, dense, soft, ignore_index, squared, voxel_term, gamma, lo, hi, region, False)
-    return backends.engine(engine).backward(logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg)
+    return backends.ENGINES[engine].backward(logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg)
 
 
 @_tables_backward_op.register_fake

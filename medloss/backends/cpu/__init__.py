@@ -23,6 +23,7 @@ import os
 
 import torch
 
+from medloss import backends
 from medloss.functional import prepare
 
 try:  # built at install time by setup.py; optional
@@ -111,13 +112,9 @@ def _tables(rows: int, batch: int, num_classes: int) -> tuple[torch.Tensor, torc
             torch.zeros(batch, num_classes, dtype=torch.int64))
 
 
-def _coefficients(batch: int, num_classes: int, grads) -> torch.Tensor:
-    """(len(grads), B, C) float64 table of incoming gradients (None -> 0) for a backward call."""
-    coef = torch.zeros(len(grads), batch, num_classes, dtype=torch.float64)
-    for i, g in enumerate(grads):
-        if g is not None:
-            coef[i] = g
-    return coef
+def _coefficients(grads) -> torch.Tensor:
+    """(len(grads), B, C) contiguous float64 table of the incoming (B, C) gradients for a backward call."""
+    return torch.stack([g.to(torch.float64) for g in grads])
 
 
 def _run(backward, logits, labels, options, out, out2) -> int:
@@ -181,8 +178,7 @@ def forward(logits, target, options):
         tp, pred, tgt, vpos, vneg = sums.to(dtype).unbind(0)
         return tp, pred, tgt, counts[:, :1].to(dtype), vpos, vneg
     tp, pred, vox = sums.to(dtype).unbind(0)
-    tgt = counts.to(dtype)
-    return tp, pred, tgt, tgt.sum(dim=1, keepdim=True), vox, torch.zeros_like(vox)
+    return backends.softmax_result(tp, pred, counts.to(dtype), vox)
 
 
 def backward(logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg):
@@ -191,10 +187,10 @@ def backward(logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg):
     target = target.contiguous()
     grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
     if options.activation == "sigmoid":
-        coef = _coefficients(*logits.shape[:2], (grad_pred, grad_tp, grad_vpos, grad_vneg))
+        coef = _coefficients((grad_pred, grad_tp, grad_vpos, grad_vneg))
         status = _run_sigmoid(True, logits, target, options, coef, grad)
     else:
-        coef = _coefficients(*logits.shape[:2], (grad_pred, grad_tp, grad_vpos))
+        coef = _coefficients((grad_pred, grad_tp, grad_vpos))
         status = _run(True, logits, target, options, coef, grad)
     if status:
         return _eager().backward(logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg)

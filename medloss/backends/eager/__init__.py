@@ -11,6 +11,7 @@ import dataclasses
 
 import torch
 
+from medloss import backends
 from medloss.backends.eager import sigmoid, softmax
 from medloss.functional import prepare
 from medloss.functional.options import TableOptions
@@ -52,11 +53,11 @@ def forward(logits: torch.Tensor, target: torch.Tensor, options: TableOptions):
     labels, valid = _labels(logits, target, options)
     tp, pred, tgt, vox = softmax.forward_tables(logits, labels, valid, options.squared, options.voxel_term,
                                                 options.gamma, options.log_clamp, options.region)
-    return tp, pred, tgt, tgt.sum(dim=1, keepdim=True), vox, torch.zeros_like(vox)
+    return backends.softmax_result(tp, pred, tgt, vox)
 
 
 def backward(logits, target, options: TableOptions, grad_tp, grad_pred, grad_vpos, grad_vneg):
-    """dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED, VPOS and VNEG (None: zero)."""
+    """dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED, VPOS and VNEG."""
     options = dataclasses.replace(options, check=False)  # checked in forward
     if options.activation == "sigmoid":
         g, valid = sigmoid.target_and_valid(logits, target, options)

@@ -112,26 +112,15 @@ def forward_tables(logits, g, valid, options: TableOptions):
 
 
 def backward_grad(logits, g, valid, options: TableOptions, grad_tp, grad_pred, grad_vpos, grad_vneg):
-    """dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED, VPOS and VNEG (each may be None)."""
+    """dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED, VPOS and VNEG."""
     dtype = g.dtype
     x = logits.to(dtype)
     p = torch.sigmoid(x)
-
-    def col(t):
-        return None if t is None else t.to(dtype).unsqueeze(-1)
-
-    a, k, upos, uneg = col(grad_tp), col(grad_pred), col(grad_vpos), col(grad_vneg)
+    a, k, upos, uneg = (t.to(dtype).unsqueeze(-1) for t in (grad_tp, grad_pred, grad_vpos, grad_vneg))
     grad = torch.zeros_like(p)
-    if options.region and (a is not None or k is not None):
-        dp = torch.zeros_like(p)
-        if a is not None:
-            dp = dp + a * g
-        if k is not None:
-            dp = dp + (2 * k * p if options.squared else k)
-        grad = grad + p * (1 - p) * dp
-    if options.voxel_term is not None and (upos is not None or uneg is not None):
-        upos = torch.zeros_like(uneg) if upos is None else upos
-        uneg = torch.zeros_like(upos) if uneg is None else uneg
+    if options.region:
+        grad = grad + p * (1 - p) * (a * g + (2 * k * p if options.squared else k))
+    if options.voxel_term is not None:
         if options.voxel_term == "bce":
             grad = grad + upos * g * (p - 1) + uneg * (1 - g) * p
         else:

@@ -129,21 +129,18 @@ def forward_tables(logits, labels, valid, squared, voxel_term, gamma, log_clamp,
 
 
 def backward_grad(logits, labels, valid, squared, voxel_term, gamma, log_clamp, region, grad_tp, grad_pred, grad_vox):
-    """dL/dlogits (logits' dtype) from the incoming gradients of TP, PRED and VOX ((B, C) or None)."""
+    """dL/dlogits (logits' dtype) from the incoming (B, C) gradients of TP, PRED and VOX."""
     dtype = prepare.compute_dtype(logits)
     batch, num_classes, n = logits.shape
     p = torch.softmax(logits, dim=1, dtype=dtype)
-
-    def table(g):
-        return g.to(dtype) if g is not None else p.new_zeros(batch, num_classes)
 
     flat_labels = labels.view(batch, n)
     # s_n = v p_y (a_y + u_y phi'(p_y)): the label term of the gradient, needed in t and in the final scatter
     s = None
     if region:
-        s = table(grad_tp).gather(1, flat_labels).view(batch, 1, n).mul_(p.gather(1, labels))
-    if voxel_term is not None and grad_vox is not None:
-        u = table(grad_vox).gather(1, flat_labels).view(batch, 1, n)
+        s = grad_tp.to(dtype).gather(1, flat_labels).view(batch, 1, n).mul_(p.gather(1, labels))
+    if voxel_term is not None:
+        u = grad_vox.to(dtype).gather(1, flat_labels).view(batch, 1, n)
         u.mul_(_voxel_slope(_label_log_prob(p, logits, labels), voxel_term, gamma, log_clamp))
         s = u if s is None else s.add_(u)
         del u
@@ -155,7 +152,7 @@ def backward_grad(logits, labels, valid, squared, voxel_term, gamma, log_clamp, 
         p.mul_(s.neg())
         p.scatter_add_(1, labels, s)
         return p.to(logits.dtype)
-    k = table(grad_pred)
+    k = grad_pred.to(dtype)
     if squared:
         k = 2.0 * k  # d(p^2)/dp = 2p; the factor p is applied per class below
     # t_n = sum_c p_c gp_c

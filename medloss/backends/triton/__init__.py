@@ -36,6 +36,7 @@ import os
 
 import torch
 
+from medloss import backends
 from medloss.functional import prepare
 
 
@@ -154,34 +155,42 @@ def backward(logits, labels, options, grad_tp, grad_pred, grad_vpos, grad_vneg):
     return _softmax_backward(logits, labels, options, grad_tp, grad_pred, grad_vpos)
 
 
-def _softmax_forward(logits, labels, options):
-    """Engine entry (see :mod:`medloss.functional.tables`): (TP, PRED, TARGET, VOXELS, VOX, 0), (B, C) tables and
-    (B, 1) VOXELS in the compute dtype (float64 for float64 logits, else float32). With ``options.check`` the status flags are read once (a host
-    sync) and invalid input raises the eager path's typed error; without it nothing is read back: invalid labels
-    count nowhere and non-finite logits propagate (NaN tables)."""
+def partial_tables(logits, rows: int, launch):
+    """Run a forward kernel through ``launch(part, status)`` and sum its per-program partial tables: returns
+    ((B, rows, BLOCK_C) sums in the compute dtype, reduced in float64; the (programs,) int32 status flags)."""
     batch, num_classes, n = logits.shape
-    labels = labels.contiguous()
     block_n, block_c = blocks(num_classes)
-    nblk = -(-n // block_n)
     dtype = prepare.compute_dtype(logits)
-    part = torch.empty(batch, nblk, 4, block_c, dtype=dtype, device=logits.device)
-    status = torch.empty(batch * nblk, dtype=torch.int32, device=logits.device)
-    _launch(False, logits, labels, options, part, status)
+    part = torch.empty(batch, -(-n // block_n), rows, block_c, dtype=dtype, device=logits.device)
+    status = torch.empty(part.shape[0] * part.shape[1], dtype=torch.int32, device=logits.device)
+    launch(part, status)
+    return part.sum(dim=1, dtype=torch.float64).to(dtype), status
+
+
+def coefficients(logits, grads) -> torch.Tensor:
+    """(B, len(grads), BLOCK_C) table of the incoming (B, C) gradients, zero-padded to the kernels' class tile."""
+    batch, num_classes, _ = logits.shape
+    coef = logits.new_zeros(batch, len(grads), blocks(num_classes)[1], dtype=prepare.compute_dtype(logits))
+    coef[:, :, :num_classes] = torch.stack(grads, dim=1)
+    return coef
+
+
+def _softmax_forward(logits, labels, options):
+    """(TP, PRED, TARGET, VOXELS, VOX, 0): (B, C) tables and (B, 1) VOXELS in the compute dtype (float64 for
+    float64 logits, else float32). With ``options.check`` the status flags are read once (a host sync) and invalid
+    input raises the eager path's typed error; without it nothing is read back: invalid labels count nowhere and
+    non-finite logits propagate (NaN tables)."""
+    labels = labels.contiguous()
+    sums, status = partial_tables(logits, 4, lambda part, st: _launch(False, logits, labels, options, part, st))
     if options.check:
         raise_for_status(status, logits, labels, options.ignore_index)
-    tables = part.sum(dim=1, dtype=torch.float64)[..., :num_classes].to(dtype)
-    tp, pred, target, vox = (t.contiguous() for t in tables.unbind(1))
-    return tp, pred, target, target.sum(dim=1, keepdim=True), vox, torch.zeros_like(vox)
+    tp, pred, target, vox = (sums[:, i, :logits.shape[1]].contiguous() for i in range(4))
+    return backends.softmax_result(tp, pred, target, vox)
 
 
 def _softmax_backward(logits, labels, options, grad_tp, grad_pred, grad_vox):
-    """Engine entry: dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED and VOX (VNEG is 0)."""
-    batch, num_classes, _ = logits.shape
-    _, block_c = blocks(num_classes)
-    coef = torch.zeros(batch, 3, block_c, dtype=prepare.compute_dtype(logits), device=logits.device)
-    for i, g in enumerate((grad_pred, grad_tp, grad_vox)):
-        if g is not None:
-            coef[:, i, :num_classes] = g
+    """dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED and VOX."""
+    coef = coefficients(logits, (grad_pred, grad_tp, grad_vox))
     grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
     _launch(True, logits, labels.contiguous(), options, (coef, grad))
     return grad

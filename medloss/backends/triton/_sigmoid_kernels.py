@@ -90,13 +90,11 @@ def _forward_kernel(x_ptr, t_ptr, part_ptr, status_ptr, N, C, NCLS, nblk, ignore
     tp = tl.sum(pv * g, axis=1)
     pred = tl.sum(pv * p, axis=1) if SQUARED else tl.sum(pv, axis=1)
     target = tl.sum(gv * g, axis=1) if SQUARED else tl.sum(gv, axis=1)
-    sp_pos = _softplus(-x)  # -log p
-    sp_neg = _softplus(x)  # -log(1 - p)
     if VOXEL == 1:
-        pos = gv * sp_pos
-        neg = (v - gv) * sp_neg
+        pos = gv * _softplus(-x)  # -log p
+        neg = (v - gv) * _softplus(x)  # -log(1 - p)
     elif VOXEL == 2:
-        bce = g * sp_pos + (1.0 - g) * sp_neg
+        bce = g * _softplus(-x) + (1.0 - g) * _softplus(x)
         focal = tl.exp(-gamma * _softplus(x * (2.0 * g - 1.0))) * bce  # sigmoid(x (1 - 2g))^gamma * bce
         pos = gv * focal
         neg = (v - gv) * focal

@@ -64,29 +64,17 @@ def _raise_for_status(status: torch.Tensor, logits, target, options) -> None:
 
 def forward(logits, target, options):
     """Engine entry: (TP, PRED, TARGET, VOXELS (B, 1), VPOS, VNEG) in the compute dtype."""
-    batch, num_classes, n = logits.shape
     target = target.contiguous()
-    block_n, block_c = api.blocks(num_classes)
-    nblk = -(-n // block_n)
-    dtype = prepare.compute_dtype(logits)
-    part = torch.empty(batch, nblk, 6, block_c, dtype=dtype, device=logits.device)
-    status = torch.empty(batch * nblk, dtype=torch.int32, device=logits.device)
-    _launch(False, logits, target, options, part, status)
+    sums, status = api.partial_tables(logits, 6, lambda part, st: _launch(False, logits, target, options, part, st))
     if options.check:
         _raise_for_status(status, logits, target, options)
-    sums = part.sum(dim=1, dtype=torch.float64).to(dtype)
-    tp, pred, tgt, vpos, vneg = (sums[:, i, :num_classes].contiguous() for i in range(5))
+    tp, pred, tgt, vpos, vneg = (sums[:, i, :logits.shape[1]].contiguous() for i in range(5))
     return tp, pred, tgt, sums[:, 5, :1].contiguous(), vpos, vneg
 
 
 def backward(logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg):
     """Engine entry: dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED, VPOS and VNEG."""
-    batch, num_classes, _ = logits.shape
-    _, block_c = api.blocks(num_classes)
-    coef = torch.zeros(batch, 4, block_c, dtype=prepare.compute_dtype(logits), device=logits.device)
-    for i, g in enumerate((grad_pred, grad_tp, grad_vpos, grad_vneg)):
-        if g is not None:
-            coef[:, i, :num_classes] = g
+    coef = api.coefficients(logits, (grad_pred, grad_tp, grad_vpos, grad_vneg))
     grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
     _launch(True, logits, target.contiguous(), options, (coef, grad))
     return grad
