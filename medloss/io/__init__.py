@@ -1,6 +1,14 @@
 """Volume I/O for scoring: :func:`read_volume` over nibabel (NIfTI) and SimpleITK (NRRD, MHA/MHD, DICOM series),
 atomic :func:`write_volume`, geometry checks and case pairing. Imports neither torch nor MONAI."""
-from medloss.io.outputs import atomic_output, atomic_write_text, check_output_paths
+from medloss.io.outputs import (
+    OutputSet,
+    atomic_output,
+    atomic_write_text,
+    check_output_paths,
+    current_umask,
+    remove_stale_temporaries,
+    signals_held,
+)
 from medloss.io.pairing import Pairing, case_id, list_cases, pair_folders, resolve_inputs
 from medloss.io.readers import (
     VOLUME_SUFFIXES,
@@ -15,6 +23,7 @@ from medloss.io.readers import (
 
 __all__ = [
     "VOLUME_SUFFIXES",
+    "OutputSet",
     "Pairing",
     "Volume",
     "as_label_array",
@@ -23,11 +32,14 @@ __all__ = [
     "case_id",
     "check_geometry",
     "check_output_paths",
+    "current_umask",
     "geometry_mismatch",
     "list_cases",
     "pair_folders",
     "read_volume",
+    "remove_stale_temporaries",
     "resolve_inputs",
+    "signals_held",
     "volume_suffix",
     "write_volume",
 ]

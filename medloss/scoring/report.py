@@ -5,7 +5,8 @@
   ``case`` values starting with ``[`` out before aggregating). Missing values (NaN) are empty cells.
 * JSON: ``{"rows": [...], "summary": {...}, "recipe": {...}, "errors": [...]}``; NaN is written as ``null``.
 * Summary statistics ignore NaN and say how many there were (``n_nan``), so nothing is dropped silently.
-* Files are written to a temporary name and moved into place (:func:`medloss.io.atomic_write_text`).
+* Files are written to a temporary name and moved into place (:func:`medloss.io.atomic_write_text`); with
+  ``outputs=`` (a :class:`medloss.io.OutputSet`) they are staged and moved with the run's other outputs.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from medloss.io.outputs import atomic_output, atomic_write_text
+from medloss.io.outputs import OutputSet, atomic_output, atomic_write_text
 
 STATS = ("mean", "std", "median", "min", "max")
 NON_METRIC = {"case", "label", "empty", "surface", "tolerance_mm", "spacing_mm", "instances"}
@@ -147,8 +148,13 @@ def csv_text(rows: list[dict], cols: list[str], summary: dict | None = None) -> 
     return buf.getvalue()
 
 
-def write_csv(path, rows: list[dict], cols: list[str], summary: dict | None = None) -> None:
-    atomic_write_text(path, csv_text(rows, cols, summary))
+def _write_text(path, text: str, outputs: OutputSet | None) -> None:
+    (atomic_write_text if outputs is None else outputs.write_text)(path, text)
+
+
+def write_csv(path, rows: list[dict], cols: list[str], summary: dict | None = None, *,
+              outputs: OutputSet | None = None) -> None:
+    _write_text(path, csv_text(rows, cols, summary), outputs)
 
 
 INSTANCE_COLUMNS = ["case", "label", "side", "id", "voxels", "volume_ml", "partners", "iou", "dice", "hd95", "excluded"]
@@ -167,8 +173,8 @@ def instances_csv_text(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def write_instances_csv(path, rows: list[dict]) -> None:
-    atomic_write_text(path, instances_csv_text(rows))
+def write_instances_csv(path, rows: list[dict], *, outputs: OutputSet | None = None) -> None:
+    _write_text(path, instances_csv_text(rows), outputs)
 
 
 def _jsonable(o):
@@ -184,9 +190,10 @@ def _jsonable(o):
     return o
 
 
-def write_json(path, rows: list[dict], summary: dict, recipe_: dict, errors: list[dict]) -> None:
+def write_json(path, rows: list[dict], summary: dict, recipe_: dict, errors: list[dict], *,
+               outputs: OutputSet | None = None) -> None:
     doc = {"rows": rows, "summary": summary, "recipe": recipe_, "errors": errors}
-    atomic_write_text(path, json.dumps(_jsonable(doc), indent=1, allow_nan=False) + "\n")
+    _write_text(path, json.dumps(_jsonable(doc), indent=1, allow_nan=False) + "\n", outputs)
 
 
 def _fmt(v, nd=4) -> str:
@@ -235,7 +242,7 @@ def print_report(console, rows: list[dict], summary: dict, recipe_: dict, max_ro
                   f"(worst distance: {recipe_['worst_distance']}).", highlight=False)
 
 
-def write_plot(path, rows: list[dict]) -> None:
+def write_plot(path, rows: list[dict], *, outputs: OutputSet | None = None) -> None:
     """PNG with, per label, a box plot and the case points (strip) of Dice and of HD95 across cases."""
     import matplotlib
 
@@ -259,7 +266,8 @@ def write_plot(path, rows: list[dict]) -> None:
         ax.set_title(f"{key} across {len({r['case'] for r in rows})} case(s)")
     fig.tight_layout()
     try:
-        with atomic_output(path, suffix=".png") as tmp:
+        target = atomic_output(path, suffix=".png") if outputs is None else outputs.output(path, suffix=".png")
+        with target as tmp:
             fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
