@@ -6,14 +6,18 @@ PRED and REF are two volumes (files or DICOM series folders) or two folders of c
 
 Exit status: 0 when every case was scored; 1 when any case failed or was unpaired (the others are still scored
 and written; the failures are on stderr and under ``errors`` in the JSON), or when the input is unusable (nothing
-is written then); 2 for a usage error. Heavy modules (scipy, nibabel, SimpleITK, matplotlib) are imported only when
-the command runs, and torch never.
+is written then); 2 for a usage error; 130 / 143 when SIGINT / SIGTERM ended the run (one line on stderr, workers
+ended, no temporary left; the output files are the previous ones, or all new ones if the signal came after they were
+written). The outputs of a run are written together at its end (:class:`medloss.io.OutputSet`). Heavy modules
+(scipy, nibabel, SimpleITK, matplotlib) are imported only when the command runs, and torch never.
 """
 from __future__ import annotations
 
 import sys
 
 import click
+
+from medloss.cli.processes import ends_on_signals
 
 _SURFACES = ("voxel", "surfel")
 # the keys of medloss.scoring.presets.LESION_PRESETS (a test keeps them equal; importing it here would load numpy)
@@ -149,6 +153,7 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
               help="With --loss: PRED holds probabilities (none) or logits (softmax / sigmoid).")
 @click.option("--loss-option", "loss_options", multiple=True, metavar="KEY=VALUE",
               help="With --loss: a constructor option of the loss (JSON value), e.g. alpha=0.3; repeatable.")
+@ends_on_signals("medloss score")
 def score(pred, ref, labels, ignore_index, regions, surface, tolerance, percentile, empty, worst_distance, lesions,
           lesion_preset, lesion_matching, lesion_threshold, instances_path, connectivity, lesion_dilation,
           lesion_min_volume, geometry_tolerance, csv_path, json_path, plot_path, no_csv_summary, workers,
@@ -203,6 +208,7 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
     from medloss.io import resolve_inputs
     from medloss.scoring import columns, lesion_config, resolve_regions, worst_distance_mm
     from medloss.scoring.presets import preset_defaults
+    from medloss.cli.processes import run_outputs
     from medloss.scoring.report import (print_report, recipe, summarize, write_csv, write_instances_csv, write_json,
                                         write_plot)
 
@@ -248,16 +254,17 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
                  worst_distance=worst_distance, labels=labels, ignore_index=ignore_index, lesion_cfg=cfg,
                  geometry_tolerance=geometry_tolerance, spacing=spacing, regions=region_list)
     cols = columns(cfg if cfg is not None else False)
-    if csv_path:
-        write_csv(csv_path, rows, cols, None if no_csv_summary else summary)
-    if json_path:
-        write_json(json_path, rows, summary, rec, errors)
-    if plot_path:
-        write_plot(plot_path, rows)
-    if instances_path:
-        write_instances_csv(instances_path, rows)
     if not quiet:
         print_report(Console(width=None if sys.stdout.isatty() else 160), rows, summary, rec)
+    with run_outputs() as outputs:  # all written, then renamed together: the last step of the run
+        if csv_path:
+            write_csv(csv_path, rows, cols, None if no_csv_summary else summary, outputs=outputs)
+        if json_path:
+            write_json(json_path, rows, summary, rec, errors, outputs=outputs)
+        if plot_path:
+            write_plot(plot_path, rows, outputs=outputs)
+        if instances_path:
+            write_instances_csv(instances_path, rows, outputs=outputs)
     return 1 if errors else 0
 
 
@@ -276,13 +283,17 @@ def _score_all(pairs, opts: dict, workers: int, show_progress: bool) -> list[tup
                 progress.advance(task)
         return results
     import multiprocessing
+    import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    from medloss.cli.processes import end_pool, init_worker
+
     # fork (Linux) reuses the imported modules; every job is submitted, so every worker is forked, before the
-    # progress display starts its refresh thread. Elsewhere, spawn.
+    # progress display starts its refresh thread. Elsewhere, spawn. Workers die with this process (init_worker).
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() and sys.platform == "linux" else "spawn"
-    with ProcessPoolExecutor(max_workers=min(workers, len(pairs)),
-                             mp_context=multiprocessing.get_context(method)) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(pairs)), mp_context=multiprocessing.get_context(method),
+                               initializer=init_worker, initargs=(os.getpid(),))
+    try:
         futures = {pool.submit(score_case, case, p, r, opts): i for i, (case, p, r) in enumerate(pairs)}
         with progress:
             task = progress.add_task("scoring", total=len(pairs))
@@ -293,4 +304,8 @@ def _score_all(pairs, opts: dict, workers: int, show_progress: bool) -> list[tup
                 except Exception as exc:  # a crashed worker: report the case, keep the others
                     results[i] = ([], f"{pairs[i][1]}: scoring failed ({type(exc).__name__}: {exc})")
                 progress.advance(task)
+    except BaseException:  # SIGINT/SIGTERM (RunInterrupted) or a failure here: no job may go on running
+        end_pool(pool)
+        raise
+    pool.shutdown()
     return results

@@ -13,6 +13,7 @@ def run_loss_scoring(pred: str, ref: str, *, name: str, activation: str, options
     from rich.console import Console
     from rich.table import Table
 
+    from medloss.cli.processes import run_outputs
     from medloss.errors import InputRangeError
     from medloss.io import Volume, as_label_array, check_geometry, read_volume, resolve_inputs
     from medloss.scoring.loss_values import build_loss, loss_rows, parse_loss_options
@@ -44,10 +45,6 @@ def run_loss_scoring(pred: str, ref: str, *, name: str, activation: str, options
         return 1
     recipe = {"loss": loss_name, "activation": activation, "options": list(options), "reduction": loss.reduction,
               "per_class": per_class}
-    if csv_path:
-        write_csv(csv_path, rows, ["case", "label", "loss", "value"], None)
-    if json_path:
-        write_json(json_path, rows, {"n_cases": len({r["case"] for r in rows})}, recipe, errors)
     if not quiet:
         table = Table(title=f"medloss score --loss {loss_name}", title_justify="left")
         for col in ("case", "label", "value"):
@@ -55,6 +52,11 @@ def run_loss_scoring(pred: str, ref: str, *, name: str, activation: str, options
         for row in rows:
             table.add_row(str(row["case"]), str(row["label"]), f"{row['value']:.6g}")
         Console(width=None if sys.stdout.isatty() else 120).print(table)
+    with run_outputs() as outputs:  # both written, then renamed together
+        if csv_path:
+            write_csv(csv_path, rows, ["case", "label", "loss", "value"], None, outputs=outputs)
+        if json_path:
+            write_json(json_path, rows, {"n_cases": len({r["case"] for r in rows})}, recipe, errors, outputs=outputs)
     return 1 if errors else 0
 
 
