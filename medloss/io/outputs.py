@@ -18,6 +18,7 @@ import signal
 import socket
 import stat
 import tempfile
+import threading
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -129,20 +130,30 @@ def _target_mode(path: str) -> int:
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM for the block; their handlers run when it ends.
+    """Hold SIGINT and SIGTERM for the block: one that arrives meanwhile is raised again when it ends.
 
-    Used around steps that must not be cut by the exception a handler raises (the renames of a commit, the removal
-    of temporaries, the ending of worker processes). It masks the calling thread only, which is the main thread
-    whenever Python handlers matter; without ``signal.pthread_sigmask`` (Windows) it does nothing.
+    Used around steps that must not be cut by a signal (the renames of a commit, the removal of temporaries, the
+    ending of worker processes). Python runs signal handlers in the main thread, whichever thread the kernel picked,
+    so the handlers are swapped for a recorder there (a thread's signal mask would not stop a signal delivered to
+    another thread, e.g. a BLAS worker). A signal ignored before the block stays ignored; one whose action was the
+    default one (e.g. SIGTERM without a handler) ends the process when the block ends. Outside the main thread,
+    where handlers cannot be swapped, the block runs as is.
     """
-    if not hasattr(signal, "pthread_sigmask"):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    pending: list[int] = []
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) not in (signal.SIG_IGN, None):  # None: set outside Python, left alone
+            previous[sig] = signal.signal(sig, lambda signum, frame: pending.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(pending):
+            signal.raise_signal(sig)
 
 
 def _host_tag() -> str:

@@ -277,3 +277,28 @@ def test_a_failure_before_the_renames_leaves_the_old_outputs_and_no_temporary(tw
         assert lines[0].startswith("medloss score: error: cannot write") and "instances.csv" in lines[0]
     assert {name: (out / name).read_bytes() for name in OLD} == OLD
     assert sorted(p.name for p in out.iterdir()) == sorted(OLD)
+
+
+def test_sigterm_during_the_renames_is_delivered_after_the_last(two_cases, monkeypatch):
+    import medloss.io.outputs as outputs_mod
+
+    out = two_cases / "out"
+    out.mkdir()
+    for name, data in OLD.items():
+        (out / name).write_bytes(data)
+    real_replace, sent = os.replace, []
+
+    def replace(src, dst):
+        if not sent:
+            sent.append(dst)
+            os.kill(os.getpid(), signal.SIGTERM)  # held: the handler runs once every file is in place
+        real_replace(src, dst)
+
+    monkeypatch.setattr(outputs_mod.os, "replace", replace)
+    res = _score(two_cases, "--csv", out / "scores.csv", "--json", out / "scores.json", "--instances-csv",
+                 out / "instances.csv")
+    assert sent and res.exit_code == 143, res.output
+    assert res.stderr.splitlines()[-1] == "medloss score: interrupted by SIGTERM; the output files had been written."
+    assert all((out / name).read_bytes() != data for name, data in OLD.items())
+    assert json.loads((out / "scores.json").read_text())["rows"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(OLD)

@@ -7,6 +7,7 @@ import signal
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -172,4 +173,27 @@ def test_held_signals_do_not_split_the_renames(tmp_path, monkeypatch):
     assert sent and info.value.outputs_written
     names = ("a.csv", "b.json", "c.csv")
     assert [(tmp_path / n).read_text() for n in names] == [f"new {n}" for n in names]
+    assert _temporaries(tmp_path) == []
+
+
+def test_a_signal_with_its_default_action_still_ends_the_process_after_the_block(tmp_path):
+    """Without a handler, SIGTERM held during the renames ends the process once they are done (numpy's BLAS
+    threads are there: a signal mask on the main thread alone would let one of them take the signal at once)."""
+    code = (
+        "import os, signal, sys\n"
+        "from medloss.io import OutputSet\n"
+        "real = os.replace\n"
+        "def replace(src, dst):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    real(src, dst)\n"
+        "os.replace = replace\n"
+        "with OutputSet() as o:\n"
+        f"    o.write_text({str(tmp_path / 'a.csv')!r}, 'a')\n"
+        f"    o.write_text({str(tmp_path / 'b.csv')!r}, 'b')\n"
+        "print('not reached')\n")
+    root = str(Path(outputs_mod.__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert res.returncode == -signal.SIGTERM and "not reached" not in res.stdout, res.stderr
+    assert (tmp_path / "a.csv").read_text() == "a" and (tmp_path / "b.csv").read_text() == "b"
     assert _temporaries(tmp_path) == []
