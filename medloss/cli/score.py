@@ -205,10 +205,10 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
          pred_suffix, ref_suffix, quiet, regions=(), instances_path=None) -> int:
     from rich.console import Console
 
+    from medloss.cli.processes import run_outputs
     from medloss.io import resolve_inputs
     from medloss.scoring import columns, lesion_config, resolve_regions, worst_distance_mm
     from medloss.scoring.presets import preset_defaults
-    from medloss.cli.processes import run_outputs
     from medloss.scoring.report import (print_report, recipe, summarize, write_csv, write_instances_csv, write_json,
                                         write_plot)
 

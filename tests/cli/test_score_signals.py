@@ -128,8 +128,9 @@ def test_a_signal_mid_run_leaves_no_process_no_temporary_and_old_or_new_outputs(
     for name, data in OLD.items():
         (out / name).write_bytes(data)
     # Python keeps SIGINT ignored when its parent ignores it (a background CI job): make it the usual handler
-    cmd = [sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-           "from medloss.cli import main; main()", "score", str(cases / "p"), str(cases / "r"), "--workers", "2",
+    main = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from medloss.cli import main; main()")
+    cmd = [sys.executable, "-c", main, "score", str(cases / "p"), str(cases / "r"), "--workers", "2",
            "-q", "--lesions", "--csv", str(out / "scores.csv"), "--json", str(out / "scores.json"),
            "--instances-csv", str(out / "instances.csv")]
     seen: set[int] = set()
@@ -246,7 +247,7 @@ def test_outputs_get_the_umask_mode_and_a_replaced_file_keeps_its_own(two_cases)
 @pytest.mark.parametrize("failure", ["interrupt", "disk full"])
 def test_a_failure_before_the_renames_leaves_the_old_outputs_and_no_temporary(two_cases, monkeypatch, failure):
     import medloss.io.outputs as outputs_mod
-    import medloss.scoring.report as report
+    from medloss.scoring import report
 
     out = two_cases / "out"
     out.mkdir()
