@@ -209,6 +209,9 @@ def _fsync(path: str, directory: bool = False) -> None:
         os.close(fd)
 
 
+_SWEPT: set[str] = set()
+
+
 class OutputSet:
     """The output files of one run: each written to a hidden temporary beside it, all moved into place together.
 
@@ -226,14 +229,13 @@ class OutputSet:
     SIGKILL or a crash inside that loop (microseconds) can leave some files new and some old. Leaving the block by
     any exception (``KeyboardInterrupt`` and handler-raised exceptions included) removes every temporary and leaves
     the destinations untouched. A SIGKILL cannot run that clean-up; the hidden temporaries it leaves are removed by
-    the next :class:`OutputSet` that writes into the same folder (:func:`remove_stale_temporaries`).
+    the next process whose :class:`OutputSet` writes into the same folder (:func:`remove_stale_temporaries`).
 
     An ``OSError`` becomes one :class:`~medloss.errors.OutputPathError` naming the file.
     """
 
     def __init__(self) -> None:
         self._staged: dict[str, str] = {}  # destination -> temporary, in the order written
-        self._swept: set[str] = set()
         self.committed = False
 
     def __enter__(self) -> OutputSet:
@@ -253,9 +255,9 @@ class OutputSet:
         """
         p = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(p))
-        if folder not in self._swept:
+        if folder not in _SWEPT:  # once per folder and process: a writer of many files lists its folder once
             remove_stale_temporaries(folder)
-            self._swept.add(folder)
+            _SWEPT.add(folder)
         self._drop(p)  # written twice in one run: the last version wins
         prefix = f"{_TMP_PREFIX}{_host_tag()}-{os.getpid()}-{os.path.basename(p)[:40]}-"
         try:
