@@ -282,6 +282,8 @@ def _score(pred_dir: Path, ref_dir: Path, csv_path: Path, json_path: Path) -> fl
         code = score.main(args=args, prog_name="medloss score", standalone_mode=False)
     except SystemExit as done:  # the command ends with sys.exit(status)
         code = done.code
+    if code in (130, 143):  # the scorer ended on SIGINT/SIGTERM and said so: stop the demo the same way
+        raise KeyboardInterrupt
     if code not in (0, None) or not json_path.is_file():
         raise RuntimeError(f"`medloss score {' '.join(args)}` failed with status {code}; see its messages above.")
     return _mean_dice(json.loads(json_path.read_text()))
