@@ -90,6 +90,12 @@ SETUPS: dict[str, Setup] = {
     "SoftDiceclDiceLoss": Setup(SOFTMAX),
     "SkeletonRecallLoss": Setup(SOFTMAX),
     "BlobLoss": Setup(SOFTMAX),
+    # MONAI's remaining segmentation losses; MaskedDiceLoss gets no mask here, so it trains as DiceLoss
+    "MaskedDiceLoss": Setup(REGION),
+    "MCCLoss": Setup(REGION),
+    "GeneralizedWassersteinDiceLoss": Setup({"dist_matrix": [[0.0, 1.0], [1.0, 0.0]]}),
+    "NACLLoss": Setup({"classes": 2, "dim": 3}),
+    "LogHausdorffDTLoss": Setup(SOFTMAX, with_dice=0.1),
 }
 
 #: lesion-size buckets by equivalent radius in voxels (upper bounds; the last is open)

@@ -85,6 +85,18 @@ _ENTRIES += [
     LossInfo("HausdorffDTLoss", "medloss.losses.boundary", "distance", "(p - g)^2 (d_p^a + d_g^a), MONAI's numbers; reference field precomputed, edt on CPU.",
              "Karimi & Salcudean, IEEE TMI 2020, arXiv:1904.10030"),
 ]
+_ENTRIES += [
+    LossInfo("MaskedDiceLoss", "medloss.losses.dice", "region", "DiceLoss on input and target multiplied by a (B, 1, *S) mask passed to forward (MONAI's).",
+             "Milletari et al., V-Net, 3DV 2016, arXiv:1606.04797"),
+    LossInfo("MCCLoss", "medloss.losses.mcc", "region", "1 - Matthews correlation coefficient per class from TP, FP, FN and TN (background counts).",
+             "Abhishek & Hamarneh, ISBI 2021, arXiv:2010.13454"),
+    LossInfo("GeneralizedWassersteinDiceLoss", "medloss.losses.wasserstein", "region", "Dice on Wasserstein errors under a class distance matrix: cheap confusions of similar classes.",
+             "Fidon et al., BrainLes 2017, arXiv:1707.00478"),
+    LossInfo("NACLLoss", "medloss.losses.calibration", "compound", "CE + alpha |K * onehot(y) - logits|: logits pulled to the local class mix (calibration).",
+             "Murugesan et al., MICCAI 2023, arXiv:2303.06268"),
+    LossInfo("LogHausdorffDTLoss", "medloss.losses.boundary", "distance", "log(1 + HausdorffDTLoss), MONAI's numbers.",
+             "Karimi & Salcudean, IEEE TMI 2020, arXiv:1904.10030"),
+]
 LOSSES: dict[str, LossInfo] = {entry.name: entry for entry in _ENTRIES}
 
 

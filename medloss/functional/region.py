@@ -91,6 +91,20 @@ def generalized_dice_from_stats(
     return loss
 
 
+def mcc_from_stats(stats: RegionStats, *, smooth_nr: float, smooth_dr: float) -> torch.Tensor:
+    """1 - Matthews correlation coefficient per table entry, from the soft confusion matrix of the tables.
+
+    TN = VOXELS - PRED - TARGET + TP = sum_n v (1 - p)(1 - g); an entry with FP = FN = 0 (a perfect prediction,
+    where the product under the root may vanish) is 0, as in MONAI.
+    """
+    tp, fp, fn = stats.tp, stats.fp, stats.fn
+    tn = stats.voxels - stats.pred - stats.target + tp
+    numer = tp * tn - fp * fn + smooth_nr
+    denom = torch.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn) + smooth_dr)
+    loss = 1.0 - numer / denom
+    return torch.where((fp == 0) & (fn == 0), torch.zeros_like(loss), loss)
+
+
 def check_region_options(*, smooth_nr: float, smooth_dr: float) -> None:
     """Options shared by every region loss."""
     for name, value in (("smooth_nr", smooth_nr), ("smooth_dr", smooth_dr)):
@@ -185,4 +199,22 @@ def generalized_dice_loss(
     check_choice("empty", empty, EMPTY_POLICIES)
     stats = _stats(input, target, options)
     loss = generalized_dice_from_stats(stats, w_type=w_type, empty=empty, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    return _reduce.reduce_table(loss, reduction).to(input.dtype)
+
+
+def mcc_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    reduction: str = "mean",
+    smooth_nr: float = 0.0,
+    smooth_dr: float = 1e-5,
+    **options,
+) -> torch.Tensor:
+    """Matthews correlation coefficient loss, (B, C') before reduction ((C',) with ``batch``, MONAI's shape).
+    See :class:`medloss.losses.MCCLoss`."""
+    stats = _stats(input, target, options)
+    loss = mcc_from_stats(stats, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    if options.get("batch") and reduction == "none":
+        loss = loss[0]
     return _reduce.reduce_table(loss, reduction).to(input.dtype)

@@ -5,16 +5,27 @@ Use them in training loops, or in MONAI bundle configs by full dotted path, e.g.
 """
 from medloss.losses.deep_supervision import DeepSupervisionLoss
 from medloss.losses.compound import BCEDiceLoss, DiceCELoss, DiceFocalLoss, GeneralizedDiceFocalLoss
-from medloss.losses.dice import DiceLoss, GeneralizedDiceLoss, JaccardLoss
+from medloss.losses.dice import DiceLoss, GeneralizedDiceLoss, JaccardLoss, MaskedDiceLoss
+from medloss.losses.calibration import NACLLoss
+from medloss.losses.mcc import MCCLoss
+from medloss.losses.wasserstein import GeneralizedWassersteinDiceLoss
 from medloss.losses.lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
 from medloss.losses.paper import AnatomyNetLoss, ExpLogLoss
 from medloss.losses.tversky import FocalTverskyLoss, TverskyLoss
 from medloss.losses.voxel import BCELoss, CrossEntropyLoss, FocalLoss
-from medloss.losses.boundary import BoundaryLoss, HausdorffDTLoss
+from medloss.losses.boundary import BoundaryLoss, HausdorffDTLoss, LogHausdorffDTLoss
 from medloss.losses.topk import DiceTopKLoss, TopKLoss
 from medloss.losses.unified_focal import AsymmetricUnifiedFocalLoss, UnifiedFocalLoss
 from medloss.losses.blob import BlobLoss
 from medloss.losses.topology import SkeletonRecallLoss, SoftclDiceLoss, SoftDiceclDiceLoss
+
+# MONAI's lower-case and short aliases (monai.losses.dice), so that switching the import is the whole migration
+Dice = DiceLoss
+dice_ce = DiceCELoss
+dice_focal = DiceFocalLoss
+generalized_dice = GeneralizedDiceLoss
+generalized_dice_focal = GeneralizedDiceFocalLoss
+generalized_wasserstein_dice = GeneralizedWassersteinDiceLoss
 
 __all__ = [
     "AnatomyNetLoss",
@@ -44,4 +55,15 @@ __all__ = [
     "SkeletonRecallLoss",
     "SoftclDiceLoss",
     "SoftDiceclDiceLoss",
+    "GeneralizedWassersteinDiceLoss",
+    "LogHausdorffDTLoss",
+    "MaskedDiceLoss",
+    "MCCLoss",
+    "NACLLoss",
+    "Dice",
+    "dice_ce",
+    "dice_focal",
+    "generalized_dice",
+    "generalized_dice_focal",
+    "generalized_wasserstein_dice",
 ]

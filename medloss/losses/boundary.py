@@ -137,3 +137,19 @@ class HausdorffDTLoss(_DistanceLoss):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None):
         return hausdorff_dt_loss(input, target, distance, alpha=self.alpha, batch=self.batch, **self.options())
+
+
+class LogHausdorffDTLoss(HausdorffDTLoss):
+    """log(1 + :class:`HausdorffDTLoss`), applied after the reduction (element-wise for ``reduction="none"``); a
+    drop-in for ``monai.losses.LogHausdorffDTLoss``, with the same arguments, shapes and precomputed ``distance``.
+
+    The logarithm compresses large distance losses early in training while keeping the gradient direction
+    (d/dL log(1 + L) = 1 / (1 + L)).
+
+    References:
+        Karimi & Salcudean, "Reducing the Hausdorff Distance in Medical Image Segmentation with Convolutional
+        Neural Networks", IEEE TMI 2020, arXiv:1904.10030.
+    """
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None):
+        return torch.log1p(super().forward(input, target, distance))

@@ -1,9 +1,12 @@
 """Dice, Jaccard and Generalized Dice losses (thin shells over :mod:`medloss.functional.region`)."""
 from __future__ import annotations
 
+import warnings
+
 import torch
 
-from medloss.errors import check_choice
+from medloss.errors import InputRangeError, ShapeMismatchError, check_choice
+from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
 from medloss.functional.region import EMPTY_POLICIES, W_TYPES, dice_loss, generalized_dice_loss
 from medloss.losses._base import RegionLoss
@@ -110,6 +113,80 @@ class JaccardLoss(DiceLoss):
     def __init__(self, *args, **kwargs) -> None:
         kwargs["jaccard"] = True
         super().__init__(*args, **kwargs)
+
+
+class MaskedDiceLoss(DiceLoss):
+    """:class:`DiceLoss` restricted to a region by a mask; a drop-in for ``monai.losses.MaskedDiceLoss``.
+
+    As in MONAI, the activation is applied first, then ``input`` and ``target`` are multiplied by ``mask``
+    ((B, 1, *S) or (1, 1, *S), values in [0, 1]) and the Dice loss is computed on the products, so voxels where
+    the mask is 0 add nothing to TP and PRED. With ``to_onehot_y=True`` a masked voxel's label becomes 0, i.e. it
+    still counts in the target volume of class 0 (MONAI's numbers); to leave voxels out of every sum, give them a
+    label and set ``ignore_index`` (on this class or :class:`DiceLoss`).
+
+    Shapes:
+        input, target: as :class:`DiceLoss`; mask: (B, 1, *S) or (1, 1, *S).
+        output: as :class:`DiceLoss`.
+
+    Args:
+        As :class:`DiceLoss`. ``forward(input, target, mask=None)``: without a mask, MONAI's warning and the plain
+        Dice loss.
+
+    Differences from MONAI 1.6.1: as :class:`DiceLoss`; a mask whose batch, channel or spatial size does not fit is
+    a :class:`~medloss.errors.ShapeMismatchError` (MONAI warns about a spatial mismatch, then broadcasts).
+
+    References:
+        Milletari, Navab, Ahmadi, "V-Net", 3DV 2016, arXiv:1606.04797.
+
+    Example:
+        >>> import torch
+        >>> loss = MaskedDiceLoss(softmax=True, to_onehot_y=True)
+        >>> mask = torch.ones(2, 1, 8, 8, 8)
+        >>> loss(torch.randn(2, 3, 8, 8, 8), torch.randint(0, 3, (2, 1, 8, 8, 8)), mask).shape
+        torch.Size([])
+    """
+
+    def forward(  # type: ignore[override]
+        self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if mask is None:
+            warnings.warn("No mask value specified for the MaskedLoss.", stacklevel=2)
+            return super().forward(input, target)
+        prepare.check_input_tensor(input)
+        if not isinstance(mask, torch.Tensor):
+            raise ShapeMismatchError(f"`mask` must be a tensor of shape (B, 1, *S), got {type(mask).__name__}.")
+        if mask.ndim != input.ndim or mask.shape[0] not in (1, input.shape[0]) or mask.shape[1] != 1 \
+                or mask.shape[2:] != input.shape[2:]:
+            raise ShapeMismatchError(
+                f"`mask` of shape {tuple(mask.shape)} does not fit `input` of shape {tuple(input.shape)}: expected "
+                f"(B, 1, *S) or (1, 1, *S) with B={input.shape[0]} and S={tuple(input.shape[2:])}."
+            )
+        if self.check_input:
+            self._check_mask_and_target(mask, input, target)
+        p = prepare.activate(
+            input, sigmoid=self.sigmoid, softmax=self.softmax, other_act=self.other_act, check_input=self.check_input
+        )
+        # the products are fractional by construction, so the target was checked above, before masking
+        options = {**self.region_options(), "sigmoid": False, "softmax": False, "other_act": None,
+                   "check_input": False}
+        return dice_loss(p * mask, target * mask, squared_pred=self.squared_pred, jaccard=self.jaccard,
+                         weight=self.class_weight, **options)
+
+
+    def _check_mask_and_target(self, mask: torch.Tensor, input: torch.Tensor, target: torch.Tensor) -> None:
+        lo, hi = prepare.check_finite(mask, arg="mask")
+        if lo < 0.0 or hi > 1.0:
+            raise InputRangeError(f"`mask` values must lie in [0, 1], got min {lo:.4g}, max {hi:.4g}.")
+        if self.to_onehot_y:
+            if bool(((mask != 0) & (mask != 1)).any()):
+                raise InputRangeError(
+                    "`mask` holds values between 0 and 1, which would scale a label map into fractional labels: "
+                    "use a binary mask with `to_onehot_y=True`, or pass a one-hot target with `to_onehot_y=False`."
+                )
+            prepare.labels_and_mask(target, input, ignore_index=self.ignore_index, check_input=True)
+        else:
+            prepare.dense_target(target, input, to_onehot_y=False, ignore_index=self.ignore_index,
+                                 soft_label=self.soft_label, check_input=True)
 
 
 class GeneralizedDiceLoss(RegionLoss):

@@ -6,7 +6,7 @@ import torch
 
 import medloss.losses as L
 from medloss import registry
-from tests._helpers import random_case, value_and_grad
+from tests._helpers import loss_study, random_case, value_and_grad
 
 # (name, factory, target kind); target kinds: "labels" (B,1,*S) label map, "onehot", "soft", "binary" (B,C,*S).
 CASES = [
@@ -196,6 +196,15 @@ def test_state_dict_round_trip(name, factory, kind):
 def test_bundle_config_instantiates_by_full_target(name):
     from monai.bundle import ConfigParser
 
-    parser = ConfigParser({"loss": {"_target_": registry.target(name), "reduction": "sum"}})
+    import inspect
+
+    params = inspect.signature(registry.load(name).__init__).parameters
+    # the options a loss cannot do without (e.g. GeneralizedWassersteinDiceLoss's dist_matrix), as the study sets them
+    study = loss_study().SETUPS[name].kwargs
+    required = {k: v for k, v in study.items() if k in params and params[k].default is inspect.Parameter.empty}
+    config = {"_target_": registry.target(name), **required}
+    if "reduction" in params:
+        config["reduction"] = "sum"
+    parser = ConfigParser({"loss": config})
     loss = parser.get_parsed_content("loss")
     assert type(loss).__name__ == name and isinstance(loss, torch.nn.modules.loss._Loss)
