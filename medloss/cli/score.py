@@ -21,17 +21,51 @@ _PRESETS = ("default", "autopet", "isles", "brats23", "brats23-ssa", "brats23-pe
             "brats25", "brats25-mets", "brats25-ped")
 
 
-def _parse_labels(value: str | None) -> list[int] | None:
-    if value is None or value.strip() == "":
+# options read only by metric scoring, and options read only by --loss: given with the other mode they would be
+# silently ignored, so they are refused (a usage error)
+_METRIC_ONLY = ("labels", "ignore_index", "regions", "surface", "tolerance", "percentile", "empty", "worst_distance",
+                "lesions", "lesion_preset", "lesion_matching", "lesion_threshold", "instances_path", "connectivity",
+                "lesion_dilation", "lesion_min_volume", "plot_path", "no_csv_summary", "workers",
+                "allow_uncovered_labels")
+_LOSS_ONLY = ("activation", "loss_options")
+_LESION_OPTIONS = ("lesions", "lesion_preset", "lesion_matching", "lesion_threshold", "connectivity",
+                   "lesion_dilation", "lesion_min_volume")
+
+
+def _given(ctx: click.Context, names: tuple[str, ...]) -> list[str]:
+    """The options among ``names`` set on the command line (or the environment), as the user spells them."""
+    from click.core import ParameterSource
+
+    return [param.opts[0] for param in ctx.command.params if param.name in names
+            and ctx.get_parameter_source(param.name) not in (None, ParameterSource.DEFAULT)]
+
+
+def _usage_error(ctx: click.Context, loss_name: str | None) -> str | None:
+    """One line naming options that the chosen mode would ignore, or ``None``."""
+    if loss_name is not None:
+        extra = _given(ctx, _METRIC_ONLY)
+        if extra:
+            hint = " (pass the loss's own option instead: --loss-option ignore_index=N)" if "--ignore-index" in extra \
+                else ""
+            return (f"{', '.join(extra)} {'apply' if len(extra) > 1 else 'applies'} to metric scoring, not to --loss {loss_name}, which scores every class "
+                    f"of PRED{hint}; leave {'them' if len(extra) > 1 else 'it'} out, or drop --loss.")
         return None
-    try:
-        out = [int(v) for v in value.replace(" ", "").split(",") if v != ""]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as '1,2,3', got {value!r}.",
-                                 param_hint="'--labels'") from None
-    if not out or any(v < 0 for v in out):
-        raise click.BadParameter(f"labels must be integers >= 0, got {value!r}.", param_hint="'--labels'")
-    return out
+    extra = _given(ctx, _LOSS_ONLY)
+    if extra:
+        return (f"{', '.join(extra)} {'apply' if len(extra) > 1 else 'applies'} only with --loss NAME (loss values on probability or logit volumes).")
+    if _given(ctx, ("instances_path",)) and not _given(ctx, _LESION_OPTIONS):
+        return ("--instances-csv lists reference lesions and predicted components, which only lesion scoring finds: "
+                "add --lesions (or --lesion-preset NAME), or leave --instances-csv out.")
+    return None
+
+
+def _parse_targets(labels: str | None, regions: tuple[str, ...]) -> list[int] | None:
+    """``--labels`` as a list (None when not given); checks ``--region`` and that every row name is unique."""
+    from medloss.scoring import check_target_names, parse_label_list, resolve_regions
+
+    label_list = list(parse_label_list(labels, "'--labels'")) if labels is not None else None
+    check_target_names(label_list or [], resolve_regions(regions))
+    return label_list
 
 
 def score_case(case: str, pred_path: str, ref_path: str, opts: dict) -> tuple[list[dict], str | None]:
@@ -159,11 +193,15 @@ def score(pred, ref, labels, ignore_index, regions, surface, tolerance, percenti
     folders whose cases are paired by file name. Distances are in mm from the reference spacing.
     """
     from medloss.errors import MedlossError
-
     from medloss.io import check_output_paths
 
-    label_list = _parse_labels(labels)
-    try:  # before any scoring: an output must not replace an input or another output, and must be writable
+    usage = _usage_error(click.get_current_context(), loss_name)
+    if usage:
+        _err(usage)
+        sys.exit(2)
+    try:
+        label_list = _parse_targets(labels, regions)
+        # before any scoring: an output must not replace an input or another output, and must be writable
         check_output_paths((pred, ref), {"--csv": csv_path, "--json": json_path, "--plot": plot_path,
                                          "--instances-csv": instances_path})
     except MedlossError as exc:

@@ -6,6 +6,7 @@ Main entry point: :func:`score_arrays`.
 from medloss.scoring.api import (
     BASE_COLUMNS,
     EMPTY_POLICIES,
+    check_target_names,
     columns,
     default_labels,
     resolve_regions,
@@ -13,7 +14,7 @@ from medloss.scoring.api import (
     worst_distance_mm,
 )
 from medloss.scoring.lesion import LESION_COLUMNS, lesion_columns, lesion_scores
-from medloss.scoring.presets import LESION_PRESETS, MATCHING_RULES, LesionConfig, lesion_config, parse_region
+from medloss.scoring.presets import LESION_PRESETS, MATCHING_RULES, LesionConfig, lesion_config, parse_label_list, parse_region
 from medloss.scoring.surface import SURFACE_CONVENTIONS, distance_metrics, surface_distances
 
 __all__ = [
@@ -24,12 +25,14 @@ __all__ = [
     "MATCHING_RULES",
     "SURFACE_CONVENTIONS",
     "LesionConfig",
+    "check_target_names",
     "columns",
     "default_labels",
     "distance_metrics",
     "lesion_columns",
     "lesion_config",
     "lesion_scores",
+    "parse_label_list",
     "parse_region",
     "resolve_regions",
     "score_arrays",

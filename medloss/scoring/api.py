@@ -71,6 +71,17 @@ def resolve_regions(regions) -> list[tuple[str, tuple[int, ...]]]:
     return out
 
 
+def check_target_names(labels, regions) -> None:
+    """Each scored label and region is one row named by its ``label``: a label listed twice, or a region named
+    like a label (``--region 1=2 --labels 1``), would give two rows one name and merge them in the summary."""
+    names = [str(v) for v in labels] + [str(name) for name, _ in regions]
+    twice = sorted({n for n in names if names.count(n) > 1}, key=lambda n: (len(n), n))
+    if twice:
+        raise InvalidOptionError(f"every scored label and region needs its own name, but {twice} names more than one "
+                                 f"(labels {[int(v) for v in labels]}, regions {[name for name, _ in regions]}); "
+                                 "rename the region or drop the repeated label.")
+
+
 def worst_distance_mm(shape, spacing, worst_distance="diagonal") -> float:
     """The distance given to HD/HD95/ASSD when exactly one mask is empty (see the module docstring)."""
     if worst_distance == "diagonal":
@@ -202,6 +213,7 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, reg
     labels = [int(v) for v in labels]
     if any(v < 0 for v in labels):
         raise InvalidOptionError(f"`labels` must be >= 0, got {labels}.")
+    check_target_names(labels, regions)
     if ignore_index is not None and (ignore_index in labels or any(ignore_index in labs for _, labs in regions)):
         raise InvalidOptionError(f"label {ignore_index} is the `ignore_index`; it cannot also be scored.")
     valid = (ref != ignore_index) if ignore_index is not None and np.any(ref == ignore_index) else None
