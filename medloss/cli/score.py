@@ -40,19 +40,22 @@ def _given(ctx: click.Context, names: tuple[str, ...]) -> list[str]:
             and ctx.get_parameter_source(param.name) not in (None, ParameterSource.DEFAULT)]
 
 
+def _verb(options: list[str]) -> str:
+    return "apply" if len(options) > 1 else "applies"
+
+
 def _usage_error(ctx: click.Context, loss_name: str | None) -> str | None:
     """One line naming options that the chosen mode would ignore, or ``None``."""
     if loss_name is not None:
         extra = _given(ctx, _METRIC_ONLY)
         if extra:
-            hint = " (pass the loss's own option instead: --loss-option ignore_index=N)" if "--ignore-index" in extra \
-                else ""
-            return (f"{', '.join(extra)} {'apply' if len(extra) > 1 else 'applies'} to metric scoring, not to --loss {loss_name}, which scores every class "
-                    f"of PRED{hint}; leave {'them' if len(extra) > 1 else 'it'} out, or drop --loss.")
+            hint = " (for the loss's own: --loss-option ignore_index=N)" if "--ignore-index" in extra else ""
+            return (f"{', '.join(extra)} {_verb(extra)} to metric scoring, not to --loss {loss_name}, which scores "
+                    f"every class of PRED{hint}; leave {'them' if len(extra) > 1 else 'it'} out, or drop --loss.")
         return None
     extra = _given(ctx, _LOSS_ONLY)
     if extra:
-        return (f"{', '.join(extra)} {'apply' if len(extra) > 1 else 'applies'} only with --loss NAME (loss values on probability or logit volumes).")
+        return f"{', '.join(extra)} {_verb(extra)} only with --loss NAME (loss values on probability or logit volumes)."
     if _given(ctx, ("instances_path",)) and not _given(ctx, _LESION_OPTIONS):
         return ("--instances-csv lists reference lesions and predicted components, which only lesion scoring finds: "
                 "add --lesions (or --lesion-preset NAME), or leave --instances-csv out.")

@@ -14,7 +14,14 @@ from medloss.scoring.api import (
     worst_distance_mm,
 )
 from medloss.scoring.lesion import LESION_COLUMNS, lesion_columns, lesion_scores
-from medloss.scoring.presets import LESION_PRESETS, MATCHING_RULES, LesionConfig, lesion_config, parse_label_list, parse_region
+from medloss.scoring.presets import (
+    LESION_PRESETS,
+    MATCHING_RULES,
+    LesionConfig,
+    lesion_config,
+    parse_label_list,
+    parse_region,
+)
 from medloss.scoring.surface import SURFACE_CONVENTIONS, distance_metrics, surface_distances
 
 __all__ = [
