@@ -73,9 +73,11 @@ def _parse_targets(labels: str | None, regions: tuple[str, ...]) -> list[int] | 
 
 def score_case(case: str, pred_path: str, ref_path: str, opts: dict) -> tuple[list[dict], str | None]:
     """Read, check and score one case; return ``(rows, None)`` or ``([], "one-line error")``."""
+    import warnings
+
     from medloss.errors import MedlossError
     from medloss.io import as_label_array, check_geometry, read_volume
-    from medloss.scoring import score_arrays
+    from medloss.scoring import UncoveredLabelWarning, score_arrays
 
     try:
         ref = read_volume(ref_path)
@@ -83,12 +85,21 @@ def score_case(case: str, pred_path: str, ref_path: str, opts: dict) -> tuple[li
         check_geometry(pred, ref, opts["geometry_tolerance"])
         ref_arr = as_label_array(ref.array, ref_path, opts["ignore_index"])
         pred_arr = as_label_array(pred.array, pred_path, opts["ignore_index"])
-        rows = score_arrays(pred_arr, ref_arr, ref.spacing, labels=opts["labels"], surface=opts["surface"],
-                            tolerance=opts["tolerance"], lesions=opts["lesions"], ignore_index=opts["ignore_index"],
-                            empty=opts["empty"], worst_distance=opts["worst_distance"],
-                            percentile=opts["percentile"], case=case, workers=opts["kd_workers"],
-                            connectivity=opts["connectivity"], regions=opts["regions"],
-                            instances=opts["lesions"] is not None)
+        with warnings.catch_warnings(record=True) as caught:  # the run reports unscored labels once, at its end
+            warnings.simplefilter("always", UncoveredLabelWarning)
+            rows = score_arrays(pred_arr, ref_arr, ref.spacing, labels=opts["labels"], surface=opts["surface"],
+                                tolerance=opts["tolerance"], lesions=opts["lesions"],
+                                ignore_index=opts["ignore_index"], empty=opts["empty"],
+                                worst_distance=opts["worst_distance"], percentile=opts["percentile"], case=case,
+                                workers=opts["kd_workers"], connectivity=opts["connectivity"],
+                                regions=opts["regions"], instances=opts["lesions"] is not None,
+                                uncovered=opts["uncovered"])
+        for w in caught:
+            if isinstance(w.message, UncoveredLabelWarning):
+                for row in rows:
+                    row["unscored_labels"] = w.message.labels
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return rows, None
     except MedlossError as exc:
         return [], str(exc)
@@ -164,6 +175,9 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
               help="Reference dilation (iterations) for lesion matching/merging; brats23: 3 (MEN/MET use 1).")
 @click.option("--lesion-min-volume", type=click.FloatRange(min=0), default=None,
               help="Reference lesions of at most this volume (mm³) are not counted; brats23: 50 (MET uses 2).")
+@click.option("--allow-uncovered-labels", is_flag=True,
+              help="Score a case even when it holds labels that no region of the lesion preset covers (they count "
+                   "as background; a warning names them). Without it such a case is an error.")
 @click.option("--geometry-tolerance", type=click.FloatRange(min=0), default=1e-3, show_default=True,
               help="Largest spacing/origin difference (mm) and direction-cosine difference accepted.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=str), default=None,
@@ -188,8 +202,8 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
               help="With --loss: a constructor option of the loss (JSON value), e.g. alpha=0.3; repeatable.")
 def score(pred, ref, labels, ignore_index, regions, surface, tolerance, percentile, empty, worst_distance, lesions,
           lesion_preset, lesion_matching, lesion_threshold, instances_path, connectivity, lesion_dilation,
-          lesion_min_volume, geometry_tolerance, csv_path, json_path, plot_path, no_csv_summary, workers,
-          pred_suffix, ref_suffix, quiet, loss_name, activation, loss_options):
+          lesion_min_volume, allow_uncovered_labels, geometry_tolerance, csv_path, json_path, plot_path,
+          no_csv_summary, workers, pred_suffix, ref_suffix, quiet, loss_name, activation, loss_options):
     """Score predicted label volumes PRED against reference volumes REF.
 
     PRED and REF are two volumes (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd, or a DICOM series folder) or two
@@ -225,7 +239,8 @@ def score(pred, ref, labels, ignore_index, regions, surface, tolerance, percenti
         code = _run(pred, ref, label_list, ignore_index, surface, tolerance, percentile, empty, worst_distance,
                     lesions, lesion_preset, (connectivity, lesion_dilation, lesion_min_volume, lesion_matching,
                                              lesion_threshold), geometry_tolerance, csv_path, json_path, plot_path,
-                    no_csv_summary, workers, pred_suffix, ref_suffix, quiet, regions, instances_path)
+                    no_csv_summary, workers, pred_suffix, ref_suffix, quiet, regions, instances_path,
+                    allow_uncovered_labels)
     except MedlossError as exc:
         _err(str(exc))
         sys.exit(1)
@@ -238,11 +253,11 @@ def _err(msg: str) -> None:
 
 def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty, worst_distance, lesions,
          lesion_preset, lesion_opts, geometry_tolerance, csv_path, json_path, plot_path, no_csv_summary, workers,
-         pred_suffix, ref_suffix, quiet, regions=(), instances_path=None) -> int:
+         pred_suffix, ref_suffix, quiet, regions=(), instances_path=None, allow_uncovered=False) -> int:
     from rich.console import Console
 
     from medloss.io import resolve_inputs
-    from medloss.scoring import columns, lesion_config, resolve_regions, worst_distance_mm
+    from medloss.scoring import columns, coverage_summary, lesion_config, resolve_regions, worst_distance_mm
     from medloss.scoring.presets import preset_defaults
     from medloss.scoring.report import (print_report, recipe, summarize, write_csv, write_instances_csv, write_json,
                                         write_plot)
@@ -254,11 +269,13 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
     surface, worst_distance, empty, regions = preset_defaults(cfg, surface=surface, worst_distance=worst_distance,
                                                               empty=empty, labels=labels, regions=regions or None)
     worst_distance_mm((1, 1, 1), (1, 1, 1), worst_distance)  # validate early
+    preset_regions = bool(regions) and labels is None and regions is getattr(cfg, "regions", None)
     region_list = resolve_regions(regions) if regions else None
     batch, pairing = resolve_inputs(pred, ref, pred_suffix, ref_suffix)
     opts = dict(labels=labels, regions=region_list, surface=surface, tolerance=tolerance, lesions=cfg,
                 ignore_index=ignore_index, empty=empty, worst_distance=worst_distance, percentile=percentile,
-                connectivity=None, geometry_tolerance=geometry_tolerance, kd_workers=1 if workers > 1 else -1)
+                connectivity=None, geometry_tolerance=geometry_tolerance, kd_workers=1 if workers > 1 else -1,
+                uncovered="error" if preset_regions and not allow_uncovered else "warn")
     errors = [{"case": c, "pred": p, "ref": None, "error": f"{p}: no reference for case {c!r} in {ref}"}
               for c, p in pairing.missing_reference]
     errors += [{"case": c, "pred": None, "ref": r, "error": f"{r}: no prediction for case {c!r} in {pred}"}
@@ -282,6 +299,7 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
         _fill_absent_labels(rows, opts)
     summary = summarize(rows, n_cases=len({r["case"] for r in rows}))
     summary["n_errors"] = len(errors)
+    summary.update(_coverage_warnings(coverage_summary(rows), summary["n_cases"]))
     spacing = {}
     for r in rows:
         spacing.setdefault(r["case"], r["spacing_mm"])
@@ -300,6 +318,28 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
     if not quiet:
         print_report(Console(width=None if sys.stdout.isatty() else 160), rows, summary, rec)
     return 1 if errors else 0
+
+
+def _coverage_warnings(coverage: dict, n_cases: int) -> dict:
+    """One stderr line for the cases with unscored labels and one for the labels/regions no case holds; returns
+    the findings for the JSON summary."""
+    unscored = coverage["unscored_labels"]
+    if unscored:
+        labels = sorted({v for labs in unscored.values() for v in labs})
+        first = next(iter(unscored))
+        _warn(f"label(s) {labels} are in no scored label or region in {len(unscored)} of {n_cases} case(s) (e.g. "
+              f"{first}: {unscored[first]}); their voxels were scored as background (JSON summary: unscored_labels).")
+    absent = coverage["absent_everywhere"]
+    if absent:
+        names = ", ".join(f"label {v}" if isinstance(v, int) else f"region {v}" for v in absent)
+        _warn(f"{names}: absent from the reference and the prediction of every case, so "
+              f"{'their' if len(absent) > 1 else 'its'} scores are those of two empty masks, not of a segmentation "
+              "(check the label values; JSON summary: absent_everywhere).")
+    return coverage
+
+
+def _warn(msg: str) -> None:
+    click.echo("medloss score: warning: " + " ".join(str(msg).split()), err=True)
 
 
 def _score_all(pairs, opts: dict, workers: int, show_progress: bool) -> list[tuple[list[dict], str | None]]:

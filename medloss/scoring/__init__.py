@@ -9,10 +9,12 @@ from medloss.scoring.api import (
     check_target_names,
     columns,
     default_labels,
+    labels_in,
     resolve_regions,
     score_arrays,
     worst_distance_mm,
 )
+from medloss.scoring.coverage import UncoveredLabelWarning, coverage_summary
 from medloss.scoring.lesion import LESION_COLUMNS, lesion_columns, lesion_scores
 from medloss.scoring.presets import (
     LESION_PRESETS,
@@ -32,10 +34,13 @@ __all__ = [
     "MATCHING_RULES",
     "SURFACE_CONVENTIONS",
     "LesionConfig",
+    "UncoveredLabelWarning",
     "check_target_names",
     "columns",
+    "coverage_summary",
     "default_labels",
     "distance_metrics",
+    "labels_in",
     "lesion_columns",
     "lesion_config",
     "lesion_scores",
