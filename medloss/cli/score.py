@@ -138,7 +138,8 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
 @click.argument("pred", type=click.Path(path_type=str))
 @click.argument("ref", type=click.Path(path_type=str))
 @click.option("--labels", default=None, metavar="1,2,...",
-              help="Labels to score (default: every foreground label of the reference or prediction).")
+              help="Labels to score, comma-separated (default: every foreground label of the reference or "
+                   "prediction).")
 @click.option("--ignore-index", type=int, default=None, help="Reference value whose voxels are left out of scoring.")
 @click.option("--region", "regions", multiple=True, metavar="NAME=L1,L2,...",
               help="Score the union of these labels as one region named NAME (repeatable), e.g. WT=1,2,3; "
@@ -166,8 +167,8 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
 @click.option("--lesion-threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="IoU/Dice a pair needs under --lesion-matching iou|dice (default 0.5).")
 @click.option("--instances-csv", "instances_path", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="Also write one row per reference lesion and predicted component to this CSV (they are always "
-                   "in the JSON rows under 'instances').")
+              help="With lesion scoring: also write one row per reference lesion and predicted component to this "
+                   "CSV (they are always in the JSON rows under 'instances').")
 @click.option("--connectivity", type=click.Choice(("6", "18", "26")), default=None,
               help="Connected-component connectivity (this and the two options below imply --lesions; "
                    "default: the preset's).")
@@ -197,7 +198,8 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
                    "logit volumes (4-D NIfTI X,Y,Z,C or a vector NRRD/MHA) against REF labels; per label where the "
                    "loss is per class.")
 @click.option("--activation", type=click.Choice(("none", "softmax", "sigmoid")), default="none", show_default=True,
-              help="With --loss: PRED holds probabilities (none) or logits (softmax / sigmoid).")
+              help="With --loss: PRED holds probabilities (none; a loss's logit terms get their logits, log p or "
+                   "log(p/(1-p))) or logits (softmax / sigmoid, applied by every term).")
 @click.option("--loss-option", "loss_options", multiple=True, metavar="KEY=VALUE",
               help="With --loss: a constructor option of the loss (JSON value), e.g. alpha=0.3; repeatable.")
 def score(pred, ref, labels, ignore_index, regions, surface, tolerance, percentile, empty, worst_distance, lesions,
