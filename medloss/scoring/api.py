@@ -200,9 +200,9 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, reg
         instances: add the per-lesion / per-component rows under each row's ``"instances"`` key.
         uncovered: what to do when ``pred`` or ``ref`` holds labels that no scored label or region covers (they
             would be scored as background; :mod:`medloss.scoring.coverage`): ``"error"`` (raise
-            :class:`~medloss.errors.LabelValueError`) or ``"warn"`` (:class:`~medloss.scoring.coverage.
-            UncoveredLabelWarning`, whose ``labels`` lists them; default). ``medloss
-            score`` makes it an error for a lesion preset's regions (``--allow-uncovered-labels`` to warn).
+            :class:`~medloss.errors.LabelValueError`) or ``"warn"`` (default:
+            :class:`~medloss.scoring.UncoveredLabelWarning`, whose ``labels`` lists them). ``medloss score`` makes
+            it an error for a lesion preset's regions (``--allow-uncovered-labels`` to warn).
 
     Returns:
         ``[{column: value}, ...]`` with the columns of :func:`columns` (plus ``instances`` if asked).
@@ -219,7 +219,7 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, reg
     if not (isinstance(tolerance, (int, float)) and tolerance >= 0 and math.isfinite(tolerance)):
         raise InvalidOptionError(f"`tolerance` must be a finite number of mm >= 0, got {tolerance!r}.")
     worst = worst_distance_mm(ref.shape, sp, worst_distance)
-    from_preset = not explicit and regions is not None  # the lesion preset's regions
+    from_preset = not explicit and regions is not None  # preset_defaults gave the lesion preset's regions
     regions = resolve_regions(regions) if regions is not None else []
     if labels is None:
         labels = [] if regions else (default_labels(pred, ref, ignore_index) or [1])
@@ -231,8 +231,7 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, reg
         raise InvalidOptionError(f"label {ignore_index} is the `ignore_index`; it cannot also be scored.")
     if explicit or from_preset:  # default labels are every label found: nothing to check
         check_coverage(labels_in(pred, ignore_index), labels_in(ref, ignore_index), labels, regions,
-                                  policy=uncovered or "warn", case=case,
-                                  preset=cfg.preset if cfg is not None else None)
+                       policy=uncovered or "warn", case=case, preset=cfg.preset if cfg is not None else None)
     valid = (ref != ignore_index) if ignore_index is not None and np.any(ref == ignore_index) else None
     voxel_mm3 = float(np.prod(sp))
     cols = columns(cfg if cfg is not None else False)

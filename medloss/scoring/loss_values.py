@@ -91,7 +91,7 @@ class LossScorer:
             return self.activation
         if kind == "either":
             return "softmax" if channels >= 2 and softmax_probabilities else "sigmoid"
-        if kind == "softmax" and not softmax_probabilities:
+        if kind == "softmax" and channels >= 2 and not softmax_probabilities:  # one channel: the loss's own error
             raise InputRangeError(
                 f"PRED's {channels} channel(s) do not sum to 1 at every voxel, so they are not the softmax "
                 f"probabilities {self.name}'s cross-entropy needs; give the logits with `--activation softmax`.")
