@@ -43,7 +43,8 @@ def check_coverage(in_pred: set[int], in_ref: set[int], labels: list[int], regio
     text = (f"{case + ': ' if case else ''}label(s) {missing} of the {where} are in no scored label or region "
             f"({', '.join(scored)}), so their voxels count as background")
     if preset and preset.startswith("brats23") and 4 in missing:
-        text += " (BraTS 2021 and earlier files mark enhancing tumour 4; BraTS 2023 regions use 3: relabel 4 -> 3)"
+        text += (" (in BraTS 2021 and earlier files 4 is the enhancing tumour, which the BraTS 2023 regions call 3: "
+                 "relabel 4 -> 3 there)")
     if policy == "error":
         raise LabelValueError(f"{text}. Score them with --region/--labels (`regions=`/`labels=`), or accept this with "
                               "--allow-uncovered-labels (`uncovered='warn'`).")
