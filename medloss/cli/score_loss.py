@@ -41,7 +41,7 @@ def run_loss_scoring(pred: str, ref: str, *, name: str, activation: str, options
             errors.append({"case": case, "error": f"{p}: {exc}{hint}"})
     for e in errors:
         err(e["error"])
-    for text in loss.warnings:  # the loss's warnings, once each and on one line
+    for text in loss.warned:  # the loss's warnings, once each and on one line
         click.echo(f"medloss score: warning: {text}", err=True)
     if not rows:
         err(f"no case could be scored with {loss_name}; nothing written.")

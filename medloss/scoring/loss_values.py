@@ -72,7 +72,7 @@ class LossScorer:
     per_class: bool
     reduction: str
     _built: dict = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    warned: list[str] = field(default_factory=list)  # the loss's warnings, each once
 
     def module(self, form: str | None):
         """The loss instance whose activation flags match ``form`` (None: no activation)."""
@@ -208,8 +208,8 @@ def loss_rows(prob: np.ndarray, ref: np.ndarray, loss: LossScorer, per_class: bo
         value = module(x, y).double()
     for w in caught:
         text = " ".join(str(w.message).split())
-        if text not in loss.warnings:
-            loss.warnings.append(text)
+        if text not in loss.warned:
+            loss.warned.append(text)
     if per_class:
         first = 0 if getattr(module, "include_background", True) or x.shape[1] == 1 else 1
         values = value.reshape(-1).tolist()
