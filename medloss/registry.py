@@ -135,10 +135,16 @@ def load(name: str) -> type:
 
 
 def defaults(name: str) -> dict[str, object]:
-    """Constructor keyword arguments and their defaults, read from the class signature."""
-    sig = inspect.signature(load(name).__init__)
-    return {
-        p.name: p.default
-        for p in sig.parameters.values()
-        if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    }
+    """Constructor keyword arguments and their defaults, read from the class signature; a constructor that passes
+    ``**kwargs`` on (``JaccardLoss``) also has its base class's."""
+    out: dict[str, object] = {}
+    for cls in load(name).__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        params = inspect.signature(cls.__init__).parameters.values()
+        for p in params:
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                out.setdefault(p.name, p.default)
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return out

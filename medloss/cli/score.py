@@ -25,24 +25,63 @@ _PRESETS = ("default", "autopet", "isles", "brats23", "brats23-ssa", "brats23-pe
             "brats25", "brats25-mets", "brats25-ped")
 
 
-def _parse_labels(value: str | None) -> list[int] | None:
-    if value is None or value.strip() == "":
+# options read only by metric scoring, and options read only by --loss: given with the other mode they would be
+# silently ignored, so they are refused (a usage error)
+_METRIC_ONLY = ("labels", "ignore_index", "regions", "surface", "tolerance", "percentile", "empty", "worst_distance",
+                "lesions", "lesion_preset", "lesion_matching", "lesion_threshold", "instances_path", "connectivity",
+                "lesion_dilation", "lesion_min_volume", "plot_path", "no_csv_summary", "workers",
+                "allow_uncovered_labels")
+_LOSS_ONLY = ("activation", "loss_options")
+_LESION_OPTIONS = ("lesions", "lesion_preset", "lesion_matching", "lesion_threshold", "connectivity",
+                   "lesion_dilation", "lesion_min_volume")
+
+
+def _given(ctx: click.Context, names: tuple[str, ...]) -> list[str]:
+    """The options among ``names`` set on the command line (or the environment), as the user spells them."""
+    from click.core import ParameterSource
+
+    return [param.opts[0] for param in ctx.command.params if param.name in names
+            and ctx.get_parameter_source(param.name) not in (None, ParameterSource.DEFAULT)]
+
+
+def _verb(options: list[str]) -> str:
+    return "apply" if len(options) > 1 else "applies"
+
+
+def _usage_error(ctx: click.Context, loss_name: str | None) -> str | None:
+    """One line naming options that the chosen mode would ignore, or ``None``."""
+    if loss_name is not None:
+        extra = _given(ctx, _METRIC_ONLY)
+        if extra:
+            hint = " (for the loss's own: --loss-option ignore_index=N)" if "--ignore-index" in extra else ""
+            return (f"{', '.join(extra)} {_verb(extra)} to metric scoring, not to --loss {loss_name}, which scores "
+                    f"every class of PRED{hint}; leave {'them' if len(extra) > 1 else 'it'} out, or drop --loss.")
         return None
-    try:
-        out = [int(v) for v in value.replace(" ", "").split(",") if v != ""]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as '1,2,3', got {value!r}.",
-                                 param_hint="'--labels'") from None
-    if not out or any(v < 0 for v in out):
-        raise click.BadParameter(f"labels must be integers >= 0, got {value!r}.", param_hint="'--labels'")
-    return out
+    extra = _given(ctx, _LOSS_ONLY)
+    if extra:
+        return f"{', '.join(extra)} {_verb(extra)} only with --loss NAME (loss values on probability or logit volumes)."
+    if _given(ctx, ("instances_path",)) and not _given(ctx, _LESION_OPTIONS):
+        return ("--instances-csv lists reference lesions and predicted components, which only lesion scoring finds: "
+                "add --lesions (or --lesion-preset NAME), or leave --instances-csv out.")
+    return None
+
+
+def _parse_targets(labels: str | None, regions: tuple[str, ...]) -> list[int] | None:
+    """``--labels`` as a list (None when not given); checks ``--region`` and that every row name is unique."""
+    from medloss.scoring import check_target_names, parse_label_list, resolve_regions
+
+    label_list = list(parse_label_list(labels, "'--labels'")) if labels is not None else None
+    check_target_names(label_list or [], resolve_regions(regions))
+    return label_list
 
 
 def score_case(case: str, pred_path: str, ref_path: str, opts: dict) -> tuple[list[dict], str | None]:
     """Read, check and score one case; return ``(rows, None)`` or ``([], "one-line error")``."""
+    import warnings
+
     from medloss.errors import MedlossError
     from medloss.io import as_label_array, check_geometry, read_volume
-    from medloss.scoring import score_arrays
+    from medloss.scoring import UncoveredLabelWarning, score_arrays
 
     try:
         ref = read_volume(ref_path)
@@ -50,12 +89,21 @@ def score_case(case: str, pred_path: str, ref_path: str, opts: dict) -> tuple[li
         check_geometry(pred, ref, opts["geometry_tolerance"])
         ref_arr = as_label_array(ref.array, ref_path, opts["ignore_index"])
         pred_arr = as_label_array(pred.array, pred_path, opts["ignore_index"])
-        rows = score_arrays(pred_arr, ref_arr, ref.spacing, labels=opts["labels"], surface=opts["surface"],
-                            tolerance=opts["tolerance"], lesions=opts["lesions"], ignore_index=opts["ignore_index"],
-                            empty=opts["empty"], worst_distance=opts["worst_distance"],
-                            percentile=opts["percentile"], case=case, workers=opts["kd_workers"],
-                            connectivity=opts["connectivity"], regions=opts["regions"],
-                            instances=opts["lesions"] is not None)
+        with warnings.catch_warnings(record=True) as caught:  # the run reports unscored labels once, at its end
+            warnings.simplefilter("always", UncoveredLabelWarning)
+            rows = score_arrays(pred_arr, ref_arr, ref.spacing, labels=opts["labels"], surface=opts["surface"],
+                                tolerance=opts["tolerance"], lesions=opts["lesions"],
+                                ignore_index=opts["ignore_index"], empty=opts["empty"],
+                                worst_distance=opts["worst_distance"], percentile=opts["percentile"], case=case,
+                                workers=opts["kd_workers"], connectivity=opts["connectivity"],
+                                regions=opts["regions"], instances=opts["lesions"] is not None,
+                                uncovered=opts["uncovered"])
+        for w in caught:
+            if isinstance(w.message, UncoveredLabelWarning):
+                for row in rows:
+                    row["unscored_labels"] = w.message.labels
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return rows, None
     except MedlossError as exc:
         return [], str(exc)
@@ -94,7 +142,8 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
 @click.argument("pred", type=click.Path(path_type=str))
 @click.argument("ref", type=click.Path(path_type=str))
 @click.option("--labels", default=None, metavar="1,2,...",
-              help="Labels to score (default: every foreground label of the reference or prediction).")
+              help="Labels to score, comma-separated (default: every foreground label of the reference or "
+                   "prediction).")
 @click.option("--ignore-index", type=int, default=None, help="Reference value whose voxels are left out of scoring.")
 @click.option("--region", "regions", multiple=True, metavar="NAME=L1,L2,...",
               help="Score the union of these labels as one region named NAME (repeatable), e.g. WT=1,2,3; "
@@ -122,8 +171,8 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
 @click.option("--lesion-threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="IoU/Dice a pair needs under --lesion-matching iou|dice (default 0.5).")
 @click.option("--instances-csv", "instances_path", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="Also write one row per reference lesion and predicted component to this CSV (they are always "
-                   "in the JSON rows under 'instances').")
+              help="With lesion scoring: also write one row per reference lesion and predicted component to this "
+                   "CSV (they are always in the JSON rows under 'instances').")
 @click.option("--connectivity", type=click.Choice(("6", "18", "26")), default=None,
               help="Connected-component connectivity (this and the two options below imply --lesions; "
                    "default: the preset's).")
@@ -131,6 +180,9 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
               help="Reference dilation (iterations) for lesion matching/merging; brats23: 3 (MEN/MET use 1).")
 @click.option("--lesion-min-volume", type=click.FloatRange(min=0), default=None,
               help="Reference lesions of at most this volume (mm³) are not counted; brats23: 50 (MET uses 2).")
+@click.option("--allow-uncovered-labels", is_flag=True,
+              help="Score a case even when it holds labels that no region of the lesion preset covers (they count "
+                   "as background; a warning names them). Without it such a case is an error.")
 @click.option("--geometry-tolerance", type=click.FloatRange(min=0), default=1e-3, show_default=True,
               help="Largest spacing/origin difference (mm) and direction-cosine difference accepted.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=str), default=None,
@@ -150,25 +202,30 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
                    "logit volumes (4-D NIfTI X,Y,Z,C or a vector NRRD/MHA) against REF labels; per label where the "
                    "loss is per class.")
 @click.option("--activation", type=click.Choice(("none", "softmax", "sigmoid")), default="none", show_default=True,
-              help="With --loss: PRED holds probabilities (none) or logits (softmax / sigmoid).")
+              help="With --loss: PRED holds probabilities (none; a loss's logit terms get their logits, log p or "
+                   "log(p/(1-p))) or logits (softmax / sigmoid, applied by every term).")
 @click.option("--loss-option", "loss_options", multiple=True, metavar="KEY=VALUE",
               help="With --loss: a constructor option of the loss (JSON value), e.g. alpha=0.3; repeatable.")
 @ends_on_signals("medloss score")
 def score(pred, ref, labels, ignore_index, regions, surface, tolerance, percentile, empty, worst_distance, lesions,
           lesion_preset, lesion_matching, lesion_threshold, instances_path, connectivity, lesion_dilation,
-          lesion_min_volume, geometry_tolerance, csv_path, json_path, plot_path, no_csv_summary, workers,
-          pred_suffix, ref_suffix, quiet, loss_name, activation, loss_options):
+          lesion_min_volume, allow_uncovered_labels, geometry_tolerance, csv_path, json_path, plot_path,
+          no_csv_summary, workers, pred_suffix, ref_suffix, quiet, loss_name, activation, loss_options):
     """Score predicted label volumes PRED against reference volumes REF.
 
     PRED and REF are two volumes (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd, or a DICOM series folder) or two
     folders whose cases are paired by file name. Distances are in mm from the reference spacing.
     """
     from medloss.errors import MedlossError
-
     from medloss.io import check_output_paths
 
-    label_list = _parse_labels(labels)
-    try:  # before any scoring: an output must not replace an input or another output, and must be writable
+    usage = _usage_error(click.get_current_context(), loss_name)
+    if usage:
+        _err(usage)
+        sys.exit(2)
+    try:
+        label_list = _parse_targets(labels, regions)
+        # before any scoring: an output must not replace an input or another output, and must be writable
         check_output_paths((pred, ref), {"--csv": csv_path, "--json": json_path, "--plot": plot_path,
                                          "--instances-csv": instances_path})
     except MedlossError as exc:
@@ -189,7 +246,8 @@ def score(pred, ref, labels, ignore_index, regions, surface, tolerance, percenti
         code = _run(pred, ref, label_list, ignore_index, surface, tolerance, percentile, empty, worst_distance,
                     lesions, lesion_preset, (connectivity, lesion_dilation, lesion_min_volume, lesion_matching,
                                              lesion_threshold), geometry_tolerance, csv_path, json_path, plot_path,
-                    no_csv_summary, workers, pred_suffix, ref_suffix, quiet, regions, instances_path)
+                    no_csv_summary, workers, pred_suffix, ref_suffix, quiet, regions, instances_path,
+                    allow_uncovered_labels)
     except MedlossError as exc:
         _err(str(exc))
         sys.exit(1)
@@ -202,12 +260,12 @@ def _err(msg: str) -> None:
 
 def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty, worst_distance, lesions,
          lesion_preset, lesion_opts, geometry_tolerance, csv_path, json_path, plot_path, no_csv_summary, workers,
-         pred_suffix, ref_suffix, quiet, regions=(), instances_path=None) -> int:
+         pred_suffix, ref_suffix, quiet, regions=(), instances_path=None, allow_uncovered=False) -> int:
     from rich.console import Console
 
     from medloss.cli.processes import run_outputs
     from medloss.io import resolve_inputs
-    from medloss.scoring import columns, lesion_config, resolve_regions, worst_distance_mm
+    from medloss.scoring import columns, coverage_summary, lesion_config, resolve_regions, worst_distance_mm
     from medloss.scoring.presets import preset_defaults
     from medloss.scoring.report import (print_report, recipe, summarize, write_csv, write_instances_csv, write_json,
                                         write_plot)
@@ -219,11 +277,13 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
     surface, worst_distance, empty, regions = preset_defaults(cfg, surface=surface, worst_distance=worst_distance,
                                                               empty=empty, labels=labels, regions=regions or None)
     worst_distance_mm((1, 1, 1), (1, 1, 1), worst_distance)  # validate early
+    preset_regions = bool(regions) and labels is None and regions is getattr(cfg, "regions", None)
     region_list = resolve_regions(regions) if regions else None
     batch, pairing = resolve_inputs(pred, ref, pred_suffix, ref_suffix)
     opts = dict(labels=labels, regions=region_list, surface=surface, tolerance=tolerance, lesions=cfg,
                 ignore_index=ignore_index, empty=empty, worst_distance=worst_distance, percentile=percentile,
-                connectivity=None, geometry_tolerance=geometry_tolerance, kd_workers=1 if workers > 1 else -1)
+                connectivity=None, geometry_tolerance=geometry_tolerance, kd_workers=1 if workers > 1 else -1,
+                uncovered="error" if preset_regions and not allow_uncovered else "warn")
     errors = [{"case": c, "pred": p, "ref": None, "error": f"{p}: no reference for case {c!r} in {ref}"}
               for c, p in pairing.missing_reference]
     errors += [{"case": c, "pred": None, "ref": r, "error": f"{r}: no prediction for case {c!r} in {pred}"}
@@ -247,6 +307,7 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
         _fill_absent_labels(rows, opts)
     summary = summarize(rows, n_cases=len({r["case"] for r in rows}))
     summary["n_errors"] = len(errors)
+    summary.update(_coverage_warnings(coverage_summary(rows), summary["n_cases"]))
     spacing = {}
     for r in rows:
         spacing.setdefault(r["case"], r["spacing_mm"])
@@ -266,6 +327,28 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
         if instances_path:
             write_instances_csv(instances_path, rows, outputs=outputs)
     return 1 if errors else 0
+
+
+def _coverage_warnings(coverage: dict, n_cases: int) -> dict:
+    """One stderr line for the cases with unscored labels and one for the labels/regions no case holds; returns
+    the findings for the JSON summary."""
+    unscored = coverage["unscored_labels"]
+    if unscored:
+        labels = sorted({v for labs in unscored.values() for v in labs})
+        first = next(iter(unscored))
+        _warn(f"label(s) {labels} are in no scored label or region in {len(unscored)} of {n_cases} case(s) (e.g. "
+              f"{first}: {unscored[first]}); their voxels were scored as background (JSON summary: unscored_labels).")
+    absent = coverage["absent_everywhere"]
+    if absent:
+        names = ", ".join(f"label {v}" if isinstance(v, int) else f"region {v}" for v in absent)
+        _warn(f"{names}: absent from the reference and the prediction of every case, so "
+              f"{'their' if len(absent) > 1 else 'its'} scores are those of two empty masks, not of a segmentation "
+              "(check the label values; JSON summary: absent_everywhere).")
+    return coverage
+
+
+def _warn(msg: str) -> None:
+    click.echo("medloss score: warning: " + " ".join(str(msg).split()), err=True)
 
 
 def _score_all(pairs, opts: dict, workers: int, show_progress: bool) -> list[tuple[list[dict], str | None]]:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+import click
+
 
 
 
@@ -20,7 +22,7 @@ def run_loss_scoring(pred: str, ref: str, *, name: str, activation: str, options
     from medloss.scoring.report import write_csv, write_json
 
     loss, per_class = build_loss(name, activation, parse_loss_options(options))
-    loss_name = type(loss).__name__
+    loss_name = loss.name
     _, pairing = resolve_inputs(pred, ref, pred_suffix, ref_suffix)
     errors = [{"case": c, "error": f"{p}: no reference for case {c!r}"} for c, p in pairing.missing_reference]
     errors += [{"case": c, "error": f"{r}: no prediction for case {c!r}"} for c, r in pairing.missing_prediction]
@@ -34,12 +36,14 @@ def run_loss_scoring(pred: str, ref: str, *, name: str, activation: str, options
             check_geometry(spatial, reference, geometry_tolerance)
             labels = as_label_array(reference.array, r)
             rows.extend(loss_rows(prob.array, labels, loss, per_class, case=case, name=loss_name))
-        except ValueError as exc:  # MedlossError subclasses and the loss's typed input errors
+        except (ValueError, RuntimeError) as exc:  # typed input errors; RuntimeError: a loss's own failure
             hint = " (medloss score: pass --activation softmax or sigmoid for logits)" if isinstance(
-                exc, InputRangeError) else ""
+                exc, InputRangeError) and "--activation" not in str(exc) else ""
             errors.append({"case": case, "error": f"{p}: {exc}{hint}"})
     for e in errors:
         err(e["error"])
+    for text in loss.warned:  # the loss's warnings, once each and on one line
+        click.echo(f"medloss score: warning: {text}", err=True)
     if not rows:
         err(f"no case could be scored with {loss_name}; nothing written.")
         return 1

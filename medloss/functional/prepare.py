@@ -210,6 +210,16 @@ def check_labels(
         )
 
 
+def channels_fix(num_channels: int) -> str:
+    """The end of a label-range error for ``num_channels`` input channels (one channel: the foreground of a binary
+    problem, whose labels are 0 and 1)."""
+    if num_channels == 1:
+        return ("the input has 1 channel, the foreground of a binary problem (labels 0 and 1): give one channel per "
+                "class, or set `ignore_index` for unlabelled voxels")
+    return (f"the input has {num_channels} channels: check the number of output channels, or set `ignore_index` for "
+            "unlabelled voxels")
+
+
 def labels_and_mask(
     target: torch.Tensor, input: torch.Tensor, *, ignore_index: int | None, check_input: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -220,7 +230,7 @@ def labels_and_mask(
     target = label_map(target, input)
     num_classes = input.shape[1]
     if check_input:
-        check_labels(target, max(num_classes, 2), ignore_index)
+        check_labels(target, max(num_classes, 2), ignore_index, range_fix=channels_fix(num_classes))
     labels = target.reshape(target.shape[0], 1, -1)
     valid = None
     ignore_index = representable_ignore(ignore_index, labels.dtype)

@@ -158,7 +158,7 @@ def _held_ignore(labels: torch.Tensor, ignore_index, num_classes: int, check: bo
     under torch.compile that check is left to the operator (same error, shorter message), so it breaks no graph."""
     held = prepare.representable_ignore(ignore_index, labels.dtype)
     if held is None and ignore_index is not None and check and not torch.compiler.is_compiling():
-        prepare.check_labels(labels, max(num_classes, 2), ignore_index)
+        prepare.check_labels(labels, max(num_classes, 2), ignore_index, range_fix=prepare.channels_fix(num_classes))
     return held
 
 

@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from medloss.errors import InvalidOptionError, LabelValueError, OptionTypeError, ShapeMismatchError, check_choice
+from medloss.scoring.coverage import COVERAGE_POLICIES, check_coverage
 from medloss.scoring.lesion import LesionConfig, lesion_columns, lesion_config, lesion_scores
 from medloss.scoring.presets import parse_region, preset_defaults
 from medloss.scoring.overlap import bounding_box, confusion_counts, overlap_metrics
@@ -69,6 +70,17 @@ def resolve_regions(regions) -> list[tuple[str, tuple[int, ...]]]:
     if len(set(names)) != len(names):
         raise InvalidOptionError(f"region names must be distinct, got {names}.")
     return out
+
+
+def check_target_names(labels, regions) -> None:
+    """Each scored label and region is one row named by its ``label``: a label listed twice, or a region named
+    like a label (``--region 1=2 --labels 1``), would give two rows one name and merge them in the summary."""
+    names = [str(v) for v in labels] + [str(name) for name, _ in regions]
+    twice = sorted({n for n in names if names.count(n) > 1}, key=lambda n: (len(n), n))
+    if twice:
+        raise InvalidOptionError(f"every scored label and region needs its own name, but {twice} names more than one "
+                                 f"(labels {[int(v) for v in labels]}, regions {[name for name, _ in regions]}); "
+                                 "rename the region or drop the repeated label.")
 
 
 def worst_distance_mm(shape, spacing, worst_distance="diagonal") -> float:
@@ -139,29 +151,32 @@ def _check_arrays(pred, ref, spacing, ignore_index=None):
     return sp
 
 
+def labels_in(a: np.ndarray, ignore_index: int | None = None) -> set[int]:
+    """The foreground labels (> 0, not ``ignore_index``) of one integer volume."""
+    if a.size == 0:
+        return set()
+    lo, hi = int(a.min()), int(a.max())
+    if hi - max(lo, 1) < 32:  # few candidates: one cheap comparison each instead of a sort of the volume
+        found = {v for v in range(max(lo, 1), hi + 1) if np.any(a == v)}
+    else:
+        found = {int(v) for v in np.unique(a)}
+    return {v for v in found if v > 0 and v != ignore_index}
+
+
 def default_labels(pred: np.ndarray, ref: np.ndarray, ignore_index: int | None = None) -> list[int]:
     """Foreground labels (> 0, not ``ignore_index``) present in the reference or the prediction.
 
     Including the prediction's labels means a label predicted where the reference has none is scored as a false
     positive (Dice 0) instead of being dropped.
     """
-    found: set[int] = set()
-    for a in (ref, pred):
-        if a.size == 0:
-            continue
-        lo, hi = int(a.min()), int(a.max())
-        if hi - max(lo, 1) < 32:  # few candidates: one cheap comparison each instead of a sort of the volume
-            found.update(v for v in range(max(lo, 1), hi + 1) if v not in found and np.any(a == v))
-        else:
-            found.update(int(v) for v in np.unique(a))
-    return sorted(int(v) for v in found if v > 0 and v != ignore_index)
+    return sorted(labels_in(ref, ignore_index) | labels_in(pred, ignore_index))
 
 
 def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, regions=None,
                  surface: str | None = None, tolerance: float = 1.0, lesions: bool | str | LesionConfig = False,
                  ignore_index: int | None = None, empty: str | None = None, worst_distance=None,
                  percentile: float = 95.0, case: str = "", workers: int = -1, connectivity: int | None = None,
-                 instances: bool = False) -> list[dict]:
+                 instances: bool = False, uncovered: str | None = None) -> list[dict]:
     """Score an integer prediction against an integer reference, one dict per label and per region.
 
     Args:
@@ -183,27 +198,40 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, reg
         case: value of the ``case`` column. workers: KD-tree threads (-1 = all cores).
         connectivity: overrides the lesion preset's connectivity (6, 18 or 26).
         instances: add the per-lesion / per-component rows under each row's ``"instances"`` key.
+        uncovered: what to do when ``pred`` or ``ref`` holds labels that no scored label or region covers (they
+            would be scored as background; :mod:`medloss.scoring.coverage`): ``"error"`` (raise
+            :class:`~medloss.errors.LabelValueError`) or ``"warn"`` (default:
+            :class:`~medloss.scoring.UncoveredLabelWarning`, whose ``labels`` lists them). ``medloss score`` makes
+            it an error for a lesion preset's regions (``--allow-uncovered-labels`` to warn).
 
     Returns:
         ``[{column: value}, ...]`` with the columns of :func:`columns` (plus ``instances`` if asked).
     """
     sp = _check_arrays(pred, ref, spacing, ignore_index)
     cfg = lesion_config(lesions, connectivity=connectivity)
+    explicit = labels is not None or regions is not None
     surface, worst_distance, empty, regions = preset_defaults(cfg, surface=surface, worst_distance=worst_distance,
                                                               empty=empty, labels=labels, regions=regions)
     check_choice("surface", surface, SURFACE_CONVENTIONS)
     check_choice("empty", empty, EMPTY_POLICIES)
+    if uncovered is not None:
+        check_choice("uncovered", uncovered, COVERAGE_POLICIES)
     if not (isinstance(tolerance, (int, float)) and tolerance >= 0 and math.isfinite(tolerance)):
         raise InvalidOptionError(f"`tolerance` must be a finite number of mm >= 0, got {tolerance!r}.")
     worst = worst_distance_mm(ref.shape, sp, worst_distance)
+    from_preset = not explicit and regions is not None  # preset_defaults gave the lesion preset's regions
     regions = resolve_regions(regions) if regions is not None else []
     if labels is None:
         labels = [] if regions else (default_labels(pred, ref, ignore_index) or [1])
     labels = [int(v) for v in labels]
     if any(v < 0 for v in labels):
         raise InvalidOptionError(f"`labels` must be >= 0, got {labels}.")
+    check_target_names(labels, regions)
     if ignore_index is not None and (ignore_index in labels or any(ignore_index in labs for _, labs in regions)):
         raise InvalidOptionError(f"label {ignore_index} is the `ignore_index`; it cannot also be scored.")
+    if explicit or from_preset:  # default labels are every label found: nothing to check
+        check_coverage(labels_in(pred, ignore_index), labels_in(ref, ignore_index), labels, regions,
+                       policy=uncovered or "warn", case=case, preset=cfg.preset if cfg is not None else None)
     valid = (ref != ignore_index) if ignore_index is not None and np.any(ref == ignore_index) else None
     voxel_mm3 = float(np.prod(sp))
     cols = columns(cfg if cfg is not None else False)

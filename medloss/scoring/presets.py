@@ -35,6 +35,7 @@ For BraTS 2025 MEN (one region ``gtv``) use ``--lesion-preset brats25 --region g
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 
 from medloss.errors import InvalidOptionError, check_choice
@@ -176,15 +177,31 @@ def preset_defaults(cfg: LesionConfig | None, *, surface=None, worst_distance=No
             empty or get("empty") or "worst", regions)
 
 
+def parse_label_list(text: str, arg: str = "`labels`") -> tuple[int, ...]:
+    """``"1,2, 3"`` -> ``(1, 2, 3)``: comma-separated distinct integers >= 0 (spaces only around the commas).
+
+    ``"1 2"`` is an error, not label 12 or labels 1 and 2: a space-separated list is ambiguous on a shell line.
+    ``arg`` is the name the messages give the value (e.g. ``"'--labels'"`` for the command line).
+    """
+    pieces = [piece.strip() for piece in str(text).split(",")]
+    if not all(re.fullmatch(r"[0-9]+", piece) for piece in pieces):
+        raise InvalidOptionError(f"{arg} must be comma-separated integers >= 0 such as '1,2,3', got {text!r}.")
+    labels = tuple(int(piece) for piece in pieces)
+    twice = sorted({v for v in labels if labels.count(v) > 1})
+    if twice:
+        raise InvalidOptionError(f"{arg} lists label(s) {twice} more than once, got {text!r}; give each once.")
+    return labels
+
+
 def parse_region(spec: str) -> tuple[str, tuple[int, ...]]:
-    """``"WT=1,2,3"`` -> ``("WT", (1, 2, 3))`` (labels >= 0, no duplicates)."""
+    """``"WT=1,2,3"`` -> ``("WT", (1, 2, 3))`` (labels >= 0, comma-separated, no duplicates)."""
     name, sep, rest = str(spec).partition("=")
     name = name.strip()
     try:
-        labels = tuple(int(v) for v in rest.replace(" ", "").split(",") if v != "")
-    except ValueError:
+        labels = parse_label_list(rest) if sep and name else ()
+    except InvalidOptionError:
         labels = ()
-    if not sep or not name or not labels or any(v < 0 for v in labels) or len(set(labels)) != len(labels):
-        raise InvalidOptionError(f"a region must look like NAME=L1,L2,... with distinct labels >= 0 "
-                                 f"(e.g. WT=1,2,3), got {spec!r}.")
+    if not labels:
+        raise InvalidOptionError(f"a region must look like NAME=L1,L2,... with distinct labels >= 0 separated by "
+                                 f"commas (e.g. WT=1,2,3), got {spec!r}.")
     return name, labels

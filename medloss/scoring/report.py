@@ -22,7 +22,7 @@ import numpy as np
 from medloss.io.outputs import OutputSet, atomic_output, atomic_write_text
 
 STATS = ("mean", "std", "median", "min", "max")
-NON_METRIC = {"case", "label", "empty", "surface", "tolerance_mm", "spacing_mm", "instances"}
+NON_METRIC = {"case", "label", "empty", "surface", "tolerance_mm", "spacing_mm", "instances", "unscored_labels"}
 SURFACE_TEXT = {
     "voxel": "voxel: inner-boundary voxels (6-neighbourhood) at voxel centres, every point weighs 1 "
              "(MONAI 1.6.1 HausdorffDistanceMetric / SurfaceDistanceMetric / SurfaceDiceMetric)",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -92,3 +93,47 @@ def test_geometry_mismatch_is_reported(case):
     nib.save(nib.Nifti1Image(labels, np.diag([1.0, 1.0, 1.0, 1.0])), tmp / "other.nii.gz")
     res = _run([tmp / "case1_prob.nii.gz", tmp / "other.nii.gz", "--loss", "dice", "--activation", "softmax"])
     assert res.exit_code == 1 and "geometry" in res.output
+
+
+def test_probabilities_with_a_logit_loss_give_the_loss_of_the_probabilities(case):
+    tmp, x, y = case
+    probs = torch.softmax(x, 1)
+    nib.save(nib.Nifti1Image(np.moveaxis(probs[0].numpy(), 0, -1), AFFINE), tmp / "p.nii.gz")
+    want = float(torch.nn.functional.nll_loss(torch.log(probs), y[:, 0].long()))  # CE of the probabilities
+    out = tmp / "ce.json"
+    res = _run([tmp / "p.nii.gz", tmp / "case1.nii.gz", "--loss", "CrossEntropyLoss", "--json", out, "-q"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["value"] == pytest.approx(want, rel=1e-5) and row["logits"] == "log(p)"
+    # the same number from the logits with --activation softmax (was an OptionTypeError about `softmax`)
+    out = tmp / "ce2.json"
+    res = _run([tmp / "case1_prob.nii.gz", tmp / "case1.nii.gz", "--loss", "CrossEntropyLoss", "--activation",
+                "softmax", "--json", out, "-q"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["rows"][0]["value"] == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("name,cls,first", [("BoundaryLoss", L.BoundaryLoss, 0),
+                                            ("HausdorffDTLoss", L.HausdorffDTLoss, 1)])
+def test_distance_losses_are_reported_per_class(case, name, cls, first):
+    tmp, x, y = case
+    out = tmp / "d.json"
+    res = _run([tmp / "case1_prob.nii.gz", tmp / "case1.nii.gz", "--loss", name, "--activation", "softmax",
+                "--json", out, "-q"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(out.read_text())["rows"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = cls(softmax=True, to_onehot_y=True, reduction="none")(x, y)[0]
+    assert [r["label"] for r in rows] == list(range(first, 3))  # was one row labelled "all"
+    np.testing.assert_allclose([r["value"] for r in rows], expected.double().numpy(), rtol=1e-5)
+    assert sum("warning:" in line for line in res.stderr.splitlines()) <= 1  # the loss's warning, on one line
+
+
+def test_one_channel_volume_is_called_one_channel(case):
+    tmp, x, y = case
+    nib.save(nib.Nifti1Image(torch.sigmoid(x[0, 1]).numpy(), AFFINE), tmp / "fg.nii.gz")
+    for loss in ("dice", "FocalLoss"):
+        res = _run([tmp / "fg.nii.gz", tmp / "case1.nii.gz", "--loss", loss])
+        assert res.exit_code == 1
+        assert "the input has 1 channel" in res.stderr and "2 channels" not in res.stderr, res.stderr

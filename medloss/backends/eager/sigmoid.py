@@ -40,7 +40,8 @@ def check_target(logits: torch.Tensor, target: torch.Tensor, options: TableOptio
     ``options.check`` and by the kernels to word an error they flagged."""
     num_classes = logits.shape[1]
     if not options.dense:
-        prepare.check_labels(target, max(num_classes, 2), options.ignore_index)
+        prepare.check_labels(target, max(num_classes, 2), options.ignore_index,
+                             range_fix=prepare.channels_fix(num_classes))
         return
     if options.voxel_term == "bce" and options.soft:  # BCE's own wording
         counted = target if options.ignore_index is None else target.masked_fill(target == options.ignore_index, 0)
