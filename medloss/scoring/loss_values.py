@@ -38,7 +38,13 @@ LOGIT_TERMS = {
     "BCELoss": "sigmoid", "BCEDiceLoss": "sigmoid", "LovaszHingeLoss": "sigmoid",
     "DiceCELoss": "channels", "SkeletonRecallLoss": "channels",
     "FocalLoss": "either", "DiceFocalLoss": "either", "GeneralizedDiceFocalLoss": "either",
+    "GeneralizedWassersteinDiceLoss": "softmax", "NACLLoss": "softmax",
 }
+# losses whose value depends on the logits themselves, not only on their softmax (NACL's penalty pulls the raw
+# logits towards the neighbourhood's class mix): probabilities cannot stand in for them
+RAW_LOGITS = ("NACLLoss",)
+# region losses that pool their classes into one value per case
+POOLED_REGION = ("GeneralizedDiceLoss", "GeneralizedWassersteinDiceLoss")
 _ACTIVATION_KEYS = ("softmax", "sigmoid", "use_softmax", "other_act")
 LOG_FLOOR = -100.0  # torch.nn.BCELoss's clamp of log(p)
 SUM_TOLERANCE = 1e-3
@@ -123,12 +129,15 @@ def build_loss(name: str, activation: str, options: dict) -> tuple[LossScorer, b
         raise InvalidOptionError(f"set the activation with `--activation none|softmax|sigmoid`, not with "
                                  f"`--loss-option {flags[0]}=...` (it must mean the same for every term).")
     kind = LOGIT_TERMS.get(info.name)
+    if info.name in RAW_LOGITS and activation == "none":
+        raise InvalidOptionError(f"{info.name} scores the logits themselves (not only their softmax), so it cannot be "
+                                 "computed from probabilities: give the network's logits with `--activation softmax`.")
     if kind in ("softmax", "sigmoid") and activation not in ("none", kind):
         raise _mismatch(info.name, kind, activation, None)
     if kind is None and activation != "none" and activation not in params:
         raise InvalidOptionError(f"{info.name} has no `{activation}` option: give probabilities with "
                                  "`--activation none`.")
-    per_class = info.family in ("region", "distance") and info.name != "GeneralizedDiceLoss"
+    per_class = info.family in ("region", "distance") and info.name not in POOLED_REGION
     reduction = "none" if per_class else options.get("reduction", "mean")
     scorer = LossScorer(info.name, activation, options, params, kind, per_class, reduction)
     if kind in ("either", "channels"):
