@@ -78,7 +78,7 @@ def explog_loss(
     ``class_frequencies``, and with ``training=True`` this batch's counts are added to them in place first.
     """
     prepare.check_input_tensor(input)
-    num_classes = max(input.shape[1], 2) if sigmoid else input.shape[1]
+    num_classes = max(input.shape[1], 2)  # one channel (sigmoid logits or probabilities): binary, labels 0 and 1
     log_clamp = (math.log(clamp), math.log1p(-clamp))
     if fusable(input, dict(softmax=softmax, to_onehot_y=to_onehot_y)):  # one pass for both terms
         full, per_class = label_map_tables(input, target, ignore_index=ignore_index, voxel_term="explog",
@@ -144,6 +144,11 @@ def anatomynet_loss(
     """AnatomyNet Dice + focal (Zhu et al. 2019), (1, C') per class. See :class:`medloss.losses.AnatomyNetLoss`."""
     prepare.check_input_tensor(input)
     num_classes = input.shape[1]
+    if num_classes < 2:
+        raise ShapeMismatchError(
+            "`input` has 1 channel: AnatomyNetLoss scores mutually exclusive classes (one channel per class, "
+            "background included, C >= 2); for a binary problem give two channels (background, foreground)."
+        )
     batch_size = input.shape[0]
     fused = fusable(input, dict(softmax=softmax, to_onehot_y=to_onehot_y))
     if fused:  # one pass for the Dice tables and the focal sums

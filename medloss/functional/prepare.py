@@ -352,7 +352,8 @@ def label_log_prob(
     """log p_y (B, 1, N) of the labelled class, in the compute dtype.
 
     softmax: log_softmax over channels; sigmoid (one channel, binary): log sigmoid(+-x); neither: log of the given
-    probabilities (checked to lie in [0, 1]).
+    probabilities (checked to lie in [0, 1]); one channel of them is the foreground's (binary: p for label 1,
+    1 - p for label 0, as the sigmoid case).
     """
     x = flatten(input.to(compute_dtype(input)))
     if softmax:
@@ -365,5 +366,7 @@ def label_log_prob(
             )
         sign = labels.to(x.dtype).mul(2).sub(1)
         return torch.nn.functional.logsigmoid(sign * x)
-    p = activate(input, check_input=check_input)
-    return torch.log(flatten(p).gather(1, labels))
+    p = flatten(activate(input, check_input=check_input))
+    if p.shape[1] == 1:
+        p = torch.cat([1.0 - p, p], dim=1)
+    return torch.log(p.gather(1, labels))

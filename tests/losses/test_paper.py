@@ -88,3 +88,21 @@ def test_anatomynet_default_is_the_paper_sum_over_classes():
     dice_only = L.AnatomyNetLoss(softmax=True, to_onehot_y=True, lambda_focal=0.0)(logits, labels)
     batch_dice = L.DiceLoss(softmax=True, to_onehot_y=True, batch=True, smooth_nr=0.0, smooth_dr=2e-5, reduction="sum")
     torch.testing.assert_close(dice_only, batch_dice(logits, labels), rtol=1e-10, atol=1e-12)
+
+
+def test_explog_one_channel_probabilities_are_binary_as_its_sigmoid_logits():
+    import warnings
+
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 1, 4, 4, 4, generator=gen, dtype=torch.float64)
+    y = (torch.rand(2, 1, 4, 4, 4, generator=gen) > 0.5).long()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MONAI's single-channel to_onehot_y warning
+        from_probs = L.ExpLogLoss(to_onehot_y=True)(torch.sigmoid(x), y)
+        from_logits = L.ExpLogLoss(to_onehot_y=True, sigmoid=True)(x, y)
+    torch.testing.assert_close(from_probs, from_logits)
+
+
+def test_anatomynet_one_channel_is_a_typed_error():
+    with pytest.raises(ShapeMismatchError, match="1 channel: AnatomyNetLoss"):
+        L.AnatomyNetLoss(to_onehot_y=True)(torch.rand(2, 1, 4, 4, 4), torch.zeros(2, 1, 4, 4, 4, dtype=torch.long))

@@ -57,12 +57,7 @@ def test_softmax_probabilities_score_as_their_logits(name):
     _same_or_same_error(name, (probs, LABELS3), ("softmax", LOGITS3, LABELS3))
 
 
-# one-channel probabilities without an activation flag make these two losses fail inside torch (an index error of
-# their voxel term, a loss defect outside the scorer), so they are left out of the one-channel comparison
-ONE_CHANNEL_DEFECT = {"ExpLogLoss", "AnatomyNetLoss"}
-
-
-@pytest.mark.parametrize("name", sorted(set(registry.names()) - ONE_CHANNEL_DEFECT))
+@pytest.mark.parametrize("name", registry.names())
 def test_sigmoid_probabilities_score_as_their_logits(name):
     probs = torch.sigmoid(torch.from_numpy(LOGITS1)).numpy()
     _same_or_same_error(name, (probs, LABELS1), ("sigmoid", LOGITS1, LABELS1))
