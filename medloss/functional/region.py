@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from medloss.errors import InvalidOptionError, check_choice
+from medloss.errors import check_choice, check_number
 from medloss.functional import reduce as _reduce
 from medloss.functional.prepare import Activation
 from medloss.functional.stats import RegionStats, region_stats
@@ -94,8 +94,7 @@ def generalized_dice_from_stats(
 def check_region_options(*, smooth_nr: float, smooth_dr: float) -> None:
     """Options shared by every region loss."""
     for name, value in (("smooth_nr", smooth_nr), ("smooth_dr", smooth_dr)):
-        if not isinstance(value, (int, float)) or value < 0:
-            raise InvalidOptionError(f"`{name}` must be a number >= 0, got {value!r}.")
+        check_number(name, value, low=0)
 
 
 def _stats(input, target, opts: dict) -> RegionStats:

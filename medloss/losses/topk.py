@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import torch
 
+from medloss.errors import InvalidOptionError, check_number
 from medloss.functional import reduce as _reduce
 from medloss.functional.topk import check_k, dice_topk_loss, topk_loss
-from medloss.losses._base import MedlossLoss, check_ignore_index, check_positive
+from medloss.losses._base import MedlossLoss, check_ignore_index
 from medloss.losses.compound import _CompoundLoss, _region_options
 
 
@@ -58,7 +59,7 @@ class TopKLoss(MedlossLoss):
         super().__init__(reduction=reduction, check_input=check_input)
         self.k = check_k(k)
         self.ignore_index = check_ignore_index(ignore_index)
-        self.label_smoothing = check_positive("label_smoothing", label_smoothing, allow_zero=True)
+        self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
         self.batch = bool(batch)
         self.register_buffer("weight", _reduce.class_weight_tensor(weight))
 
@@ -112,7 +113,7 @@ class DiceTopKLoss(_CompoundLoss):
                          other_act=other_act, ignore_index=ignore_index, check_input=check_input,
                          lambdas={"lambda_dice": lambda_dice, "lambda_topk": lambda_topk})
         self.k = check_k(k)
-        self.label_smoothing = check_positive("label_smoothing", label_smoothing, allow_zero=True)
+        self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
         self.topk_batch = bool(topk_batch)
         self.dice_options = _region_options(include_background, to_onehot_y, sigmoid, softmax, other_act,
                                             squared_pred, jaccard, smooth_nr, smooth_dr, batch)
