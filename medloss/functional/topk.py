@@ -120,6 +120,11 @@ def topk_loss(
     ce, valid = voxel_ce(input, target, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
                          check_input=check_input)
     rows = topk_rows(ce, valid, check_k(k), batch=batch)
+    if reduction == "mean" and not batch and valid is not None:
+        # a sample none of whose voxels counts has no top k: it is left out of the mean (its row is 0), as its
+        # voxels are left out of the pooled (batch=True) top k, instead of diluting the others' mean
+        counted = valid.any(dim=1).to(rows.dtype)
+        return ((rows * counted).sum() / counted.sum().clamp_min(1.0)).to(input.dtype)
     return _reduce.reduce_table(rows, reduction).to(input.dtype)
 
 

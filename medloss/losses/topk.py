@@ -19,7 +19,9 @@ class TopKLoss(MedlossLoss):
 
     over the n voxels that count (not ``ignore_index``). With ``batch=True`` (nnU-Net's pooling, the default) the
     K voxels are chosen among all voxels of the batch, of every DDP rank; with ``batch=False`` per sample, then the
-    per-sample values are averaged. Easy voxels, which dominate small lesions' volumes, drop out of the loss.
+    per-sample values are averaged over the samples with a voxel that counts (a sample whose voxels are all
+    ``ignore_index`` is left out of the mean, as its voxels are of the pooled top k; its "none" row is 0). Easy
+    voxels, which dominate small lesions' volumes, drop out of the loss.
 
     Same values and gradients as nnU-Net's ``TopKLoss`` (recorded in ``tests/reference/data/topk_nnunet.json``),
     except: ignored voxels are left out of the pool and of n (nnU-Net keeps them as zeros, so an ignore label
@@ -112,6 +114,12 @@ class DiceTopKLoss(_CompoundLoss):
         super().__init__(name="DiceTopKLoss", reduction=reduction, sigmoid=sigmoid, softmax=softmax,
                          other_act=other_act, ignore_index=ignore_index, check_input=check_input,
                          lambdas={"lambda_dice": lambda_dice, "lambda_topk": lambda_topk})
+        if sigmoid or other_act is not None:  # as DiceFocalLoss refuses an activation its voxel term cannot follow
+            raise InvalidOptionError(
+                f"`{'sigmoid' if sigmoid else 'other_act'}` is not supported by DiceTopKLoss: its top-k "
+                "cross-entropy is a softmax over the channels of the logits, so the Dice term must use "
+                "`softmax=True` as well (one foreground channel: give two channels, or use BCEDiceLoss)."
+            )
         self.k = check_k(k)
         self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
         self.topk_batch = bool(topk_batch)
