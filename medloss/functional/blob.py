@@ -106,7 +106,7 @@ def blob_loss(
     if check_input and (sigmoid or softmax or other_act is not None):
         prepare.check_finite(input)
     g, valid = prepare.dense_target(
-        target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index, soft_label=False, check_input=check_input
+        target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index, soft_label=None, check_input=check_input
     )
     p = prepare.flatten(
         prepare.activate(input, sigmoid=sigmoid, softmax=softmax, other_act=other_act, check_input=check_input)

@@ -121,7 +121,7 @@ def dice_loss(
     smooth_dr: float = 1e-5,
     batch: bool = False,
     weight: torch.Tensor | None = None,
-    soft_label: bool = False,
+    soft_label: bool | None = None,
     ignore_index: int | None = None,
     check_input: bool = True,
 ) -> torch.Tensor:
