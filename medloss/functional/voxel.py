@@ -81,7 +81,7 @@ def cross_entropy_loss(
     w = None if weight is None else weight.to(x)
     if w is not None and w.ndim == 1 and w.numel() != num_classes:
         raise ShapeMismatchError(f"`weight` has {w.numel()} values but `input` has {num_classes} classes.")
-    if not _soft_target(target, input):  # the shape check here, where the advice can fit this loss's options
+    if not isinstance(target, torch.Tensor) or not _soft_target(target, input):  # here the advice fits CE's options
         prepare.label_map(target, input, channels_fix=_CE_TARGETS)
     if reduction != "none" and label_smoothing == 0.0 and not _soft_target(target, input):
         # one-hot-free fused path, a formula on per-label sums (the operator checks the input inside its pass)

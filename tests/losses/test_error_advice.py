@@ -113,3 +113,11 @@ def test_every_advised_option_exists(cls):
     wrong = [f"{where}: {message}" for where, message in _messages(cls)
              if advised_options(message) - params]
     assert not wrong, f"{cls.__name__} advises options it does not have:\n" + "\n".join(wrong)
+
+
+@pytest.mark.parametrize("cls", [L.CrossEntropyLoss, L.TopKLoss, L.DiceTopKLoss])
+def test_cross_entropy_layout_check_keeps_the_typed_error_for_a_non_tensor_target(cls):
+    from medloss.errors import OptionTypeError
+
+    with pytest.raises(OptionTypeError, match=r"`target` must be a torch.Tensor"):
+        cls()(torch.randn(1, 3, 4, 4), [[1, 2]])
