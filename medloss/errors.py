@@ -6,7 +6,9 @@ Messages name the argument, the offending value and how to fix it.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
+from numbers import Integral, Real
 
 
 class MedlossError(Exception):
@@ -94,3 +96,42 @@ def check_choice(arg: str, value: object, allowed: Collection[str]) -> str:
     raise InvalidOptionError(
         f"`{arg}` must be one of {sorted(allowed)}, got {value!r}.{did_you_mean(value, allowed)}"
     )
+
+
+def check_number(
+    arg: str,
+    value: object,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+) -> float | int:
+    """Return ``value`` as a float (an int with ``integer``) if it is a finite real number in the given range.
+
+    Every numeric constructor option of medloss goes through here, so a NaN, an infinity or a string is refused
+    when the object is built, with the same message, instead of turning the loss into NaN at the first step.
+    ``low``/``high`` are inclusive bounds unless ``low_open``/``high_open``. Raises :class:`OptionTypeError` for a
+    non-number (``bool`` included) and :class:`InvalidOptionError` for NaN, inf or a value out of range.
+    """
+    kind = Integral if integer else Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise OptionTypeError(f"`{arg}` must be {'an integer' if integer else 'a number'}, got {value!r}.")
+    below = low is not None and (value <= low if low_open else value < low)
+    above = high is not None and (value >= high if high_open else value > high)
+    if not math.isfinite(value) or below or above:
+        raise InvalidOptionError(
+            f"`{arg}` must be a finite number{_range_text(low, high, low_open, high_open)}, got {value!r}."
+        )
+    return int(value) if integer else float(value)
+
+
+def _range_text(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f" {'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        return f" {'<' if high_open else '<='} {high:g}"
+    return ""

@@ -10,6 +10,9 @@ distance map is not a distance map; crops and flips are fine)::
 
     {"_target_": "medloss.transforms.SignedDistanceMapd", "keys": "label", "num_classes": 2}
 
+Distances are in voxels by default, the unit of the losses' own fields (``spacing=None``, MONAI's convention);
+with ``spacing="pixdim"`` (or numbers) they are in mm, and the loss needs the same ``spacing``.
+
 By default the C maps are stacked after the label's channel, so the trainer passes them to the loss unchanged
 inside ``label`` ((1 + C, *S)) and the losses split them off; ``output_key`` stores them under another key
 instead (then pass them as ``loss(input, target, distance=...)``).
@@ -36,16 +39,28 @@ def signed_distance_maps(label: Any, num_classes: int, spacing: Sequence[float] 
     """(C, *S) float32 signed distance maps of a (1, *S) label map or a (C, *S) one-hot label.
 
     ``num_classes=1`` means one foreground channel (label > 0), the layout of ``sigmoid=True`` losses with one
-    input channel. ``spacing`` None reads a MetaTensor's ``pixdim`` (1 per axis for plain arrays). Voxels labelled
-    ``ignore_index`` belong to no class (as in the losses, which compute missing maps the same way).
+    input channel. ``spacing`` None measures in voxels, as the losses do by default (and MONAI's
+    HausdorffDTLoss); ``"pixdim"`` reads a MetaTensor's ``pixdim`` (give the loss the same ``spacing``: its
+    prediction field is computed at every step with the loss's own). Voxels labelled ``ignore_index`` belong to
+    no class (as in the losses, which compute missing maps the same way).
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise InvalidOptionError(f"`num_classes` must be an int >= 1, got {num_classes!r}.")
     if not isinstance(label, (torch.Tensor, np.ndarray)):
         raise OptionTypeError(f"the label must be a tensor or array of shape (1, *S), got {type(label).__name__}.")
     ndim = label.ndim - 1
-    if spacing is None and isinstance(label, MetaTensor) and len(label.pixdim) >= ndim:
-        spacing = tuple(float(v) for v in label.pixdim[:ndim])  # (a MetaTensor without geometry has fewer)
+    if isinstance(spacing, str):
+        if spacing != "pixdim":
+            raise InvalidOptionError(
+                f"`spacing` must be None, a number, one number per axis or 'pixdim', got {spacing!r}."
+            )
+        if not isinstance(label, MetaTensor) or len(label.pixdim) < ndim:
+            raise OptionTypeError(
+                "`spacing='pixdim'` reads the voxel spacing of a MetaTensor label (LoadImaged gives one), got "
+                f"{type(label).__name__}{'' if not isinstance(label, MetaTensor) else ' without geometry'}; pass "
+                "the spacing as numbers instead."
+            )
+        spacing = tuple(float(v) for v in label.pixdim[:ndim])
     spacing = check_spacing(spacing, ndim)
     values = torch.as_tensor(label).detach().cpu()
     if ndim < 1 or ndim > 3:
@@ -67,8 +82,9 @@ def signed_distance_maps(label: Any, num_classes: int, spacing: Sequence[float] 
             masks = (flat[None] == np.arange(num_classes).reshape(-1, *([1] * ndim))) & ~ignored
     else:
         raise ShapeMismatchError(
-            f"the label has {values.shape[0]} channels: expected 1 (a label map) or num_classes={num_classes} "
-            "(one-hot)."
+            f"the label has {values.shape[0]} channels (shape {tuple(values.shape)}): expected channel-first "
+            f"(1, *S) (a label map) or (num_classes={num_classes}, *S) (one-hot); add a channel axis to a "
+            "channel-less label first (EnsureChannelFirstd, e.g. channel_dim='no_channel')."
         )
     return torch.from_numpy(np.stack([signed_distance(m, spacing) for m in masks]))
 
@@ -79,7 +95,9 @@ class SignedDistanceMapd(MapTransform):
     Args:
         keys: label keys.
         num_classes: number of classes C (the loss's input channels; 1 for a one-channel sigmoid output).
-        spacing: voxel spacing (a number or one per axis); None reads the label's ``pixdim`` (MetaTensor).
+        spacing: voxel spacing (a number or one per axis); None (default) measures in voxels, as the losses'
+            default ``spacing`` and MONAI's HausdorffDTLoss; ``"pixdim"`` reads the label's ``pixdim``
+            (MetaTensor). The loss computes its prediction field with its own ``spacing``: give both the same.
         ignore_index: label value of voxels that belong to no class (the loss's ``ignore_index``).
         output_key: None stacks the maps after the label's channels (float32 result, metadata kept); a string
             (may contain ``{key}``) stores them under that key and leaves the label untouched.
@@ -92,6 +110,13 @@ class SignedDistanceMapd(MapTransform):
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise InvalidOptionError(f"`num_classes` must be an int >= 1, got {num_classes!r}.")
         self.num_classes = num_classes
+        if isinstance(spacing, str) and spacing != "pixdim":
+            raise InvalidOptionError(
+                f"`spacing` must be None, a number, one number per axis or 'pixdim', got {spacing!r}."
+            )
+        if spacing is not None and not isinstance(spacing, str):  # the values now; their count per label
+            scalar = isinstance(spacing, (int, float)) and not isinstance(spacing, bool)
+            check_spacing(spacing, 1 if scalar or not hasattr(spacing, "__len__") else len(spacing))
         self.spacing = spacing
         self.ignore_index = ignore_index
         self.output_key = output_key

@@ -35,12 +35,17 @@ __all__ = ["ConnectedComponentsd", "ReferenceSkeletond"]
 
 
 def _channels(label: Any, key: Hashable) -> tuple[np.ndarray, Any]:
-    """The (C, *S) integer numpy array of a channel-first label, and its original for the output's type."""
+    """The (1, *S) integer numpy array of a channel-first label map, and its original for the output's type.
+
+    One rule with :class:`~medloss.transforms.SignedDistanceMapd`: MONAI's channel-first layout, so a (H, W, D)
+    array without a channel axis is refused (read channel-first it would be H slices of 2-D labels)."""
     arr = label.detach().cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
-    if arr.ndim not in (3, 4):
+    if arr.ndim not in (3, 4) or arr.shape[0] != 1:
         raise ShapeMismatchError(
-            f"`{key}` must be a channel-first 2-D or 3-D label map (1, H, W[, D]), got shape {arr.shape}; "
-            "place the transform after EnsureChannelFirstd."
+            f"`{key}` must be a channel-first 2-D or 3-D label map (1, H, W[, D]) with one channel of class "
+            f"indices, got shape {arr.shape}: add a channel axis to a channel-less label first (place the "
+            "transform after EnsureChannelFirstd, e.g. channel_dim='no_channel'); argmax a one-hot label to one "
+            "channel (AsDiscreted(argmax=True))."
         )
     if arr.dtype.kind == "f":
         arr = np.rint(arr)

@@ -25,15 +25,17 @@ from medloss.functional.stats import RegionStats, _dense_stats
 def _component_tables(
     p: torch.Tensor, labels: torch.Tensor, comps: torch.Tensor, valid: torch.Tensor | None, channel_offset: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-component (P_k, |k|, channel of k, present) over all samples, each (B, M) with M = max id + 1.
+    """Per-component (P_k, |k|, channel of k, present) over all samples, each (B, M) with M the number of distinct
+    ids in the batch (background included).
 
     ``p`` (B, C', N), ``labels`` and ``comps`` (B, 1, N) int64, ``valid`` (B, 1, N) or None. A component's
     channel is its class minus ``channel_offset`` (1 when the background channel was dropped; a single sigmoid
-    channel is channel 0 for every foreground class).
+    channel is channel 0 for every foreground class). The ids are compacted to 0..M-1 first, so the tables' size
+    follows the number of components, not the values of their ids (an id of 10**12 costs what an id of 1 does).
     """
     batch = p.shape[0]
-    ids = comps[:, 0]
-    size = int(ids.max()) + 1 if ids.numel() else 1
+    distinct, ids = torch.unique(comps[:, 0], return_inverse=True)
+    size = distinct.numel()
     channel = (labels[:, 0] - channel_offset).clamp(0, p.shape[1] - 1)
     p_at = p.gather(1, channel.unsqueeze(1))[:, 0]  # p of each voxel's own class channel
     weight = torch.ones_like(p_at) if valid is None else valid[:, 0]
@@ -42,14 +44,13 @@ def _component_tables(
     count = p.new_zeros(batch, size).scatter_add_(1, ids, inside)
     chan = torch.zeros(batch, size, dtype=torch.long, device=p.device)
     chan = chan.scatter_reduce_(1, ids, channel, reduce="amax", include_self=False)
-    present = count > 0
+    present = (count > 0) & (distinct > 0)  # compact index of id 0 (if any) is the background
     lowest = torch.zeros_like(chan).scatter_reduce_(1, ids, channel, reduce="amin", include_self=False)
     if bool(((lowest != chan) & present).any()):
         raise LabelValueError(
             "`components` has a component spanning two classes: label each class's components separately "
             "(medloss.transforms.ConnectedComponentsd, or cc3d on the label map, which does)."
         )
-    present[:, 0] = False
     return mass, count, chan, present
 
 
@@ -106,7 +107,7 @@ def blob_loss(
     if check_input and (sigmoid or softmax or other_act is not None):
         prepare.check_finite(input)
     g, valid = prepare.dense_target(
-        target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index, soft_label=False, check_input=check_input
+        target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index, soft_label=None, check_input=check_input
     )
     p = prepare.flatten(
         prepare.activate(input, sigmoid=sigmoid, softmax=softmax, other_act=other_act, check_input=check_input)
@@ -120,12 +121,10 @@ def blob_loss(
             "medloss.transforms.ConnectedComponentsd and pack them into the label (see its docstring).",
         )
         components = maps.batch_map(labels, maps.component_map, connectivity=connectivity, ignore_index=ignore_index)
-    components = components.reshape(input.shape[0], 1, -1)
-    if components.is_floating_point():
-        components = components.round()
-    components = components.long()
-    if check_input and bool((components < 0).any()):
-        raise LabelValueError("`components` holds negative ids: expected 0 (background) and 1..K per sample.")
+    components = maps.integer_map(
+        components.reshape(input.shape[0], 1, -1), "components", upper=None, check=check_input,
+        fix="expected integer ids, 0 (background) and 1..K per sample (medloss.transforms.ConnectedComponentsd)",
+    )
     flat_labels = labels.reshape(input.shape[0], 1, -1).long()
     if valid is not None:
         flat_labels = flat_labels.masked_fill(valid == 0, 0)

@@ -13,7 +13,9 @@ import torch
 
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
-from medloss.functional.distance import check_spacing, distance_maps, maps_or_compute, split_distance_target
+from medloss.functional.distance import (
+    check_maps, check_spacing, distance_maps, maps_or_compute, split_distance_target,
+)
 from medloss.functional.stats import distributed_sum
 
 
@@ -22,10 +24,12 @@ def _prepared(input, target, distance, *, include_background, to_onehot_y, sigmo
     """(p, g, maps or None, valid) of the scored classes, (B, C', N) each (maps (B, C', *S)); valid (B, 1, N)."""
     prepare.check_input_tensor(input)
     target, maps = split_distance_target(target, input, to_onehot_y=to_onehot_y, distance=distance)
+    if check_input and maps is not None:
+        check_maps(maps)
     if check_input and (sigmoid or softmax or other_act is not None):
         prepare.check_finite(input)
     g, valid = prepare.dense_target(target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index,
-                                    soft_label=False, check_input=check_input)
+                                    soft_label=None, check_input=check_input)
     p = prepare.flatten(prepare.activate(input, sigmoid=sigmoid, softmax=softmax, other_act=other_act,
                                          check_input=check_input))
     if not include_background:

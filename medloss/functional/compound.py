@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from medloss.errors import InvalidOptionError, check_choice
+from medloss.errors import InvalidOptionError, ShapeMismatchError, check_choice
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
 from medloss.functional.region import (
@@ -205,6 +205,12 @@ def bce_dice_loss(
 ) -> torch.Tensor:
     """lambda_bce BCE + lambda_dice sigmoid Dice. See :class:`medloss.losses.BCEDiceLoss`."""
     prepare.check_input_tensor(input)
+    if not isinstance(target, torch.Tensor) or tuple(target.shape) != tuple(input.shape):
+        raise ShapeMismatchError(
+            f"`target` has shape {tuple(getattr(target, 'shape', ()))} but `input` has {tuple(input.shape)}: "
+            "BCEDiceLoss takes one binary target channel per input channel (a region or class), so give the target "
+            "the input's shape; one-hot encode a label map first (e.g. MONAI's AsDiscreted(to_onehot=C))."
+        )
     tables = None
     if lambda_dice and lambda_bce and (ignore_index is None or input.shape[1] == 1) and reduction != "none":
         tables = sigmoid_tables(input, target, to_onehot_y=dice_options.get("to_onehot_y", False),
@@ -216,13 +222,13 @@ def bce_dice_loss(
         bce = bce_from_tables(stats, vpos, vneg, pos_weight=pos_weight, reduction=reduction)
         return (lambda_dice * dice + lambda_bce * bce).to(input.dtype)
     total = input.new_zeros((), dtype=prepare.compute_dtype(input))
-    if lambda_dice:
-        total = total + lambda_dice * dice_loss(
-            input, target, ignore_index=ignore_index, reduction=reduction, check_input=check_input, **dice_options
-        )
-    if lambda_bce:
+    if lambda_bce:  # first: its target checks word the errors for this loss (a sum of two terms, order-free)
         total = total + lambda_bce * bce_with_logits_loss(
             input, target, pos_weight=pos_weight, ignore_index=ignore_index, reduction=reduction,
             check_input=check_input,
+        )
+    if lambda_dice:
+        total = total + lambda_dice * dice_loss(
+            input, target, ignore_index=ignore_index, reduction=reduction, check_input=check_input, **dice_options
         )
     return total.to(input.dtype)

@@ -27,7 +27,7 @@ import edt
 import numpy as np
 import torch
 
-from medloss.errors import InvalidOptionError, OptionTypeError, ShapeMismatchError
+from medloss.errors import InputRangeError, InvalidOptionError, OptionTypeError, ShapeMismatchError
 
 _WARNED: set[str] = set()
 
@@ -103,6 +103,17 @@ def split_distance_target(
     if target.shape[1] == label_channels + num_classes:
         return target[:, :label_channels], target[:, label_channels:]
     return target, None
+
+
+def check_maps(maps: torch.Tensor) -> None:
+    """Given signed distance maps must be finite (a NaN or inf map makes the loss NaN or inf at that step)."""
+    lo, hi = torch.aminmax(maps.detach())
+    if not (torch.isfinite(lo) and torch.isfinite(hi)):
+        raise InputRangeError(
+            f"`distance` (the signed distance maps, given by keyword or stacked after the target's channels) holds "
+            f"NaN or infinite values (min {float(lo)}, max {float(hi)}); compute them with "
+            "medloss.transforms.SignedDistanceMapd, which gives finite maps (0 for an empty or full class)."
+        )
 
 
 def maps_or_compute(

@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 import torch
 
-from medloss.errors import InvalidOptionError, OptionTypeError, ShapeMismatchError
+from medloss.errors import InvalidOptionError, LabelValueError, OptionTypeError, ShapeMismatchError
 
 _WARNED: set[str] = set()
 
@@ -89,6 +89,33 @@ def batch_map(labels: torch.Tensor, fn, **kwargs) -> torch.Tensor:
         arr = np.rint(arr).astype(np.int64)
     out = np.stack([fn(arr[b, 0], **kwargs) for b in range(arr.shape[0])])[:, None]
     return torch.from_numpy(out.astype(np.int64)).to(labels.device)
+
+
+def integer_map(values: torch.Tensor, name: str, *, upper: int | None, check: bool, fix: str) -> torch.Tensor:
+    """A map whose values are integers (component ids, skeleton classes) as int64, by one rule for every map.
+
+    Checked (``check``): NaN, inf, negative, non-integer values and values >= ``upper`` raise
+    :class:`LabelValueError` naming ``name`` and ending with ``fix``. Unchecked, a float map is rounded to the
+    nearest integer (as the transforms do with float label maps), never truncated.
+    """
+    if check and values.numel():
+        lo, hi = torch.aminmax(values.detach())
+        if not (torch.isfinite(lo.double()) and torch.isfinite(hi.double())):
+            raise LabelValueError(f"`{name}` holds NaN or infinite values; {fix}.")
+        if values.is_floating_point():
+            fractional = values != torch.round(values)
+            if bool(fractional.any()):
+                raise LabelValueError(
+                    f"`{name}` holds non-integer value {float(values[fractional].flatten()[0])}; {fix}."
+                )
+        if float(lo) < 0 or (upper is not None and float(hi) >= upper):
+            bound = "" if upper is None else f" and < {upper}"
+            raise LabelValueError(
+                f"`{name}` holds values in [{float(lo):g}, {float(hi):g}], expected >= 0{bound}; {fix}."
+            )
+    if values.is_floating_point():
+        values = torch.round(values)
+    return values.long()
 
 
 def split_packed_target(

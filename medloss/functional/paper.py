@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from medloss.errors import ShapeMismatchError
+from medloss.errors import InputRangeError, InvalidOptionError, ShapeMismatchError
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
 from medloss.functional.compound import fusable
@@ -150,6 +150,19 @@ def anatomynet_loss(
             "background included, C >= 2); for a binary problem give two channels (background, foreground)."
         )
     batch_size = input.shape[0]
+    # checked here, where the advice can name this loss's one activation (the shared checks also offer sigmoid)
+    if softmax and num_classes == 1:
+        raise InvalidOptionError(
+            "`softmax=True` with a single input channel gives probability 1 everywhere: AnatomyNetLoss needs one "
+            "channel per class, background included (C >= 2)."
+        )
+    if not softmax and check_input:
+        lo, hi = prepare.check_finite(input)
+        if lo < 0.0 or hi > 1.0:
+            raise InputRangeError(
+                f"`input` has values outside [0, 1] (min {lo:.4g}, max {hi:.4g}) but `softmax=False`: these look "
+                "like logits. Pass `softmax=True`, or give probabilities."
+            )
     fused = fusable(input, dict(softmax=softmax, to_onehot_y=to_onehot_y))
     if fused:  # one pass for the Dice tables and the focal sums
         stats, focal_sums = label_map_tables(input, target, ignore_index=ignore_index, voxel_term="focal",

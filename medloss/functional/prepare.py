@@ -148,8 +148,17 @@ def flatten(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
-def label_map(target: torch.Tensor, input: torch.Tensor, *, arg: str = "target") -> torch.Tensor:
-    """Return ``target`` as a (B, 1, *S) label map, accepting (B, 1, *S) or (B, *S) as MONAI and torch pass it."""
+def label_map(
+    target: torch.Tensor,
+    input: torch.Tensor,
+    *,
+    arg: str = "target",
+    channels_fix: str = "if the target is already one-hot, set `to_onehot_y=False`",
+) -> torch.Tensor:
+    """Return ``target`` as a (B, 1, *S) label map, accepting (B, 1, *S) or (B, *S) as MONAI and torch pass it.
+
+    ``channels_fix`` ends the message for a target with several channels (losses without ``to_onehot_y`` give
+    their own)."""
     if not isinstance(target, torch.Tensor):
         raise OptionTypeError(f"`{arg}` must be a torch.Tensor, got {type(target).__name__}.")
     spatial = tuple(input.shape[2:])
@@ -162,8 +171,7 @@ def label_map(target: torch.Tensor, input: torch.Tensor, *, arg: str = "target")
         )
     if target.shape[1] != 1:
         raise ShapeMismatchError(
-            f"`{arg}` has {target.shape[1]} channels but a (B, 1, *S) label map is expected here "
-            "(to_onehot_y=True); if the target is already one-hot, set `to_onehot_y=False`."
+            f"`{arg}` has {target.shape[1]} channels but a (B, 1, *S) label map is expected here; {channels_fix}."
         )
     return target
 
@@ -174,7 +182,7 @@ def check_labels(
     ignore_index: int | None,
     *,
     arg: str = "target",
-    non_integer_fix: str = "pass a one-hot/soft target with `to_onehot_y=False` instead",
+    non_integer_fix: str = "round them, or give a one-hot/soft target with one channel per class",
     range_fix: str = "the input has {num_classes} channels: check the number of output channels, or set "
     "`ignore_index` for unlabelled voxels",
 ) -> None:
@@ -250,10 +258,13 @@ def dense_target(
     *,
     to_onehot_y: bool,
     ignore_index: int | None,
-    soft_label: bool,
+    soft_label: bool | None,
     check_input: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Return (target (B, C, N) float one-hot/soft, valid (B, 1, N) or None) in the compute dtype."""
+    """Return (target (B, C, N) float one-hot/soft, valid (B, 1, N) or None) in the compute dtype.
+
+    ``soft_label`` None: the loss has no ``soft_label`` option and takes hard targets (the error then says so,
+    instead of advising an option the caller cannot set)."""
     num_classes = input.shape[1]
     dtype = compute_dtype(input)
     if to_onehot_y:
@@ -292,6 +303,9 @@ def dense_target(
         if not soft_label and bool(((t != 0) & (t != 1)).any()):
             raise LabelValueError(
                 "`target` holds fractional values but `soft_label=False`; set `soft_label=True` for soft targets."
+                if soft_label is False else
+                "`target` holds fractional values but this loss takes hard targets (0 or 1 in every channel): "
+                "threshold or argmax a soft target first."
             )
     return t.to(dtype), valid
 
@@ -333,7 +347,7 @@ def target_labels(
     if to_onehot_y or input.shape[1] == 1:
         return labels_and_mask(target, input, ignore_index=ignore_index, check_input=check_input)
     onehot, valid = dense_target(
-        target, input, to_onehot_y=False, ignore_index=ignore_index, soft_label=False, check_input=check_input
+        target, input, to_onehot_y=False, ignore_index=ignore_index, soft_label=None, check_input=check_input
     )
     if check_input:
         sums = onehot.sum(dim=1, keepdim=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from medloss.errors import InvalidOptionError, check_choice
+from medloss.errors import check_choice, check_number
 from medloss.functional import reduce as _reduce
 from medloss.functional.prepare import Activation
 from medloss.functional.stats import RegionStats, region_stats
@@ -108,8 +108,7 @@ def mcc_from_stats(stats: RegionStats, *, smooth_nr: float, smooth_dr: float) ->
 def check_region_options(*, smooth_nr: float, smooth_dr: float) -> None:
     """Options shared by every region loss."""
     for name, value in (("smooth_nr", smooth_nr), ("smooth_dr", smooth_dr)):
-        if not isinstance(value, (int, float)) or value < 0:
-            raise InvalidOptionError(f"`{name}` must be a number >= 0, got {value!r}.")
+        check_number(name, value, low=0)
 
 
 def _stats(input, target, opts: dict) -> RegionStats:
@@ -136,7 +135,7 @@ def dice_loss(
     smooth_dr: float = 1e-5,
     batch: bool = False,
     weight: torch.Tensor | None = None,
-    soft_label: bool = False,
+    soft_label: bool | None = None,
     ignore_index: int | None = None,
     check_input: bool = True,
 ) -> torch.Tensor:

@@ -87,7 +87,7 @@ def region_stats(
     softmax: bool = False,
     other_act: prepare.Activation | None = None,
     squared_pred: bool = False,
-    soft_label: bool = False,
+    soft_label: bool | None = None,
     batch: bool = False,
     ignore_index: int | None = None,
     check_input: bool = True,

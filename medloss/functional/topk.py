@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from medloss.errors import InvalidOptionError
+from medloss.errors import check_number
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
 from medloss.functional.compound import check_compound_reduction
@@ -27,9 +27,7 @@ from medloss.functional.voxel import cross_entropy_loss
 
 def check_k(k: object) -> float:
     """k is a percentage in (0, 100]."""
-    if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 < k <= 100:
-        raise InvalidOptionError(f"`k` is the percentage of voxels kept and must be in (0, 100], got {k!r}.")
-    return float(k)
+    return check_number("k", k, low=0, high=100, low_open=True)
 
 
 def _world() -> int:
@@ -122,6 +120,11 @@ def topk_loss(
     ce, valid = voxel_ce(input, target, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
                          check_input=check_input)
     rows = topk_rows(ce, valid, check_k(k), batch=batch)
+    if reduction == "mean" and not batch and valid is not None:
+        # a sample none of whose voxels counts has no top k: it is left out of the mean (its row is 0), as its
+        # voxels are left out of the pooled (batch=True) top k, instead of diluting the others' mean
+        counted = valid.any(dim=1).to(rows.dtype)
+        return ((rows * counted).sum() / counted.sum().clamp_min(1.0)).to(input.dtype)
     return _reduce.reduce_table(rows, reduction).to(input.dtype)
 
 

@@ -113,13 +113,19 @@ def spatial_inputs(
     return p, g, valid
 
 
-def skeleton_onehot(skeleton: torch.Tensor, num_channels: int, *, include_background: bool, dtype) -> torch.Tensor:
+def skeleton_onehot(
+    skeleton: torch.Tensor, num_channels: int, *, include_background: bool, dtype: torch.dtype, check: bool
+) -> torch.Tensor:
     """A (B, 1, *S) skeleton label map (class ids, 0 off the skeleton) as (B, C', *S) per-channel indicators.
 
-    One input channel means binary (any class > 0 is channel 0); otherwise channel c marks the voxels of class c,
-    and channel 0 (background) is all zero (the background has no skeleton).
+    One input channel means binary (class 1 is channel 0); otherwise channel c marks the voxels of class c,
+    and channel 0 (background) is all zero (the background has no skeleton). Values are class indices in
+    [0, max(C, 2)), checked with ``check`` (float maps are rounded, as component maps).
     """
-    skeleton = skeleton.long()
+    skeleton = maps.integer_map(
+        skeleton, "skeleton", upper=max(num_channels, 2), check=check,
+        fix="expected the class of each skeleton voxel, 0 off the skeleton (medloss.transforms.ReferenceSkeletond)",
+    )
     if num_channels == 1:
         return (skeleton > 0).to(dtype)
     classes = torch.arange(int(not include_background), num_channels, device=skeleton.device)
@@ -199,7 +205,8 @@ def soft_cldice_loss(
         softmax=softmax, other_act=other_act, ignore_index=ignore_index, check_input=check_input,
     )
     if skeleton is not None:
-        skeleton = skeleton_onehot(skeleton, input.shape[1], include_background=include_background, dtype=p.dtype)
+        skeleton = skeleton_onehot(skeleton, input.shape[1], include_background=include_background, dtype=p.dtype,
+                                   check=check_input)
     cl, dice = cldice_terms(
         p, g, valid, iter_=iter_, smooth_nr=smooth_nr, smooth_dr=smooth_dr, smooth=smooth, batch=batch,
         skeleton=skeleton, dice=alpha is not None,
@@ -261,7 +268,8 @@ def skeleton_recall_loss(
         )
         labels = maps.label_map_of(target, input, to_onehot_y=to_onehot_y)
         skeleton = maps.batch_map(labels, maps.reference_skeleton, tube=tube, ignore_index=ignore_index)
-    skel = skeleton_onehot(skeleton, input.shape[1], include_background=include_background, dtype=p.dtype)
+    skel = skeleton_onehot(skeleton, input.shape[1], include_background=include_background, dtype=p.dtype,
+                           check=check_input)
     srec = skeleton_recall_term(p, skel, valid, smooth=smooth, batch=batch)
     if reduction == "none":
         return srec.to(input.dtype)

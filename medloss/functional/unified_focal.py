@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from medloss.errors import InvalidOptionError, ShapeMismatchError
+from medloss.errors import ShapeMismatchError, check_number
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
 from medloss.functional.region import FOCAL_TVERSKY_EPS, overlap_index
@@ -16,12 +16,7 @@ from medloss.functional.stats import RegionStats, _dense_stats
 
 
 def check_unit_interval(name: str, value: object, *, upper_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        0.0 <= value < 1.0 if upper_open else 0.0 <= value <= 1.0
-    ):
-        bound = "[0, 1)" if upper_open else "[0, 1]"
-        raise InvalidOptionError(f"`{name}` must be a number in {bound}, got {value!r}.")
-    return float(value)
+    return check_number(name, value, low=0, high=1, high_open=upper_open)
 
 
 def _probabilities_and_target(input, target, *, to_onehot_y, sigmoid, softmax, ignore_index, check_input):

@@ -51,6 +51,9 @@ def softmax_focal_from_tables(
     return per_class.sum() / (count.sum() * per_class.shape[1])
 
 
+_CE_TARGETS = "for class probabilities pass a float target of the input's shape (B, C, *S)"
+
+
 def _soft_target(target: torch.Tensor, input: torch.Tensor) -> bool:
     """A float target with the input's shape and C > 1 is a probability target; anything else is a label map."""
     return target.is_floating_point() and tuple(target.shape) == tuple(input.shape) and input.shape[1] > 1
@@ -78,8 +81,8 @@ def cross_entropy_loss(
     w = None if weight is None else weight.to(x)
     if w is not None and w.ndim == 1 and w.numel() != num_classes:
         raise ShapeMismatchError(f"`weight` has {w.numel()} values but `input` has {num_classes} classes.")
-    if not isinstance(target, torch.Tensor):
-        prepare.label_map(target, input)  # raises the typed error
+    if not isinstance(target, torch.Tensor) or not _soft_target(target, input):  # here the advice fits CE's options
+        prepare.label_map(target, input, channels_fix=_CE_TARGETS)
     if reduction != "none" and label_smoothing == 0.0 and not _soft_target(target, input):
         # one-hot-free fused path, a formula on per-label sums (the operator checks the input inside its pass)
         stats, vox = label_map_tables(input, target, ignore_index=ignore_index, voxel_term="ce", region=False,
@@ -96,7 +99,7 @@ def cross_entropy_loss(
                 )
         loss = F.cross_entropy(x, target.to(x), weight=w, reduction=reduction, label_smoothing=label_smoothing)
         return loss.to(input.dtype)
-    labels = prepare.label_map(target, input)
+    labels = prepare.label_map(target, input, channels_fix=_CE_TARGETS)
     if check_input:
         prepare.check_labels(labels, num_classes, ignore_index)
     labels = labels[:, 0].long()

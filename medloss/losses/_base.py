@@ -24,15 +24,6 @@ def check_ignore_index(ignore_index: object) -> int | None:
     return ignore_index
 
 
-def check_positive(name: str, value: object, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise OptionTypeError(f"`{name}` must be a number, got {value!r}.")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise InvalidOptionError(f"`{name}` must be {bound}, got {value!r}.")
-    return float(value)
-
-
 class MedlossLoss(_Loss):
     """Base of every medloss loss: a ``torch.nn.modules.loss._Loss`` with a validated ``reduction``."""
 

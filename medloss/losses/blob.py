@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from medloss.errors import InvalidOptionError
+from medloss.errors import InvalidOptionError, check_number
 from medloss.functional import prepare
 from medloss.functional.blob import blob_loss
 from medloss.functional.region import check_region_options
-from medloss.losses._base import MedlossLoss, check_ignore_index, check_positive
+from medloss.losses._base import MedlossLoss, check_ignore_index
 
 
 class BlobLoss(MedlossLoss):
@@ -74,8 +74,8 @@ class BlobLoss(MedlossLoss):
         super().__init__(reduction=reduction, check_input=check_input)
         prepare.check_activation_options(sigmoid, softmax, other_act)
         check_region_options(smooth_nr=smooth_nr, smooth_dr=smooth_dr)
-        self.main_weight = check_positive("main_weight", main_weight, allow_zero=True)
-        self.blob_weight = check_positive("blob_weight", blob_weight, allow_zero=True)
+        self.main_weight = check_number("main_weight", main_weight, low=0)
+        self.blob_weight = check_number("blob_weight", blob_weight, low=0)
         if connectivity is not None and connectivity not in (4, 6, 8, 18, 26):
             raise InvalidOptionError(f"`connectivity` must be 4 or 8 (2-D), 6, 18 or 26 (3-D), got {connectivity!r}.")
         self.connectivity = connectivity

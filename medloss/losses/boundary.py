@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from medloss.errors import check_number
 from medloss.functional import prepare
 from medloss.functional.boundary import boundary_loss, hausdorff_dt_loss
 from medloss.functional.distance import check_spacing
-from medloss.losses._base import MedlossLoss, check_ignore_index, check_positive
+from medloss.losses._base import MedlossLoss, check_ignore_index
 
 
 class _DistanceLoss(MedlossLoss):
@@ -132,7 +133,7 @@ class HausdorffDTLoss(_DistanceLoss):
         super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
                          softmax=softmax, other_act=other_act, ignore_index=ignore_index, spacing=spacing,
                          reduction=reduction, check_input=check_input)
-        self.alpha = check_positive("alpha", alpha)
+        self.alpha = check_number("alpha", alpha, low=0, low_open=True)
         self.batch = bool(batch)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None):

@@ -5,17 +5,19 @@ import torch
 
 from torch.nn.modules.loss import _Loss
 
-from medloss.errors import InvalidOptionError, check_choice
+from medloss.errors import InvalidOptionError, check_choice, check_number
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
 from medloss.functional.compound import bce_dice_loss, check_compound_reduction, dice_ce_loss, dice_focal_loss
-from medloss.functional.region import EMPTY_POLICIES, W_TYPES
-from medloss.losses._base import check_ignore_index, check_positive
+from medloss.functional.region import EMPTY_POLICIES, W_TYPES, check_region_options
+from medloss.losses._base import check_ignore_index
+from medloss.losses.voxel import check_focal_alpha
 
 
 def _region_options(include_background, to_onehot_y, sigmoid, softmax, other_act, squared_pred, jaccard, smooth_nr,
                     smooth_dr, batch) -> dict:
-    """The Dice-term options of a compound, normalised (passed on to the functional Dice / region statistics)."""
+    """The Dice-term options of a compound, validated and normalised (passed on to the functional Dice)."""
+    check_region_options(smooth_nr=smooth_nr, smooth_dr=smooth_dr)
     return dict(
         include_background=bool(include_background), to_onehot_y=bool(to_onehot_y), sigmoid=bool(sigmoid),
         softmax=bool(softmax), other_act=other_act, squared_pred=bool(squared_pred), jaccard=bool(jaccard),
@@ -31,7 +33,7 @@ class _CompoundLoss(_Loss):
         super().__init__(reduction=check_compound_reduction(reduction, name, elementwise=elementwise))
         prepare.check_activation_options(sigmoid, softmax, other_act)
         for key, value in lambdas.items():
-            setattr(self, key, check_positive(key, value, allow_zero=True))
+            setattr(self, key, check_number(key, value, low=0))
         self.ignore_index = check_ignore_index(ignore_index)
         self.check_input = bool(check_input)
 
@@ -79,7 +81,7 @@ class DiceCELoss(_CompoundLoss):
         super().__init__(name="DiceCELoss", reduction=reduction, sigmoid=sigmoid, softmax=softmax,
                          other_act=other_act, ignore_index=ignore_index, check_input=check_input,
                          lambdas={"lambda_dice": lambda_dice, "lambda_ce": lambda_ce})
-        self.label_smoothing = check_positive("label_smoothing", label_smoothing, allow_zero=True)
+        self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
         self.dice_options = _region_options(include_background, to_onehot_y, sigmoid, softmax, other_act,
                                             squared_pred, jaccard, smooth_nr, smooth_dr, batch)
         self.register_buffer("weight", _reduce.class_weight_tensor(weight))
@@ -143,7 +145,7 @@ class DiceFocalLoss(_CompoundLoss):
                                               squared_pred, jaccard, smooth_nr, smooth_dr, batch)
         self.focal_options = dict(
             include_background=bool(include_background), to_onehot_y=bool(to_onehot_y),
-            gamma=check_positive("gamma", gamma, allow_zero=True), alpha=alpha,
+            gamma=check_number("gamma", gamma, low=0), alpha=check_focal_alpha(alpha),
             weight=_reduce.class_weight_tensor(weight), use_softmax=bool(softmax),
         )
         self.region_options["weight"] = self.focal_options["weight"]  # both terms, as MONAI 1.6.1
@@ -191,6 +193,7 @@ class GeneralizedDiceFocalLoss(DiceFocalLoss):
         ignore_index: int | None = None,
         check_input: bool = True,
     ) -> None:
+        lambda_gdl = check_number("lambda_gdl", lambda_gdl, low=0)  # named here, not as the base's `lambda_dice`
         super().__init__(
             include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid, softmax=softmax,
             other_act=other_act, reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
@@ -241,6 +244,7 @@ class BCEDiceLoss(DiceCELoss):
         ignore_index: int | None = None,
         check_input: bool = True,
     ) -> None:
+        lambda_bce = check_number("lambda_bce", lambda_bce, low=0)  # named here, not as the base's `lambda_ce`
         super().__init__(
             include_background=include_background, sigmoid=True, squared_pred=squared_pred, reduction=reduction,
             smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, lambda_dice=lambda_dice, lambda_ce=lambda_bce,

@@ -56,7 +56,9 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
-from medloss.errors import InvalidOptionError, MedlossError, OptionTypeError, ShapeMismatchError, check_choice
+from medloss.errors import (
+    InvalidOptionError, MedlossError, OptionTypeError, ShapeMismatchError, check_choice, check_number,
+)
 
 WEIGHT_MODES = ("nnunet", "halving", "exp", "same", "two")
 TARGET_MODES = ("auto", "label", "dense")
@@ -179,6 +181,8 @@ class DeepSupervisionLoss(_Loss):
         self.weight_mode = check_choice("weight_mode", weight_mode, WEIGHT_MODES)
         self.target_mode = check_choice("target_mode", target_mode, TARGET_MODES)
         self.weights = None if weights is None else self._check_weights(weights)
+        if ignore_index is not None:
+            check_number("ignore_index", ignore_index)  # NaN would match no voxel: nothing ignored, silently
         inner = getattr(loss, "ignore_index", None)
         if ignore_index is not None and inner is not None and ignore_index != inner:
             raise InvalidOptionError(

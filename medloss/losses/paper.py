@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from medloss.errors import InvalidOptionError, OptionTypeError, ShapeMismatchError
+from medloss.errors import InvalidOptionError, OptionTypeError, ShapeMismatchError, check_number
 from medloss.functional import reduce as _reduce
 from medloss.functional.paper import anatomynet_loss, explog_loss
 from medloss.functional import prepare
-from medloss.losses._base import MedlossLoss, check_ignore_index, check_positive
+from medloss.losses._base import MedlossLoss, check_ignore_index
 
 
 class ExpLogLoss(MedlossLoss):
@@ -68,18 +68,17 @@ class ExpLogLoss(MedlossLoss):
     ) -> None:
         super().__init__(reduction=reduction, check_input=check_input)
         prepare.check_activation_options(sigmoid, softmax, None)
-        self.w_dice = check_positive("w_dice", w_dice, allow_zero=True)
-        self.w_cross = check_positive("w_cross", w_cross, allow_zero=True)
-        self.gamma_dice = check_positive("gamma_dice", gamma_dice)
-        self.gamma_cross = check_positive("gamma_cross", gamma_cross)
-        self.clamp = check_positive("clamp", clamp)
-        if self.clamp >= 0.5:
-            raise InvalidOptionError(f"`clamp` must be in (0, 0.5), got {clamp!r}.")
+        self.w_dice = check_number("w_dice", w_dice, low=0)
+        self.w_cross = check_number("w_cross", w_cross, low=0)
+        self.gamma_dice = check_number("gamma_dice", gamma_dice, low=0, low_open=True)
+        self.gamma_cross = check_number("gamma_cross", gamma_cross, low=0, low_open=True)
+        self.clamp = check_number("clamp", clamp, low=0, high=0.5, low_open=True, high_open=True)
         self.include_background, self.to_onehot_y = bool(include_background), bool(to_onehot_y)
         self.softmax, self.sigmoid = bool(softmax), bool(sigmoid)
         self.ignore_index = check_ignore_index(ignore_index)
-        self.smooth_nr = check_positive("smooth_nr", smooth_nr, allow_zero=True)
-        self.smooth_dr = check_positive("smooth_dr", smooth_dr)  # > 0: an absent, unpredicted class has Dice 0/0
+        self.smooth_nr = check_number("smooth_nr", smooth_nr, low=0)
+        # > 0: an absent, unpredicted class has Dice 0/0
+        self.smooth_dr = check_number("smooth_dr", smooth_dr, low=0, low_open=True)
         self.batch = bool(batch)
         self.running = isinstance(class_frequencies, str)
         if self.running and class_frequencies != "running":
@@ -187,14 +186,15 @@ class AnatomyNetLoss(MedlossLoss):
         check_input: bool = True,
     ) -> None:
         super().__init__(reduction=reduction, check_input=check_input)
-        self.alpha = check_positive("alpha", alpha, allow_zero=True)
-        self.beta = check_positive("beta", beta, allow_zero=True)
-        self.gamma = check_positive("gamma", gamma, allow_zero=True)
-        self.lambda_focal = check_positive("lambda_focal", lambda_focal, allow_zero=True)
+        self.alpha = check_number("alpha", alpha, low=0)
+        self.beta = check_number("beta", beta, low=0)
+        self.gamma = check_number("gamma", gamma, low=0)
+        self.lambda_focal = check_number("lambda_focal", lambda_focal, low=0)
         self.include_background, self.to_onehot_y = bool(include_background), bool(to_onehot_y)
         self.softmax = bool(softmax)
         self.ignore_index = check_ignore_index(ignore_index)
-        self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
+        self.smooth_nr = check_number("smooth_nr", smooth_nr, low=0)
+        self.smooth_dr = check_number("smooth_dr", smooth_dr, low=0)
         self.register_buffer("class_weights", _reduce.class_weight_tensor(class_weights, arg="class_weights"))
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, class_mask=None) -> torch.Tensor:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import torch
 
+from medloss.errors import InvalidOptionError, check_number
 from medloss.functional import reduce as _reduce
 from medloss.functional.topk import check_k, dice_topk_loss, topk_loss
-from medloss.losses._base import MedlossLoss, check_ignore_index, check_positive
+from medloss.losses._base import MedlossLoss, check_ignore_index
 from medloss.losses.compound import _CompoundLoss, _region_options
 
 
@@ -18,7 +19,9 @@ class TopKLoss(MedlossLoss):
 
     over the n voxels that count (not ``ignore_index``). With ``batch=True`` (nnU-Net's pooling, the default) the
     K voxels are chosen among all voxels of the batch, of every DDP rank; with ``batch=False`` per sample, then the
-    per-sample values are averaged. Easy voxels, which dominate small lesions' volumes, drop out of the loss.
+    per-sample values are averaged over the samples with a voxel that counts (a sample whose voxels are all
+    ``ignore_index`` is left out of the mean, as its voxels are of the pooled top k; its "none" row is 0). Easy
+    voxels, which dominate small lesions' volumes, drop out of the loss.
 
     Same values and gradients as nnU-Net's ``TopKLoss`` (recorded in ``tests/reference/data/topk_nnunet.json``),
     except: ignored voxels are left out of the pool and of n (nnU-Net keeps them as zeros, so an ignore label
@@ -58,7 +61,7 @@ class TopKLoss(MedlossLoss):
         super().__init__(reduction=reduction, check_input=check_input)
         self.k = check_k(k)
         self.ignore_index = check_ignore_index(ignore_index)
-        self.label_smoothing = check_positive("label_smoothing", label_smoothing, allow_zero=True)
+        self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
         self.batch = bool(batch)
         self.register_buffer("weight", _reduce.class_weight_tensor(weight))
 
@@ -111,8 +114,14 @@ class DiceTopKLoss(_CompoundLoss):
         super().__init__(name="DiceTopKLoss", reduction=reduction, sigmoid=sigmoid, softmax=softmax,
                          other_act=other_act, ignore_index=ignore_index, check_input=check_input,
                          lambdas={"lambda_dice": lambda_dice, "lambda_topk": lambda_topk})
+        if sigmoid or other_act is not None:  # as DiceFocalLoss refuses an activation its voxel term cannot follow
+            raise InvalidOptionError(
+                f"`{'sigmoid' if sigmoid else 'other_act'}` is not supported by DiceTopKLoss: its top-k "
+                "cross-entropy is a softmax over the channels of the logits, so the Dice term must use "
+                "`softmax=True` as well (one foreground channel: give two channels, or use BCEDiceLoss)."
+            )
         self.k = check_k(k)
-        self.label_smoothing = check_positive("label_smoothing", label_smoothing, allow_zero=True)
+        self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
         self.topk_batch = bool(topk_batch)
         self.dice_options = _region_options(include_background, to_onehot_y, sigmoid, softmax, other_act,
                                             squared_pred, jaccard, smooth_nr, smooth_dr, batch)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from medloss.errors import InvalidOptionError, OptionTypeError
+from medloss.errors import InvalidOptionError, OptionTypeError, check_number
 from medloss.functional import prepare
 from medloss.functional.topology import check_recall_reduction, skeleton_recall_loss, soft_cldice_loss
-from medloss.losses._base import MedlossLoss, check_ignore_index, check_positive
+from medloss.losses._base import MedlossLoss, check_ignore_index
 
 
 def _check_iter(iter_: object) -> int:
@@ -85,9 +85,9 @@ class SoftclDiceLoss(MedlossLoss):
         super().__init__(reduction=reduction, check_input=check_input)
         prepare.check_activation_options(sigmoid, softmax, other_act)
         self.iter_ = _check_iter(iter_)
-        self.smooth_nr = check_positive("smooth_nr", smooth_nr, allow_zero=True)
-        self.smooth_dr = check_positive("smooth_dr", smooth_dr, allow_zero=True)
-        self.smooth = check_positive("smooth", smooth)
+        self.smooth_nr = check_number("smooth_nr", smooth_nr, low=0)
+        self.smooth_dr = check_number("smooth_dr", smooth_dr, low=0)
+        self.smooth = check_number("smooth", smooth, low=0, low_open=True)
         self.include_background = bool(include_background)
         self.to_onehot_y = bool(to_onehot_y)
         self.sigmoid, self.softmax, self.other_act = bool(sigmoid), bool(softmax), other_act
@@ -142,10 +142,7 @@ class SoftDiceclDiceLoss(SoftclDiceLoss):
             include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid, softmax=softmax,
             other_act=other_act, reduction=reduction, batch=batch, ignore_index=ignore_index, check_input=check_input,
         )
-        alpha = check_positive("alpha", alpha, allow_zero=True)
-        if alpha > 1.0:
-            raise InvalidOptionError(f"`alpha` must lie in [0, 1] (the clDice share), got {alpha}.")
-        self.alpha = alpha
+        self.alpha = check_number("alpha", alpha, low=0, high=1)  # the clDice share
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, skeleton: torch.Tensor | None = None) -> torch.Tensor:
         return soft_cldice_loss(input, target, skeleton=skeleton, alpha=self.alpha, **self._options())
@@ -203,12 +200,12 @@ class SkeletonRecallLoss(MedlossLoss):
     ) -> None:
         super().__init__(reduction=reduction, check_input=check_input)
         prepare.check_activation_options(sigmoid, softmax, None)
-        self.weight_srec = check_positive("weight_srec", weight_srec, allow_zero=True)
-        self.lambda_dice = check_positive("lambda_dice", lambda_dice, allow_zero=True)
-        self.lambda_ce = check_positive("lambda_ce", lambda_ce, allow_zero=True)
+        self.weight_srec = check_number("weight_srec", weight_srec, low=0)
+        self.lambda_dice = check_number("lambda_dice", lambda_dice, low=0)
+        self.lambda_ce = check_number("lambda_ce", lambda_ce, low=0)
         check_recall_reduction(self.reduction, self.lambda_dice, self.lambda_ce)
         self.tube = bool(tube)
-        self.smooth = check_positive("smooth", smooth, allow_zero=True)
+        self.smooth = check_number("smooth", smooth, low=0)
         self.to_onehot_y, self.sigmoid, self.softmax = bool(to_onehot_y), bool(sigmoid), bool(softmax)
         self.batch = bool(batch)
         self.ignore_index = check_ignore_index(ignore_index)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import torch
 
+from medloss.errors import check_number
 from medloss.functional.region import FOCAL_TVERSKY_EPS, tversky_loss
-from medloss.losses._base import RegionLoss, check_positive
+from medloss.losses._base import RegionLoss
 
 
 class TverskyLoss(RegionLoss):
@@ -55,8 +56,8 @@ class TverskyLoss(RegionLoss):
             other_act=other_act, reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
             soft_label=soft_label, ignore_index=ignore_index, check_input=check_input,
         )
-        self.alpha = check_positive("alpha", alpha, allow_zero=True)
-        self.beta = check_positive("beta", beta, allow_zero=True)
+        self.alpha = check_number("alpha", alpha, low=0)
+        self.beta = check_number("beta", beta, low=0)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return tversky_loss(input, target, alpha=self.alpha, beta=self.beta, **self.region_options())
@@ -107,7 +108,7 @@ class FocalTverskyLoss(TverskyLoss):
             smooth_dr=smooth_dr, batch=batch, soft_label=soft_label, ignore_index=ignore_index,
             check_input=check_input,
         )
-        self.gamma = check_positive("gamma", gamma)
+        self.gamma = check_number("gamma", gamma, low=0, low_open=True)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return tversky_loss(

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from medloss.errors import InvalidOptionError
+from medloss.errors import InvalidOptionError, check_number
 from medloss.functional import prepare
 from medloss.functional.unified_focal import check_unit_interval, unified_focal_loss
-from medloss.losses._base import MedlossLoss, check_ignore_index, check_positive
+from medloss.losses._base import MedlossLoss, check_ignore_index
 
 
 class UnifiedFocalLoss(MedlossLoss):
@@ -79,7 +79,7 @@ class UnifiedFocalLoss(MedlossLoss):
         self.ignore_index = check_ignore_index(ignore_index)
         self.sigmoid = bool(sigmoid)
         self.softmax = bool(softmax)
-        self.epsilon = check_positive("epsilon", epsilon)
+        self.epsilon = check_number("epsilon", epsilon, low=0, high=0.5, low_open=True, high_open=True)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return unified_focal_loss(

@@ -3,10 +3,19 @@ from __future__ import annotations
 
 import torch
 
-from medloss.errors import InvalidOptionError
+from medloss.errors import check_number
 from medloss.functional import reduce as _reduce
 from medloss.functional.voxel import bce_with_logits_loss, cross_entropy_loss, focal_loss
-from medloss.losses._base import MedlossLoss, check_ignore_index, check_positive
+from medloss.losses._base import MedlossLoss, check_ignore_index
+
+
+def check_focal_alpha(alpha: object) -> float | torch.Tensor | None:
+    """A focal ``alpha``: None, a number in [0, 1] (positives vs negatives) or one weight >= 0 per class."""
+    if alpha is None:
+        return None
+    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+        return check_number("alpha", alpha, low=0, high=1)
+    return _reduce.class_weight_tensor(alpha, arg="alpha")
 
 
 class CrossEntropyLoss(MedlossLoss):
@@ -52,9 +61,7 @@ class CrossEntropyLoss(MedlossLoss):
     ) -> None:
         super().__init__(reduction=reduction, check_input=check_input)
         self.ignore_index = check_ignore_index(ignore_index)
-        self.label_smoothing = check_positive("label_smoothing", label_smoothing, allow_zero=True)
-        if self.label_smoothing > 1.0:
-            raise InvalidOptionError(f"`label_smoothing` must be in [0, 1], got {label_smoothing!r}.")
+        self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
         self.register_buffer("weight", _reduce.class_weight_tensor(weight))
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -92,7 +99,7 @@ class BCELoss(MedlossLoss):
     ) -> None:
         super().__init__(reduction=reduction, check_input=check_input)
         self.register_buffer("pos_weight", _reduce.class_weight_tensor(pos_weight, arg="pos_weight"))
-        self.ignore_index = ignore_index
+        self.ignore_index = None if ignore_index is None else check_number("ignore_index", ignore_index)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return bce_with_logits_loss(
@@ -154,8 +161,8 @@ class FocalLoss(MedlossLoss):
         super().__init__(reduction=reduction, check_input=check_input)
         self.include_background = bool(include_background)
         self.to_onehot_y = bool(to_onehot_y)
-        self.gamma = check_positive("gamma", gamma, allow_zero=True)
-        self.alpha = alpha if alpha is None or isinstance(alpha, float) else _reduce.class_weight_tensor(alpha, arg="alpha")
+        self.gamma = check_number("gamma", gamma, low=0)
+        self.alpha = check_focal_alpha(alpha)
         self.use_softmax = bool(use_softmax if softmax is None else softmax)
         self.ignore_index = check_ignore_index(ignore_index)
         self.register_buffer("class_weight", _reduce.class_weight_tensor(weight))

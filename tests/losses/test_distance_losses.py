@@ -164,13 +164,13 @@ def test_transform_reads_pixdim_keeps_metadata_and_stores_under_a_key():
 
     label = MetaTensor(torch.zeros(1, 8, 7, 6), affine=torch.diag(torch.tensor([2.0, 1.0, 1.5, 1.0])))
     label[0, 2:5, 2:6, 1:4] = 1
-    out = SignedDistanceMapd("label", num_classes=2)({"label": label})["label"]
+    out = SignedDistanceMapd("label", num_classes=2, spacing="pixdim")({"label": label})["label"]
     assert isinstance(out, MetaTensor) and out.shape == (3, 8, 7, 6)
     torch.testing.assert_close(out.affine, label.affine)
     torch.testing.assert_close(out[2].numpy(), ref.brute_signed_distance(label[0].numpy() > 0, (2.0, 1.0, 1.5)).astype(np.float32))
     separate = SignedDistanceMapd("label", num_classes=2, output_key="{key}_dist", spacing=1.0)({"label": label})
     assert separate["label"] is label and separate["label_dist"].shape == (2, 8, 7, 6)
-    one = signed_distance_maps(label, 1)  # one sigmoid channel: the foreground's map
+    one = signed_distance_maps(label, 1, spacing="pixdim")  # one sigmoid channel: the foreground's map
     torch.testing.assert_close(one[0], out[2])
 
 

@@ -43,12 +43,14 @@ def check_target(logits: torch.Tensor, target: torch.Tensor, options: TableOptio
         prepare.check_labels(target, max(num_classes, 2), options.ignore_index,
                              range_fix=prepare.channels_fix(num_classes))
         return
-    if options.voxel_term == "bce" and options.soft:  # BCE's own wording
+    if options.voxel_term == "bce":  # BCE's own wording (its losses take no label map to one-hot encode)
         counted = target if options.ignore_index is None else target.masked_fill(target == options.ignore_index, 0)
         prepare.check_bce_target(counted)
-        return
+        if options.soft:
+            return
+    # the tables do not know whether their loss has a `soft_label` option: word the error without advising it
     prepare.dense_target(target, logits, to_onehot_y=False, ignore_index=options.ignore_index,
-                         soft_label=options.soft, check_input=True)
+                         soft_label=True if options.soft else None, check_input=True)
 
 
 def target_and_valid(logits: torch.Tensor, target: torch.Tensor, options: TableOptions):
