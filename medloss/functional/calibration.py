@@ -74,6 +74,7 @@ def nacl_loss(
         raise ShapeMismatchError(
             f"`input` has {input.shape[1]} channels but the loss was built with `classes`={classes}."
         )
+    prepare.label_map(target, input, channels_fix=prepare.LABEL_MAP_ONLY)
     ce = cross_entropy_loss(input, target, ignore_index=ignore_index, check_input=check_input)
     labels, valid = prepare.labels_and_mask(target, input, ignore_index=ignore_index, check_input=check_input)
     x = input.to(prepare.compute_dtype(input))

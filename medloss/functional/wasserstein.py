@@ -90,6 +90,7 @@ def confusion_table(
         )
     if check_input:
         prepare.check_finite(input)
+    prepare.label_map(target, input, channels_fix=prepare.LABEL_MAP_ONLY)
     labels, valid = prepare.labels_and_mask(target, input, ignore_index=ignore_index, check_input=check_input)
     if valid is not None:
         labels = labels.masked_fill(valid == 0, num_classes)

@@ -47,7 +47,7 @@ class RegionLoss(MedlossLoss):
         smooth_nr: float,
         smooth_dr: float,
         batch: bool,
-        soft_label: bool,
+        soft_label: bool | None,
         ignore_index: int | None,
         check_input: bool,
     ) -> None:
@@ -62,7 +62,7 @@ class RegionLoss(MedlossLoss):
         self.smooth_nr = float(smooth_nr)
         self.smooth_dr = float(smooth_dr)
         self.batch = bool(batch)
-        self.soft_label = bool(soft_label)
+        self.soft_label = None if soft_label is None else bool(soft_label)  # None: the loss has no such option
         self.ignore_index = check_ignore_index(ignore_index)
 
     def region_options(self) -> dict:

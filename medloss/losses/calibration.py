@@ -3,18 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from medloss.errors import InvalidOptionError, OptionTypeError, check_choice
+from medloss.errors import InvalidOptionError, check_choice, check_number
 from medloss.functional import prepare
 from medloss.functional.calibration import DISTANCE_TYPES, KERNEL_OPS, nacl_loss
-from medloss.losses._base import MedlossLoss, check_ignore_index, check_positive
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise OptionTypeError(f"`{name}` must be an int, got {value!r}.")
-    if value < 1:
-        raise InvalidOptionError(f"`{name}` must be >= 1, got {value}.")
-    return value
+from medloss.losses._base import MedlossLoss, check_ignore_index
 
 
 class NACLLoss(MedlossLoss):
@@ -75,15 +67,13 @@ class NACLLoss(MedlossLoss):
         check_input: bool = True,
     ) -> None:
         super().__init__(reduction="mean", check_input=check_input)
-        self.classes = _positive_int("classes", classes)
-        self.dim = _positive_int("dim", dim)
-        if self.dim not in (2, 3):
-            raise InvalidOptionError(f"`dim` must be 2 or 3 (spatial dimensions), got {dim}.")
-        self.kernel_size = _positive_int("kernel_size", kernel_size)
+        self.classes = int(check_number("classes", classes, low=2, integer=True))
+        self.dim = int(check_number("dim", dim, low=2, high=3, integer=True))
+        self.kernel_size = int(check_number("kernel_size", kernel_size, low=1, integer=True))
         self.kernel_ops = check_choice("kernel_ops", kernel_ops, KERNEL_OPS)
         self.distance_type = check_choice("distance_type", distance_type, DISTANCE_TYPES)
-        self.alpha = check_positive("alpha", alpha, allow_zero=True)
-        self.sigma = check_positive("sigma", sigma)
+        self.alpha = check_number("alpha", alpha, low=0)
+        self.sigma = check_number("sigma", sigma, low=0, low_open=True)
         self.ignore_index = check_ignore_index(ignore_index)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -65,7 +65,7 @@ class MCCLoss(RegionLoss):
         super().__init__(
             include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid, softmax=softmax,
             other_act=other_act, reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
-            soft_label=False, ignore_index=ignore_index, check_input=check_input,
+            soft_label=None, ignore_index=ignore_index, check_input=check_input,
         )
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

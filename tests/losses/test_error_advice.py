@@ -78,7 +78,11 @@ def _bad_inputs() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 
 
 LOSSES = [registry.load(name) for name in registry.names()] + [L.DeepSupervisionLoss]
-REQUIRED = {L.DeepSupervisionLoss: {"loss": L.DiceLoss(softmax=True, to_onehot_y=True)}}
+REQUIRED = {
+    L.DeepSupervisionLoss: {"loss": L.DiceLoss(softmax=True, to_onehot_y=True)},
+    L.GeneralizedWassersteinDiceLoss: {"dist_matrix": [[0.0, 1.0, 1.0], [1.0, 0.0, 0.5], [1.0, 0.5, 0.0]]},
+    L.NACLLoss: {"classes": 3, "dim": 3},
+}
 
 
 def _messages(cls) -> list[tuple[str, str]]:

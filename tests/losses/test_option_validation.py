@@ -16,9 +16,13 @@ import torch
 import medloss.losses as L
 from medloss.errors import InvalidOptionError, MedlossError, OptionTypeError
 
-CLASSES = [getattr(L, name) for name in L.__all__]
+CLASSES = list(dict.fromkeys(getattr(L, name) for name in L.__all__))  # MONAI's aliases name the same classes
 #: arguments without a default that a constructor needs
-REQUIRED = {L.DeepSupervisionLoss: {"loss": L.DiceLoss(softmax=True, to_onehot_y=True)}}
+REQUIRED = {
+    L.DeepSupervisionLoss: {"loss": L.DiceLoss(softmax=True, to_onehot_y=True)},
+    L.GeneralizedWassersteinDiceLoss: {"dist_matrix": [[0.0, 1.0], [1.0, 0.0]]},
+    L.NACLLoss: {"classes": 3, "dim": 3},
+}
 #: options that hold numbers but default to None and carry no annotation (MONAI's untyped signatures)
 NUMERIC_BY_NAME = {"weight", "pos_weight", "alpha", "class_weights", "class_frequencies", "weights"}
 
@@ -35,7 +39,7 @@ def _signature(cls) -> inspect.Signature:
 def numeric_options(cls) -> list[str]:
     out = []
     for p in _signature(cls).parameters.values():
-        if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.default is p.empty:
+        if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         number_default = isinstance(p.default, (int, float)) and not isinstance(p.default, bool)
         number_annotation = re.search(r"\b(int|float)\b", str(p.annotation)) is not None
@@ -54,7 +58,9 @@ def test_the_options_are_found():
                  ("SkeletonRecallLoss", "weight_srec"), ("BlobLoss", "main_weight"), ("BlobLoss", "blob_weight"),
                  ("UnifiedFocalLoss", "epsilon"), ("TopKLoss", "label_smoothing"), ("DiceTopKLoss", "smooth_nr"),
                  ("FocalLoss", "alpha"), ("DiceFocalLoss", "alpha"), ("BCELoss", "ignore_index"),
-                 ("JaccardLoss", "smooth_dr"), ("DeepSupervisionLoss", "min_valid_fraction")]:
+                 ("JaccardLoss", "smooth_dr"), ("DeepSupervisionLoss", "min_valid_fraction"),
+                 ("NACLLoss", "classes"), ("NACLLoss", "sigma"), ("MCCLoss", "smooth_nr"),
+                 ("GeneralizedWassersteinDiceLoss", "smooth_dr")]:
         assert case in found
     assert len(CASES) > 100
 
@@ -68,7 +74,7 @@ def test_defaults_construct(cls):
 @pytest.mark.parametrize("cls,name", CASES, ids=[f"{c.__name__}.{n}" for c, n in CASES])
 def test_nan_inf_and_strings_are_refused_at_construction(cls, name, bad):
     with pytest.raises(MedlossError) as info:
-        cls(**REQUIRED.get(cls, {}), **{name: bad})
+        cls(**{**REQUIRED.get(cls, {}), name: bad})
     assert f"`{name}`" in str(info.value)
 
 
