@@ -96,3 +96,24 @@ def test_nnunet_finds_every_named_trainer_in_the_ext_folder():
         found = recursive_find_python_class(folder, name, None, base_folder=folder,
                                             cleanup_imports_from_base_folder=True)
         assert found is cls
+
+
+@pytest.mark.parametrize("regions", [False, True], ids=["labels", "regions"])
+@pytest.mark.parametrize("name", list(TRAINERS))
+def test_every_named_trainer_trains_nothing_on_ignored_voxels(name, regions, tmp_path, monkeypatch):
+    """Finite loss and gradients on every scale, and no gradient where the dataset's ignore label is."""
+    trainer = helpers.trainer(TRAINERS[name], tmp_path, monkeypatch, batch_dice=True, ignore=True, regions=regions)
+    if regions and spec_of(TRAINERS[name]).region_loss is None:
+        with pytest.raises(InvalidOptionError, match="no region-based"):
+            trainer._build_loss()
+        return
+    loss = trainer._build_loss()
+    outputs, targets = helpers.batch(regions=regions, ignore=True)
+    value = loss(outputs, targets)
+    grads = torch.autograd.grad(value, outputs[:2])
+    assert torch.isfinite(value)
+    for grad, target in zip(grads, targets):
+        ignored = (target[:, -1:] != 0) if regions else (target == 3)
+        assert torch.isfinite(grad).all()
+        assert grad.abs().amax() > 0
+        assert grad.masked_select(ignored.expand_as(grad)).abs().max() == 0
