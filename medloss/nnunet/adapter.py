@@ -39,13 +39,14 @@ class NnunetLoss(nn.Module):
         self.offset = float(offset)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.regions:
+            # region masks in the logits' dtype: medloss's fused sigmoid path takes floating targets, an int16 one
+            # goes the eager way (8x the time, 7x the memory of BCEDiceLoss at 2x14x96^3 on CPU)
+            target = target.to(input.dtype)
         if self.ignore_label is not None:
             if self.regions:
                 ignored = target[:, -1:] != 0
-                target = target[:, :-1]
-                if target.dtype == torch.bool:
-                    target = target.to(torch.int16)
-                target = target.masked_fill(ignored, REGION_IGNORE)
+                target = target[:, :-1].masked_fill(ignored, REGION_IGNORE)
                 supervised = not bool(ignored.all())
             else:
                 supervised = bool((target != self.ignore_label).any())
