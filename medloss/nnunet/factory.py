@@ -22,12 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
 from medloss import registry
-from medloss.errors import InvalidOptionError
+from medloss.errors import InvalidOptionError, MedlossError
 from medloss.nnunet.adapter import REGION_IGNORE, NnunetLoss, WeightedSum
 
 #: losses that need a map computed from the label (skeleton, components, distances) in nnU-Net's data pipeline,
@@ -68,10 +69,26 @@ class LossSpec:
         _check_options(self.loss, self.options, "options")
         if self.region_loss is not None:
             _check_options(self.region_loss, self.region_options, "region_options")
-        # build both forms once with placeholder plans, so a bad option value fails here, not at training start
-        build_loss(self, regions=False, batch_dice=False, ignore_label=None, n_regions=0)
+        # run both forms once on a small batch, so a bad option value or a loss that cannot take nnU-Net's
+        # targets fails when the trainer is made, not when training starts
+        _try_loss(self, regions=False)
         if self.region_loss is not None:
-            build_loss(self, regions=True, batch_dice=False, ignore_label=None, n_regions=2)
+            _try_loss(self, regions=True)
+
+
+def _try_loss(spec: LossSpec, *, regions: bool) -> None:
+    """Build ``spec``'s loss for placeholder plans (batch Dice, an ignore label) and run it on a small batch."""
+    gen = torch.Generator().manual_seed(0)
+    loss = build_loss(spec, regions=regions, batch_dice=True, ignore_label=3, n_regions=2)
+    logits = torch.randn(2, 2 if regions else 3, 6, 6, 6, generator=gen)
+    labels = torch.randint(0, 4, (2, 1, 6, 6, 6), generator=gen).to(torch.int16)  # 3: the ignore label
+    target = torch.cat([labels == 1, labels == 2, labels == 3], 1).to(torch.int16) if regions else labels
+    name = spec.region_loss if regions else spec.loss
+    try:
+        loss(logits, target)
+    except MedlossError as exc:
+        kind = "region-based (sigmoid) training" if regions else "label maps (softmax)"
+        raise InvalidOptionError(f"{name} with these options cannot train on nnU-Net's {kind}: {exc}") from exc
 
 
 def _check_loss_name(arg: str, name: str) -> str:

@@ -27,16 +27,30 @@ nnUNetTrainerMedlossFocalTverskyCE = make_trainer(
     "FocalTverskyLoss", name="nnUNetTrainerMedlossFocalTverskyCE", ce=1.0, region_loss="FocalTverskyLoss")
 nnUNetTrainerMedlossGDLCE = make_trainer(
     "GeneralizedDiceLoss", name="nnUNetTrainerMedlossGDLCE", ce=1.0, region_loss="GeneralizedDiceLoss")
+# ExpLog's and Lovász-Softmax's sigmoid forms score one channel, AnatomyNet has none: no region-based variant;
+# AnatomyNet's Dice is over the batch by definition (no `batch` option)
+nnUNetTrainerMedlossExpLog = make_trainer("ExpLogLoss", name="nnUNetTrainerMedlossExpLog")
+nnUNetTrainerMedlossAnatomyNet = make_trainer("AnatomyNetLoss", name="nnUNetTrainerMedlossAnatomyNet")
+nnUNetTrainerMedlossLovaszSoftmax = make_trainer("LovaszSoftmaxLoss", name="nnUNetTrainerMedlossLovaszSoftmax")
+# the soft skeleton of the reference is computed in the loss (clDice's own definition), not a map from the loader
+nnUNetTrainerMedlossSoftDiceclDice = make_trainer(
+    "SoftDiceclDiceLoss", name="nnUNetTrainerMedlossSoftDiceclDice", region_loss="SoftDiceclDiceLoss")
 
 __all__ = [
+    "nnUNetTrainerMedlossAnatomyNet",
     "nnUNetTrainerMedlossDiceCE",
     "nnUNetTrainerMedlossDiceFocal",
     "nnUNetTrainerMedlossDiceTopK10",
+    "nnUNetTrainerMedlossExpLog",
     "nnUNetTrainerMedlossFocalTverskyCE",
     "nnUNetTrainerMedlossGDLCE",
+    "nnUNetTrainerMedlossLovaszSoftmax",
+    "nnUNetTrainerMedlossSoftDiceclDice",
     "nnUNetTrainerMedlossTverskyCE",
 ]
 #: the named trainers, in the order ``medloss nnunet trainers`` lists them (nnU-Net's baselines first)
 TRAINERS: dict[str, type] = {trainer.__name__: trainer for trainer in (
     nnUNetTrainerMedlossDiceCE, nnUNetTrainerMedlossDiceTopK10, nnUNetTrainerMedlossDiceFocal,
-    nnUNetTrainerMedlossTverskyCE, nnUNetTrainerMedlossFocalTverskyCE, nnUNetTrainerMedlossGDLCE)}
+    nnUNetTrainerMedlossTverskyCE, nnUNetTrainerMedlossFocalTverskyCE, nnUNetTrainerMedlossGDLCE,
+    nnUNetTrainerMedlossExpLog, nnUNetTrainerMedlossAnatomyNet, nnUNetTrainerMedlossLovaszSoftmax,
+    nnUNetTrainerMedlossSoftDiceclDice)}

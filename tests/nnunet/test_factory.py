@@ -80,6 +80,8 @@ def test_ddp_keeps_the_lowest_scale_with_a_tiny_weight_as_nnunet():
     (lambda: make_trainer("DiceLoss", ce=-1), "`ce` must be a weight >= 0"),
     (lambda: make_trainer("DiceLoss", name="my trainer"), "`name` must be a Python identifier"),
     (lambda: make_trainer("TverskyLoss", alpha=-1.0), "alpha"),
+    (lambda: make_trainer("ExpLogLoss", region_loss="ExpLogLoss"),
+     "ExpLogLoss with these options cannot train on nnU-Net's region-based .*one channel"),
     (lambda: make_trainer("DiceLoss", region_loss="DiceLoss", region_options={"softmx": True}),
      "`region_options` of DiceLoss: unknown option"),
 ])
