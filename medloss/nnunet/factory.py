@@ -37,6 +37,10 @@ MAP_LOSSES = {"SkeletonRecallLoss": "skeleton", "BlobLoss": "components", "Bound
               "HausdorffDTLoss": "distance"}
 
 
+#: the class-name prefix of medloss's named trainers (medloss.nnunet.trainers)
+RESERVED_PREFIX = "nnUNetTrainerMedloss"
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """What a trainer trains with.
@@ -175,15 +179,15 @@ class MedlossTrainer(nnUNetTrainer):
         return loss
 
 
-def make_trainer(loss: str, *, name: str | None = None, ce: float = 0.0, region_loss: str | None = None,
+def make_trainer(loss: str, *, name: str, ce: float = 0.0, region_loss: str | None = None,
                  region_options: Mapping | None = None, match_nnunet: bool = False, **options) -> type:
     """An ``nnUNetTrainer`` subclass that trains with the registered loss ``loss`` and its ``options``.
 
     Args:
         loss: a registered loss name (``medloss losses list``), e.g. ``"TverskyLoss"`` or ``"tversky"``.
-        name: the class name nnU-Net will know it by (``-tr NAME``); default ``nnUNetTrainerMedloss<Loss>``.
-            Assign the result to a module-level variable of that name in a file of an ``nnUNet_extTrainer``
-            folder.
+        name: the class name nnU-Net will know it by (``-tr NAME``); assign the result to a module-level variable
+            of that name in a file of an ``nnUNet_extTrainer`` folder. Names starting with
+            ``nnUNetTrainerMedloss`` are medloss's own (``medloss nnunet trainers``).
         ce, region_loss, region_options, match_nnunet: see :class:`LossSpec`.
         **options: constructor options of ``loss``; they override nnU-Net's conventions.
 
@@ -192,15 +196,17 @@ def make_trainer(loss: str, *, name: str | None = None, ce: float = 0.0, region_
         nnUNetTrainerTversky37 = make_trainer("TverskyLoss", name="nnUNetTrainerTversky37", alpha=0.3, beta=0.7,
                                               ce=1.0, region_loss="TverskyLoss")
     """
-    spec = LossSpec(loss=loss, options=dict(options), ce=ce, region_loss=region_loss,
-                    region_options=dict(region_options or {}), match_nnunet=match_nnunet)
-    if name is None:
-        name = "nnUNetTrainerMedloss" + spec.loss.removesuffix("Loss")
     if not (isinstance(name, str) and name.isidentifier()):
         raise InvalidOptionError(f"`name` must be a Python identifier (nnU-Net's -tr takes the class name), "
                                  f"got {name!r}.")
     caller = inspect.currentframe().f_back
     module = caller.f_globals.get("__name__", __name__) if caller is not None else __name__
+    if name.startswith(RESERVED_PREFIX) and module != "medloss.nnunet.trainers":
+        # medloss nnunet train resolves these names to medloss's own trainers first
+        raise InvalidOptionError(f"`name`={name!r}: the prefix {RESERVED_PREFIX!r} is reserved for medloss's own "
+                                 f"trainers; pick another, e.g. {'nnUNetTrainer' + name[len(RESERVED_PREFIX):]!r}.")
+    spec = LossSpec(loss=loss, options=dict(options), ce=ce, region_loss=region_loss,
+                    region_options=dict(region_options or {}), match_nnunet=match_nnunet)
     doc = (f"nnU-Net trainer with medloss's {spec.loss}{f' + {spec.ce} x (B)CE' if spec.ce else ''} "
            f"(options {dict(spec.options)}; region-based: {spec.region_loss or 'not supported'}).")
     # the caller's module, so pickling and nnU-Net's lookup by class name find the class where it is assigned
@@ -216,6 +222,7 @@ def spec_of(trainer: type) -> LossSpec:
 
 __all__ = [
     "MAP_LOSSES",
+    "RESERVED_PREFIX",
     "LossSpec",
     "MedlossTrainer",
     "build_loss",

@@ -28,7 +28,6 @@ def test_made_trainer_lives_where_it_is_assigned_and_keeps_its_options():
     assert nnUNetTrainerTestTversky.__module__ == __name__
     spec = spec_of(nnUNetTrainerTestTversky)
     assert (spec.loss, dict(spec.options), spec.region_loss) == ("TverskyLoss", {"alpha": 0.2, "beta": 0.8}, None)
-    assert make_trainer("DiceFocalLoss").__name__ == "nnUNetTrainerMedlossDiceFocal"
 
 
 @pytest.mark.parametrize("ignore", [False, True])
@@ -73,16 +72,18 @@ def test_ddp_keeps_the_lowest_scale_with_a_tiny_weight_as_nnunet():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: make_trainer("DiceLoss", alpah=0.3), "unknown option.*alpah.*takes"),
-    (lambda: make_trainer("NoSuchLoss"), "unknown loss 'NoSuchLoss'"),
-    (lambda: make_trainer("SkeletonRecallLoss"), "needs a skeleton map .* data pipeline"),
-    (lambda: make_trainer("DiceLoss", region_loss="BlobLoss"), "`region_loss`='BlobLoss'.*components"),
-    (lambda: make_trainer("DiceLoss", ce=-1), "`ce` must be a weight >= 0"),
+    (lambda: make_trainer("DiceLoss", name="T", alpah=0.3), "unknown option.*alpah.*takes"),
+    (lambda: make_trainer("NoSuchLoss", name="T"), "unknown loss 'NoSuchLoss'"),
+    (lambda: make_trainer("SkeletonRecallLoss", name="T"), "needs a skeleton map .* data pipeline"),
+    (lambda: make_trainer("DiceLoss", name="T", region_loss="BlobLoss"), "`region_loss`='BlobLoss'.*components"),
+    (lambda: make_trainer("DiceLoss", name="T", ce=-1), "`ce` must be a weight >= 0"),
     (lambda: make_trainer("DiceLoss", name="my trainer"), "`name` must be a Python identifier"),
-    (lambda: make_trainer("TverskyLoss", alpha=-1.0), "alpha"),
-    (lambda: make_trainer("ExpLogLoss", region_loss="ExpLogLoss"),
+    (lambda: make_trainer("DiceCELoss", name="nnUNetTrainerMedlossDiceCE"),
+     "prefix 'nnUNetTrainerMedloss' is reserved .* e.g. 'nnUNetTrainerDiceCE'"),
+    (lambda: make_trainer("TverskyLoss", name="T", alpha=-1.0), "alpha"),
+    (lambda: make_trainer("ExpLogLoss", name="T", region_loss="ExpLogLoss"),
      "ExpLogLoss with these options cannot train on nnU-Net's region-based .*one channel"),
-    (lambda: make_trainer("DiceLoss", region_loss="DiceLoss", region_options={"softmx": True}),
+    (lambda: make_trainer("DiceLoss", name="T", region_loss="DiceLoss", region_options={"softmx": True}),
      "`region_options` of DiceLoss: unknown option"),
 ])
 def test_bad_requests_fail_when_the_trainer_is_made(call, message):
