@@ -15,6 +15,7 @@ _COMMANDS = {
     "bundle": "medloss.cli.bundle:bundle",
     "demo": "medloss.cli.demo:demo",
     "losses": "medloss.cli.losses:losses",
+    "nnunet": "medloss.cli.nnunet:nnunet",
     "score": "medloss.cli.score:score",
 }
 

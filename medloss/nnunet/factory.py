@@ -1,0 +1,232 @@
+"""``make_trainer``: an nnU-Net v2 trainer for any registered medloss loss, with nnU-Net's conventions.
+
+The trainer's ``_build_loss`` builds the medloss loss from the dataset's plans, as nnU-Net's own trainer builds
+``DC_and_CE_loss``:
+
+* label maps (the usual case): ``softmax=True, to_onehot_y=True, include_background=False`` (nnU-Net's Dice skips
+  the background), ``batch`` = the plans' ``batch_dice``, ``ignore_index`` = the dataset's ignore label;
+* region-based training (``label_manager.has_regions``): the sigmoid form, ``sigmoid=True,
+  include_background=True`` (every region is foreground), ``batch`` from the plans, ignored voxels marked by
+  :class:`~medloss.nnunet.adapter.NnunetLoss` after it strips nnU-Net's ignore channel;
+* with deep supervision (nnU-Net's default), nnU-Net's ``DeepSupervisionWrapper`` and its weights.
+
+Each convention is passed only to a loss whose constructor has that argument, and the options given to
+:func:`make_trainer` override them. The trainer class must be a module-level name in a file of a folder listed in
+``nnUNet_extTrainer``: nnU-Net finds trainers (for training and for prediction, whose checkpoints store the trainer
+name) by class name there.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from torch import nn
+
+from medloss import registry
+from medloss.errors import InvalidOptionError, MedlossError
+from medloss.nnunet.adapter import REGION_IGNORE, NnunetLoss, WeightedSum
+
+#: losses that need a map computed from the label (skeleton, components, distances) in nnU-Net's data pipeline,
+#: which these trainers do not compute yet (recomputing it inside the loss at every step would be slow)
+MAP_LOSSES = {"SkeletonRecallLoss": "skeleton", "BlobLoss": "components", "BoundaryLoss": "distance",
+              "HausdorffDTLoss": "distance"}
+
+
+#: the class-name prefix of medloss's named trainers (medloss.nnunet.trainers)
+RESERVED_PREFIX = "nnUNetTrainerMedloss"
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """What a trainer trains with.
+
+    Attributes:
+        loss: registered loss name for label-map training (softmax).
+        options: constructor options of ``loss`` (they override nnU-Net's conventions).
+        ce: weight of a cross-entropy term added to ``loss`` (BCE for region-based training); 0 for none.
+        region_loss: registered loss for region-based training (sigmoid); None: region datasets are refused.
+        region_options: constructor options of ``region_loss``.
+        match_nnunet: reproduce nnU-Net's numbers (``DC_and_CE_loss``, ``DC_and_topk_loss``, ``DC_and_BCE_loss``):
+            subtract the Dice weight (nnU-Net's Dice term is -Dice, medloss's 1 - Dice) and, in region-based
+            training with an ignore label, weigh BCE by the number of regions (nnU-Net's masked BCE sums the
+            regions of a voxel and divides by the number of voxels).
+    """
+
+    loss: str
+    options: Mapping = field(default_factory=dict)
+    ce: float = 0.0
+    region_loss: str | None = None
+    region_options: Mapping = field(default_factory=dict)
+    match_nnunet: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "loss", _check_loss_name("loss", self.loss))
+        if self.region_loss is not None:
+            object.__setattr__(self, "region_loss", _check_loss_name("region_loss", self.region_loss))
+        if not isinstance(self.ce, (int, float)) or isinstance(self.ce, bool) or not self.ce >= 0:
+            raise InvalidOptionError(f"`ce` must be a weight >= 0 (0: no cross-entropy term), got {self.ce!r}.")
+        _check_options(self.loss, self.options, "options")
+        if self.region_loss is not None:
+            _check_options(self.region_loss, self.region_options, "region_options")
+        # run both forms once on a small batch, so a bad option value or a loss that cannot take nnU-Net's
+        # targets fails when the trainer is made, not when training starts
+        _try_loss(self, regions=False)
+        if self.region_loss is not None:
+            _try_loss(self, regions=True)
+
+
+def _try_loss(spec: LossSpec, *, regions: bool) -> None:
+    """Build ``spec``'s loss for placeholder plans (batch Dice, an ignore label) and run it on a small batch."""
+    gen = torch.Generator().manual_seed(0)
+    loss = build_loss(spec, regions=regions, batch_dice=True, ignore_label=3, n_regions=2)
+    logits = torch.randn(2, 2 if regions else 3, 6, 6, 6, generator=gen)
+    labels = torch.randint(0, 4, (2, 1, 6, 6, 6), generator=gen).to(torch.int16)  # 3: the ignore label
+    target = torch.cat([labels == 1, labels == 2, labels == 3], 1).to(torch.int16) if regions else labels
+    name = spec.region_loss if regions else spec.loss
+    try:
+        loss(logits, target)
+    except MedlossError as exc:
+        kind = "region-based (sigmoid) training" if regions else "label maps (softmax)"
+        raise InvalidOptionError(f"{name} with these options cannot train on nnU-Net's {kind}: {exc}") from exc
+
+
+def _check_loss_name(arg: str, name: str) -> str:
+    if not isinstance(name, str):
+        raise InvalidOptionError(f"`{arg}` must be a registered loss name (`medloss losses list`), got {name!r}.")
+    resolved = registry.get(name).name
+    if resolved in MAP_LOSSES:
+        raise InvalidOptionError(
+            f"`{arg}`={name!r}: {resolved} needs a {MAP_LOSSES[resolved]} map computed from the label in nnU-Net's "
+            "data pipeline, which medloss's nnU-Net trainers do not provide yet; pick a loss that takes only "
+            "(input, target).")
+    return resolved
+
+
+def _check_options(loss: str, options: Mapping, arg: str) -> None:
+    known = registry.defaults(loss)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise InvalidOptionError(f"`{arg}` of {loss}: unknown option(s) {', '.join(unknown)}; "
+                                 f"{loss} takes {', '.join(known)}.")
+
+
+def _conventions(loss: str, *, regions: bool, batch_dice: bool, ignore_label: int | None) -> dict:
+    """nnU-Net's settings for ``loss``, limited to the arguments its constructor has."""
+    if regions:
+        wanted = {"sigmoid": True, "include_background": True, "batch": batch_dice}
+        if ignore_label is not None:
+            wanted["ignore_index"] = REGION_IGNORE
+    else:
+        wanted = {"softmax": True, "to_onehot_y": True, "include_background": False, "batch": batch_dice}
+        if ignore_label is not None:
+            wanted["ignore_index"] = ignore_label
+    known = registry.defaults(loss)
+    return {key: value for key, value in wanted.items() if key in known}
+
+
+def build_loss(spec: LossSpec, *, regions: bool, batch_dice: bool, ignore_label: int | None,
+               n_regions: int) -> NnunetLoss:
+    """One scale's loss for a dataset with these properties (see the module docstring)."""
+    if regions and spec.region_loss is None:
+        raise InvalidOptionError(
+            f"this trainer's loss {spec.loss} has no region-based (sigmoid) form configured, and the dataset uses "
+            "regions; use a trainer with a region loss (e.g. nnUNetTrainerMedlossDiceCE) or pass `region_loss=` "
+            "to make_trainer.")
+    name = spec.region_loss if regions else spec.loss
+    options = {**_conventions(name, regions=regions, batch_dice=batch_dice, ignore_label=ignore_label),
+               **(spec.region_options if regions else spec.options)}
+    if spec.match_nnunet and regions and ignore_label is not None and "lambda_bce" in registry.defaults(name):
+        options["lambda_bce"] = float(options.get("lambda_bce", 1.0)) * n_regions
+    loss: nn.Module = registry.load(name)(**options)
+    offset = float(getattr(loss, "lambda_dice", 0.0)) if spec.match_nnunet else 0.0
+    if spec.ce:
+        if regions:
+            term = registry.load("BCELoss")(**({"ignore_index": REGION_IGNORE} if ignore_label is not None else {}))
+        else:
+            term = registry.load("CrossEntropyLoss")(**({"ignore_index": ignore_label}
+                                                          if ignore_label is not None else {}))
+        loss = WeightedSum([(1.0, loss), (spec.ce, term)])
+    return NnunetLoss(loss, ignore_label=ignore_label, regions=regions, offset=offset)
+
+
+def deep_supervision_weights(levels: int, *, ddp_without_compile: bool) -> np.ndarray:
+    """nnU-Net's weights (``nnUNetTrainer._build_loss``): 1/2^i, the lowest scale 0 (1e-6 under DDP without
+    torch.compile, where DDP rejects an unused output), normalised to sum 1."""
+    weights = np.array([1 / 2**i for i in range(levels)])
+    weights[-1] = 1e-6 if ddp_without_compile else 0.0
+    return weights / weights.sum()
+
+
+class MedlossTrainer(nnUNetTrainer):
+    """nnU-Net's trainer with a medloss loss (``spec``); everything but ``_build_loss`` is nnU-Net's."""
+
+    spec: LossSpec  # set by make_trainer
+
+    def _build_loss(self) -> nn.Module:
+        manager = self.label_manager
+        regions = bool(manager.has_regions)
+        loss = build_loss(self.spec, regions=regions, batch_dice=bool(self.configuration_manager.batch_dice),
+                          ignore_label=manager.ignore_label, n_regions=manager.num_segmentation_heads)
+        if self.enable_deep_supervision:
+            levels = len(self._get_deep_supervision_scales())
+            weights = deep_supervision_weights(levels, ddp_without_compile=self.is_ddp and not self._do_i_compile())
+            return DeepSupervisionWrapper(loss, weights)
+        return loss
+
+
+def make_trainer(loss: str, *, name: str, ce: float = 0.0, region_loss: str | None = None,
+                 region_options: Mapping | None = None, match_nnunet: bool = False, **options) -> type:
+    """An ``nnUNetTrainer`` subclass that trains with the registered loss ``loss`` and its ``options``.
+
+    Args:
+        loss: a registered loss name (``medloss losses list``), e.g. ``"TverskyLoss"`` or ``"tversky"``.
+        name: the class name nnU-Net will know it by (``-tr NAME``); assign the result to a module-level variable
+            of that name in a file of an ``nnUNet_extTrainer`` folder. Names starting with
+            ``nnUNetTrainerMedloss`` are medloss's own (``medloss nnunet trainers``).
+        ce, region_loss, region_options, match_nnunet: see :class:`LossSpec`.
+        **options: constructor options of ``loss``; they override nnU-Net's conventions.
+
+    Example::
+
+        nnUNetTrainerTversky37 = make_trainer("TverskyLoss", name="nnUNetTrainerTversky37", alpha=0.3, beta=0.7,
+                                              ce=1.0, region_loss="TverskyLoss")
+    """
+    if not (isinstance(name, str) and name.isidentifier()):
+        raise InvalidOptionError(f"`name` must be a Python identifier (nnU-Net's -tr takes the class name), "
+                                 f"got {name!r}.")
+    caller = inspect.currentframe().f_back
+    module = caller.f_globals.get("__name__", __name__) if caller is not None else __name__
+    if name.startswith(RESERVED_PREFIX) and module != "medloss.nnunet.trainers":
+        # medloss nnunet train resolves these names to medloss's own trainers first
+        raise InvalidOptionError(f"`name`={name!r}: the prefix {RESERVED_PREFIX!r} is reserved for medloss's own "
+                                 f"trainers; pick another, e.g. {'nnUNetTrainer' + name[len(RESERVED_PREFIX):]!r}.")
+    spec = LossSpec(loss=loss, options=dict(options), ce=ce, region_loss=region_loss,
+                    region_options=dict(region_options or {}), match_nnunet=match_nnunet)
+    doc = (f"nnU-Net trainer with medloss's {spec.loss}{f' + {spec.ce} x (B)CE' if spec.ce else ''} "
+           f"(options {dict(spec.options)}; region-based: {spec.region_loss or 'not supported'}).")
+    # the caller's module, so pickling and nnU-Net's lookup by class name find the class where it is assigned
+    return type(name, (MedlossTrainer,), {"spec": spec, "__module__": module, "__qualname__": name, "__doc__": doc})
+
+
+def spec_of(trainer: type) -> LossSpec:
+    """The :class:`LossSpec` of a medloss trainer class."""
+    if not (isinstance(trainer, type) and issubclass(trainer, MedlossTrainer)):
+        raise InvalidOptionError(f"{trainer!r} is not a medloss nnU-Net trainer (made by make_trainer).")
+    return trainer.spec
+
+
+__all__ = [
+    "MAP_LOSSES",
+    "RESERVED_PREFIX",
+    "LossSpec",
+    "MedlossTrainer",
+    "build_loss",
+    "deep_supervision_weights",
+    "make_trainer",
+    "spec_of",
+]

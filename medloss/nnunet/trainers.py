@@ -1,0 +1,56 @@
+"""medloss's named nnU-Net trainers (``-tr NAME``); ``medloss nnunet trainers`` lists them.
+
+Every trainer follows nnU-Net's conventions (:mod:`medloss.nnunet.factory`): softmax over label maps without the
+background in Dice terms, batch Dice from the plans, the dataset's ignore label, nnU-Net's deep-supervision
+weights, and a sigmoid form for region-based datasets where the loss has one. The two trainers named after
+nnU-Net's losses reproduce nnU-Net's numbers (``match_nnunet``), so their logs compare with nnU-Net's:
+
+* ``nnUNetTrainerMedlossDiceCE`` — nnU-Net's default ``DC_and_CE_loss`` (``DC_and_BCE_loss`` for regions);
+* ``nnUNetTrainerMedlossDiceTopK10`` — nnU-Net's ``DC_and_topk_loss`` (k = 10 %), except that voxels with the
+  ignore label are left out of the top-k pool (nnU-Net counts them as zeros; see ``TopKLoss``).
+"""
+from __future__ import annotations
+
+from medloss.nnunet.factory import make_trainer
+
+nnUNetTrainerMedlossDiceCE = make_trainer(
+    "DiceCELoss", name="nnUNetTrainerMedlossDiceCE", region_loss="BCEDiceLoss", match_nnunet=True)
+nnUNetTrainerMedlossDiceTopK10 = make_trainer(
+    "DiceTopKLoss", name="nnUNetTrainerMedlossDiceTopK10", k=10.0, match_nnunet=True)
+nnUNetTrainerMedlossDiceFocal = make_trainer(
+    "DiceFocalLoss", name="nnUNetTrainerMedlossDiceFocal", region_loss="DiceFocalLoss")
+# alpha weighs false positives, beta false negatives: 0.3 / 0.7 is Salehi et al.'s best setting for lesions
+nnUNetTrainerMedlossTverskyCE = make_trainer(
+    "TverskyLoss", name="nnUNetTrainerMedlossTverskyCE", alpha=0.3, beta=0.7, ce=1.0, region_loss="TverskyLoss",
+    region_options={"alpha": 0.3, "beta": 0.7})
+nnUNetTrainerMedlossFocalTverskyCE = make_trainer(
+    "FocalTverskyLoss", name="nnUNetTrainerMedlossFocalTverskyCE", ce=1.0, region_loss="FocalTverskyLoss")
+nnUNetTrainerMedlossGDLCE = make_trainer(
+    "GeneralizedDiceLoss", name="nnUNetTrainerMedlossGDLCE", ce=1.0, region_loss="GeneralizedDiceLoss")
+# ExpLog's and Lovász-Softmax's sigmoid forms score one channel, AnatomyNet has none: no region-based variant;
+# AnatomyNet's Dice is over the batch by definition (no `batch` option)
+nnUNetTrainerMedlossExpLog = make_trainer("ExpLogLoss", name="nnUNetTrainerMedlossExpLog")
+nnUNetTrainerMedlossAnatomyNet = make_trainer("AnatomyNetLoss", name="nnUNetTrainerMedlossAnatomyNet")
+nnUNetTrainerMedlossLovaszSoftmax = make_trainer("LovaszSoftmaxLoss", name="nnUNetTrainerMedlossLovaszSoftmax")
+# the soft skeleton of the reference is computed in the loss (clDice's own definition), not a map from the loader
+nnUNetTrainerMedlossSoftDiceclDice = make_trainer(
+    "SoftDiceclDiceLoss", name="nnUNetTrainerMedlossSoftDiceclDice", region_loss="SoftDiceclDiceLoss")
+
+__all__ = [
+    "nnUNetTrainerMedlossAnatomyNet",
+    "nnUNetTrainerMedlossDiceCE",
+    "nnUNetTrainerMedlossDiceFocal",
+    "nnUNetTrainerMedlossDiceTopK10",
+    "nnUNetTrainerMedlossExpLog",
+    "nnUNetTrainerMedlossFocalTverskyCE",
+    "nnUNetTrainerMedlossGDLCE",
+    "nnUNetTrainerMedlossLovaszSoftmax",
+    "nnUNetTrainerMedlossSoftDiceclDice",
+    "nnUNetTrainerMedlossTverskyCE",
+]
+#: the named trainers, in the order ``medloss nnunet trainers`` lists them (nnU-Net's baselines first)
+TRAINERS: dict[str, type] = {trainer.__name__: trainer for trainer in (
+    nnUNetTrainerMedlossDiceCE, nnUNetTrainerMedlossDiceTopK10, nnUNetTrainerMedlossDiceFocal,
+    nnUNetTrainerMedlossTverskyCE, nnUNetTrainerMedlossFocalTverskyCE, nnUNetTrainerMedlossGDLCE,
+    nnUNetTrainerMedlossExpLog, nnUNetTrainerMedlossAnatomyNet, nnUNetTrainerMedlossLovaszSoftmax,
+    nnUNetTrainerMedlossSoftDiceclDice)}
