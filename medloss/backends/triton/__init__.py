@@ -45,6 +45,7 @@ __all__ = ["available", "interpreted", "takes", "forward", "backward", "STATUS_N
 
 _VOXEL = {None: 0, "ce": 1, "focal": 2, "explog": 3}
 STATUS_NONFINITE, STATUS_LABEL, STATUS_SOFT = 1, 2, 4  # status bits (STATUS_SOFT: fractional dense target)
+ROWS = 6  # the packed result (B, ROWS, C): TP, PRED, TARGET, VOXELS (column 0), VPOS, VNEG
 _LOGITS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 LABELS = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.float32, torch.float64)
 
@@ -119,15 +120,28 @@ def _launch(backward: bool, logits, labels, options, out, status=None) -> None:
                   SQUARED=bool(options.squared), VOXEL=_VOXEL[options.voxel_term], BLOCK_N=block_n, BLOCK_C=block_c, ACC=acc)
     ignore = int(ignore_index) if ignore_index is not None else 0
     if backward:
-        coef, grad = out
-        k._backward_kernel[grid](logits, labels, coef, grad, n, num_classes, ignore, par, **common)
+        grads, grad = out
+        ptrs, strides, has = coefficient_args(logits, grads)
+        k._backward_kernel[grid](logits, labels, *ptrs, grad, n, num_classes, ignore, par, *strides, **common,
+                                 **{f"HAS_{name}": h for name, h in zip("KAU", has)})
     else:
         k._forward_kernel[grid](logits, labels, out, status, n, num_classes, grid[0], ignore, par, **common)
 
 
+def coefficient_args(logits, grads) -> tuple[list, list, list]:
+    """The backward kernels' view of the incoming (B, C) gradients: their tensors (the logits stand in for an
+    absent one, never read), strides (any: expanded gradients are read as they are) and presence flags."""
+    ptrs, strides, has = [], [], []
+    for g in grads:
+        ptrs.append(logits if g is None else g)
+        strides += [0, 0] if g is None else list(g.stride())
+        has.append(g is not None)
+    return ptrs, strides, has
+
+
 def raise_for_status(status: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, ignore_index) -> None:
     """Read the forward pass's status flags (one host sync) and raise the eager path's typed error."""
-    flags = int(status.max()) if status.numel() else 0
+    flags = int(status[-1])
     if flags & STATUS_NONFINITE:
         prepare.check_finite(logits)
     if flags & STATUS_LABEL:
@@ -155,42 +169,42 @@ def backward(logits, labels, options, grad_tp, grad_pred, grad_vpos, grad_vneg):
     return _softmax_backward(logits, labels, options, grad_tp, grad_pred, grad_vpos)
 
 
-def partial_tables(logits, rows: int, launch):
-    """Run a forward kernel through ``launch(part, status)`` and sum its per-program partial tables: returns
-    ((B, rows, BLOCK_C) sums in the compute dtype, reduced in float64; the (programs,) int32 status flags)."""
+def packed_tables(logits, launch):
+    """Run a forward kernel through ``launch(part, status)`` (per-program partial tables and status words), then the
+    finalize kernel: returns the packed (B, ROWS, C) tables in the compute dtype (block sums in float64, in a fixed
+    order) and the status words, whose last entry ORs them all. Nothing is created on the host."""
     batch, num_classes, n = logits.shape
     block_n, block_c = blocks(num_classes)
     dtype = prepare.compute_dtype(logits)
-    part = torch.empty(batch, -(-n // block_n), rows, block_c, dtype=dtype, device=logits.device)
-    status = torch.empty(part.shape[0] * part.shape[1], dtype=torch.int32, device=logits.device)
+    nblk = -(-n // block_n)
+    part = torch.empty(batch, nblk, ROWS, block_c, dtype=dtype, device=logits.device)
+    status = torch.empty(batch * nblk + 1, dtype=torch.int32, device=logits.device)
     launch(part, status)
-    return part.sum(dim=1, dtype=torch.float64).to(dtype), status
+    out = torch.empty(batch, ROWS, num_classes, dtype=dtype, device=logits.device)
+    chunk = max(1, min(64, 512 // block_c))
+    kernels()._finalize_kernel[(1,)](part, status, out, batch, num_classes, nblk, BLOCK_C=block_c, CHUNK=chunk)
+    return out, status
 
 
-def coefficients(logits, grads) -> torch.Tensor:
-    """(B, len(grads), BLOCK_C) table of the incoming (B, C) gradients, zero-padded to the kernels' class tile."""
-    batch, num_classes, _ = logits.shape
-    coef = logits.new_zeros(batch, len(grads), blocks(num_classes)[1], dtype=prepare.compute_dtype(logits))
-    coef[:, :, :num_classes] = torch.stack(grads, dim=1)
-    return coef
+def unpack(out: torch.Tensor) -> tuple:
+    """The operator's six outputs as views of the packed (B, ROWS, C) result."""
+    return out[:, 0], out[:, 1], out[:, 2], out[:, 3, :1], out[:, 4], out[:, 5]
 
 
 def _softmax_forward(logits, labels, options):
     """(TP, PRED, TARGET, VOXELS, VOX, 0): (B, C) tables and (B, 1) VOXELS in the compute dtype (float64 for
-    float64 logits, else float32). With ``options.check`` the status flags are read once (a host sync) and invalid
-    input raises the eager path's typed error; without it nothing is read back: invalid labels count nowhere and
-    non-finite logits propagate (NaN tables)."""
+    float64 logits, else float32), views of one packed result. With ``options.check`` the status word is read once
+    (a host sync) and invalid input raises the eager path's typed error; without it nothing is read back: invalid
+    labels count nowhere and non-finite logits propagate (NaN tables)."""
     labels = labels.contiguous()
-    sums, status = partial_tables(logits, 4, lambda part, st: _launch(False, logits, labels, options, part, st))
+    out, status = packed_tables(logits, lambda part, st: _launch(False, logits, labels, options, part, st))
     if options.check:
         raise_for_status(status, logits, labels, options.ignore_index)
-    tp, pred, target, vox = (sums[:, i, :logits.shape[1]].contiguous() for i in range(4))
-    return backends.softmax_result(tp, pred, target, vox)
+    return unpack(out)
 
 
 def _softmax_backward(logits, labels, options, grad_tp, grad_pred, grad_vox):
-    """dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED and VOX."""
-    coef = coefficients(logits, (grad_pred, grad_tp, grad_vox))
+    """dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED and VOX (None: no gradient)."""
     grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
-    _launch(True, logits, labels.contiguous(), options, (coef, grad))
+    _launch(True, logits, labels.contiguous(), options, ((grad_pred, grad_tp, grad_vox), grad))
     return grad

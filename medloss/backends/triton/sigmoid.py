@@ -43,15 +43,17 @@ def _launch(backward: bool, logits, target, options, out, status=None) -> None:
     ncls = max(num_classes, 2)
     par = api.params((float(options.gamma),), prepare.compute_dtype(logits), logits.device)
     if backward:
-        coef, grad = out
-        k._backward_kernel[grid](logits, target, coef, grad, n, num_classes, ncls, ignore, par, **common)
+        grads, grad = out
+        ptrs, strides, has = api.coefficient_args(logits, grads)
+        k._backward_kernel[grid](logits, target, *ptrs, grad, n, num_classes, ncls, ignore, par, *strides, **common,
+                                 **{f"HAS_{name}": h for name, h in zip("KAPN", has)})
     else:
         k._forward_kernel[grid](logits, target, out, status, n, num_classes, ncls, grid[0], ignore, par, **common)
 
 
 def _raise_for_status(status: torch.Tensor, logits, target, options) -> None:
     """One host read of the flags; the eager engine's checks word the error."""
-    flags = int(status.max()) if status.numel() else 0
+    flags = int(status[-1])
     if flags & api.STATUS_NONFINITE:
         prepare.check_finite(logits)
     if flags & api.STATUS_LABEL or (flags & api.STATUS_SOFT and not options.soft):
@@ -63,18 +65,16 @@ def _raise_for_status(status: torch.Tensor, logits, target, options) -> None:
 
 
 def forward(logits, target, options):
-    """Engine entry: (TP, PRED, TARGET, VOXELS (B, 1), VPOS, VNEG) in the compute dtype."""
+    """Engine entry: (TP, PRED, TARGET, VOXELS (B, 1), VPOS, VNEG) in the compute dtype, views of one packed result."""
     target = target.contiguous()
-    sums, status = api.partial_tables(logits, 6, lambda part, st: _launch(False, logits, target, options, part, st))
+    out, status = api.packed_tables(logits, lambda part, st: _launch(False, logits, target, options, part, st))
     if options.check:
         _raise_for_status(status, logits, target, options)
-    tp, pred, tgt, vpos, vneg = (sums[:, i, :logits.shape[1]].contiguous() for i in range(5))
-    return tp, pred, tgt, sums[:, 5, :1].contiguous(), vpos, vneg
+    return api.unpack(out)
 
 
 def backward(logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg):
-    """Engine entry: dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED, VPOS and VNEG."""
-    coef = api.coefficients(logits, (grad_pred, grad_tp, grad_vpos, grad_vneg))
+    """Engine entry: dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED, VPOS and VNEG (None: none)."""
     grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
-    _launch(True, logits, target.contiguous(), options, (coef, grad))
+    _launch(True, logits, target.contiguous(), options, ((grad_pred, grad_tp, grad_vpos, grad_vneg), grad))
     return grad
