@@ -107,23 +107,33 @@ def blocks(num_classes: int) -> tuple[int, int]:
     return block_n, block_c
 
 
-def _launch(backward: bool, logits, labels, options, out, status=None) -> None:
-    ignore_index, gamma, log_clamp = options.ignore_index, options.gamma, options.log_clamp
-    batch, num_classes, n = logits.shape
+@functools.lru_cache(maxsize=256)
+def _plan(shape: tuple, dtype: torch.dtype, float_labels: bool, options, device: torch.device) -> tuple:
+    """(grid, scalar arguments, constexpr arguments) of a softmax launch, worked out once per shape and options:
+    a training step repeats them, and the host time of a step is what this engine is short of."""
+    batch, num_classes, n = shape
     block_n, block_c = blocks(num_classes)
-    k = kernels()
-    acc = k.tl.float64 if logits.dtype == torch.float64 else k.tl.float32
-    lo, hi = max(float(log_clamp[0]), -1e30), min(float(log_clamp[1]), 1e30)  # finite in any ACC dtype
-    par = params((lo, hi, float(gamma)), prepare.compute_dtype(logits), logits.device)
+    acc = kernels().tl.float64 if dtype == torch.float64 else kernels().tl.float32
+    lo, hi = max(float(options.log_clamp[0]), -1e30), min(float(options.log_clamp[1]), 1e30)  # finite in any ACC
+    par = params((lo, hi, float(options.gamma)), torch.float64 if dtype == torch.float64 else torch.float32,
+                 device)
     grid = (-(-n // block_n), batch)
-    common = dict(HAS_IGNORE=ignore_index is not None, FLOAT_LABELS=labels.dtype.is_floating_point,
-                  SQUARED=bool(options.squared), VOXEL=_VOXEL[options.voxel_term], BLOCK_N=block_n, BLOCK_C=block_c, ACC=acc)
-    ignore = int(ignore_index) if ignore_index is not None else 0
+    ignore = int(options.ignore_index) if options.ignore_index is not None else 0
+    common = dict(HAS_IGNORE=options.ignore_index is not None, FLOAT_LABELS=float_labels,
+                  SQUARED=bool(options.squared), VOXEL=_VOXEL[options.voxel_term], BLOCK_N=block_n,
+                  BLOCK_C=block_c, ACC=acc)
+    return grid, (n, num_classes, ignore, par), common
+
+
+def _launch(backward: bool, logits, labels, options, out, status=None) -> None:
+    grid, (n, num_classes, ignore, par), common = _plan(
+        tuple(logits.shape), logits.dtype, labels.dtype.is_floating_point, options, logits.device)
+    k = kernels()
     if backward:
         grads, grad = out
         ptrs, strides, has = coefficient_args(logits, grads)
         k._backward_kernel[grid](logits, labels, *ptrs, grad, n, num_classes, ignore, par, *strides, **common,
-                                 **{f"HAS_{name}": h for name, h in zip("KAU", has)})
+                                 HAS_K=has[0], HAS_A=has[1], HAS_U=has[2])
     else:
         k._forward_kernel[grid](logits, labels, out, status, n, num_classes, grid[0], ignore, par, **common)
 
@@ -188,7 +198,8 @@ def packed_tables(logits, launch):
 
 def unpack(out: torch.Tensor) -> tuple:
     """The operator's six outputs as views of the packed (B, ROWS, C) result."""
-    return out[:, 0], out[:, 1], out[:, 2], out[:, 3, :1], out[:, 4], out[:, 5]
+    tp, pred, target, voxels, vpos, vneg = out.unbind(1)
+    return tp, pred, target, voxels[:, :1], vpos, vneg
 
 
 def _softmax_forward(logits, labels, options):

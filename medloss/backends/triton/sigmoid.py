@@ -10,6 +10,8 @@ out-of-range dense values are used as given, invalid labels count nowhere).
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from medloss.backends import triton as api
@@ -30,23 +32,31 @@ def takes(logits: torch.Tensor, target: torch.Tensor, options) -> bool:
     return target.dtype in api.LABELS and target.dim() == 3 and target.shape[1] == 1
 
 
-def _launch(backward: bool, logits, target, options, out, status=None) -> None:
-    batch, num_classes, n = logits.shape
+@functools.lru_cache(maxsize=256)
+def _plan(shape: tuple, dtype: torch.dtype, target_float: bool, options, device: torch.device) -> tuple:
+    """(grid, scalar arguments, constexpr arguments) of a launch, once per shape and options (see the softmax
+    side's ``_plan``)."""
+    batch, num_classes, n = shape
     block_n, block_c = api.blocks(num_classes)
-    k = api.kernels("sigmoid")
-    acc = k.tl.float64 if logits.dtype == torch.float64 else k.tl.float32
+    acc = api.kernels("sigmoid").tl.float64 if dtype == torch.float64 else api.kernels("sigmoid").tl.float32
     grid = (-(-n // block_n), batch)
     common = dict(DENSE=bool(options.dense), HAS_IGNORE=options.ignore_index is not None,
-                  FLOAT_LABELS=target.dtype.is_floating_point and not options.dense, SQUARED=bool(options.squared),
+                  FLOAT_LABELS=target_float and not options.dense, SQUARED=bool(options.squared),
                   VOXEL=_VOXEL[options.voxel_term], BLOCK_N=block_n, BLOCK_C=block_c, ACC=acc)
     ignore = int(options.ignore_index) if options.ignore_index is not None else 0
-    ncls = max(num_classes, 2)
-    par = api.params((float(options.gamma),), prepare.compute_dtype(logits), logits.device)
+    par = api.params((float(options.gamma),), torch.float64 if dtype == torch.float64 else torch.float32, device)
+    return grid, (n, num_classes, max(num_classes, 2), ignore, par), common
+
+
+def _launch(backward: bool, logits, target, options, out, status=None) -> None:
+    grid, (n, num_classes, ncls, ignore, par), common = _plan(
+        tuple(logits.shape), logits.dtype, target.dtype.is_floating_point, options, logits.device)
+    k = api.kernels("sigmoid")
     if backward:
         grads, grad = out
         ptrs, strides, has = api.coefficient_args(logits, grads)
         k._backward_kernel[grid](logits, target, *ptrs, grad, n, num_classes, ncls, ignore, par, *strides, **common,
-                                 **{f"HAS_{name}": h for name, h in zip("KAPN", has)})
+                                 HAS_K=has[0], HAS_A=has[1], HAS_P=has[2], HAS_N=has[3])
     else:
         k._forward_kernel[grid](logits, target, out, status, n, num_classes, ncls, grid[0], ignore, par, **common)
 
