@@ -101,9 +101,17 @@ def params(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Ten
     return torch.tensor(values, dtype=dtype, device=device)
 
 
-def blocks(num_classes: int) -> tuple[int, int]:
+#: warps per program of the table kernels: with 4 warps (32 tile elements per thread) the sigmoid focal backward
+#: spilled on sm_90 and the softmax kernels held 100-140 registers; with 8 none spills (benchmarks/README.md)
+WARPS = 8
+
+
+def blocks(num_classes: int, options=None) -> tuple[int, int]:
+    """(BLOCK_N, BLOCK_C) of the table kernels: about 4096 tile elements per program, 2048 for the sigmoid focal
+    term (its backward keeps the most values alive per element)."""
     block_c = max(2, 1 << (num_classes - 1).bit_length())
-    block_n = max(16, min(1024, 4096 // block_c))
+    heavy = options is not None and options.activation == "sigmoid" and options.voxel_term == "focal"
+    block_n = max(16, min(1024, (2048 if heavy else 4096) // block_c))
     return block_n, block_c
 
 
@@ -112,7 +120,7 @@ def _plan(shape: tuple, dtype: torch.dtype, float_labels: bool, options, device:
     """(grid, scalar arguments, constexpr arguments) of a softmax launch, worked out once per shape and options:
     a training step repeats them, and the host time of a step is what this engine is short of."""
     batch, num_classes, n = shape
-    block_n, block_c = blocks(num_classes)
+    block_n, block_c = blocks(num_classes, options)
     acc = kernels().tl.float64 if dtype == torch.float64 else kernels().tl.float32
     lo, hi = max(float(options.log_clamp[0]), -1e30), min(float(options.log_clamp[1]), 1e30)  # finite in any ACC
     par = params((lo, hi, float(options.gamma)), torch.float64 if dtype == torch.float64 else torch.float32,
@@ -133,9 +141,10 @@ def _launch(backward: bool, logits, labels, options, out, status=None) -> None:
         grads, grad = out
         ptrs, strides, has = coefficient_args(logits, grads)
         k._backward_kernel[grid](logits, labels, *ptrs, grad, n, num_classes, ignore, par, *strides, **common,
-                                 HAS_K=has[0], HAS_A=has[1], HAS_U=has[2])
+                                 num_warps=WARPS, HAS_K=has[0], HAS_A=has[1], HAS_U=has[2])
     else:
-        k._forward_kernel[grid](logits, labels, out, status, n, num_classes, grid[0], ignore, par, **common)
+        k._forward_kernel[grid](logits, labels, out, status, n, num_classes, grid[0], ignore, par, **common,
+                                num_warps=WARPS)
 
 
 def coefficient_args(logits, grads) -> tuple[list, list, list]:
@@ -179,12 +188,12 @@ def backward(logits, labels, options, grad_tp, grad_pred, grad_vpos, grad_vneg):
     return _softmax_backward(logits, labels, options, grad_tp, grad_pred, grad_vpos)
 
 
-def packed_tables(logits, launch):
+def packed_tables(logits, options, launch):
     """Run a forward kernel through ``launch(part, status)`` (per-program partial tables and status words), then the
     finalize kernel: returns the packed (B, ROWS, C) tables in the compute dtype (block sums in float64, in a fixed
     order) and the status words, whose last entry ORs them all. Nothing is created on the host."""
     batch, num_classes, n = logits.shape
-    block_n, block_c = blocks(num_classes)
+    block_n, block_c = blocks(num_classes, options)
     dtype = prepare.compute_dtype(logits)
     nblk = -(-n // block_n)
     part = torch.empty(batch, nblk, ROWS, block_c, dtype=dtype, device=logits.device)
@@ -208,7 +217,7 @@ def _softmax_forward(logits, labels, options):
     (a host sync) and invalid input raises the eager path's typed error; without it nothing is read back: invalid
     labels count nowhere and non-finite logits propagate (NaN tables)."""
     labels = labels.contiguous()
-    out, status = packed_tables(logits, lambda part, st: _launch(False, logits, labels, options, part, st))
+    out, status = packed_tables(logits, options, lambda part, st: _launch(False, logits, labels, options, part, st))
     if options.check:
         raise_for_status(status, logits, labels, options.ignore_index)
     return unpack(out)

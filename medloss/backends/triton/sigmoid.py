@@ -37,7 +37,7 @@ def _plan(shape: tuple, dtype: torch.dtype, target_float: bool, options, device:
     """(grid, scalar arguments, constexpr arguments) of a launch, once per shape and options (see the softmax
     side's ``_plan``)."""
     batch, num_classes, n = shape
-    block_n, block_c = api.blocks(num_classes)
+    block_n, block_c = api.blocks(num_classes, options)
     acc = api.kernels("sigmoid").tl.float64 if dtype == torch.float64 else api.kernels("sigmoid").tl.float32
     grid = (-(-n // block_n), batch)
     common = dict(DENSE=bool(options.dense), HAS_IGNORE=options.ignore_index is not None,
@@ -56,9 +56,10 @@ def _launch(backward: bool, logits, target, options, out, status=None) -> None:
         grads, grad = out
         ptrs, strides, has = api.coefficient_args(logits, grads)
         k._backward_kernel[grid](logits, target, *ptrs, grad, n, num_classes, ncls, ignore, par, *strides, **common,
-                                 HAS_K=has[0], HAS_A=has[1], HAS_P=has[2], HAS_N=has[3])
+                                 num_warps=api.WARPS, HAS_K=has[0], HAS_A=has[1], HAS_P=has[2], HAS_N=has[3])
     else:
-        k._forward_kernel[grid](logits, target, out, status, n, num_classes, ncls, grid[0], ignore, par, **common)
+        k._forward_kernel[grid](logits, target, out, status, n, num_classes, ncls, grid[0], ignore, par, **common,
+                                num_warps=api.WARPS)
 
 
 def _raise_for_status(status: torch.Tensor, logits, target, options) -> None:
@@ -77,7 +78,7 @@ def _raise_for_status(status: torch.Tensor, logits, target, options) -> None:
 def forward(logits, target, options):
     """Engine entry: (TP, PRED, TARGET, VOXELS (B, 1), VPOS, VNEG) in the compute dtype, views of one packed result."""
     target = target.contiguous()
-    out, status = api.packed_tables(logits, lambda part, st: _launch(False, logits, target, options, part, st))
+    out, status = api.packed_tables(logits, options, lambda part, st: _launch(False, logits, target, options, part, st))
     if options.check:
         _raise_for_status(status, logits, target, options)
     return api.unpack(out)
