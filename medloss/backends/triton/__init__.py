@@ -8,8 +8,9 @@ module's docstring): for logits x (B, C, N), labels y (B, 1, N), validity v and 
 
 with l = log p_y (optionally clamped) and phi the voxel term (cross-entropy -l, focal -(1 - p)^gamma l, explog
 (-l)^gamma). Forward reads logits and labels once: each program takes a tile of BLOCK_C x BLOCK_N logits of one
-sample, recomputes the softmax in registers and writes its partial tables; the partials (a few hundred kB) are
-summed in float64 by torch. There are no float atomics, so results are deterministic run to run
+sample, recomputes the softmax in registers and writes its partial tables; one finalize program sums the
+partials (a few hundred kB) in float64 in a fixed order into the packed (B, ROWS, C) result that the operator's
+outputs view. There are no float atomics, so results are deterministic run to run
 (``torch.use_deterministic_algorithms(True)`` needs nothing else). Backward reads logits and labels again and
 writes the gradient (in the logits' dtype)::
 
@@ -22,8 +23,9 @@ taken as -log1p(sum_{c != y} e^(x_c - x_y)), so neither loses precision where th
 Logits may be float16, bfloat16 (read natively, no float32 copy: autocast costs nothing extra), float32 or
 float64 (computed in float64); labels any integer dtype or float holding integers. Invalid input (non-finite
 logits, labels outside [0, C) other than ``ignore_index``, non-integer float labels) is flagged per program into a
-small status tensor; :func:`forward` reads it once after the pass when ``options.check`` is set, so
-``check_input=False`` has no host sync.
+small status tensor whose last word ORs them all. With ``options.check`` that word is read immediately on CPU
+tensors (the interpreter) and, on CUDA, without a host sync at a later call (:mod:`medloss.backends.triton.status`);
+``check_input=False`` reads nothing.
 
 The kernels use only Triton features present in Triton 3.6 (torch 2.11) and 3.9 (torch 2.13). On a CPU they run
 under the Triton interpreter (``TRITON_INTERPRET=1``), which is how the test suite checks them without a GPU.
@@ -158,6 +160,22 @@ def coefficient_args(logits, grads) -> tuple[list, list, list]:
     return ptrs, strides, has
 
 
+def check(status: torch.Tensor, logits: torch.Tensor, options, immediate) -> None:
+    """The checks of a forward pass: on CUDA the status word goes to :mod:`medloss.backends.triton.status` (read at
+    a later call, no host sync; skipped during CUDA graph capture); elsewhere ``immediate()`` reads it now."""
+    if not logits.is_cuda:
+        immediate()
+        return
+    if torch.cuda.is_current_stream_capturing():
+        return
+    from medloss.backends.triton import status as watch
+
+    mask = STATUS_NONFINITE | STATUS_LABEL | (STATUS_SOFT if options.dense and not options.soft else 0)
+    classes = max(logits.shape[1], 2) if options.activation == "sigmoid" else logits.shape[1]
+    watch.watch_for(logits.device).submit(status[-1:], dict(mask=mask, classes=classes,
+                                                            ignore_index=options.ignore_index, dense=options.dense))
+
+
 def raise_for_status(status: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, ignore_index) -> None:
     """Read the forward pass's status flags (one host sync) and raise the eager path's typed error."""
     flags = int(status[-1])
@@ -219,7 +237,7 @@ def _softmax_forward(logits, labels, options):
     labels = labels.contiguous()
     out, status = packed_tables(logits, options, lambda part, st: _launch(False, logits, labels, options, part, st))
     if options.check:
-        raise_for_status(status, logits, labels, options.ignore_index)
+        check(status, logits, options, lambda: raise_for_status(status, logits, labels, options.ignore_index))
     return unpack(out)
 
 

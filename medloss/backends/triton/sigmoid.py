@@ -1,12 +1,12 @@
 """The sigmoid side of the ``triton`` engine: region tables, BCE and sigmoid focal sums against a label map or a
 dense target (the math is in :mod:`medloss.backends.eager.sigmoid`; the kernels in ``_sigmoid_kernels.py``).
 
-Forward reads logits and target once (per-block partial tables, no float atomics, summed in float64 by torch);
+Forward reads logits and target once (per-block partial tables, no float atomics, summed by the finalize kernel);
 backward reads them again and writes the gradient in the logits' dtype. Logits fp16/bf16/fp32/fp64 (half precision
 read natively, float32 sums; float64 computed in float64); label maps of any integer dtype or float holding
-integers; dense targets of any float dtype. With ``options.check`` the status flags are read once after the forward
-pass and bad input raises the eager engine's typed error; without it nothing is read back (fractional and
-out-of-range dense values are used as given, invalid labels count nowhere).
+integers; dense targets of any float dtype. With ``options.check`` bad input raises the eager engine's typed error
+(on CUDA at a later call, without a host sync: :mod:`medloss.backends.triton.status`); without it nothing is read
+back (fractional and out-of-range dense values are used as given, invalid labels count nowhere).
 """
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def forward(logits, target, options):
     target = target.contiguous()
     out, status = api.packed_tables(logits, options, lambda part, st: _launch(False, logits, target, options, part, st))
     if options.check:
-        _raise_for_status(status, logits, target, options)
+        api.check(status, logits, options, lambda: _raise_for_status(status, logits, target, options))
     return api.unpack(out)
 
 
