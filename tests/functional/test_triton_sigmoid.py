@@ -120,6 +120,21 @@ def test_saturated_logits_stay_finite_and_exact():
     _close(got, _run("eager", x, t, options), 1e-10)
 
 
+@pytest.mark.parametrize("layout,voxel_term", [("map", "bce"), ("dense", "focal")])
+def test_grid_stride_forward_sums_many_tiles_per_program(layout, voxel_term, monkeypatch):
+    """Fewer forward programs than tiles: each sums several (and the tail) in registers; same tables as eager."""
+    from medloss.backends.triton import sigmoid
+
+    monkeypatch.setattr(triton_tables, "PROGRAMS", 6)
+    sigmoid._plan.cache_clear()
+    try:
+        x, t = _case(3, layout, n=5 * 1024 + 9)
+        options = _options(layout, voxel_term=voxel_term, gamma=2.0, ignore_index=255)
+        _close(_run("triton", x, t, options), _run("eager", x, t, options), 1e-10)
+    finally:
+        sigmoid._plan.cache_clear()
+
+
 def test_bad_input_raises_typed_errors_when_checking():
     x, t = _case(3, "map")
     with pytest.raises(LabelValueError):

@@ -104,6 +104,28 @@ def test_padded_classes_and_block_tails(num_classes, voxels):
     _close(_tables("triton", x, y, None, False, "ce", 0.0), _tables("eager", x, y, None, False, "ce", 0.0), 1e-10)
 
 
+@pytest.mark.parametrize("voxel_term,gamma", [("ce", 0.0), ("focal", 2.0)])
+def test_grid_stride_forward_sums_many_tiles_per_program(voxel_term, gamma, monkeypatch):
+    """With fewer forward programs than tiles each program sums several tiles (pid, pid + nprog, ...) in registers,
+    including the partial tail tile: same tables as eager, and the status flags of every tile still reach the
+    check."""
+    from medloss.backends.triton import sigmoid
+
+    monkeypatch.setattr(triton_tables, "PROGRAMS", 6)  # 3 programs per sample for 2 samples of 5 tiles
+    triton_tables._plan.cache_clear()
+    sigmoid._plan.cache_clear()
+    try:
+        x, y = _case((2, 3, 4 * 1024 + 7), torch.float64, ignore=255)
+        _close(_tables("triton", x, y, 255, True, voxel_term, gamma), _tables("eager", x, y, 255, True, voxel_term,
+                                                                             gamma), 1e-10)
+        y[1, 0, 4 * 1024 + 3] = 9  # in the tail tile, summed by the second of three programs
+        with pytest.raises(LabelValueError):
+            _checked(lambda: _tables("triton", x, y, 255, True, voxel_term, gamma))
+    finally:
+        triton_tables._plan.cache_clear()
+        sigmoid._plan.cache_clear()
+
+
 @pytest.mark.parametrize("label_dtype", [torch.uint8, torch.int8, torch.int16, torch.int32, torch.float32,
                                          torch.float64], ids=str)
 def test_label_dtypes(label_dtype):

@@ -108,6 +108,16 @@ def params(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Ten
 WARPS = 8
 
 
+#: programs of a forward pass in all (per sample: PROGRAMS // B): each sums its share of the tiles in registers
+#: (grid-stride), so the partial tables stay small whatever the volume, and a few waves keep every SM busy
+PROGRAMS = 1024
+
+
+def forward_programs(nblk: int, batch: int) -> int:
+    """Programs per sample of a forward pass over ``nblk`` tiles per sample."""
+    return max(1, min(nblk, PROGRAMS // batch))
+
+
 def blocks(num_classes: int, options=None) -> tuple[int, int]:
     """(BLOCK_N, BLOCK_C) of the table kernels: about 4096 tile elements per program, 2048 for the sigmoid focal
     term (its backward keeps the most values alive per element)."""
@@ -128,15 +138,16 @@ def _plan(shape: tuple, dtype: torch.dtype, float_labels: bool, options, device:
     par = params((lo, hi, float(options.gamma)), torch.float64 if dtype == torch.float64 else torch.float32,
                  device)
     grid = (-(-n // block_n), batch)
+    grid_forward = (forward_programs(grid[0], batch), batch)
     ignore = int(options.ignore_index) if options.ignore_index is not None else 0
     common = dict(HAS_IGNORE=options.ignore_index is not None, FLOAT_LABELS=float_labels,
                   SQUARED=bool(options.squared), VOXEL=_VOXEL[options.voxel_term], BLOCK_N=block_n,
                   BLOCK_C=block_c, ACC=acc)
-    return grid, (n, num_classes, ignore, par), common
+    return grid, grid_forward, (n, num_classes, ignore, par), common
 
 
 def _launch(backward: bool, logits, labels, options, out, status=None) -> None:
-    grid, (n, num_classes, ignore, par), common = _plan(
+    grid, grid_forward, (n, num_classes, ignore, par), common = _plan(
         tuple(logits.shape), logits.dtype, labels.dtype.is_floating_point, options, logits.device)
     k = kernels()
     if backward:
@@ -145,8 +156,8 @@ def _launch(backward: bool, logits, labels, options, out, status=None) -> None:
         k._backward_kernel[grid](logits, labels, *ptrs, grad, n, num_classes, ignore, par, *strides, **common,
                                  num_warps=WARPS, HAS_K=has[0], HAS_A=has[1], HAS_U=has[2])
     else:
-        k._forward_kernel[grid](logits, labels, out, status, n, num_classes, grid[0], ignore, par, **common,
-                                num_warps=WARPS)
+        k._forward_kernel[grid_forward](logits, labels, out, status, n, num_classes, grid[0], grid_forward[0], ignore,
+                                        par, **common, num_warps=WARPS)
 
 
 def coefficient_args(logits, grads) -> tuple[list, list, list]:
@@ -207,19 +218,20 @@ def backward(logits, labels, options, grad_tp, grad_pred, grad_vpos, grad_vneg):
 
 
 def packed_tables(logits, options, launch):
-    """Run a forward kernel through ``launch(part, status)`` (per-program partial tables and status words), then the
-    finalize kernel: returns the packed (B, ROWS, C) tables in the compute dtype (block sums in float64, in a fixed
-    order) and the status words, whose last entry ORs them all. Nothing is created on the host."""
+    """Run a forward kernel through ``launch(part, status)`` (per-program partial tables and status words; programs
+    per sample: :func:`forward_programs`), then the finalize kernel: returns the packed (B, ROWS, C) tables in the
+    compute dtype (partial sums added in float64, in a fixed order) and the status words, whose last entry ORs them
+    all. Nothing is created on the host."""
     batch, num_classes, n = logits.shape
     block_n, block_c = blocks(num_classes, options)
     dtype = prepare.compute_dtype(logits)
-    nblk = -(-n // block_n)
-    part = torch.empty(batch, nblk, ROWS, block_c, dtype=dtype, device=logits.device)
-    status = torch.empty(batch * nblk + 1, dtype=torch.int32, device=logits.device)
+    nprog = forward_programs(-(-n // block_n), batch)
+    part = torch.empty(batch, nprog, ROWS, block_c, dtype=dtype, device=logits.device)
+    status = torch.empty(batch * nprog + 1, dtype=torch.int32, device=logits.device)
     launch(part, status)
     out = torch.empty(batch, ROWS, num_classes, dtype=dtype, device=logits.device)
     chunk = max(1, min(64, 512 // block_c))
-    kernels()._finalize_kernel[(1,)](part, status, out, batch, num_classes, nblk, BLOCK_C=block_c, CHUNK=chunk)
+    kernels()._finalize_kernel[(1,)](part, status, out, batch, num_classes, nprog, BLOCK_C=block_c, CHUNK=chunk)
     return out, status
 
 

@@ -121,32 +121,41 @@ def _slope(l, q, unclipped, gamma, VOXEL: tl.constexpr):
 
 
 @triton.jit
-def _forward_kernel(x_ptr, y_ptr, part_ptr, status_ptr, N, C, nblk, ignore, par_ptr,
+def _forward_kernel(x_ptr, y_ptr, part_ptr, status_ptr, N, C, nblk, nprog, ignore, par_ptr,
                     HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr, SQUARED: tl.constexpr,
                     VOXEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
-    blk = tl.program_id(0)
+    """Program (pid, b) sums the tiles pid, pid + nprog, ... of sample b in registers and writes one partial row."""
+    pid = tl.program_id(0)
     b = tl.program_id(1)
     lo, hi, gamma = tl.load(par_ptr), tl.load(par_ptr + 1), tl.load(par_ptr + 2)  # in ACC: exact for float64
-    offs_n, offs_c, inside, in_c, valid, bad, onehot, p, q, l, lc, unclipped = _tile(
-        x_ptr, y_ptr, b, blk, N, C, ignore, lo, hi, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
-    v = valid.to(ACC)[None, :]
-    tp = tl.sum(tl.where(onehot, p, 0.0) * v, axis=1)
-    pv = p * v
-    pred = tl.sum(pv * p, axis=1) if SQUARED else tl.sum(pv, axis=1)
-    target = tl.sum(tl.where(onehot, v, 0.0), axis=1)
-    row = part_ptr + (b.to(tl.int64) * nblk + blk) * ROWS * BLOCK_C + offs_c
+    offs_c = tl.arange(0, BLOCK_C)
+    tp = tl.zeros([BLOCK_C], dtype=ACC)
+    pred = tl.zeros([BLOCK_C], dtype=ACC)
+    target = tl.zeros([BLOCK_C], dtype=ACC)
+    vox = tl.zeros([BLOCK_C], dtype=ACC)
+    voxels = tl.zeros([BLOCK_N], dtype=ACC)
+    flags = tl.zeros([BLOCK_N], dtype=tl.int32)
+    for blk in range(pid, nblk, nprog):
+        offs_n, offs_c, inside, in_c, valid, bad, onehot, p, q, l, lc, unclipped = _tile(
+            x_ptr, y_ptr, b, blk, N, C, ignore, lo, hi, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
+        v = valid.to(ACC)[None, :]
+        tp += tl.sum(tl.where(onehot, p, 0.0) * v, axis=1)
+        pv = p * v
+        pred += tl.sum(pv * p, axis=1) if SQUARED else tl.sum(pv, axis=1)
+        target += tl.sum(tl.where(onehot, v, 0.0), axis=1)
+        voxels += valid.to(ACC)
+        flags = flags | bad
+        if VOXEL != 0:
+            phi = _phi(l, lc, q, gamma, VOXEL)
+            vox += tl.sum(tl.where(onehot, phi[None, :] * v, 0.0), axis=1)
+    row = part_ptr + (b.to(tl.int64) * nprog + pid) * ROWS * BLOCK_C + offs_c
     tl.store(row, tp)
     tl.store(row + BLOCK_C, pred)
     tl.store(row + 2 * BLOCK_C, target)
-    tl.store(row + 3 * BLOCK_C, tl.where(offs_c == 0, tl.sum(valid.to(ACC), axis=0), 0.0))
-    if VOXEL != 0:
-        phi = _phi(l, lc, q, gamma, VOXEL)
-        vox = tl.sum(tl.where(onehot, phi[None, :] * v, 0.0), axis=1)
-    else:
-        vox = tl.zeros([BLOCK_C], dtype=ACC)
+    tl.store(row + 3 * BLOCK_C, tl.where(offs_c == 0, tl.sum(voxels, axis=0), 0.0))
     tl.store(row + 4 * BLOCK_C, vox)
     tl.store(row + 5 * BLOCK_C, tl.zeros([BLOCK_C], dtype=ACC))
-    tl.store(status_ptr + b * nblk + blk, tl.max(bad, axis=0))
+    tl.store(status_ptr + b * nprog + pid, tl.reduce(flags, 0, _bit_or))
 
 
 @triton.jit

@@ -10,7 +10,7 @@ import triton
 import triton.language as tl
 
 from medloss.backends import triton as _api
-from medloss.backends.triton._kernels import _coef, labels
+from medloss.backends.triton._kernels import _bit_or, _coef, labels
 
 STATUS_NONFINITE = tl.constexpr(_api.STATUS_NONFINITE)
 STATUS_LABEL = tl.constexpr(_api.STATUS_LABEL)
@@ -77,42 +77,53 @@ def _tile(x_ptr, t_ptr, b, blk, N, C, NCLS, ignore,
 
 
 @triton.jit
-def _forward_kernel(x_ptr, t_ptr, part_ptr, status_ptr, N, C, NCLS, nblk, ignore, par_ptr,
+def _forward_kernel(x_ptr, t_ptr, part_ptr, status_ptr, N, C, NCLS, nblk, nprog, ignore, par_ptr,
                     DENSE: tl.constexpr, HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr,
                     SQUARED: tl.constexpr, VOXEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
                     ACC: tl.constexpr):
-    blk = tl.program_id(0)
+    """Program (pid, b) sums the tiles pid, pid + nprog, ... of sample b in registers and writes one partial row."""
+    pid = tl.program_id(0)
     b = tl.program_id(1)
     gamma = tl.load(par_ptr)  # in ACC: exact for float64
-    offs_n, offs_c, inside, valid, bad, x, g, v = _tile(
-        x_ptr, t_ptr, b, blk, N, C, NCLS, ignore, DENSE, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
-    p = 1.0 / (1.0 + tl.exp(-x))
-    pv = p * v
-    gv = g * v
-    tp = tl.sum(pv * g, axis=1)
-    pred = tl.sum(pv * p, axis=1) if SQUARED else tl.sum(pv, axis=1)
-    target = tl.sum(gv * g, axis=1) if SQUARED else tl.sum(gv, axis=1)
-    row = part_ptr + (b.to(tl.int64) * nblk + blk) * ROWS * BLOCK_C + offs_c
+    offs_c = tl.arange(0, BLOCK_C)
+    tp = tl.zeros([BLOCK_C], dtype=ACC)
+    pred = tl.zeros([BLOCK_C], dtype=ACC)
+    target = tl.zeros([BLOCK_C], dtype=ACC)
+    pos_sum = tl.zeros([BLOCK_C], dtype=ACC)
+    neg_sum = tl.zeros([BLOCK_C], dtype=ACC)
+    voxels = tl.zeros([BLOCK_N], dtype=ACC)
+    flags = tl.zeros([BLOCK_N], dtype=tl.int32)
+    for blk in range(pid, nblk, nprog):
+        offs_n, offs_c, inside, valid, bad, x, g, v = _tile(
+            x_ptr, t_ptr, b, blk, N, C, NCLS, ignore, DENSE, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
+        p = 1.0 / (1.0 + tl.exp(-x))
+        pv = p * v
+        gv = g * v
+        tp += tl.sum(pv * g, axis=1)
+        pred += tl.sum(pv * p, axis=1) if SQUARED else tl.sum(pv, axis=1)
+        target += tl.sum(gv * g, axis=1) if SQUARED else tl.sum(gv, axis=1)
+        voxels += valid.to(ACC)
+        flags = flags | bad
+        if VOXEL != 0:
+            sp_pos, sp_neg = _softplus_pair(x)  # -log(1 - p), -log p
+            if VOXEL == 1:
+                pos = gv * sp_neg
+                neg = (v - gv) * sp_pos
+            else:
+                bce = g * sp_neg + (1.0 - g) * sp_pos
+                focal = tl.exp(-gamma * _softplus(x * (2.0 * g - 1.0))) * bce  # sigmoid(x (1 - 2g))^gamma * bce
+                pos = gv * focal
+                neg = (v - gv) * focal
+            pos_sum += tl.sum(pos, axis=1)
+            neg_sum += tl.sum(neg, axis=1)
+    row = part_ptr + (b.to(tl.int64) * nprog + pid) * ROWS * BLOCK_C + offs_c
     tl.store(row, tp)
     tl.store(row + BLOCK_C, pred)
     tl.store(row + 2 * BLOCK_C, target)
-    tl.store(row + 3 * BLOCK_C, tl.where(offs_c == 0, tl.sum(valid.to(ACC), axis=0), 0.0))
-    if VOXEL != 0:
-        sp_pos, sp_neg = _softplus_pair(x)  # -log(1 - p), -log p
-        if VOXEL == 1:
-            pos = gv * sp_neg
-            neg = (v - gv) * sp_pos
-        else:
-            bce = g * sp_neg + (1.0 - g) * sp_pos
-            focal = tl.exp(-gamma * _softplus(x * (2.0 * g - 1.0))) * bce  # sigmoid(x (1 - 2g))^gamma * bce
-            pos = gv * focal
-            neg = (v - gv) * focal
-        tl.store(row + 4 * BLOCK_C, tl.sum(pos, axis=1))
-        tl.store(row + 5 * BLOCK_C, tl.sum(neg, axis=1))
-    else:
-        tl.store(row + 4 * BLOCK_C, tl.zeros([BLOCK_C], dtype=ACC))
-        tl.store(row + 5 * BLOCK_C, tl.zeros([BLOCK_C], dtype=ACC))
-    tl.store(status_ptr + b * nblk + blk, tl.max(bad, axis=0))
+    tl.store(row + 3 * BLOCK_C, tl.where(offs_c == 0, tl.sum(voxels, axis=0), 0.0))
+    tl.store(row + 4 * BLOCK_C, pos_sum)
+    tl.store(row + 5 * BLOCK_C, neg_sum)
+    tl.store(status_ptr + b * nprog + pid, tl.reduce(flags, 0, _bit_or))
 
 
 @triton.jit
