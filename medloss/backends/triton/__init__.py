@@ -7,10 +7,10 @@ module's docstring): for logits x (B, C, N), labels y (B, 1, N), validity v and 
     TP_c = sum_n v p_c [y = c]    PRED_c = sum_n v p_c^e    TARGET_c = sum_n v [y = c]    VOX_c = sum_n v phi(l) [y = c]
 
 with l = log p_y (optionally clamped) and phi the voxel term (cross-entropy -l, focal -(1 - p)^gamma l, explog
-(-l)^gamma). Forward reads logits and labels once: each program takes a tile of BLOCK_C x BLOCK_N logits of one
-sample, recomputes the softmax in registers and writes its partial tables; one finalize program sums the
-partials (a few hundred kB) in float64 in a fixed order into the packed (B, ROWS, C) result that the operator's
-outputs view. There are no float atomics, so results are deterministic run to run
+(-l)^gamma). Forward reads logits and labels once: each program walks tiles of BLOCK_C x BLOCK_N logits of one
+sample (grid-stride, :data:`PROGRAMS` programs in all), recomputes the softmax in registers, accumulates its tables
+there and writes one partial row; one finalize program sums the partials (at most a few hundred kB) in float64 in
+a fixed order into the packed (B, ROWS, C) result that the operator's outputs view. There are no float atomics, so results are deterministic run to run
 (``torch.use_deterministic_algorithms(True)`` needs nothing else). Backward reads logits and labels again and
 writes the gradient (in the logits' dtype)::
 

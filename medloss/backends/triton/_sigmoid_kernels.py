@@ -1,8 +1,8 @@
 """Triton kernels for the sigmoid tables (the math is in :mod:`medloss.backends.eager.sigmoid`).
 
-Each program takes a BLOCK_C x BLOCK_N tile of one sample's logits and its target (a label map row, or the dense
-tile), recomputes p = sigmoid(x) in registers and writes partial tables (TP, PRED, TARGET, VPOS, VNEG and the voxel
-count) that torch sums; backward reads the same tile and writes the gradient. Imported on first use; only Triton
+A forward program walks BLOCK_C x BLOCK_N tiles of one sample's logits and target (a label map row, or the dense
+tile; grid-stride), recomputes p = sigmoid(x) in registers and accumulates one partial row (TP, PRED, TARGET, the
+voxel count, VPOS, VNEG) that the finalize kernel sums; a backward program reads one tile and writes its gradient. Imported on first use; only Triton
 features present in Triton 3.6 and 3.9.
 """
 
