@@ -10,9 +10,9 @@ with l = log p_y (optionally clamped) and phi the voxel term (cross-entropy -l, 
 (-l)^gamma). Forward reads logits and labels once: each program walks tiles of BLOCK_C x BLOCK_N logits of one
 sample (grid-stride, :data:`PROGRAMS` programs in all), recomputes the softmax in registers, accumulates its tables
 there and writes one partial row; one finalize program sums the partials (at most a few hundred kB) in float64 in
-a fixed order into the packed (B, ROWS, C) result that the operator's outputs view. There are no float atomics, so results are deterministic run to run
-(``torch.use_deterministic_algorithms(True)`` needs nothing else). Backward reads logits and labels again and
-writes the gradient (in the logits' dtype)::
+a fixed order into the packed (B, ROWS, C) result that the operator's outputs view. There are no float atomics,
+so results are deterministic run to run (``torch.use_deterministic_algorithms(True)`` needs nothing else).
+Backward reads logits and labels again and writes the gradient (in the logits' dtype)::
 
     dx_c = p_c (g_c - K) - p_c s   (c != y)        dx_y = p_y (g_y - K) + s q
     g_c = v e k_c p_c^(e-1)    K = sum_c g_c p_c    s = v (p_y a_y + u_y dphi/dl)    q = 1 - p_y = sum_{c != y} p_c
@@ -118,12 +118,15 @@ def forward_programs(nblk: int, batch: int) -> int:
     return max(1, min(nblk, PROGRAMS // batch))
 
 
-def blocks(num_classes: int, options=None) -> tuple[int, int]:
-    """(BLOCK_N, BLOCK_C) of the table kernels: about 4096 tile elements per program, 2048 for the sigmoid focal
-    term (its backward keeps the most values alive per element)."""
+def blocks(num_classes: int, options=None, dtype: torch.dtype = torch.float32) -> tuple[int, int]:
+    """(BLOCK_N, BLOCK_C) of the table kernels: 4096 tile elements per program for float32 logits, 2048 for half
+    precision (the conversions hold registers) and 1024 for float64 (two registers per value), halved again for a
+    sigmoid voxel term (BCE and focal keep the most values alive per element): at 8 warps ptxas keeps these within
+    128 registers or compiles them without spilling for sm_90 (benchmarks/triton_resources.py)."""
     block_c = max(2, 1 << (num_classes - 1).bit_length())
-    heavy = options is not None and options.activation == "sigmoid" and options.voxel_term == "focal"
-    block_n = max(16, min(1024, (2048 if heavy else 4096) // block_c))
+    heavy = options is not None and options.activation == "sigmoid" and options.voxel_term is not None
+    elements = {torch.float32: 4096, torch.float64: 1024}.get(dtype, 2048) // (2 if heavy else 1)
+    block_n = max(16, min(1024, elements // block_c))
     return block_n, block_c
 
 
@@ -132,7 +135,7 @@ def _plan(shape: tuple, dtype: torch.dtype, float_labels: bool, options, device:
     """(grid, scalar arguments, constexpr arguments) of a softmax launch, worked out once per shape and options:
     a training step repeats them, and the host time of a step is what this engine is short of."""
     batch, num_classes, n = shape
-    block_n, block_c = blocks(num_classes, options)
+    block_n, block_c = blocks(num_classes, options, dtype)
     acc = kernels().tl.float64 if dtype == torch.float64 else kernels().tl.float32
     lo, hi = max(float(options.log_clamp[0]), -1e30), min(float(options.log_clamp[1]), 1e30)  # finite in any ACC
     par = params((lo, hi, float(options.gamma)), torch.float64 if dtype == torch.float64 else torch.float32,
@@ -223,7 +226,7 @@ def packed_tables(logits, options, launch):
     compute dtype (partial sums added in float64, in a fixed order) and the status words, whose last entry ORs them
     all. Nothing is created on the host."""
     batch, num_classes, n = logits.shape
-    block_n, block_c = blocks(num_classes, options)
+    block_n, block_c = blocks(num_classes, options, logits.dtype)
     dtype = prepare.compute_dtype(logits)
     nprog = forward_programs(-(-n // block_n), batch)
     part = torch.empty(batch, nprog, ROWS, block_c, dtype=dtype, device=logits.device)

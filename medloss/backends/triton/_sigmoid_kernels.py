@@ -2,8 +2,8 @@
 
 A forward program walks BLOCK_C x BLOCK_N tiles of one sample's logits and target (a label map row, or the dense
 tile; grid-stride), recomputes p = sigmoid(x) in registers and accumulates one partial row (TP, PRED, TARGET, the
-voxel count, VPOS, VNEG) that the finalize kernel sums; a backward program reads one tile and writes its gradient. Imported on first use; only Triton
-features present in Triton 3.6 and 3.9.
+voxel count, VPOS, VNEG) that the finalize kernel sums; a backward program reads one tile and writes its
+gradient. Imported on first use; only Triton features present in Triton 3.6 and 3.9.
 """
 
 import triton

@@ -37,7 +37,7 @@ def _plan(shape: tuple, dtype: torch.dtype, target_float: bool, options, device:
     """(grid, scalar arguments, constexpr arguments) of a launch, once per shape and options (see the softmax
     side's ``_plan``)."""
     batch, num_classes, n = shape
-    block_n, block_c = api.blocks(num_classes, options)
+    block_n, block_c = api.blocks(num_classes, options, dtype)
     acc = api.kernels("sigmoid").tl.float64 if dtype == torch.float64 else api.kernels("sigmoid").tl.float32
     grid = (-(-n // block_n), batch)
     grid_forward = (api.forward_programs(grid[0], batch), batch)
