@@ -87,7 +87,7 @@ def variants(quick: bool):
             dtypes.items(), classes, SOFTMAX_TERMS.items(), (torch.int64, torch.uint8)):
         if quick and (voxel not in (0, 1) or labels != torch.int64):
             continue
-        block_n, block_c = api.blocks(c)
+        block_n, block_c = api.blocks(c, TableOptions(voxel_term=[None, "ce", "focal", "explog"][voxel]), dtype)
         acc = tl.float64 if dtype == torch.float64 else tl.float32
         ctype = "*fp64" if dtype == torch.float64 else "*fp32"
         common = dict(HAS_IGNORE=True, FLOAT_LABELS=False, SQUARED=False, VOXEL=voxel, BLOCK_N=block_n,
@@ -101,7 +101,8 @@ def variants(quick: bool):
             dtypes.items(), classes, SIGMOID_TERMS.items(), (False, True)):
         if quick and (voxel != 2 or dense):
             continue
-        block_n, block_c = api.blocks(c, TableOptions(activation="sigmoid", voxel_term=[None, "bce", "focal"][voxel]))
+        options = TableOptions(activation="sigmoid", voxel_term=[None, "bce", "focal"][voxel])
+        block_n, block_c = api.blocks(c, options, dtype)
         acc = tl.float64 if dtype == torch.float64 else tl.float32
         ctype = "*fp64" if dtype == torch.float64 else "*fp32"
         common = dict(DENSE=dense, HAS_IGNORE=not dense, FLOAT_LABELS=False, SQUARED=False, VOXEL=voxel,
