@@ -101,13 +101,43 @@ def _backward(ctx, grad_tp, grad_pred, _grad_target, _grad_voxels, grad_vpos, gr
 _tables_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+class _TablesFunction(torch.autograd.Function):
+    """The operator's eager path: the same engine calls as ``medloss::tables`` and its backward, without the
+    custom-op dispatch (schema parsing, output alias checks, clones) that a training step would pay on every call.
+    The engine's outputs may be views of one packed result; a table that gets no gradient is passed on as None
+    (the Triton kernels skip it; the other engines take zeros)."""
+
+    @staticmethod
+    def forward(ctx, logits, target, engine, options):
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(logits, target)
+        ctx.engine, ctx.options = engine, options
+        out = backends.ENGINES[engine].forward(logits, target, options)
+        ctx.mark_non_differentiable(out[2], out[3])
+        return tuple(out)
+
+    @staticmethod
+    def backward(ctx, grad_tp, grad_pred, _grad_target, _grad_voxels, grad_vpos, grad_vneg):
+        logits, target = ctx.saved_tensors
+        grads = (grad_tp, grad_pred, grad_vpos, grad_vneg)
+        if all(g is None for g in grads):
+            return None, None, None, None
+        if ctx.engine != "triton":
+            like = logits.new_empty(logits.shape[:2], dtype=prepare.compute_dtype(logits))
+            grads = tuple(_zeros_if_none(g, like) for g in grads)
+        return backends.ENGINES[ctx.engine].backward(logits, target, ctx.options, *grads), None, None, None
+
+
 def tables(logits: torch.Tensor, target: torch.Tensor, options: TableOptions, engine: str | None = None) -> Tables:
     """The :class:`Tables` of (B, C, N) logits against ``target`` (a (B, 1, N) label map of any integer dtype, or
     float holding integers; or, for sigmoid with ``options.dense``, a (B, C, N) target), computed by ``engine``
     (default: :func:`medloss.backends.engine_for`); differentiable in the logits through the registered analytic
-    backward."""
+    backward. Eager calls go through :class:`_TablesFunction`; under ``torch.compile`` the registered operator
+    (one opaque node with a fake implementation) is traced instead."""
     if engine is None:
         engine = backends.engine_for(logits, target, options)
+    if not torch.compiler.is_compiling():
+        return Tables(*_TablesFunction.apply(logits, target, engine, options))
     lo, hi = options.log_clamp
     out = _tables_op(logits, target, engine, options.activation, options.dense, options.soft, options.ignore_index,
                      options.squared, options.voxel_term, float(options.gamma), float(lo), float(hi), options.region,

@@ -10,6 +10,7 @@ import torch
 import medloss.losses as L
 from medloss.errors import InvalidOptionError
 from medloss.backends import cpu as native
+from medloss.backends import triton as triton_engine
 from medloss.functional.tables import TableOptions
 from tests._helpers import softmax_tables
 from tests._helpers import native_case
@@ -39,6 +40,8 @@ FUSED = {
     "dense-focal": lambda c: L.FocalLoss(alpha=0.25, check_input=c),
 }
 ENGINES = ["eager"] + (["native"] if native.available() else [])
+# the Triton engine runs eagerly through an autograd.Function and compiled through the operator: both must agree
+TRITON = ["triton"] if triton_engine.available() and (torch.cuda.is_available() or triton_engine.interpreted()) else []
 
 
 def _inputs(name="dice"):
@@ -75,13 +78,15 @@ def test_uint8_labels_with_an_unheld_ignore_index_compile_without_breaks(check):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["dice-ce", "dense-bce-dice"])
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", ENGINES + TRITON)
 def test_compiled_loss_equals_eager(engine, name, monkeypatch):
     """The fake implementation has the real shapes: a compiled step (softmax DiceCE, sigmoid BCE+Dice) gives the
     eager value and gradient."""
     monkeypatch.setenv("MEDLOSS_BACKEND", engine)
     loss_fn = FUSED[name](True)
     x, y = _inputs(name)
+    if engine == "triton" and torch.cuda.is_available():
+        x, y = x.detach().cuda().requires_grad_(), y.cuda()
     expected = loss_fn(x, y)
     (g_expected,) = torch.autograd.grad(expected, x)
     torch._dynamo.reset()

@@ -14,6 +14,7 @@ import torch
 import medloss.losses as L
 from medloss.errors import InputRangeError, LabelValueError
 from medloss.backends import triton as triton_tables
+from medloss.backends.triton import status
 from medloss.functional.tables import TableOptions, tables
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -22,6 +23,14 @@ pytestmark = pytest.mark.skipif(
     reason="needs Triton (and a CUDA device or TRITON_INTERPRET=1)",
 )
 B = 2
+
+
+def _checked(call):
+    """Run a checked call; on CUDA its input errors surface at a later call or at check_pending (no host sync)."""
+    out = call()
+    if DEVICE == "cuda":
+        status.check_pending()
+    return out
 
 
 def _case(channels, layout, n=45, dtype=torch.float64, label_dtype=torch.int64, scale=3.0, seed=0):
@@ -111,22 +120,38 @@ def test_saturated_logits_stay_finite_and_exact():
     _close(got, _run("eager", x, t, options), 1e-10)
 
 
+@pytest.mark.parametrize("layout,voxel_term", [("map", "bce"), ("dense", "focal")])
+def test_grid_stride_forward_sums_many_tiles_per_program(layout, voxel_term, monkeypatch):
+    """Fewer forward programs than tiles: each sums several (and the tail) in registers; same tables as eager."""
+    from medloss.backends.triton import sigmoid
+
+    monkeypatch.setattr(triton_tables, "PROGRAMS", 6)
+    sigmoid._plan.cache_clear()
+    try:
+        x, t = _case(3, layout, n=5 * 1024 + 9)
+        options = _options(layout, voxel_term=voxel_term, gamma=2.0, ignore_index=255)
+        _close(_run("triton", x, t, options), _run("eager", x, t, options), 1e-10)
+    finally:
+        sigmoid._plan.cache_clear()
+
+
 def test_bad_input_raises_typed_errors_when_checking():
     x, t = _case(3, "map")
     with pytest.raises(LabelValueError):
-        tables(x.to(DEVICE), t.masked_fill(t == 1, 7).to(DEVICE), _options("map", ignore_index=255), "triton")
+        _checked(lambda: tables(x.to(DEVICE), t.masked_fill(t == 1, 7).to(DEVICE), _options("map", ignore_index=255),
+                                "triton"))
     bad = x.clone()
     bad[0, 1, 5] = float("nan")
     with pytest.raises(InputRangeError):
-        tables(bad.to(DEVICE), t.to(DEVICE), _options("map", ignore_index=255), "triton")
+        _checked(lambda: tables(bad.to(DEVICE), t.to(DEVICE), _options("map", ignore_index=255), "triton"))
     xs, soft = _case(3, "soft")
+    dense = TableOptions(ignore_index=255, activation="sigmoid", dense=True)
     with pytest.raises(LabelValueError, match="fractional"):
-        tables(xs.to(DEVICE), soft.to(DEVICE), TableOptions(ignore_index=255, activation="sigmoid", dense=True),
-               "triton")
+        _checked(lambda: tables(xs.to(DEVICE), soft.to(DEVICE), dense, "triton"))
     out_of_range = soft.masked_fill(soft > 0.9, 2.0)
     with pytest.raises(LabelValueError, match=r"\[0, 1\]"):
-        tables(xs.to(DEVICE), out_of_range.to(DEVICE), _options("soft", voxel_term="bce", ignore_index=255),
-               "triton")
+        _checked(lambda: tables(xs.to(DEVICE), out_of_range.to(DEVICE),
+                                _options("soft", voxel_term="bce", ignore_index=255), "triton"))
 
 
 def test_without_check_nothing_is_read_and_bad_labels_count_nowhere(monkeypatch):

@@ -7,11 +7,12 @@ module's docstring): for logits x (B, C, N), labels y (B, 1, N), validity v and 
     TP_c = sum_n v p_c [y = c]    PRED_c = sum_n v p_c^e    TARGET_c = sum_n v [y = c]    VOX_c = sum_n v phi(l) [y = c]
 
 with l = log p_y (optionally clamped) and phi the voxel term (cross-entropy -l, focal -(1 - p)^gamma l, explog
-(-l)^gamma). Forward reads logits and labels once: each program takes a tile of BLOCK_C x BLOCK_N logits of one
-sample, recomputes the softmax in registers and writes its partial tables; the partials (a few hundred kB) are
-summed in float64 by torch. There are no float atomics, so results are deterministic run to run
-(``torch.use_deterministic_algorithms(True)`` needs nothing else). Backward reads logits and labels again and
-writes the gradient (in the logits' dtype)::
+(-l)^gamma). Forward reads logits and labels once: each program walks tiles of BLOCK_C x BLOCK_N logits of one
+sample (grid-stride, :data:`PROGRAMS` programs in all), recomputes the softmax in registers, accumulates its tables
+there and writes one partial row; one finalize program sums the partials (at most a few hundred kB) in float64 in
+a fixed order into the packed (B, ROWS, C) result that the operator's outputs view. There are no float atomics,
+so results are deterministic run to run (``torch.use_deterministic_algorithms(True)`` needs nothing else).
+Backward reads logits and labels again and writes the gradient (in the logits' dtype)::
 
     dx_c = p_c (g_c - K) - p_c s   (c != y)        dx_y = p_y (g_y - K) + s q
     g_c = v e k_c p_c^(e-1)    K = sum_c g_c p_c    s = v (p_y a_y + u_y dphi/dl)    q = 1 - p_y = sum_{c != y} p_c
@@ -22,8 +23,9 @@ taken as -log1p(sum_{c != y} e^(x_c - x_y)), so neither loses precision where th
 Logits may be float16, bfloat16 (read natively, no float32 copy: autocast costs nothing extra), float32 or
 float64 (computed in float64); labels any integer dtype or float holding integers. Invalid input (non-finite
 logits, labels outside [0, C) other than ``ignore_index``, non-integer float labels) is flagged per program into a
-small status tensor; :func:`forward` reads it once after the pass when ``options.check`` is set, so
-``check_input=False`` has no host sync.
+small status tensor whose last word ORs them all. With ``options.check`` that word is read immediately on CPU
+tensors (the interpreter) and, on CUDA, without a host sync at a later call (:mod:`medloss.backends.triton.status`);
+``check_input=False`` reads nothing.
 
 The kernels use only Triton features present in Triton 3.6 (torch 2.11) and 3.9 (torch 2.13). On a CPU they run
 under the Triton interpreter (``TRITON_INTERPRET=1``), which is how the test suite checks them without a GPU.
@@ -45,6 +47,7 @@ __all__ = ["available", "interpreted", "takes", "forward", "backward", "STATUS_N
 
 _VOXEL = {None: 0, "ce": 1, "focal": 2, "explog": 3}
 STATUS_NONFINITE, STATUS_LABEL, STATUS_SOFT = 1, 2, 4  # status bits (STATUS_SOFT: fractional dense target)
+ROWS = 6  # the packed result (B, ROWS, C): TP, PRED, TARGET, VOXELS (column 0), VPOS, VNEG
 _LOGITS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 LABELS = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.float32, torch.float64)
 
@@ -100,34 +103,96 @@ def params(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Ten
     return torch.tensor(values, dtype=dtype, device=device)
 
 
-def blocks(num_classes: int) -> tuple[int, int]:
+#: warps per program of the table kernels: with 4 warps (32 tile elements per thread) the sigmoid focal backward
+#: spilled on sm_90 and the softmax kernels held 100-140 registers; with 8 none spills (benchmarks/README.md)
+WARPS = 8
+
+
+#: programs of a forward pass in all (per sample: PROGRAMS // B): each sums its share of the tiles in registers
+#: (grid-stride), so the partial tables stay small whatever the volume, and a few waves keep every SM busy
+PROGRAMS = 1024
+
+
+def forward_programs(nblk: int, batch: int) -> int:
+    """Programs per sample of a forward pass over ``nblk`` tiles per sample."""
+    return max(1, min(nblk, PROGRAMS // batch))
+
+
+def blocks(num_classes: int, options=None, dtype: torch.dtype = torch.float32) -> tuple[int, int]:
+    """(BLOCK_N, BLOCK_C) of the table kernels: 4096 tile elements per program for float32 logits, 2048 for half
+    precision (the conversions hold registers) and 1024 for float64 (two registers per value), halved again for a
+    sigmoid voxel term (BCE and focal keep the most values alive per element): at 8 warps ptxas keeps these within
+    128 registers or compiles them without spilling for sm_90 (benchmarks/triton_resources.py)."""
     block_c = max(2, 1 << (num_classes - 1).bit_length())
-    block_n = max(16, min(1024, 4096 // block_c))
+    heavy = options is not None and options.activation == "sigmoid" and options.voxel_term is not None
+    elements = {torch.float32: 4096, torch.float64: 1024}.get(dtype, 2048) // (2 if heavy else 1)
+    block_n = max(16, min(1024, elements // block_c))
     return block_n, block_c
 
 
-def _launch(backward: bool, logits, labels, options, out, status=None) -> None:
-    ignore_index, gamma, log_clamp = options.ignore_index, options.gamma, options.log_clamp
-    batch, num_classes, n = logits.shape
-    block_n, block_c = blocks(num_classes)
-    k = kernels()
-    acc = k.tl.float64 if logits.dtype == torch.float64 else k.tl.float32
-    lo, hi = max(float(log_clamp[0]), -1e30), min(float(log_clamp[1]), 1e30)  # finite in any ACC dtype
-    par = params((lo, hi, float(gamma)), prepare.compute_dtype(logits), logits.device)
+@functools.lru_cache(maxsize=256)
+def _plan(shape: tuple, dtype: torch.dtype, float_labels: bool, options, device: torch.device) -> tuple:
+    """(grid, scalar arguments, constexpr arguments) of a softmax launch, worked out once per shape and options:
+    a training step repeats them, and the host time of a step is what this engine is short of."""
+    batch, num_classes, n = shape
+    block_n, block_c = blocks(num_classes, options, dtype)
+    acc = kernels().tl.float64 if dtype == torch.float64 else kernels().tl.float32
+    lo, hi = max(float(options.log_clamp[0]), -1e30), min(float(options.log_clamp[1]), 1e30)  # finite in any ACC
+    par = params((lo, hi, float(options.gamma)), torch.float64 if dtype == torch.float64 else torch.float32,
+                 device)
     grid = (-(-n // block_n), batch)
-    common = dict(HAS_IGNORE=ignore_index is not None, FLOAT_LABELS=labels.dtype.is_floating_point,
-                  SQUARED=bool(options.squared), VOXEL=_VOXEL[options.voxel_term], BLOCK_N=block_n, BLOCK_C=block_c, ACC=acc)
-    ignore = int(ignore_index) if ignore_index is not None else 0
+    grid_forward = (forward_programs(grid[0], batch), batch)
+    ignore = int(options.ignore_index) if options.ignore_index is not None else 0
+    common = dict(HAS_IGNORE=options.ignore_index is not None, FLOAT_LABELS=float_labels,
+                  SQUARED=bool(options.squared), VOXEL=_VOXEL[options.voxel_term], BLOCK_N=block_n,
+                  BLOCK_C=block_c, ACC=acc)
+    return grid, grid_forward, (n, num_classes, ignore, par), common
+
+
+def _launch(backward: bool, logits, labels, options, out, status=None) -> None:
+    grid, grid_forward, (n, num_classes, ignore, par), common = _plan(
+        tuple(logits.shape), logits.dtype, labels.dtype.is_floating_point, options, logits.device)
+    k = kernels()
     if backward:
-        coef, grad = out
-        k._backward_kernel[grid](logits, labels, coef, grad, n, num_classes, ignore, par, **common)
+        grads, grad = out
+        ptrs, strides, has = coefficient_args(logits, grads)
+        k._backward_kernel[grid](logits, labels, *ptrs, grad, n, num_classes, ignore, par, *strides, **common,
+                                 num_warps=WARPS, HAS_K=has[0], HAS_A=has[1], HAS_U=has[2])
     else:
-        k._forward_kernel[grid](logits, labels, out, status, n, num_classes, grid[0], ignore, par, **common)
+        k._forward_kernel[grid_forward](logits, labels, out, status, n, num_classes, grid[0], grid_forward[0], ignore,
+                                        par, **common, num_warps=WARPS)
+
+
+def coefficient_args(logits, grads) -> tuple[list, list, list]:
+    """The backward kernels' view of the incoming (B, C) gradients: their tensors (the logits stand in for an
+    absent one, never read), strides (any: expanded gradients are read as they are) and presence flags."""
+    ptrs, strides, has = [], [], []
+    for g in grads:
+        ptrs.append(logits if g is None else g)
+        strides += [0, 0] if g is None else list(g.stride())
+        has.append(g is not None)
+    return ptrs, strides, has
+
+
+def check(status: torch.Tensor, logits: torch.Tensor, options, immediate) -> None:
+    """The checks of a forward pass: on CUDA the status word goes to :mod:`medloss.backends.triton.status` (read at
+    a later call, no host sync; skipped during CUDA graph capture); elsewhere ``immediate()`` reads it now."""
+    if not logits.is_cuda:
+        immediate()
+        return
+    if torch.cuda.is_current_stream_capturing():
+        return
+    from medloss.backends.triton import status as watch
+
+    mask = STATUS_NONFINITE | STATUS_LABEL | (STATUS_SOFT if options.dense and not options.soft else 0)
+    classes = max(logits.shape[1], 2) if options.activation == "sigmoid" else logits.shape[1]
+    watch.watch_for(logits.device).submit(status[-1:], dict(mask=mask, classes=classes,
+                                                            ignore_index=options.ignore_index, dense=options.dense))
 
 
 def raise_for_status(status: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, ignore_index) -> None:
     """Read the forward pass's status flags (one host sync) and raise the eager path's typed error."""
-    flags = int(status.max()) if status.numel() else 0
+    flags = int(status[-1])
     if flags & STATUS_NONFINITE:
         prepare.check_finite(logits)
     if flags & STATUS_LABEL:
@@ -155,42 +220,44 @@ def backward(logits, labels, options, grad_tp, grad_pred, grad_vpos, grad_vneg):
     return _softmax_backward(logits, labels, options, grad_tp, grad_pred, grad_vpos)
 
 
-def partial_tables(logits, rows: int, launch):
-    """Run a forward kernel through ``launch(part, status)`` and sum its per-program partial tables: returns
-    ((B, rows, BLOCK_C) sums in the compute dtype, reduced in float64; the (programs,) int32 status flags)."""
+def packed_tables(logits, options, launch):
+    """Run a forward kernel through ``launch(part, status)`` (per-program partial tables and status words; programs
+    per sample: :func:`forward_programs`), then the finalize kernel: returns the packed (B, ROWS, C) tables in the
+    compute dtype (partial sums added in float64, in a fixed order) and the status words, whose last entry ORs them
+    all. Nothing is created on the host."""
     batch, num_classes, n = logits.shape
-    block_n, block_c = blocks(num_classes)
+    block_n, block_c = blocks(num_classes, options, logits.dtype)
     dtype = prepare.compute_dtype(logits)
-    part = torch.empty(batch, -(-n // block_n), rows, block_c, dtype=dtype, device=logits.device)
-    status = torch.empty(part.shape[0] * part.shape[1], dtype=torch.int32, device=logits.device)
+    nprog = forward_programs(-(-n // block_n), batch)
+    part = torch.empty(batch, nprog, ROWS, block_c, dtype=dtype, device=logits.device)
+    status = torch.empty(batch * nprog + 1, dtype=torch.int32, device=logits.device)
     launch(part, status)
-    return part.sum(dim=1, dtype=torch.float64).to(dtype), status
+    out = torch.empty(batch, ROWS, num_classes, dtype=dtype, device=logits.device)
+    chunk = max(1, min(64, 512 // block_c))
+    kernels()._finalize_kernel[(1,)](part, status, out, batch, num_classes, nprog, BLOCK_C=block_c, CHUNK=chunk)
+    return out, status
 
 
-def coefficients(logits, grads) -> torch.Tensor:
-    """(B, len(grads), BLOCK_C) table of the incoming (B, C) gradients, zero-padded to the kernels' class tile."""
-    batch, num_classes, _ = logits.shape
-    coef = logits.new_zeros(batch, len(grads), blocks(num_classes)[1], dtype=prepare.compute_dtype(logits))
-    coef[:, :, :num_classes] = torch.stack(grads, dim=1)
-    return coef
+def unpack(out: torch.Tensor) -> tuple:
+    """The operator's six outputs as views of the packed (B, ROWS, C) result."""
+    tp, pred, target, voxels, vpos, vneg = out.unbind(1)
+    return tp, pred, target, voxels[:, :1], vpos, vneg
 
 
 def _softmax_forward(logits, labels, options):
     """(TP, PRED, TARGET, VOXELS, VOX, 0): (B, C) tables and (B, 1) VOXELS in the compute dtype (float64 for
-    float64 logits, else float32). With ``options.check`` the status flags are read once (a host sync) and invalid
-    input raises the eager path's typed error; without it nothing is read back: invalid labels count nowhere and
-    non-finite logits propagate (NaN tables)."""
+    float64 logits, else float32), views of one packed result. With ``options.check`` the status word is read once
+    (a host sync) and invalid input raises the eager path's typed error; without it nothing is read back: invalid
+    labels count nowhere and non-finite logits propagate (NaN tables)."""
     labels = labels.contiguous()
-    sums, status = partial_tables(logits, 4, lambda part, st: _launch(False, logits, labels, options, part, st))
+    out, status = packed_tables(logits, options, lambda part, st: _launch(False, logits, labels, options, part, st))
     if options.check:
-        raise_for_status(status, logits, labels, options.ignore_index)
-    tp, pred, target, vox = (sums[:, i, :logits.shape[1]].contiguous() for i in range(4))
-    return backends.softmax_result(tp, pred, target, vox)
+        check(status, logits, options, lambda: raise_for_status(status, logits, labels, options.ignore_index))
+    return unpack(out)
 
 
 def _softmax_backward(logits, labels, options, grad_tp, grad_pred, grad_vox):
-    """dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED and VOX."""
-    coef = coefficients(logits, (grad_pred, grad_tp, grad_vox))
+    """dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED and VOX (None: no gradient)."""
     grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
-    _launch(True, logits, labels.contiguous(), options, (coef, grad))
+    _launch(True, logits, labels.contiguous(), options, ((grad_pred, grad_tp, grad_vox), grad))
     return grad

@@ -12,6 +12,7 @@ from medloss.backends import triton as _api
 # jit code sees module globals only as compile-time constants
 STATUS_NONFINITE = tl.constexpr(_api.STATUS_NONFINITE)
 STATUS_LABEL = tl.constexpr(_api.STATUS_LABEL)
+ROWS = tl.constexpr(_api.ROWS)  # rows of the packed result: TP, PRED, TARGET, VOXELS, VPOS, VNEG
 
 
 @triton.jit
@@ -20,6 +21,35 @@ def _pow(base, expo):
     safe = tl.where(base > 0, base, 1.0)
     powered = tl.exp(expo * tl.log(safe))
     return tl.where(base > 0, powered, tl.where(expo == 0, 1.0, 0.0))
+
+
+@triton.jit
+def _bit_or(a, b):
+    return a | b
+
+
+@triton.jit
+def labels(raw, in_n, ignore, ncls, HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr, ACC: tl.constexpr):
+    """Decode a row of labels in their own dtype (integer) or ACC (float): (int32 labels, 0 where not valid;
+    validity; status bits). Integer labels are range-checked before the narrowing, so no value wraps into range."""
+    bad = tl.zeros(raw.shape, dtype=tl.int32)
+    if FLOAT_LABELS:
+        yf = raw.to(ACC)
+        valid = in_n
+        if HAS_IGNORE:
+            valid = valid & (yf != ignore)
+        in_range = (yf >= 0) & (yf < ncls)
+        yi = tl.where(in_range, yf, 0.0).to(tl.int32)
+        ok = in_range & (yi.to(ACC) == yf)
+    else:
+        valid = in_n
+        if HAS_IGNORE:
+            valid = valid & (raw != ignore)
+        ok = (raw >= 0) & (raw < ncls)
+        yi = tl.where(ok, raw, 0).to(tl.int32)
+    bad = tl.where(valid & ~ok, STATUS_LABEL, bad)
+    valid = valid & ok
+    return tl.where(valid, yi, 0), valid, bad
 
 
 @triton.jit
@@ -36,17 +66,7 @@ def _tile(x_ptr, y_ptr, b, blk, N, C, ignore, lo, hi,
     offsets = base + offs_c[:, None].to(tl.int64) * N + offs_n[None, :]
     x = tl.load(x_ptr + offsets, mask=inside, other=0.0).to(ACC)
     raw = tl.load(y_ptr + b.to(tl.int64) * N + offs_n, mask=in_n, other=0)
-    y = raw.to(tl.int64)
-    bad = tl.zeros([BLOCK_N], dtype=tl.int32)
-    if FLOAT_LABELS:
-        bad = tl.where(y.to(ACC) != raw.to(ACC), STATUS_LABEL, bad)
-    valid = in_n
-    if HAS_IGNORE:
-        valid = valid & (y != ignore)
-    out_of_range = valid & ((y < 0) | (y >= C))
-    bad = tl.where(out_of_range, STATUS_LABEL, bad)
-    valid = valid & (bad == 0)
-    y = tl.where(valid, y, 0)
+    y, valid, bad = labels(raw, in_n, ignore, C, HAS_IGNORE, FLOAT_LABELS, ACC)
     finite = (x == x) & (tl.abs(x) < float("inf"))
     nonfinite = tl.max(tl.where(inside & ~finite, 1, 0), axis=0)
     bad = tl.where((nonfinite > 0) & in_n, bad | STATUS_NONFINITE, bad)
@@ -79,7 +99,7 @@ def _phi(l, lc, q, gamma, VOXEL: tl.constexpr):
     elif VOXEL == 3:
         out = _pow(-lc, gamma)
     else:
-        out = lc * 0.0
+        out = tl.zeros_like(lc)
     return out
 
 
@@ -96,54 +116,108 @@ def _slope(l, q, unclipped, gamma, VOXEL: tl.constexpr):
         explog = -gamma * _pow(base, gamma - 1.0)
         out = tl.where(unclipped & (base > 0), explog, 0.0)
     else:
-        out = l * 0.0
+        out = tl.zeros_like(l)
     return out
 
 
 @triton.jit
-def _forward_kernel(x_ptr, y_ptr, part_ptr, status_ptr, N, C, nblk, ignore, par_ptr,
+def _forward_kernel(x_ptr, y_ptr, part_ptr, status_ptr, N, C, nblk, nprog, ignore, par_ptr,
                     HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr, SQUARED: tl.constexpr,
                     VOXEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
-    blk = tl.program_id(0)
+    """Program (pid, b) sums the tiles pid, pid + nprog, ... of sample b in registers and writes one partial row."""
+    pid = tl.program_id(0)
     b = tl.program_id(1)
     lo, hi, gamma = tl.load(par_ptr), tl.load(par_ptr + 1), tl.load(par_ptr + 2)  # in ACC: exact for float64
-    offs_n, offs_c, inside, in_c, valid, bad, onehot, p, q, l, lc, unclipped = _tile(
-        x_ptr, y_ptr, b, blk, N, C, ignore, lo, hi, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
-    v = valid.to(ACC)[None, :]
-    tp = tl.sum(tl.where(onehot, p, 0.0) * v, axis=1)
-    pv = p * v
-    pred = tl.sum(pv * p, axis=1) if SQUARED else tl.sum(pv, axis=1)
-    target = tl.sum(tl.where(onehot, v, 0.0), axis=1)
-    phi = _phi(l, lc, q, gamma, VOXEL)
-    vox = tl.sum(tl.where(onehot, phi[None, :] * v, 0.0), axis=1)
-    row = part_ptr + (b.to(tl.int64) * nblk + blk) * 4 * BLOCK_C + offs_c
+    offs_c = tl.arange(0, BLOCK_C)
+    tp = tl.zeros([BLOCK_C], dtype=ACC)
+    pred = tl.zeros([BLOCK_C], dtype=ACC)
+    target = tl.zeros([BLOCK_C], dtype=ACC)
+    vox = tl.zeros([BLOCK_C], dtype=ACC)
+    voxels = tl.zeros([BLOCK_N], dtype=ACC)
+    flags = tl.zeros([BLOCK_N], dtype=tl.int32)
+    for blk in range(pid, nblk, nprog):
+        offs_n, offs_c, inside, in_c, valid, bad, onehot, p, q, l, lc, unclipped = _tile(
+            x_ptr, y_ptr, b, blk, N, C, ignore, lo, hi, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
+        v = valid.to(ACC)[None, :]
+        tp += tl.sum(tl.where(onehot, p, 0.0) * v, axis=1)
+        pv = p * v
+        pred += tl.sum(pv * p, axis=1) if SQUARED else tl.sum(pv, axis=1)
+        target += tl.sum(tl.where(onehot, v, 0.0), axis=1)
+        voxels += valid.to(ACC)
+        flags = flags | bad
+        if VOXEL != 0:
+            phi = _phi(l, lc, q, gamma, VOXEL)
+            vox += tl.sum(tl.where(onehot, phi[None, :] * v, 0.0), axis=1)
+    row = part_ptr + (b.to(tl.int64) * nprog + pid) * ROWS * BLOCK_C + offs_c
     tl.store(row, tp)
     tl.store(row + BLOCK_C, pred)
     tl.store(row + 2 * BLOCK_C, target)
-    tl.store(row + 3 * BLOCK_C, vox)
-    tl.store(status_ptr + b * nblk + blk, tl.max(bad, axis=0))
+    tl.store(row + 3 * BLOCK_C, tl.where(offs_c == 0, tl.sum(voxels, axis=0), 0.0))
+    tl.store(row + 4 * BLOCK_C, vox)
+    tl.store(row + 5 * BLOCK_C, tl.zeros([BLOCK_C], dtype=ACC))
+    tl.store(status_ptr + b * nprog + pid, tl.reduce(flags, 0, _bit_or))
 
 
 @triton.jit
-def _backward_kernel(x_ptr, y_ptr, coef_ptr, grad_ptr, N, C, ignore, par_ptr,
+def _finalize_kernel(part_ptr, status_ptr, out_ptr, B, C, nblk, BLOCK_C: tl.constexpr, CHUNK: tl.constexpr):
+    """One program: sums the (B, nblk, ROWS, BLOCK_C) partial tables over the blocks in float64, in a fixed order
+    (deterministic), into the packed (B, ROWS, C) result (its dtype), and ORs the blocks' status words into the word
+    after them (status_ptr[B * nblk])."""
+    rows = tl.arange(0, 8)
+    offs_c = tl.arange(0, BLOCK_C)
+    offs_k = tl.arange(0, CHUNK)
+    word = tl.zeros([CHUNK], dtype=tl.int32)
+    for b in range(B):
+        acc = tl.zeros([8, BLOCK_C], dtype=tl.float64)
+        for start in range(0, nblk, CHUNK):
+            blk = start + offs_k
+            inside = blk < nblk
+            where = (b * nblk + blk)[:, None, None] * ROWS + rows[None, :, None]
+            mask = inside[:, None, None] & (rows < ROWS)[None, :, None]
+            part = tl.load(part_ptr + where * BLOCK_C + offs_c[None, None, :], mask=mask, other=0.0)
+            acc += tl.sum(part.to(tl.float64), axis=0)
+            word = word | tl.load(status_ptr + b * nblk + blk, mask=inside, other=0)
+        dest = out_ptr + (b * ROWS + rows[:, None]) * C + offs_c[None, :]
+        tl.store(dest, acc.to(out_ptr.dtype.element_ty), mask=(rows < ROWS)[:, None] & (offs_c < C)[None, :])
+    tl.store(status_ptr + B * nblk, tl.reduce(word, 0, _bit_or))
+
+
+@triton.jit
+def _coef(ptr, b, stride_b, stride_c, offs_c, C, HAS: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+    """Row b of a (B, C) incoming gradient of any strides (zeros where padded or where the table got none)."""
+    if HAS:
+        out = tl.load(ptr + b.to(tl.int64) * stride_b + offs_c * stride_c, mask=offs_c < C, other=0.0).to(ACC)
+    else:
+        out = tl.zeros([BLOCK_C], dtype=ACC)
+    return out
+
+
+@triton.jit
+def _backward_kernel(x_ptr, y_ptr, k_ptr, a_ptr, u_ptr, grad_ptr, N, C, ignore, par_ptr, kb, kc, ab, ac, ub, uc,
                      HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr, SQUARED: tl.constexpr,
-                     VOXEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+                     VOXEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
+                     HAS_K: tl.constexpr, HAS_A: tl.constexpr, HAS_U: tl.constexpr):
     blk = tl.program_id(0)
     b = tl.program_id(1)
     lo, hi, gamma = tl.load(par_ptr), tl.load(par_ptr + 1), tl.load(par_ptr + 2)  # in ACC: exact for float64
     offs_n, offs_c, inside, in_c, valid, bad, onehot, p, q, l, lc, unclipped = _tile(
         x_ptr, y_ptr, b, blk, N, C, ignore, lo, hi, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
-    crow = coef_ptr + b.to(tl.int64) * 3 * BLOCK_C + offs_c
-    k = tl.load(crow)
-    a = tl.load(crow + BLOCK_C)
-    u = tl.load(crow + 2 * BLOCK_C)
+    k = _coef(k_ptr, b, kb, kc, offs_c, C, HAS_K, BLOCK_C, ACC)
+    a = _coef(a_ptr, b, ab, ac, offs_c, C, HAS_A, BLOCK_C, ACC)
+    u = _coef(u_ptr, b, ub, uc, offs_c, C, HAS_U, BLOCK_C, ACC)
     v = valid.to(ACC)
-    g = (2.0 * k[:, None] * p if SQUARED else k[:, None] + p * 0.0) * v[None, :]
+    if SQUARED:
+        g = 2.0 * k[:, None] * p * v[None, :]
+    else:
+        g = tl.broadcast_to(k[:, None], (BLOCK_C, BLOCK_N)) * v[None, :]
     big_k = tl.sum(g * p, axis=0)
     p_y = tl.sum(tl.where(onehot, p, 0.0), axis=0)
     a_y = tl.sum(tl.where(onehot, a[:, None], 0.0), axis=0)
-    u_y = tl.sum(tl.where(onehot, u[:, None], 0.0), axis=0)
-    s = v * (p_y * a_y + u_y * _slope(l, q, unclipped, gamma, VOXEL))
+    s = p_y * a_y
+    if VOXEL != 0:
+        u_y = tl.sum(tl.where(onehot, u[:, None], 0.0), axis=0)
+        s += u_y * _slope(l, q, unclipped, gamma, VOXEL)
+    s = v * s
     dx = p * (g - big_k[None, :]) + tl.where(onehot, (s * q)[None, :], -p * s[None, :])
     base = b.to(tl.int64) * C * N
     offsets = base + offs_c[:, None].to(tl.int64) * N + offs_n[None, :]

@@ -1,19 +1,21 @@
 """Triton kernels for the sigmoid tables (the math is in :mod:`medloss.backends.eager.sigmoid`).
 
-Each program takes a BLOCK_C x BLOCK_N tile of one sample's logits and its target (a label map row, or the dense
-tile), recomputes p = sigmoid(x) in registers and writes partial tables (TP, PRED, TARGET, VPOS, VNEG and the voxel
-count) that torch sums; backward reads the same tile and writes the gradient. Imported on first use; only Triton
-features present in Triton 3.6 and 3.9.
+A forward program walks BLOCK_C x BLOCK_N tiles of one sample's logits and target (a label map row, or the dense
+tile; grid-stride), recomputes p = sigmoid(x) in registers and accumulates one partial row (TP, PRED, TARGET, the
+voxel count, VPOS, VNEG) that the finalize kernel sums; a backward program reads one tile and writes its
+gradient. Imported on first use; only Triton features present in Triton 3.6 and 3.9.
 """
 
 import triton
 import triton.language as tl
 
 from medloss.backends import triton as _api
+from medloss.backends.triton._kernels import _bit_or, _coef, labels
 
 STATUS_NONFINITE = tl.constexpr(_api.STATUS_NONFINITE)
 STATUS_LABEL = tl.constexpr(_api.STATUS_LABEL)
 STATUS_SOFT = tl.constexpr(_api.STATUS_SOFT)
+ROWS = tl.constexpr(_api.ROWS)
 
 
 @triton.jit
@@ -27,6 +29,13 @@ def _log1p(u):
 def _softplus(z):
     """log(1 + e^z), stable for any z."""
     return tl.maximum(z, 0.0) + _log1p(tl.exp(-tl.abs(z)))
+
+
+@triton.jit
+def _softplus_pair(x):
+    """(softplus(x), softplus(-x)) with one exp and one log: they share log1p(e^-|x|)."""
+    tail = _log1p(tl.exp(-tl.abs(x)))
+    return tl.maximum(x, 0.0) + tail, tl.maximum(-x, 0.0) + tail
 
 
 @triton.jit
@@ -57,14 +66,7 @@ def _tile(x_ptr, t_ptr, b, blk, N, C, NCLS, ignore,
         g = tl.where(counted, t, 0.0)
     else:
         raw = tl.load(t_ptr + b.to(tl.int64) * N + offs_n, mask=in_n, other=0)
-        y = raw.to(tl.int64)
-        if FLOAT_LABELS:
-            bad = tl.where(in_n & (y.to(ACC) != raw.to(ACC)), STATUS_LABEL, bad)
-        valid = in_n
-        if HAS_IGNORE:
-            valid = valid & (y != ignore)
-        bad = tl.where(valid & ((y < 0) | (y >= NCLS)), STATUS_LABEL, bad)
-        valid = valid & (bad == 0)
+        y, valid, bad = labels(raw, in_n, ignore, NCLS, HAS_IGNORE, FLOAT_LABELS, ACC)
         hot = tl.where(C == 1, 1, offs_c)
         g = tl.where((hot[:, None] == y[None, :]) & inside & valid[None, :], 1.0, 0.0).to(ACC)
     finite = (x == x) & (tl.abs(x) < float("inf"))
@@ -75,58 +77,71 @@ def _tile(x_ptr, t_ptr, b, blk, N, C, NCLS, ignore,
 
 
 @triton.jit
-def _forward_kernel(x_ptr, t_ptr, part_ptr, status_ptr, N, C, NCLS, nblk, ignore, par_ptr,
+def _forward_kernel(x_ptr, t_ptr, part_ptr, status_ptr, N, C, NCLS, nblk, nprog, ignore, par_ptr,
                     DENSE: tl.constexpr, HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr,
                     SQUARED: tl.constexpr, VOXEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
                     ACC: tl.constexpr):
-    blk = tl.program_id(0)
+    """Program (pid, b) sums the tiles pid, pid + nprog, ... of sample b in registers and writes one partial row."""
+    pid = tl.program_id(0)
     b = tl.program_id(1)
     gamma = tl.load(par_ptr)  # in ACC: exact for float64
-    offs_n, offs_c, inside, valid, bad, x, g, v = _tile(
-        x_ptr, t_ptr, b, blk, N, C, NCLS, ignore, DENSE, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
-    p = 1.0 / (1.0 + tl.exp(-x))
-    pv = p * v
-    gv = g * v
-    tp = tl.sum(pv * g, axis=1)
-    pred = tl.sum(pv * p, axis=1) if SQUARED else tl.sum(pv, axis=1)
-    target = tl.sum(gv * g, axis=1) if SQUARED else tl.sum(gv, axis=1)
-    if VOXEL == 1:
-        pos = gv * _softplus(-x)  # -log p
-        neg = (v - gv) * _softplus(x)  # -log(1 - p)
-    elif VOXEL == 2:
-        bce = g * _softplus(-x) + (1.0 - g) * _softplus(x)
-        focal = tl.exp(-gamma * _softplus(x * (2.0 * g - 1.0))) * bce  # sigmoid(x (1 - 2g))^gamma * bce
-        pos = gv * focal
-        neg = (v - gv) * focal
-    else:
-        pos = x * 0.0
-        neg = x * 0.0
-    voxels = tl.sum(tl.where(valid, 1.0, 0.0).to(ACC), axis=0)
-    row = part_ptr + (b.to(tl.int64) * nblk + blk) * 6 * BLOCK_C + offs_c
+    offs_c = tl.arange(0, BLOCK_C)
+    tp = tl.zeros([BLOCK_C], dtype=ACC)
+    pred = tl.zeros([BLOCK_C], dtype=ACC)
+    target = tl.zeros([BLOCK_C], dtype=ACC)
+    pos_sum = tl.zeros([BLOCK_C], dtype=ACC)
+    neg_sum = tl.zeros([BLOCK_C], dtype=ACC)
+    voxels = tl.zeros([BLOCK_N], dtype=ACC)
+    flags = tl.zeros([BLOCK_N], dtype=tl.int32)
+    for blk in range(pid, nblk, nprog):
+        offs_n, offs_c, inside, valid, bad, x, g, v = _tile(
+            x_ptr, t_ptr, b, blk, N, C, NCLS, ignore, DENSE, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
+        p = 1.0 / (1.0 + tl.exp(-x))
+        pv = p * v
+        gv = g * v
+        tp += tl.sum(pv * g, axis=1)
+        pred += tl.sum(pv * p, axis=1) if SQUARED else tl.sum(pv, axis=1)
+        target += tl.sum(gv * g, axis=1) if SQUARED else tl.sum(gv, axis=1)
+        voxels += valid.to(ACC)
+        flags = flags | bad
+        if VOXEL != 0:
+            sp_pos, sp_neg = _softplus_pair(x)  # -log(1 - p), -log p
+            if VOXEL == 1:
+                pos = gv * sp_neg
+                neg = (v - gv) * sp_pos
+            else:
+                bce = g * sp_neg + (1.0 - g) * sp_pos
+                focal = tl.exp(-gamma * _softplus(x * (2.0 * g - 1.0))) * bce  # sigmoid(x (1 - 2g))^gamma * bce
+                pos = gv * focal
+                neg = (v - gv) * focal
+            pos_sum += tl.sum(pos, axis=1)
+            neg_sum += tl.sum(neg, axis=1)
+    row = part_ptr + (b.to(tl.int64) * nprog + pid) * ROWS * BLOCK_C + offs_c
     tl.store(row, tp)
     tl.store(row + BLOCK_C, pred)
     tl.store(row + 2 * BLOCK_C, target)
-    tl.store(row + 3 * BLOCK_C, tl.sum(pos, axis=1))
-    tl.store(row + 4 * BLOCK_C, tl.sum(neg, axis=1))
-    tl.store(row + 5 * BLOCK_C, tl.where(offs_c == 0, voxels, 0.0))
-    tl.store(status_ptr + b * nblk + blk, tl.max(bad, axis=0))
+    tl.store(row + 3 * BLOCK_C, tl.where(offs_c == 0, tl.sum(voxels, axis=0), 0.0))
+    tl.store(row + 4 * BLOCK_C, pos_sum)
+    tl.store(row + 5 * BLOCK_C, neg_sum)
+    tl.store(status_ptr + b * nprog + pid, tl.reduce(flags, 0, _bit_or))
 
 
 @triton.jit
-def _backward_kernel(x_ptr, t_ptr, coef_ptr, grad_ptr, N, C, NCLS, ignore, par_ptr,
+def _backward_kernel(x_ptr, t_ptr, k_ptr, a_ptr, upos_ptr, uneg_ptr, grad_ptr, N, C, NCLS, ignore, par_ptr,
+                     kb, kc, ab, ac, pb, pc, nb, nc,
                      DENSE: tl.constexpr, HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr,
                      SQUARED: tl.constexpr, VOXEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
-                     ACC: tl.constexpr):
+                     ACC: tl.constexpr, HAS_K: tl.constexpr, HAS_A: tl.constexpr, HAS_P: tl.constexpr,
+                     HAS_N: tl.constexpr):
     blk = tl.program_id(0)
     b = tl.program_id(1)
     gamma = tl.load(par_ptr)  # in ACC: exact for float64
     offs_n, offs_c, inside, valid, bad, x, g, v = _tile(
         x_ptr, t_ptr, b, blk, N, C, NCLS, ignore, DENSE, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
-    crow = coef_ptr + b.to(tl.int64) * 4 * BLOCK_C + offs_c
-    k = tl.load(crow)[:, None]
-    a = tl.load(crow + BLOCK_C)[:, None]
-    upos = tl.load(crow + 2 * BLOCK_C)[:, None]
-    uneg = tl.load(crow + 3 * BLOCK_C)[:, None]
+    k = _coef(k_ptr, b, kb, kc, offs_c, C, HAS_K, BLOCK_C, ACC)[:, None]
+    a = _coef(a_ptr, b, ab, ac, offs_c, C, HAS_A, BLOCK_C, ACC)[:, None]
+    upos = _coef(upos_ptr, b, pb, pc, offs_c, C, HAS_P, BLOCK_C, ACC)[:, None]
+    uneg = _coef(uneg_ptr, b, nb, nc, offs_c, C, HAS_N, BLOCK_C, ACC)[:, None]
     p = 1.0 / (1.0 + tl.exp(-x))
     q = 1.0 / (1.0 + tl.exp(x))  # 1 - p, accurate where p is near 1
     dp = a * g + (2.0 * k * p if SQUARED else k)
@@ -134,7 +149,8 @@ def _backward_kernel(x_ptr, t_ptr, coef_ptr, grad_ptr, N, C, NCLS, ignore, par_p
     if VOXEL == 1:
         dx += upos * g * (-q) + uneg * (1.0 - g) * p
     elif VOXEL == 2:
-        bce = g * _softplus(-x) + (1.0 - g) * _softplus(x)
+        sp_pos, sp_neg = _softplus_pair(x)
+        bce = g * sp_neg + (1.0 - g) * sp_pos
         z = x * (2.0 * g - 1.0)
         w = tl.exp(-gamma * _softplus(z))
         slope = w * (gamma * (1.0 / (1.0 + tl.exp(-z))) * (1.0 - 2.0 * g) * bce + p - g)

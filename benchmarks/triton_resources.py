@@ -1,0 +1,153 @@
+#!/usr/bin/env python
+"""Resources of every Triton kernel variant of medloss, compiled ahead of time for an H100 (sm_90) without a GPU.
+
+    python benchmarks/triton_resources.py                  # every variant (a few minutes on 2 cores)
+    python benchmarks/triton_resources.py --quick          # one variant per kernel (what the test runs)
+    python benchmarks/triton_resources.py --only "C=4 fp32 focal" --json out.json
+
+For each variant (kernel x logits dtype x class bucket x voxel term x target kind, N a multiple of 16 or not) it
+prints the registers per thread, the spill stores and stack frame (``ptxas -v`` on the generated PTX), the local
+stores (``st.local`` in the PTX), the shared memory Triton reserved, and how the global loads of the kernel are
+issued (``ld.global`` vector width: v4/v2 are vectorised, v1 scalar). Exits 1 when any variant spills.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+os.environ["TRITON_INTERPRET"] = "0"  # compile for real: the interpreter's kernels cannot be lowered
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+from medloss.backends import triton as api  # noqa: E402
+from medloss.functional.options import TableOptions  # noqa: E402
+
+TARGET = GPUTarget("cuda", 90, 32)
+PTR = {torch.float32: "*fp32", torch.float64: "*fp64", torch.bfloat16: "*bf16", torch.float16: "*fp16",
+       torch.int64: "*i64", torch.uint8: "*u8", torch.int32: "*i32"}
+SOFTMAX_TERMS = {"none": 0, "ce": 1, "focal": 2, "explog": 3}
+SIGMOID_TERMS = {"none": 0, "bce": 1, "focal": 2}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
+
+
+def _ptxas():
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    return get_ptxas(TARGET.arch).path
+
+
+def compile_variant(fn, types: dict, constexprs: dict, aligned: bool) -> dict:
+    """Compile ``fn`` with argument ``types`` (pointer/scalar type strings) and ``constexprs``; pointers are
+    16-byte aligned (torch allocations are), integer sizes divisible by 16 only when ``aligned``."""
+    signature, attrs = {}, {}
+    for i, name in enumerate(fn.arg_names):
+        if name in constexprs:
+            signature[name] = "constexpr"
+        else:
+            signature[name] = types.get(name, "i32")
+            if signature[name].startswith("*") or (aligned and name == "N"):
+                attrs[(i,)] = [["tt.divisibility", 16]]
+    warps = {"num_warps": api.WARPS} if "BLOCK_N" in constexprs else None  # the finalize kernel runs with 4
+    kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=TARGET, options=warps)
+    ptx = kernel.asm["ptx"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "k.ptx")
+        with open(path, "w") as fh:
+            fh.write(ptx)
+        log = subprocess.run([_ptxas(), "-v", "--gpu-name=sm_90a", path, "-o", os.path.join(tmp, "k.cubin")],
+                             capture_output=True, text=True, check=True).stderr
+    regs = re.search(r"Used (\d+) registers", log)
+    spill = re.search(r"(\d+) bytes spill stores", log)
+    stack = re.search(r"(\d+) bytes stack frame", log)
+    loads = re.findall(r"ld\.global(?:\.[a-z]+)*?(\.v[248])?\.[busf]\d+", ptx)
+    widths = sorted({w[2:] if w else "1" for w in loads}, key=int, reverse=True)
+    return {"regs": int(regs.group(1)) if regs else None, "spill_bytes": int(spill.group(1)) if spill else 0,
+            "stack_bytes": int(stack.group(1)) if stack else 0, "local_stores": ptx.count("st.local"),
+            "shared": kernel.metadata.shared, "load_widths": "/".join(f"v{w}" for w in widths) or "-"}
+
+
+def variants(quick: bool):
+    """(name, kernel, types, constexprs) of every variant (``quick``: the first of each kernel)."""
+    soft = api.kernels("softmax")
+    sig = api.kernels("sigmoid")
+    tl = soft.tl
+    classes = (4, 14) if not quick else (4,)
+    dtypes = DTYPES if not quick else {"fp32": torch.float32}
+    for (dname, dtype), c, (term, voxel), labels in itertools.product(
+            dtypes.items(), classes, SOFTMAX_TERMS.items(), (torch.int64, torch.uint8)):
+        if quick and (voxel not in (0, 1) or labels != torch.int64):
+            continue
+        block_n, block_c = api.blocks(c, TableOptions(voxel_term=[None, "ce", "focal", "explog"][voxel]), dtype)
+        acc = tl.float64 if dtype == torch.float64 else tl.float32
+        ctype = "*fp64" if dtype == torch.float64 else "*fp32"
+        common = dict(HAS_IGNORE=True, FLOAT_LABELS=False, SQUARED=False, VOXEL=voxel, BLOCK_N=block_n,
+                      BLOCK_C=block_c, ACC=acc)
+        types = dict(x_ptr=PTR[dtype], y_ptr=PTR[labels], part_ptr=ctype, status_ptr="*i32", par_ptr=ctype,
+                     grad_ptr=PTR[dtype], k_ptr=ctype, a_ptr=ctype, u_ptr=ctype)
+        name = f"softmax C={c} {dname} {term} {str(labels)[6:]}"
+        yield name + " forward", soft._forward_kernel, types, common
+        yield name + " backward", soft._backward_kernel, types, dict(common, HAS_K=True, HAS_A=True, HAS_U=voxel > 0)
+    for (dname, dtype), c, (term, voxel), dense in itertools.product(
+            dtypes.items(), classes, SIGMOID_TERMS.items(), (False, True)):
+        if quick and (voxel != 2 or dense):
+            continue
+        options = TableOptions(activation="sigmoid", voxel_term=[None, "bce", "focal"][voxel])
+        block_n, block_c = api.blocks(c, options, dtype)
+        acc = tl.float64 if dtype == torch.float64 else tl.float32
+        ctype = "*fp64" if dtype == torch.float64 else "*fp32"
+        common = dict(DENSE=dense, HAS_IGNORE=not dense, FLOAT_LABELS=False, SQUARED=False, VOXEL=voxel,
+                      BLOCK_N=block_n, BLOCK_C=block_c, ACC=acc)
+        types = dict(x_ptr=PTR[dtype], t_ptr=PTR[dtype] if dense else "*i64", part_ptr=ctype, status_ptr="*i32",
+                     par_ptr=ctype, grad_ptr=PTR[dtype], k_ptr=ctype, a_ptr=ctype, upos_ptr=ctype, uneg_ptr=ctype)
+        name = f"sigmoid C={c} {dname} {term} {'dense' if dense else 'labels'}"
+        yield name + " forward", sig._forward_kernel, types, common
+        yield name + " backward", sig._backward_kernel, types, dict(common, HAS_K=True, HAS_A=True, HAS_P=voxel > 0,
+                                                                     HAS_N=voxel > 0)
+    for c, dname in itertools.product(classes, ("fp32", "fp64") if not quick else ("fp32",)):
+        block_c = api.blocks(c)[1]
+        ctype = f"*{dname}"
+        yield (f"finalize C={c} {dname}", soft._finalize_kernel, dict(part_ptr=ctype, status_ptr="*i32", out_ptr=ctype),
+               dict(BLOCK_C=block_c, CHUNK=max(1, min(64, 512 // block_c))))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one variant per kernel")
+    parser.add_argument("--only", action="append", default=[], metavar="NAME",
+                        help="only the variants whose name holds NAME (repeatable), e.g. 'fp32 focal'")
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args(argv)
+    print(f"triton {triton.__version__}, target sm_90")
+    print(f"{'variant':44} {'N%16':>5} {'regs':>4} {'spill B':>7} {'stack B':>7} {'st.local':>8} {'smem B':>6}  loads")
+    rows, spills = [], 0
+    for name, fn, types, constexprs in variants(args.quick):
+        if args.only and not any(part in name for part in args.only):
+            continue
+        for aligned in (True, False):
+            if name.startswith("finalize") and not aligned:
+                continue
+            r = compile_variant(fn, types, constexprs, aligned)
+            r.update(variant=name, n_multiple_of_16=aligned)
+            rows.append(r)
+            spills += bool(r["spill_bytes"] or r["local_stores"])
+            print(f"{name:44} {'yes' if aligned else 'no':>5} {r['regs']:4d} {r['spill_bytes']:7d} "
+                  f"{r['stack_bytes']:7d} {r['local_stores']:8d} {r['shared']:6d}  {r['load_widths']}", flush=True)
+    print(f"{len(rows)} variants, {spills} with spills")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"triton": triton.__version__, "rows": rows}, fh, indent=1)
+    return 1 if spills else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
