@@ -208,3 +208,32 @@ def test_sigmoid_compounds_native_equals_eager(name, make, layout, dtype, rtol, 
     (v1, g1), (v2, g2) = _loss_both_engines(make, x, target, monkeypatch)
     torch.testing.assert_close(v1, v2, rtol=rtol, atol=0)
     torch.testing.assert_close(g1, g2, rtol=rtol, atol=rtol * float(g2.abs().max()))
+
+
+@pytest.mark.parametrize("dtype", [torch.int16, torch.uint8, torch.bool, torch.int64])
+@pytest.mark.parametrize("ignore", [None, 255])
+def test_integer_dense_targets_stay_on_the_kernel_with_the_float_targets_numbers(dtype, ignore):
+    from medloss import backends
+
+    if ignore is not None and dtype in (torch.bool, torch.int64):
+        pytest.skip("bool cannot hold 255; int64 is covered without it")
+    gen = torch.Generator().manual_seed(11)
+    channels = 1 if ignore is not None else 3  # BCE+Dice takes the fused tables with ignore_index for one channel
+    x = torch.randn(2, channels, 6, 5, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(2, channels, 6, 5, 4, generator=gen) > 0.6
+    target = mask.to(dtype)
+    if ignore is not None:
+        target[:, :, :2] = ignore
+    options = TableOptions(activation="sigmoid", dense=True, ignore_index=ignore)
+    assert backends.engine_for(x.detach().flatten(2), target.flatten(2), options) == "native"
+    loss = L.BCEDiceLoss(batch=True, ignore_index=ignore)
+    value, = torch.autograd.grad(loss(x, target), x)
+    reference, = torch.autograd.grad(loss(x, target.double()), x)
+    torch.testing.assert_close(value, reference, rtol=0, atol=0)
+    torch.testing.assert_close(loss(x, target), loss(x, target.double()), rtol=0, atol=0)
+
+
+def test_integer_dense_targets_outside_zero_one_are_a_typed_error():
+    x = torch.randn(1, 2, 4, 4, 4)
+    with pytest.raises(LabelValueError):
+        L.BCEDiceLoss()(x, torch.full((1, 2, 4, 4, 4), 2, dtype=torch.int16))

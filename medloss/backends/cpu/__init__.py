@@ -89,8 +89,8 @@ def takes(logits: torch.Tensor, target: object, options) -> bool:
         return False
     if options.activation == "softmax":
         return target.dtype in _LABELS and logits.shape[1] > 1
-    if options.dense:
-        return target.dtype in (torch.float32, torch.float64)
+    if options.dense:  # the kernel reads float targets; integer and bool ones are read as such (_dense_target)
+        return target.dtype in (torch.float32, torch.float64) or target.dtype in _INT_DENSE
     return target.dtype in _LABELS
 
 
@@ -104,6 +104,19 @@ def _raise_for_status(status: int, logits: torch.Tensor, label_check) -> None:
         raise MemoryError("medloss native kernel: could not allocate its per-thread scratch buffers.")
     if status != 0:
         raise RuntimeError(f"medloss native kernel failed with status {status} (please report this).")
+
+
+#: integer dense targets (e.g. nnU-Net's int16 region masks), converted for the kernel instead of sending the
+#: whole loss to the eager engine (8x the time and 7x the memory at 2x14x96^3)
+_INT_DENSE = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _dense_target(target: torch.Tensor, logits: torch.Tensor, options) -> torch.Tensor:
+    """The target as the kernel reads it: contiguous, and a dense integer one in the logits' dtype (exact for the
+    values a binary or ignore-marked target holds)."""
+    if options.activation == "sigmoid" and options.dense and target.dtype in _INT_DENSE:
+        return target.to(logits.dtype, memory_format=torch.contiguous_format)
+    return target.contiguous()
 
 
 def _tables(rows: int, batch: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,7 +178,7 @@ def forward(logits, target, options):
     there); what it finds raises the eager path's typed error, or, where the eager engine defines the result
     (:func:`_eager_instead`), the eager engine computes it."""
     batch, num_classes = logits.shape[:2]
-    target = target.contiguous()
+    target = _dense_target(target, logits, options)
     sigmoid = options.activation == "sigmoid"
     sums, counts = _tables(5 if sigmoid else 3, batch, num_classes)
     status = (_run_sigmoid if sigmoid else _run)(False, logits, target, options, sums, counts)
@@ -184,7 +197,7 @@ def forward(logits, target, options):
 def backward(logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg):
     """Engine entry: dL/dlogits from the (B, C) gradients of TP, PRED, VPOS and VNEG (the eager engine's, where
     forward handed the inputs to it)."""
-    target = target.contiguous()
+    target = _dense_target(target, logits, options)
     grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
     if options.activation == "sigmoid":
         coef = _coefficients((grad_pred, grad_tp, grad_vpos, grad_vneg))
