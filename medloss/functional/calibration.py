@@ -76,7 +76,8 @@ def nacl_loss(
         )
     prepare.label_map(target, input, channels_fix=prepare.LABEL_MAP_ONLY)
     ce = cross_entropy_loss(input, target, ignore_index=ignore_index, check_input=check_input)
-    labels, valid = prepare.labels_and_mask(target, input, ignore_index=ignore_index, check_input=check_input)
+    # the cross-entropy above checked the labels (inside the table operator's pass): no second pass here
+    labels, valid = prepare.labels_and_mask(target, input, ignore_index=ignore_index, check_input=False)
     x = input.to(prepare.compute_dtype(input))
     onehot = torch.zeros_like(x).scatter_(1, labels.reshape(x.shape[0], 1, *x.shape[2:]), 1.0)
     if valid is not None:

@@ -67,8 +67,10 @@ def test_matches_the_paper_formula_with_ignored_voxels(batch):
 def test_a_perfect_prediction_scores_zero_with_zero_gradient():
     _, y = _case(1)
     p = _onehot(y, 3).requires_grad_()
-    loss = MCCLoss(reduction="none")(p, y.expand(-1, 3, -1, -1, -1).eq(torch.arange(3).view(1, 3, 1, 1, 1)).double())
+    loss = MCCLoss(reduction="none")(p, _onehot(y, 3))
     assert torch.equal(loss, torch.zeros_like(loss))
+    loss.sum().backward()
+    assert torch.count_nonzero(p.grad) == 0
 
 
 def test_ignored_voxels_are_inert():
