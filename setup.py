@@ -14,8 +14,10 @@ from pathlib import Path
 
 from setuptools import Extension, find_packages, setup
 
-COMPILE_ARGS = [] if sys.platform == "win32" else ["-O3", "-std=c99", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-pthread"]
-LINK_ARGS = [] if sys.platform == "win32" else ["-pthread", "-lm"] + (["-ldl"] if sys.platform.startswith("linux") else [])
+COMPILE_ARGS = [] if sys.platform == "win32" else ["-O3", "-std=c99", "-fopenmp-simd", "-fno-math-errno",
+                                                   "-fno-trapping-math", "-pthread"]
+LINK_ARGS = [] if sys.platform == "win32" else ["-pthread", "-lm"] + (["-ldl"] if sys.platform.startswith("linux")
+                                                                      else [])
 
 #: what a bundle folder ships, relative to bundles/ (globs); everything else under bundles/ stays out of the wheel
 BUNDLE_FILES = ("README.md", "schema/*.json", "*/LICENSE", "*/configs/*.json", "*/configs/*.conf", "*/docs/*.md",

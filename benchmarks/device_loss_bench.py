@@ -33,7 +33,8 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from run_loss_bench import HARNESS, IMPLS as _ALL_IMPLS  # noqa: E402  (one list of medloss/MONAI pairs)
+from run_loss_bench import HARNESS  # noqa: E402  (one list of medloss/MONAI pairs)
+from run_loss_bench import IMPLS as _ALL_IMPLS  # noqa: E402
 
 IMPLS = {k: v for k, v in _ALL_IMPLS.items() if k != "lovasz"}  # Lovász has no MONAI counterpart
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -41,15 +41,17 @@ import torch  # noqa: E402
 #: aten ops that launch nothing on CUDA: views, metadata, allocation
 NON_LAUNCHING = frozenset(
     "aten::" + name for name in (
-        "empty empty_like empty_strided new_empty new_empty_strided view reshape _reshape_alias _unsafe_view "
-        "as_strided alias detach detach_ t transpose permute unsqueeze squeeze expand expand_as select slice "
-        "narrow split unbind chunk flatten unflatten movedim contiguous lift_fresh resolve_conj resolve_neg "
-        "set_ resize_ result_type is_nonzero item to _to_copy_noop numpy_T diagonal view_as unfold"
-    ).split()
+        "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "view", "reshape", "_reshape_alias",
+        "_unsafe_view", "as_strided", "alias", "detach", "detach_", "t", "transpose", "permute", "unsqueeze", "squeeze",
+        "expand", "expand_as", "select", "slice", "narrow", "split", "unbind", "chunk", "flatten", "unflatten",
+        "movedim", "contiguous", "lift_fresh", "resolve_conj", "resolve_neg", "set_", "resize_", "result_type",
+        "is_nonzero", "item", "to", "_to_copy_noop", "numpy_T", "diagonal", "view_as", "unfold"
+    )
 )
 HOST_READ = "aten::_local_scalar_dense"
 #: reductions: one kernel each on CUDA, whatever helper ops the CPU implementation runs below them
-REDUCTIONS = frozenset("aten::" + n for n in "sum mean amax amin max min prod norm linalg_vector_norm all any".split())
+REDUCTIONS = frozenset("aten::" + n for n in ("sum", "mean", "amax", "amin", "max", "min", "prod", "norm",
+                                             "linalg_vector_norm", "all", "any"))
 
 
 def _medloss_cases(check: bool) -> dict:
@@ -87,7 +89,7 @@ class LaunchStubs:
         self.count = 0
         self._saved: list[tuple[object, str, object]] = []
 
-    def __enter__(self) -> "LaunchStubs":
+    def __enter__(self) -> LaunchStubs:
         import triton
 
         from medloss.backends import triton as api
@@ -201,7 +203,7 @@ def host_us(runners: list, x, y, steps: int, rounds: int = 5) -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="2x4x4", help="BxCxS: S^3 voxels (default 2x4x4)")
-    parser.add_argument("--steps", type=int, default=500, 
+    parser.add_argument("--steps", type=int, default=500,
                         help="timed steps per case (5 interleaved rounds; the least median is reported)")
     parser.add_argument("--losses", default="Dice,GDL,Tversky,focal,DiceCE,BCEDice")
     parser.add_argument("--json", help="also write the figures here")
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         for impl, loss_fn, stubs in runners:
             with stubs or contextlib.nullcontext():
                 rows.append((impl, count(loss_fn, x, y, stubs)))
-        for (impl, r), us in zip(rows, host_us([(f, s) for _, f, s in runners], x, y, args.steps)):
+        for (_impl, r), us in zip(rows, host_us([(f, s) for _, f, s in runners], x, y, args.steps), strict=True):
             r["host_us"] = us
         results[key] = dict(rows)
         ref = rows[0][1]["host_us"]

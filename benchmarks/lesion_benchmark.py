@@ -54,7 +54,7 @@ def make_case():
     pred[_box(SHAPE, (10, 200, 30), (18, 210, 40))] = 2  # false-positive blobs
     pred[_box(SHAPE, (145, 100, 20), (150, 105, 25))] = 3
     rng = np.random.default_rng(0)
-    for p in zip(*(rng.integers(0, n, 40) for n in SHAPE)):  # speckles
+    for p in zip(*(rng.integers(0, n, 40) for n in SHAPE), strict=True):  # speckles
         pred[p] = 3
     return pred, ref
 
@@ -159,7 +159,7 @@ def main():
     print(f"case {SHAPE}, 1 mm, lesions WT/TC/ET; {args.repeats} interleaved runs; numbers equal (1e-6)")
     print("| region | " + " | ".join(KEYS.values()) + " |\n|" + "---|" * (len(KEYS) + 1))
     print("\n".join(table))
-    print(f"\n| implementation | runs (s) | median s |\n|---|---|---|")
+    print("\n| implementation | runs (s) | median s |\n|---|---|---|")
     print(f"| official BraTS 2023 `get_LesionWiseResults` | {', '.join(f'{t:.2f}' for t in t_off)} | {mo:.2f} |")
     print(f"| medloss `score_case` (brats23 preset) | {', '.join(f'{t:.3f}' for t in t_med)} | {mm:.3f} |")
     print(f"\nspeed-up (median): {mo / mm:.1f}x")

@@ -287,7 +287,7 @@ def plot(summary: list[dict], path: Path) -> None:
                              squeeze=False)
     for ax in axes.flat[len(metrics):]:
         ax.set_visible(False)
-    for ax, metric in zip(axes.flat, metrics):
+    for ax, metric in zip(axes.flat, metrics, strict=False):
         rows = {r["loss"]: r for r in summary if r["metric"] == metric}
         y = np.arange(len(losses))
         mean = np.array([rows[n]["mean"] for n in losses])
@@ -390,7 +390,14 @@ def main(argv=None) -> int:
     rows = [r for r in rows if r["loss"] in names and int(r["seed"]) < args.seeds]
     runs = [(n, s) for n in names for s in range(args.seeds) if (n, s) not in done]
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
@@ -402,7 +409,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             preds, history = train_and_predict(name, seed, train, test, args.steps, args.batch, args.lr, args.device)
             train_s = time.perf_counter() - t0
-            for case, (pred, ref) in enumerate(zip(preds, test[1])):
+            for case, (pred, ref) in enumerate(zip(preds, test[1], strict=True)):
                 rows.append({"loss": name, "seed": seed, "case": case, "has_lesion": int(ref.any()),
                              **score_case(pred, ref), "final_loss": float(np.mean(history[-10:])),
                              "train_s": round(train_s, 2)})

@@ -15,7 +15,6 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -27,9 +26,8 @@ DIST = [[0.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.6, 0.5], [1.0, 0.6, 0.0, 0.7], [1.0, 
 
 def _pair(name: str):
     """(medloss loss, MONAI loss) for one key; both take (logits, label map)."""
-    import numpy as np
     import monai.losses as M
-    import torch
+    import numpy as np
 
     import medloss.losses as L
 

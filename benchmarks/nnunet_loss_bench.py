@@ -108,7 +108,7 @@ def fwd_bwd(loss, outputs, targets):
 def agree(ref, cand, outputs, targets) -> bool:
     (a, ga), (b, gb) = fwd_bwd(ref, outputs, targets), fwd_bwd(cand, outputs, targets)
     same = torch.allclose(a, b, rtol=1e-4, atol=1e-6)
-    for g, h in zip(ga, gb):
+    for g, h in zip(ga, gb, strict=True):
         same = same and (g is None) == (h is None) and (g is None or torch.allclose(g, h, rtol=1e-4, atol=1e-6))
     return bool(same)
 

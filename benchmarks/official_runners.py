@@ -19,6 +19,7 @@ nibabel 5.1.0, cc3d 3.12.1)::
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -106,8 +107,12 @@ def run_panoptica(pred: np.ndarray, ref: np.ndarray, spacing, regions: dict, met
     """panoptica with connected components and NaiveThresholdMatching (metric >= threshold), per region."""
     import warnings
 
-    from panoptica import ConnectedComponentsInstanceApproximator, InputType, NaiveThresholdMatching, \
-        Panoptica_Evaluator
+    from panoptica import (
+        ConnectedComponentsInstanceApproximator,
+        InputType,
+        NaiveThresholdMatching,
+        Panoptica_Evaluator,
+    )
     from panoptica.metrics import Metric
     from panoptica.utils.label_group import LabelMergeGroup
     from panoptica.utils.segmentation_class import SegmentationClassGroups
@@ -169,10 +174,8 @@ def _versions() -> dict:
 
     out = {"python": sys.version.split()[0]}
     for d in ("numpy", "scipy", "pandas", "connected-components-3d", "panoptica", "BraTS-evaluation", "nibabel"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out[d] = version(d)
-        except PackageNotFoundError:
-            pass
     directory = os.environ.get("BRATS23_METRICS_DIR")
     if os.environ.get("BRATS23_METRICS_COMMIT"):  # a checkout without .git (e.g. a git archive)
         out["BraTS-2023-Metrics"] = os.environ["BRATS23_METRICS_COMMIT"]

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     # label-map options, which the harness passes to every candidate of a run: so Lovász runs on its own
     runs = [k for k in keys if k != "lovasz"], [k for k in keys if k == "lovasz"]
     status = 0
-    for group, extra in zip(runs, ([], ["--impl-kwargs", '{"softmax": true, "to_onehot_y": true}'])):
+    for group, extra in zip(runs, ([], ["--impl-kwargs", '{"softmax": true, "to_onehot_y": true}']), strict=True):
         if not group:
             continue
         cmd = [sys.executable, args.harness, "--losses", ",".join(group), "--kornia", "off"]

@@ -25,6 +25,7 @@ LOSSES = ("SoftclDiceLoss", "SoftDiceclDiceLoss")
 
 def make(impl: str, name: str, channels: int):
     import monai.losses
+
     import medloss.losses
 
     module = medloss.losses if impl == "medloss" else monai.losses

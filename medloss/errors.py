@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection
 from numbers import Integral, Real
+from typing import cast
 
 
 class MedlossError(Exception):
@@ -83,10 +84,10 @@ def did_you_mean(value: object, allowed: Collection[str]) -> str:
         return 1 if len(typed) >= 3 and stem.startswith(typed) and stem != typed else _edit_distance(typed, stem)
 
     ranked = sorted((distance(str(a)), len(str(a)), str(a)) for a in allowed)
-    distance, _, best = ranked[0]
+    best_distance, _, best = ranked[0]
     stem = _stem(best)
     limit = 1 if len(stem) <= 3 else 2 if len(stem) <= 6 else 3
-    return f" Did you mean {best!r}?" if distance <= limit else ""
+    return f" Did you mean {best!r}?" if best_distance <= limit else ""
 
 
 def check_choice(arg: str, value: object, allowed: Collection[str]) -> str:
@@ -118,6 +119,7 @@ def check_number(
     kind = Integral if integer else Real
     if isinstance(value, bool) or not isinstance(value, kind):
         raise OptionTypeError(f"`{arg}` must be {'an integer' if integer else 'a number'}, got {value!r}.")
+    value = cast(float, value)  # typeshed gives numbers.Real no operators; every Real compares like a float
     below = low is not None and (value <= low if low_open else value < low)
     above = high is not None and (value >= high if high_open else value > high)
     if not math.isfinite(value) or below or above:

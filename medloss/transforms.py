@@ -218,8 +218,8 @@ class ClassCountsHandler:
         self.counter = _counter(counter, num_classes, ignore_index)
         self.label_key = label_key
         self.loss = loss
-        if loss is not None and weight_attr is None:
-            weight_attr = "class_weight" if hasattr(loss, "class_weight") else "weight"
+        if weight_attr is None:
+            weight_attr = "class_weight" if loss is not None and hasattr(loss, "class_weight") else "weight"
         if loss is not None and not hasattr(loss, weight_attr):
             raise InvalidOptionError(
                 f"`loss` ({type(loss).__name__}) has no attribute {weight_attr!r} to hold class weights; "

@@ -37,7 +37,8 @@ def selected() -> str:
     choice = os.environ.get("MEDLOSS_BACKEND", "auto").strip().lower() or "auto"
     if choice not in BACKENDS:
         raise InvalidOptionError(
-            f"environment variable MEDLOSS_BACKEND={choice!r} is not one of {', '.join(BACKENDS)}; unset it or pick one."
+            f"environment variable MEDLOSS_BACKEND={choice!r} is not one of {', '.join(BACKENDS)}; "
+            "unset it or pick one."
         )
     return choice
 
@@ -48,9 +49,9 @@ def engine_for(logits: torch.Tensor, target: torch.Tensor, options) -> str:
     choice = selected()
     if choice in ("auto", "native") and ENGINES["native"].takes(logits, target, options):
         return "native"
-    if choice == "triton" or (choice == "auto" and logits.is_cuda):
-        if ENGINES["triton"].takes(logits, target, options):
-            return "triton"
+    wants_triton = choice == "triton" or (choice == "auto" and logits.is_cuda)
+    if wants_triton and ENGINES["triton"].takes(logits, target, options):
+        return "triton"
     return "eager"
 
 

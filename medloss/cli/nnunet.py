@@ -42,10 +42,11 @@ def path() -> None:
 def trainers() -> None:
     """List medloss's named trainers: -tr name, loss, options, extra (B)CE weight and region-based form."""
     _require_nnunet("trainers")
+    from medloss.nnunet.factory import spec_of
     from medloss.nnunet.trainers import TRAINERS
 
     for name, trainer in TRAINERS.items():
-        spec = trainer.spec
+        spec = spec_of(trainer)
         options = ", ".join(f"{key}={value!r}" for key, value in spec.options.items()) or "defaults"
         extra = f" + {spec.ce:g} x CE" if spec.ce else ""
         regions = spec.region_loss or "not supported"
@@ -67,7 +68,8 @@ def _run(command: str, args: tuple[str, ...]) -> None:
 @nnunet.command("train", context_settings=_PASS_THROUGH)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def train(args: tuple[str, ...]) -> None:
-    """nnUNetv2_train with medloss's trainers, e.g.: medloss nnunet train 1 3d_fullres 0 -tr nnUNetTrainerMedlossDiceTopK10"""
+    """nnUNetv2_train with medloss's trainers, e.g.:
+    medloss nnunet train 1 3d_fullres 0 -tr nnUNetTrainerMedlossDiceTopK10"""
     _run("train", args)
 
 

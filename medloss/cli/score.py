@@ -14,6 +14,7 @@ written). The outputs of a run are written together at its end (:class:`medloss.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -151,7 +152,8 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
 @click.option("--surface", type=click.Choice(_SURFACES), default=None,
               help="Surface convention: 'voxel' = MONAI voxel centres, 'surfel' = DeepMind area-weighted surfels "
                    "[default: the lesion preset's (brats23: surfel), else voxel].")
-@click.option("--tolerance", type=click.FloatRange(min=0, max=1e6), default=1.0, show_default=True, help="NSD tolerance in mm.")
+@click.option("--tolerance", type=click.FloatRange(min=0, max=1e6), default=1.0, show_default=True,
+              help="NSD tolerance in mm.")
 @click.option("--percentile", type=click.FloatRange(0, 100), default=95.0, show_default=True,
               help="Percentile of the robust Hausdorff distance (column hd95).")
 @click.option("--empty", type=click.Choice(("worst", "nan")), default=None,
@@ -267,11 +269,18 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
     from medloss.io import resolve_inputs
     from medloss.scoring import columns, coverage_summary, lesion_config, resolve_regions, worst_distance_mm
     from medloss.scoring.presets import preset_defaults
-    from medloss.scoring.report import (print_report, recipe, summarize, write_csv, write_instances_csv, write_json,
-                                        write_plot)
+    from medloss.scoring.report import (
+        print_report,
+        recipe,
+        summarize,
+        write_csv,
+        write_instances_csv,
+        write_json,
+        write_plot,
+    )
 
     connectivity, dilation, min_volume, matching, threshold = lesion_opts
-    spec = lesion_preset if lesion_preset else (True if lesions or any(v is not None for v in lesion_opts) else False)
+    spec = lesion_preset if lesion_preset else bool(lesions or any(v is not None for v in lesion_opts))
     cfg = lesion_config(spec, connectivity=int(connectivity) if connectivity else None, dilation=dilation,
                         exclude_volume_mm3=min_volume, matching=matching, threshold=threshold)
     surface, worst_distance, empty, regions = preset_defaults(cfg, surface=surface, worst_distance=worst_distance,
@@ -284,8 +293,9 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
                 ignore_index=ignore_index, empty=empty, worst_distance=worst_distance, percentile=percentile,
                 connectivity=None, geometry_tolerance=geometry_tolerance, kd_workers=1 if workers > 1 else -1,
                 uncovered="error" if preset_regions and not allow_uncovered else "warn")
-    errors = [{"case": c, "pred": p, "ref": None, "error": f"{p}: no reference for case {c!r} in {ref}"}
-              for c, p in pairing.missing_reference]
+    errors: list[dict[str, Any]] = [
+        {"case": c, "pred": p, "ref": None, "error": f"{p}: no reference for case {c!r} in {ref}"}
+        for c, p in pairing.missing_reference]
     errors += [{"case": c, "pred": None, "ref": r, "error": f"{r}: no prediction for case {c!r} in {pred}"}
                for c, r in pairing.missing_prediction]
     errors += [{"case": c, "pred": None, "ref": None, "error": msg} for c, _, msg in pairing.unreadable]
@@ -293,7 +303,7 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
         _err(e["error"])
     rows: list[dict] = []
     results = _score_all(pairing.pairs, opts, workers, show_progress=batch)
-    for (case, p, r), (case_rows, err) in zip(pairing.pairs, results):
+    for (case, p, r), (case_rows, err) in zip(pairing.pairs, results, strict=True):
         if err:
             _err(err)
             errors.append({"case": case, "pred": p, "ref": r, "error": err})
@@ -308,9 +318,9 @@ def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty,
     summary = summarize(rows, n_cases=len({r["case"] for r in rows}))
     summary["n_errors"] = len(errors)
     summary.update(_coverage_warnings(coverage_summary(rows), summary["n_cases"]))
-    spacing = {}
-    for r in rows:
-        spacing.setdefault(r["case"], r["spacing_mm"])
+    spacing: dict[str, Any] = {}
+    for row in rows:
+        spacing.setdefault(row["case"], row["spacing_mm"])
     rec = recipe(surface=surface, tolerance=tolerance, percentile=percentile, empty=empty,
                  worst_distance=worst_distance, labels=labels, ignore_index=ignore_index, lesion_cfg=cfg,
                  geometry_tolerance=geometry_tolerance, spacing=spacing, regions=region_list)

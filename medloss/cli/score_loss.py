@@ -6,8 +6,6 @@ import sys
 import click
 
 
-
-
 def run_loss_scoring(pred: str, ref: str, *, name: str, activation: str, options: tuple[str, ...],
                      geometry_tolerance: float, csv_path, json_path, pred_suffix: str, ref_suffix: str,
                      quiet: bool, err) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -33,8 +33,9 @@ def _open(path: Path) -> tuple[tuple[int, ...], Any]:
     try:
         if str(path).lower().endswith(_NIFTI):
             import nibabel as nib
+            from nibabel.spatialimages import SpatialImage
 
-            img = nib.load(str(path))
+            img = cast(SpatialImage, nib.load(str(path)))  # a NIfTI suffix opens as a spatial image
             shape = tuple(int(s) for s in img.shape[:3])
             return shape, lambda: np.asanyarray(img.dataobj)
         import SimpleITK as sitk
@@ -238,7 +239,7 @@ def prepare_data(
         data = load_datalist(path, dataset_dir, val_fraction)
     else:
         data = load_datalist(datalist, dataset_dir, val_fraction)
-    for key, items in data.items():
+    for items in data.values():
         for item in items:
             where = item.pop("_where")
             if not check:

@@ -64,7 +64,8 @@ def signed_distance_maps(label: Any, num_classes: int, spacing: Sequence[float] 
     spacing = check_spacing(spacing, ndim)
     values = torch.as_tensor(label).detach().cpu()
     if ndim < 1 or ndim > 3:
-        raise ShapeMismatchError(f"the label must have shape (1, *S) with 1 to 3 spatial axes, got {tuple(values.shape)}.")
+        raise ShapeMismatchError(
+            f"the label must have shape (1, *S) with 1 to 3 spatial axes, got {tuple(values.shape)}.")
     if values.shape[0] == num_classes and num_classes > 1:
         masks = values.numpy() > 0.5  # one-hot
     elif values.shape[0] == 1:

@@ -125,7 +125,7 @@ class EpochSeeder:
         epoch_seed = self.seed + int(engine.state.epoch) + 100_003 * rank  # DDP ranks draw different augmentations
         set_determinism(seed=epoch_seed)
         dataset = getattr(getattr(engine, "data_loader", None), "dataset", None)
-        transform = getattr(dataset, "transform", None)
+        transform: Any = getattr(dataset, "transform", None)
         if hasattr(transform, "set_random_state"):
             transform.set_random_state(seed=epoch_seed)
 
@@ -150,7 +150,7 @@ class InferenceSummary:
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Any) -> None:
-        loader = getattr(engine, "data_loader", None)
+        loader: Any = getattr(engine, "data_loader", None)
         n = len(loader.dataset) if hasattr(getattr(loader, "dataset", None), "__len__") else engine.state.iteration
         folder = self.output_dir.resolve()
         self.logger.info(
@@ -290,7 +290,8 @@ class TrainingLog:
 
         epochs = [int(r["epoch"]) for r in self.rows]
         loss = [num(r["train_loss"]) for r in self.rows]
-        val = [(e, num(r["val_metric"])) for e, r in zip(epochs, self.rows) if not math.isnan(num(r["val_metric"]))]
+        val = [(e, num(r["val_metric"])) for e, r in zip(epochs, self.rows, strict=True)
+               if not math.isnan(num(r["val_metric"]))]
         fig = Figure(figsize=(6.4, 4.0), dpi=100)
         ax1 = fig.add_subplot()
         ax1.plot(epochs, loss, "o-", color="tab:blue", label="train loss")

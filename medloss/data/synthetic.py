@@ -15,9 +15,9 @@ Everything is a pure function of the seed: the same arguments give the same byte
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -67,7 +67,7 @@ def _soft_ellipsoid(shape, center, radii, box=None) -> np.ndarray:
         box = tuple(slice(0, n) for n in shape)
     grids = _grid(tuple(s.stop - s.start for s in box))
     radii = np.asarray(radii, dtype=np.float64)
-    dist2 = sum(((g + s.start - c) / r) ** 2 for g, s, c, r in zip(grids, box, center, radii))
+    dist2 = sum(((g + s.start - c) / r) ** 2 for g, s, c, r in zip(grids, box, center, radii, strict=True))
     # signed distance to the surface, in voxels, approximated along the mean radius
     signed = (1.0 - np.sqrt(dist2)) * radii.mean()
     out[box] = np.clip(signed + 0.5, 0.0, 1.0)
@@ -78,7 +78,8 @@ def _smooth_field(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
     """Zero-mean, unit-std, spatially smooth random field (Gaussian-filtered white noise at low resolution)."""
     coarse = [max(2, int(round(n / 4))) for n in shape]
     field = ndimage.gaussian_filter(rng.standard_normal(coarse), sigma=sigma / 4.0, mode="wrap")
-    field = ndimage.zoom(field, [n / c for n, c in zip(shape, coarse)], order=1)[tuple(slice(0, n) for n in shape)]
+    field = ndimage.zoom(field, [n / c for n, c in zip(shape, coarse, strict=True)], order=1)
+    field = field[tuple(slice(0, n) for n in shape)]
     field = field - field.mean()
     return field / (field.std() + 1e-12)
 
@@ -119,7 +120,7 @@ def _class_positions(class_contrast: float | Sequence[float], num_classes: int) 
     return positions
 
 
-def _class_radius_ranges(class_radius, num_classes: int) -> list[tuple[float, float]] | None:
+def _class_radius_ranges(class_radius, num_classes: int) -> list[tuple[float, ...]] | None:
     """Per lesion class, its (min, max) radius; ``None`` when every class uses ``radius_range``."""
     if class_radius is None:
         return None
@@ -133,10 +134,10 @@ def _class_radius_ranges(class_radius, num_classes: int) -> list[tuple[float, fl
 
 
 def make_lesion_volume(
-    size: int | tuple[int, int, int] = 64,
+    size: int | Sequence[int] = 64,
     *,
-    num_lesions: tuple[int, int] = (3, 6),
-    radius_range: tuple[float, float] = (2.0, 8.0),
+    num_lesions: Sequence[int] = (3, 6),
+    radius_range: Sequence[float] = (2.0, 8.0),
     num_channels: int = 1,
     num_classes: int = 2,
     noise: float = 0.05,
@@ -207,7 +208,7 @@ def make_lesion_volume(
             lobe_r = radius * rng.uniform(0.7, 1.25, 3)
             lo = np.maximum(np.floor(lobe_center - lobe_r - 2), 0).astype(int)
             hi = np.minimum(np.ceil(lobe_center + lobe_r + 3), shape_arr).astype(int)
-            box = tuple(slice(a, b) for a, b in zip(lo, hi))
+            box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
             occ = _soft_ellipsoid(shape, lobe_center, lobe_r, box) * head
             lesion_occ[cls] = np.maximum(lesion_occ[cls], occ)
         radii_out.append((round(radius, 3), cls))
@@ -220,7 +221,7 @@ def make_lesion_volume(
     bias = np.exp(0.12 * _smooth_field(rng, shape, sigma=12.0))
     image = np.empty((num_channels,) + shape, dtype=np.float32)
     for ch in range(num_channels):
-        tissue = sum(f * c for f, c in zip(fractions, _CONTRASTS[ch, :4]))
+        tissue = sum(f * c for f, c in zip(fractions, _CONTRASTS[ch, :4], strict=True))
         tissue = tissue * (1.0 + 0.04 * _smooth_field(rng, shape, sigma=3.0))  # tissue texture
         lesion_level = np.zeros(shape)
         for cls in range(1, num_classes):
@@ -267,11 +268,11 @@ def make_lesion_dataset(
     num_samples: int = 16,
     *,
     num_val: int | None = None,
-    size: int | tuple[int, int, int] = 64,
+    size: int | Sequence[int] = 64,
     num_channels: int = 1,
     num_classes: int = 2,
-    num_lesions: tuple[int, int] = (3, 6),
-    radius_range: tuple[float, float] = (2.0, 8.0),
+    num_lesions: Sequence[int] = (3, 6),
+    radius_range: Sequence[float] = (2.0, 8.0),
     noise: float = 0.05,
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
     seed: int = 0,
@@ -319,8 +320,9 @@ def make_lesion_dataset(
                                   seed=np.random.default_rng([seed, i]))
         name = f"lesion_{i:03d}"
         if num_channels == 1:
-            images: str | list[str] = f"imagesTr/{name}.nii.gz"
-            _save_nifti(case.image[0], spacing, out / images)
+            image_path = f"imagesTr/{name}.nii.gz"
+            images: str | list[str] = image_path
+            _save_nifti(case.image[0], spacing, out / image_path)
         else:
             images = [f"imagesTr/{name}_ch{c}.nii.gz" for c in range(num_channels)]
             for c, rel in enumerate(images):

@@ -11,7 +11,8 @@ loss reads a target with one extra last channel as [label, map]. Computing the m
 In a bundle's ``train`` section (the training metric then sees the label without the map: drop it in
 ``train#postprocessing`` first)::
 
-    "deterministic_transforms": "$@preprocessing_common + [medloss.transforms.ReferenceSkeletond(keys='label', tube=False)]",
+    "deterministic_transforms":
+        "$@preprocessing_common + [medloss.transforms.ReferenceSkeletond(keys='label', tube=False)]",
     "random_transforms": [... every spatial transform with "keys": ["image", "label", "label_skeleton"] ...,
         {"_target_": "ConcatItemsd", "keys": ["label", "label_skeleton"], "name": "label"}],
     "loss": {"_target_": "medloss.losses.SoftDiceclDiceLoss", "softmax": true, "to_onehot_y": true,
@@ -20,7 +21,7 @@ In a bundle's ``train`` section (the training metric then sees the label without
 """
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import numpy as np
@@ -56,9 +57,9 @@ def _like(out: np.ndarray, label: Any) -> Any:
     """The map with the label's container: a tensor (MetaTensor keeps its affine/metadata) or a numpy array."""
     if isinstance(label, torch.Tensor):
         result = torch.as_tensor(out, device=label.device)
-        if hasattr(label, "copy_meta_from"):
-            from monai.data import MetaTensor
+        from monai.data import MetaTensor
 
+        if isinstance(label, MetaTensor):
             return MetaTensor(result, meta=dict(label.meta))  # the meta dict holds the affine
         return result
     return out
@@ -66,6 +67,8 @@ def _like(out: np.ndarray, label: Any) -> Any:
 
 class _MapTransform(MapTransform):
     """Apply a per-channel map function ``self._map`` to each key; store the result under a new key."""
+
+    _map: Callable[[np.ndarray], np.ndarray]
 
     def __init__(self, keys: KeysCollection, suffix: str, output_key: str | None, allow_missing_keys: bool) -> None:
         super().__init__(keys, allow_missing_keys)

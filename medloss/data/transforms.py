@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from monai.config import PathLike
 from monai.data.image_reader import ImageReader
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
@@ -71,12 +72,12 @@ class SimpleITKReader(ImageReader):
         self.dtype = dtype
         self._filenames: list[str] = []
 
-    def verify_suffix(self, filename: Sequence[str | Path] | str | Path) -> bool:
+    def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
         """True if every file name ends with one of ``self.suffixes`` (case-insensitive)."""
         names = [str(f).lower() for f in ensure_tuple(filename)]
         return bool(names) and all(n.endswith(self.suffixes) for n in names)
 
-    def read(self, data: Sequence[str | Path] | str | Path, **kwargs: Any) -> Any:
+    def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> Any:
         """Read one file (returns an image) or several (returns a list); unreadable files raise VolumeReadError."""
         import SimpleITK as sitk
 
@@ -102,13 +103,13 @@ class SimpleITKReader(ImageReader):
         meta: dict = {}
         images = list(img) if isinstance(img, (list, tuple)) else [img]  # an sitk.Image is itself iterable
         names = self._filenames if len(self._filenames) == len(images) else ["<image>"] * len(images)
-        for image, name in zip(images, names):
+        for image, name in zip(images, names, strict=True):
             array = sitk.GetArrayFromImage(image)  # (z, y, x) or (z, y, x, components)
             spatial = image.GetDimension()
             array = np.transpose(array, tuple(reversed(range(spatial))) + tuple(range(spatial, array.ndim)))
             if self.dtype is not None:
                 array = array.astype(self.dtype, copy=False)
-            header = {
+            header: dict[str, Any] = {
                 "spacing": np.asarray(image.GetSpacing(), dtype=np.float64),
                 MetaKeys.ORIGINAL_AFFINE: sitk_affine(image, self.affine_lps_to_ras),
                 MetaKeys.SPACE: SpaceKeys.RAS if self.affine_lps_to_ras else SpaceKeys.LPS,

@@ -6,6 +6,7 @@
 * :mod:`~medloss.functional.voxel` — cross-entropy, BCE and focal terms.
 * :mod:`~medloss.functional.reduce` — the single reduction.
 """
+from medloss.functional.lovasz import lovasz_hinge_loss, lovasz_softmax_loss
 from medloss.functional.region import (
     dice_from_stats,
     dice_loss,
@@ -16,10 +17,9 @@ from medloss.functional.region import (
     tversky_from_stats,
     tversky_loss,
 )
-from medloss.functional.lovasz import lovasz_hinge_loss, lovasz_softmax_loss
 from medloss.functional.stats import RegionStats, region_stats
-from medloss.functional.weights import RunningClassCounts, class_counts, class_weights
 from medloss.functional.voxel import bce_with_logits_loss, cross_entropy_loss, focal_loss
+from medloss.functional.weights import RunningClassCounts, class_counts, class_weights
 
 __all__ = [
     "RegionStats",

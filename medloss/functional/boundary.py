@@ -14,7 +14,11 @@ import torch
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
 from medloss.functional.distance import (
-    check_maps, check_spacing, distance_maps, maps_or_compute, split_distance_target,
+    check_maps,
+    check_spacing,
+    distance_maps,
+    maps_or_compute,
+    split_distance_target,
 )
 from medloss.functional.stats import distributed_sum
 

@@ -32,16 +32,16 @@ from medloss.functional.voxel import (
     focal_loss,
     sigmoid_focal_from_tables,
     softmax_alpha,
-    tables_take_alpha,
     softmax_focal_from_tables,
+    tables_take_alpha,
 )
-
 
 COMPOUND_REDUCTIONS = ("mean", "sum")
 
 
 def fusable(input: torch.Tensor, options: dict) -> bool:
-    """Softmax against a label map: the region and voxel terms come from one pass (:mod:`medloss.backends.eager.softmax`)."""
+    """Softmax against a label map: the region and voxel terms come from one pass
+    (:mod:`medloss.backends.eager.softmax`)."""
     return (
         options.get("softmax", False) and options.get("to_onehot_y", False) and input.ndim >= 3
         and input.shape[1] > 1 and options.get("other_act") is None
@@ -95,7 +95,7 @@ def dice_ce_loss(
     # the CE weight covers every class; Dice scores class 0 only with include_background (MONAI's convention)
     # (a scalar weight weighs every class alike)
     keep_all = weight is None or weight.ndim == 0 or dice_options.get("include_background", True)
-    dice_weight = weight if keep_all else weight[1:]
+    dice_weight = weight if keep_all or weight is None else weight[1:]
     if fusable(input, dice_options) and label_smoothing == 0.0 and lambda_dice and lambda_ce:
         stats, vox = label_map_tables(input, target, ignore_index=ignore_index, check_input=check_input,
                                       squared_pred=dice_options["squared_pred"], voxel_term="ce")
@@ -175,8 +175,8 @@ def dice_focal_loss(
         return (lambda_dice * region + lambda_focal * focal).to(input.dtype)
     total = input.new_zeros((), dtype=prepare.compute_dtype(input))
     if lambda_dice:
-        region = generalized_dice_loss if generalized else dice_loss
-        region_value = region(
+        region_loss = generalized_dice_loss if generalized else dice_loss
+        region_value = region_loss(
             input, target, ignore_index=ignore_index, reduction=reduction, check_input=check_input, **region_options
         )
         if reduction == "none":  # (B, C') -> (B, C', 1, ..., 1), broadcast over the voxels

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import edt
 import numpy as np
@@ -36,9 +37,10 @@ def check_spacing(spacing: object, ndim: int) -> tuple[float, ...] | None:
     """None, a positive number or one positive number per spatial axis (``ndim`` of them)."""
     if spacing is None:
         return None
-    values = (spacing,) * ndim if isinstance(spacing, (int, float)) and not isinstance(spacing, bool) else spacing
+    # any iterable of numbers; a non-iterable raises the TypeError handled below
+    values: Any = (spacing,) * ndim if isinstance(spacing, (int, float)) and not isinstance(spacing, bool) else spacing
     try:
-        values = tuple(float(v) for v in values)  # type: ignore[union-attr]
+        values = tuple(float(v) for v in values)
     except (TypeError, ValueError) as exc:
         raise OptionTypeError(f"`spacing` must be a number or a sequence of numbers, got {spacing!r}.") from exc
     if len(values) != ndim or not all(v > 0 and np.isfinite(v) for v in values):

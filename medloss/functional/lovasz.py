@@ -146,14 +146,14 @@ class _LovaszTable(torch.autograd.Function):
     """table = f(x) with d table[r] / d x precomputed in forward (the loss is piecewise linear in x)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, compute, shape):  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, compute, shape):
         table, dx = compute(x, ctx.needs_input_grad[0])
         ctx.save_for_backward(dx)
         ctx.shape = shape
         return table
 
     @staticmethod
-    def backward(ctx, grad_table: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad_table: torch.Tensor):
         (dx,) = ctx.saved_tensors
         if dx is None:
             return None, None, None

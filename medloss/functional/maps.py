@@ -62,7 +62,8 @@ def reference_skeleton(labels: np.ndarray, *, tube: bool = True, ignore_index: i
     return np.where(skel & fg, labels, 0).astype(np.int16)
 
 
-def component_map(labels: np.ndarray, *, connectivity: int | None = None, ignore_index: int | None = None) -> np.ndarray:
+def component_map(labels: np.ndarray, *, connectivity: int | None = None,
+                  ignore_index: int | None = None) -> np.ndarray:
     """Connected components of each foreground class of one label map (*S): ids 1..K, 0 for background.
 
     Components never span two classes (``cc3d`` labels a multi-label map per label). ``connectivity`` defaults to
@@ -77,9 +78,11 @@ def component_map(labels: np.ndarray, *, connectivity: int | None = None, ignore
     connectivity = full if connectivity is None else connectivity
     allowed = (6, 18, 26) if labels.ndim == 3 else (4, 8)
     if connectivity not in allowed:
-        raise InvalidOptionError(f"`connectivity` must be one of {allowed} for {labels.ndim}-D maps, got {connectivity}.")
+        raise InvalidOptionError(
+            f"`connectivity` must be one of {allowed} for {labels.ndim}-D maps, got {connectivity}.")
     work = np.where(_foreground(labels, ignore_index), labels, 0).astype(np.int32)
-    return cc3d.connected_components(work, connectivity=connectivity).astype(np.int32)
+    # connectivity is one of `allowed` (checked above); cc3d's stubs want it as a Literal
+    return cc3d.connected_components(work, connectivity=connectivity).astype(np.int32)  # type: ignore[call-overload]
 
 
 def batch_map(labels: torch.Tensor, fn, **kwargs) -> torch.Tensor:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
@@ -61,9 +62,10 @@ def check_input_tensor(input: object, *, arg: str = "input") -> torch.Tensor:
 
 
 _INT64 = torch.iinfo(torch.int64)
+_Ignore = TypeVar("_Ignore", int, float)
 
 
-def representable_ignore(ignore_index: int | float | None, dtype: torch.dtype) -> int | float | None:
+def representable_ignore(ignore_index: _Ignore | None, dtype: torch.dtype) -> _Ignore | None:
     """``ignore_index`` if labels of ``dtype`` can hold it exactly, else None: no label can equal it, so nothing is
     ignored (comparing would wrap it, e.g. -100 to 156 for uint8, and ignore a real label value)."""
     if ignore_index is None:
@@ -148,7 +150,8 @@ def flatten(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
-LABEL_MAP_ONLY = "this loss takes class indices: pass the label map (e.g. `target.argmax(1, keepdim=True)` of a one-hot)"
+LABEL_MAP_ONLY = ("this loss takes class indices: pass the label map (e.g. `target.argmax(1, keepdim=True)` of a "
+                  "one-hot)")
 
 
 def label_map(

@@ -33,7 +33,6 @@ from medloss.functional import prepare
 from medloss.functional.tables import TableOptions, tables
 
 
-
 class RegionStats(NamedTuple):
     """Per-class statistics, each (B, C), or (1, C) when pooled over the batch; ``voxels`` is (B, 1) / (1, 1)."""
 
@@ -63,15 +62,13 @@ def _voxel_count(valid: torch.Tensor | None, tp: torch.Tensor, num_voxels: int) 
 
 
 def _dense_stats(
-    p: torch.Tensor, g: torch.Tensor, valid: torch.Tensor | None, *, squared: bool, soft_label: bool
+    p: torch.Tensor, g: torch.Tensor, valid: torch.Tensor | None, *, squared: bool, soft_label: bool | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Plain tensor-op statistics for probabilities and dense targets, both (B, C, N)."""
     if valid is not None:
         p, g = p * valid, g * valid
-    if soft_label and not squared:
-        tp = 0.5 * (p + g - (p - g).abs()).sum(dim=2)  # = sum min(p, g), MONAI's soft-label TP
-    else:
-        tp = (p * g).sum(dim=2)
+    # soft labels: sum min(p, g), MONAI's soft-label TP
+    tp = 0.5 * (p + g - (p - g).abs()).sum(dim=2) if soft_label and not squared else (p * g).sum(dim=2)
     if squared:
         return tp, p.square().sum(dim=2), g.square().sum(dim=2)
     return tp, p.sum(dim=2), g.sum(dim=2)
@@ -129,8 +126,8 @@ def region_stats(
         p = prepare.flatten(
             prepare.activate(input, sigmoid=sigmoid, softmax=softmax, other_act=other_act, check_input=check_input)
         )
-        stats = _dense_stats(p, g, valid, squared=squared_pred, soft_label=soft_label)
-        stats = RegionStats(*stats, _voxel_count(valid, stats[0], p.shape[2]))
+        tp, pred, tgt = _dense_stats(p, g, valid, squared=squared_pred, soft_label=soft_label)
+        stats = RegionStats(tp, pred, tgt, _voxel_count(valid, tp, p.shape[2]))
     return finish_stats(stats, include_background=include_background, batch=batch)
 
 

@@ -48,6 +48,7 @@ def soft_erode(x: torch.Tensor) -> torch.Tensor:
         padding = tuple(1 if a == axis else 0 for a in range(nd))
         line = -pool(-x, kernel, 1, padding)
         out = line if out is None else torch.minimum(out, line)
+    assert out is not None  # inputs have at least one spatial axis
     return out
 
 
@@ -211,7 +212,7 @@ def soft_cldice_loss(
         p, g, valid, iter_=iter_, smooth_nr=smooth_nr, smooth_dr=smooth_dr, smooth=smooth, batch=batch,
         skeleton=skeleton, dice=alpha is not None,
     )
-    loss = cl if alpha is None else (1.0 - alpha) * dice + alpha * cl
+    loss = cl if alpha is None or dice is None else (1.0 - alpha) * dice + alpha * cl
     return _reduce.reduce_table(loss, reduction).to(input.dtype)
 
 

@@ -231,7 +231,9 @@ def sigmoid_focal_from_tables(stats: RegionStats, vpos: torch.Tensor, vneg: torc
     elif torch.as_tensor(alpha).ndim == 0:
         per = alpha * vpos + (1 - alpha) * vneg
     else:
-        per = _kept_alpha(alpha, num_classes, keep_all, vpos).view(1, -1) * vpos + vneg
+        kept = _kept_alpha(alpha, num_classes, keep_all, vpos)
+        assert kept is not None  # alpha is not None in this branch
+        per = kept.view(1, -1) * vpos + vneg
     w = _kept_weight(weight, per.shape[1], per)
     if w is not None:
         per = per * (w.view(1, -1) if w.ndim == 1 else w)
@@ -313,7 +315,9 @@ def focal_loss(
         if not use_softmax and torch.as_tensor(alpha).ndim == 0:  # alpha on positives, 1 - alpha on negatives
             loss = loss * (t * alpha + (1 - t) * (1 - alpha))
         else:
-            a = _kept_alpha(alpha, num_classes, keep_all, loss).view(1, -1, 1)
+            kept = _kept_alpha(alpha, num_classes, keep_all, loss)
+            assert kept is not None  # alpha is not None in this branch
+            a = kept.view(1, -1, 1)
             loss = loss * (a if use_softmax else torch.where(t == 1, a, torch.ones_like(a)))
     w = _kept_weight(weight, loss.shape[1], loss)
     if w is not None:

@@ -62,14 +62,14 @@ class _ConfusionTable(torch.autograd.Function):
     """Q[b, k, c] = sum over voxels labelled k of p[b, c, i]; labels equal to C count nowhere (ignored voxels)."""
 
     @staticmethod
-    def forward(ctx, p: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, p: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         num_classes = p.shape[1]
         q = torch.stack([torch.where(labels == k, p, 0).sum(dim=2) for k in range(num_classes)], dim=1)
         ctx.save_for_backward(labels)
         return q
 
     @staticmethod
-    def backward(ctx, grad_q: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad_q: torch.Tensor):
         (labels,) = ctx.saved_tensors
         b, c, n = grad_q.shape[0], grad_q.shape[2], labels.shape[2]
         # dQ[b, k, c] / dp[b, c, i] = [y_i == k]: gather dL/dQ at each voxel's label (a zero column for ignored ones)

@@ -77,7 +77,7 @@ def list_cases(folder: str, strip_suffix: str = "",
     return cases
 
 
-def _unreadable(path: str, err: Exception) -> str:
+def _unreadable(path: str, err: OSError | VolumeReadError) -> str:
     if isinstance(err, VolumeReadError):
         return str(err)
     return f"{path}: cannot be read ({err.strerror or err}); fix or remove this entry."

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -69,8 +69,9 @@ def _squeeze3d(arr: np.ndarray, path: str) -> np.ndarray:
 
 def _read_nifti(path: str, channels: bool = False) -> Volume:
     import nibabel as nib
+    from nibabel.spatialimages import SpatialImage
 
-    img = nib.load(path)
+    img = cast(SpatialImage, nib.load(path))  # every format nib.load opens for a NIfTI suffix is a spatial image
     arr = np.asanyarray(img.dataobj)
     arr = _channels_first(arr, path) if channels else _squeeze3d(arr, path)
     aff = np.asarray(img.affine, dtype=np.float64)
@@ -80,7 +81,13 @@ def _read_nifti(path: str, channels: bool = False) -> Volume:
         raise VolumeReadError(f"{path}: the NIfTI affine is degenerate ({aff[:3].tolist()}).")
     direction = _LPS @ (lin / spacing)
     origin = _LPS @ aff[:3, 3]
-    return Volume(arr, tuple(float(s) for s in spacing), tuple(float(o) for o in origin), direction, path)
+    return Volume(arr, _triple(spacing), _triple(origin), direction, path)
+
+
+def _triple(values) -> tuple[float, float, float]:
+    """Three numbers (a 3-D spacing or origin) as floats."""
+    x, y, z = (float(v) for v in values)
+    return x, y, z
 
 
 def _channels_first(arr: np.ndarray, path: str) -> np.ndarray:
@@ -111,8 +118,7 @@ def _from_sitk(img, path: str, channels: bool = False) -> Volume:
     else:
         arr = arr.transpose(2, 1, 0)  # [k,j,i] -> [i,j,k], a view
     direction = np.asarray(img.GetDirection(), dtype=np.float64).reshape(3, 3)
-    return Volume(arr, tuple(float(s) for s in img.GetSpacing()), tuple(float(o) for o in img.GetOrigin()),
-                  direction, path)
+    return Volume(arr, _triple(img.GetSpacing()), _triple(img.GetOrigin()), direction, path)
 
 
 def _read_dicom_dir(path: str) -> Volume:
@@ -243,7 +249,8 @@ def write_volume(path: str | os.PathLike, array: np.ndarray, like: Volume | None
     """Write ``array`` (indexed ``[i, j, k]``) atomically, with the geometry of ``like`` or the given one.
 
     NIfTI is written with nibabel, other suffixes with SimpleITK. The file (except the two-file ``.mhd``/``.nhdr``
-    formats) is written to a temporary name in the destination folder and moved into place with :func:`os.replace`, so a reader never sees a partial file.
+    formats) is written to a temporary name in the destination folder and moved into place with :func:`os.replace`,
+    so a reader never sees a partial file.
     Defaults: spacing 1 mm, origin 0, identity direction.
     """
     p = str(path)

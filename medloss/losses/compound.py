@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-
 from torch.nn.modules.loss import _Loss
 
 from medloss.errors import InvalidOptionError, check_choice, check_number
@@ -57,6 +56,10 @@ class DiceCELoss(_CompoundLoss):
         Isensee et al., "nnU-Net", Nature Methods 2021 (Dice + CE as the default segmentation loss).
         Taghanaki et al., "Combo loss", CMIG 2019, arXiv:1805.02798.
     """
+
+    lambda_dice: float
+    lambda_ce: float
+    weight: torch.Tensor | None
 
     def __init__(
         self,
@@ -113,6 +116,10 @@ class DiceFocalLoss(_CompoundLoss):
         paper-faithful form is :class:`~medloss.losses.AnatomyNetLoss`).
         Lin et al., "Focal loss for dense object detection", ICCV 2017.
     """
+
+    lambda_dice: float
+    lambda_focal: float
+    weight: torch.Tensor | None
 
     def __init__(
         self,
@@ -229,6 +236,9 @@ class BCEDiceLoss(DiceCELoss):
     References:
         Isensee et al., nnU-Net (``DC_and_BCE_loss`` for region-based training), Nature Methods 2021.
     """
+
+    lambda_bce: float
+    pos_weight: torch.Tensor | None
 
     def __init__(
         self,

@@ -52,12 +52,19 @@ References:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
 from medloss.errors import (
-    InvalidOptionError, MedlossError, OptionTypeError, ShapeMismatchError, check_choice, check_number,
+    InvalidOptionError,
+    MedlossError,
+    OptionTypeError,
+    ShapeMismatchError,
+    check_choice,
+    check_number,
 )
 
 WEIGHT_MODES = ("nnunet", "halving", "exp", "same", "two")
@@ -94,14 +101,15 @@ def downsample_labels(target: torch.Tensor, size: tuple[int, ...]) -> torch.Tens
     Every output voxel is a copy of one input voxel, so class indices and the ignore value stay exact.
     """
     out = target
-    for axis, (s_in, s_out) in enumerate(zip(target.shape[2:], size)):
+    for axis, (s_in, s_out) in enumerate(zip(target.shape[2:], size, strict=False)):
         if s_in != s_out:
             out = out.index_select(axis + 2, _nearest_exact_index(s_in, s_out, target.device))
     return out
 
 
 def _adaptive_avg_pool(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-    pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}.get(len(size))
+    pool: Callable[..., torch.Tensor] | None = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d,
+                                                 3: F.adaptive_avg_pool3d}.get(len(size))
     if pool is None:
         raise ShapeMismatchError(f"average pooling of soft targets supports 1 to 3 spatial axes, got {len(size)}.")
     return pool(x, size)
@@ -132,6 +140,7 @@ def downsample_dense(
     total = _adaptive_avg_pool(t.masked_fill(ignored, 0.0), size)
     keep = (frac >= min_valid_fraction) & (frac > 0)
     coarse = (total / frac.clamp_min(torch.finfo(dtype).tiny)).clamp_(0.0, 1.0)
+    assert ignore_index is not None  # else nothing is ignored and the early return above was taken
     return torch.where(keep, coarse, torch.full_like(coarse, float(ignore_index)))
 
 
@@ -273,7 +282,7 @@ class DeepSupervisionLoss(_Loss):
                     f"`input[{i}]` has {y.shape[1]} channels but `input[0]` has {first.shape[1]}: every "
                     "deep-supervision head must predict the same classes."
                 )
-            if any(a > b for a, b in zip(y.shape[2:], prev.shape[2:])):
+            if any(a > b for a, b in zip(y.shape[2:], prev.shape[2:], strict=True)):
                 raise ShapeMismatchError(
                     f"`input[{i}]` has spatial shape {tuple(y.shape[2:])}, larger than `input[{i - 1}]`'s "
                     f"{tuple(prev.shape[2:])}: outputs must come full resolution first, in non-increasing size."
@@ -287,7 +296,7 @@ class DeepSupervisionLoss(_Loss):
                 f"`target` of shape {tuple(target.shape)} does not fit `input[0]` of shape {tuple(first.shape)}: "
                 "expected (B, 1, *S) or (B, *S) labels or (B, C, *S) one-hot at full resolution."
             )
-        if any(a > b for a, b in zip(first.shape[2:], target.shape[2:])):
+        if any(a > b for a, b in zip(first.shape[2:], target.shape[2:], strict=True)):
             raise ShapeMismatchError(
                 f"`input[0]` has spatial shape {tuple(first.shape[2:])}, larger than `target`'s "
                 f"{tuple(target.shape[2:])}: pass the target at full (the largest output's) resolution."
@@ -320,7 +329,7 @@ class DeepSupervisionLoss(_Loss):
         as_labels = self._resized_by_nearest(target, outputs[0].shape[1])
         resized: dict[tuple[int, ...], torch.Tensor] = {}
         total = None
-        for i, (y, w) in enumerate(zip(outputs, weights)):
+        for i, (y, w) in enumerate(zip(outputs, weights, strict=True)):
             if w == 0.0:
                 continue
             size = tuple(y.shape[2:])
@@ -345,7 +354,9 @@ class DeepSupervisionLoss(_Loss):
                     "before: use reduction='mean' or 'sum' in the inner loss."
                 )
             total = w * value if total is None else total + w * value
-        for y, w in zip(outputs, weights):  # zero-weight heads stay in the graph with a zero gradient (DDP-safe)
+        assert total is not None  # get_weights refuses all-zero weights
+        # zero-weight heads stay in the graph with a zero gradient (DDP-safe)
+        for y, w in zip(outputs, weights, strict=True):
             if w == 0.0 and y.requires_grad:
                 total = total + _ZeroGradient.apply(y).to(total.dtype)
         return total
@@ -357,10 +368,10 @@ class _ZeroGradient(torch.autograd.Function):
     the loss value is unchanged and, unlike 0 * y.sum(), a non-finite y cannot turn it into NaN."""
 
     @staticmethod
-    def forward(ctx, y):  # type: ignore[override]
+    def forward(ctx, y):
         ctx.shape, ctx.dtype, ctx.device = y.shape, y.dtype, y.device
         return torch.zeros((), dtype=y.dtype, device=y.device)
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         return torch.zeros(ctx.shape, dtype=ctx.dtype, device=ctx.device)

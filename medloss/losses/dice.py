@@ -66,6 +66,8 @@ class DiceLoss(RegionLoss):
         torch.Size([])
     """
 
+    class_weight: torch.Tensor | None
+
     def __init__(
         self,
         include_background: bool = True,
@@ -146,7 +148,7 @@ class MaskedDiceLoss(DiceLoss):
         torch.Size([])
     """
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         if mask is None:

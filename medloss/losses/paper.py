@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 
 from medloss.errors import InvalidOptionError, OptionTypeError, ShapeMismatchError, check_number
+from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
 from medloss.functional.paper import anatomynet_loss, explog_loss
-from medloss.functional import prepare
 from medloss.losses._base import MedlossLoss, check_ignore_index
 
 
@@ -45,6 +45,9 @@ class ExpLogLoss(MedlossLoss):
         Wong et al., "3D segmentation with exponential logarithmic loss for highly unbalanced object sizes",
         MICCAI 2018, arXiv:1809.00076.
     """
+
+    class_counts: torch.Tensor
+    class_frequencies: torch.Tensor | None
 
     def __init__(
         self,
@@ -96,7 +99,7 @@ class ExpLogLoss(MedlossLoss):
                 )
         self.register_buffer("class_frequencies", frequencies)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         key = prefix + "class_counts"
         if self.running and key in state_dict:  # the buffer's size is only known once labels were seen
             counts = state_dict[key]
@@ -167,6 +170,8 @@ class AnatomyNetLoss(MedlossLoss):
         Zhu, Huang, Tang, Qian, Du, Fan, Xie, "AnatomyNet: Deep learning for fast and fully automated
         whole-volume segmentation of head and neck anatomy", Medical Physics 46(2), 2019, arXiv:1808.05238.
     """
+
+    class_weights: torch.Tensor | None
 
     def __init__(
         self,

@@ -48,6 +48,8 @@ class TopKLoss(MedlossLoss):
         MedIA 71 (2021), arXiv:2005.13449 (TopK10 and DiceTopK10).
     """
 
+    weight: torch.Tensor | None
+
     def __init__(
         self,
         k: float = 10.0,
@@ -88,6 +90,10 @@ class DiceTopKLoss(_CompoundLoss):
         Isensee et al., nnU-Net, Nature Methods 2021; Ma et al., "Loss odyssey in medical image segmentation",
         MedIA 71 (2021) (DiceTopK10: best or near-best on liver tumour and multi-organ).
     """
+
+    lambda_dice: float
+    lambda_topk: float
+    weight: torch.Tensor | None
 
     def __init__(
         self,

@@ -51,6 +51,8 @@ class CrossEntropyLoss(MedlossLoss):
         Standard multinomial log-likelihood; label smoothing: Szegedy et al., CVPR 2016, arXiv:1512.00567.
     """
 
+    weight: torch.Tensor | None
+
     def __init__(
         self,
         weight=None,
@@ -89,6 +91,8 @@ class BCELoss(MedlossLoss):
         ignore_index: target value marking elements to ignore (e.g. 255), or None.
         reduction: "mean" | "sum" | "none".
     """
+
+    pos_weight: torch.Tensor | None
 
     def __init__(
         self,
@@ -144,6 +148,8 @@ class FocalLoss(MedlossLoss):
         Lin, Goyal, Girshick, He, Dollar, "Focal loss for dense object detection", ICCV 2017, arXiv:1708.02002.
         Zhu et al., "AnatomyNet", Med. Phys. 2019, arXiv:1808.05238 (focal term for small organs).
     """
+
+    class_weight: torch.Tensor | None
 
     def __init__(
         self,

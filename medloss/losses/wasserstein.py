@@ -54,6 +54,8 @@ class GeneralizedWassersteinDiceLoss(MedlossLoss):
         torch.Size([])
     """
 
+    dist_matrix: torch.Tensor
+
     def __init__(
         self,
         dist_matrix,

@@ -64,4 +64,4 @@ class WeightedSum(nn.Module):
         self.terms = nn.ModuleList([loss for _, loss in terms])
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return sum(w * loss(input, target) for w, loss in zip(self.weights, self.terms) if w != 0.0)
+        return sum(w * loss(input, target) for w, loss in zip(self.weights, self.terms, strict=True) if w != 0.0)

@@ -13,6 +13,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from medloss.errors import InvalidOptionError
 from medloss.nnunet import trainer_folder
@@ -81,7 +82,7 @@ def _trainer_lookup(trainer: type) -> Iterator[None]:
     """nnU-Net's training and prediction modules resolve ``trainer``'s name to ``trainer`` meanwhile."""
     import importlib
 
-    modules = [importlib.import_module(name) for name in _LOOKUP_MODULES]
+    modules: list[Any] = [importlib.import_module(name) for name in _LOOKUP_MODULES]
     originals = [module.recursive_find_trainer_class_by_name for module in modules]
 
     def lookup(name: str) -> type:
@@ -92,7 +93,7 @@ def _trainer_lookup(trainer: type) -> Iterator[None]:
     try:
         yield
     finally:
-        for module, original in zip(modules, originals):
+        for module, original in zip(modules, originals, strict=True):
             module.recursive_find_trainer_class_by_name = original
 
 

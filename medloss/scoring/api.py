@@ -27,8 +27,8 @@ import numpy as np
 from medloss.errors import InvalidOptionError, LabelValueError, OptionTypeError, ShapeMismatchError, check_choice
 from medloss.scoring.coverage import COVERAGE_POLICIES, check_coverage
 from medloss.scoring.lesion import LesionConfig, lesion_columns, lesion_config, lesion_scores
-from medloss.scoring.presets import parse_region, preset_defaults
 from medloss.scoring.overlap import bounding_box, confusion_counts, overlap_metrics
+from medloss.scoring.presets import parse_region, preset_defaults
 from medloss.scoring.surface import SURFACE_CONVENTIONS, distance_metrics, mean_directed_nsd, surface_distances
 
 EMPTY_POLICIES = ("worst", "nan")
@@ -86,7 +86,7 @@ def check_target_names(labels, regions) -> None:
 def worst_distance_mm(shape, spacing, worst_distance="diagonal") -> float:
     """The distance given to HD/HD95/ASSD when exactly one mask is empty (see the module docstring)."""
     if worst_distance == "diagonal":
-        return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing))))
+        return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing, strict=False))))
     try:
         value = float(worst_distance)
     except (TypeError, ValueError):
@@ -123,6 +123,7 @@ def _panoptica_global(r, p, box, n_tp: int, empty: str, worst: float, workers: i
         return ({"global_hd95": math.nan, "global_nsd": math.nan} if empty == "nan"
                 else {"global_hd95": 0.0, "global_nsd": 1.0})
     sd = surface_distances(r, p, (1.0, 1.0, 1.0), "voxel", box=box, workers=workers)
+    assert sd is not None  # both masks hold a true-positive voxel
     return {"global_hd95": distance_metrics(sd, pooled=True)["hd95"], "global_nsd": mean_directed_nsd(sd, 0.5)}
 
 
@@ -248,6 +249,7 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, reg
         row = {"case": case, "label": lab, **overlap_metrics(n_ref, n_pred, n_tp, voxel_mm3)}
         if n_ref and n_pred:
             sd = surface_distances(r, p, sp, surface, box=box, workers=workers)
+            assert sd is not None  # both masks are non-empty
             row.update(distance_metrics(sd, tolerance, percentile))
             row["empty"] = "none"
         else:

@@ -68,7 +68,8 @@ def lesion_columns(cfg: LesionConfig) -> list[str]:
 def _components(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
     import cc3d
 
-    labels, n = cc3d.connected_components(mask, connectivity=connectivity, return_N=True)
+    # cc3d's stubs type connectivity as a Literal of the values that callers check for
+    labels, n = cc3d.connected_components(mask, connectivity=connectivity, return_N=True)  # type: ignore[call-overload]
     return labels, int(n)
 
 
@@ -121,8 +122,9 @@ def lesion_scores(ref: np.ndarray, pred: np.ndarray, spacing, config: LesionConf
         mk, mj, inter_m = ik[sel], ij[sel], icount[sel].astype(np.float64)
     else:
         mk, mj, _ = _pairs(np.take(match_lab, fpv), pred_at_p, n_pred)  # (lesion k, component j) matches
-        lookup = dict(zip(zip(ik.tolist(), ij.tolist()), icount.tolist()))
-        inter_m = np.array([lookup.get((k, j), 0) for k, j in zip(mk.tolist(), mj.tolist())], dtype=np.float64)
+        lookup = dict(zip(zip(ik.tolist(), ij.tolist(), strict=True), icount.tolist(), strict=True))
+        inter_m = np.array([lookup.get((k, j), 0) for k, j in zip(mk.tolist(), mj.tolist(), strict=True)],
+                           dtype=np.float64)
     t = _Tally(n_ref, n_pred, ref_size, pred_size, mk, mj, inter_m, voxel_ml, cfg.exclude_volume_mm3)
     if cfg.hd95 or cfg.lesion_nsd:
         t.hd, t.nsd = _lesion_distances(ref_lab, lp, t, spacing, cfg, workers)
@@ -138,7 +140,8 @@ class _Tally:
         self.n_ref, self.n_pred, self.voxel_ml = n_ref, n_pred, voxel_ml
         self.ref_size = np.zeros(1, np.int64) if ref_size is None else ref_size
         self.pred_size = np.zeros(1, np.int64) if pred_size is None else pred_size
-        self.mk, self.mj = (e, e) if mk is None else (mk, mj)
+        self.mk: np.ndarray = e if mk is None else mk
+        self.mj: np.ndarray = e if mk is None else mj
         self.inter_m = np.zeros(0) if inter_m is None else inter_m
         self.matched_pred = np.bincount(self.mk, weights=self.pred_size[self.mj].astype(np.float64),
                                         minlength=n_ref + 1)
@@ -177,6 +180,7 @@ def _lesion_distances(ref_lab, lp, t: _Tally, spacing, cfg: LesionConfig,
         q = np.isin(lp[box], js)
         sd = surface_distances(g, q, spacing, cfg.hd95_surface, box=tuple(slice(0, s) for s in g.shape),
                                workers=workers)
+        assert sd is not None  # a detected lesion and its matched components are non-empty
         hd[k] = distance_metrics(sd, 1.0, pooled=cfg.hd95_rule == "pooled")["hd95"]
         if cfg.lesion_nsd:
             nsd[k] = mean_directed_nsd(sd, min(float(v) for v in spacing))
@@ -215,6 +219,7 @@ def _finish(t: _Tally, cfg: LesionConfig, empty: str, instances: bool) -> dict:
             out["sq_hd95"] = (float(np.mean(hd[tp_ids])) if tp else cfg.penalty_mm if denom
                               else (undefined if undefined is not None else 0.0))
         if cfg.lesion_nsd:
+            assert t.nsd is not None  # computed whenever lesion_nsd is set
             out["sq_nsd"] = (float(np.mean(t.nsd[tp_ids])) if tp else 0.0 if denom
                              else (undefined if undefined is not None else 1.0))
     if instances:
@@ -226,7 +231,7 @@ def _instance_rows(t: _Tally, hd: np.ndarray, cfg: LesionConfig) -> list[dict]:
     """One row per reference lesion and per predicted component (module docstring)."""
     partners_of_ref: dict[int, list[int]] = {}
     partners_of_pred: dict[int, list[int]] = {}
-    for k, j in zip(t.mk.tolist(), t.mj.tolist()):
+    for k, j in zip(t.mk.tolist(), t.mj.tolist(), strict=True):
         partners_of_ref.setdefault(k, []).append(j)
         partners_of_pred.setdefault(j, []).append(k)
     rows = []
@@ -239,7 +244,7 @@ def _instance_rows(t: _Tally, hd: np.ndarray, cfg: LesionConfig) -> list[dict]:
     # a component against the union of the lesions it matches: its overlap with them over both sizes
     inter_p = np.bincount(t.mj, weights=t.inter_m, minlength=t.n_pred + 1)
     ref_p = np.bincount(t.mj, weights=t.ref_size[t.mk].astype(np.float64), minlength=t.n_pred + 1)
-    lesion_of = dict(zip(t.mj.tolist(), t.mk.tolist())) if cfg.one_to_one else {}
+    lesion_of = dict(zip(t.mj.tolist(), t.mk.tolist(), strict=True)) if cfg.one_to_one else {}
     for j in range(1, t.n_pred + 1):
         size = float(t.pred_size[j])
         k = lesion_of.get(j)

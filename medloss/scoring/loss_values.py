@@ -141,7 +141,7 @@ def build_loss(name: str, activation: str, options: dict) -> tuple[LossScorer, b
     reduction = "none" if per_class else options.get("reduction", "mean")
     scorer = LossScorer(info.name, activation, options, params, kind, per_class, reduction)
     if kind in ("either", "channels"):
-        forms = ("softmax", "sigmoid") if activation == "none" else (activation,)
+        forms: tuple[str | None, ...] = ("softmax", "sigmoid") if activation == "none" else (activation,)
     else:
         forms = (kind if activation == "none" else activation,)
     for form in forms:
@@ -169,7 +169,7 @@ def _instantiate(name: str, params: dict, options: dict, form: str | None, reduc
         raise OptionTypeError(f"cannot build {name} with {kwargs}: {exc}") from exc
 
 
-def _logits_of(prob, form: str):
+def _logits_of(prob, form: str | None):
     """The logits whose ``form`` activation gives ``prob`` back, logarithms clamped at :data:`LOG_FLOOR`."""
     import torch
 

@@ -34,7 +34,7 @@ def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
     a2 = np.flatnonzero(sub.any(axis=(0, 1)))
     return tuple(
         slice(max(int(ix[0]) - margin, 0), min(int(ix[-1]) + margin + 1, n))
-        for ix, n in zip((a0, a1, a2), mask.shape)
+        for ix, n in zip((a0, a1, a2), mask.shape, strict=True)
     )
 
 
@@ -54,7 +54,7 @@ def union_slices(a: tuple[slice, ...] | None, b: tuple[slice, ...] | None) -> tu
         return b
     if b is None:
         return a
-    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b))
+    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b, strict=True))
 
 
 def confusion_counts(ref: np.ndarray, pred: np.ndarray) -> tuple[int, int, int]:

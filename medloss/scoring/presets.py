@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from medloss.errors import InvalidOptionError, check_choice
 
@@ -116,9 +117,9 @@ class LesionConfig:
 
 
 BRATS23_REGIONS = (("WT", (1, 2, 3)), ("TC", (1, 3)), ("ET", (3,)))
-_BRATS23 = dict(connectivity=26, dilation=3, exclude_volume_mm3=50.0, hd95=True, penalty_mm=374.0,
+_BRATS23: dict[str, Any] = dict(connectivity=26, dilation=3, exclude_volume_mm3=50.0, hd95=True, penalty_mm=374.0,
                 regions=BRATS23_REGIONS, surface="surfel", worst_distance=374.0)
-_BRATS25 = dict(connectivity=26, matching="dice", threshold=1e-6, hd95=True, hd95_surface="voxel",
+_BRATS25: dict[str, Any] = dict(connectivity=26, matching="dice", threshold=1e-6, hd95=True, hd95_surface="voxel",
                 hd95_rule="pooled",
                 lesion_nsd=True, panoptica_global=True, penalty_mm=373.0, surface="voxel", worst_distance=373.0,
                 empty="nan")

@@ -52,14 +52,14 @@ def summarize(rows: list[dict], n_cases: int | None = None) -> dict:
             vals = [v for v in vals if v is not None]
             arr = np.asarray(vals, dtype=np.float64)
             ok = arr[np.isfinite(arr)]
-            entry = {"n": int(ok.size), "n_nan": int(arr.size - ok.size)}
+            entry: dict[str, float | None] = {"n": int(ok.size), "n_nan": int(arr.size - ok.size)}
             if ok.size:
                 entry.update(mean=float(ok.mean()), std=float(ok.std(ddof=0)), median=float(np.median(ok)),
                              min=float(ok.min()), max=float(ok.max()))
             else:
                 entry.update(dict.fromkeys(STATS))
             stats[key] = entry
-        empties = defaultdict(int)
+        empties: defaultdict[str, int] = defaultdict(int)
         for r in rs:
             empties[str(r.get("empty"))] += 1
         per_label[lab] = {"n_rows": len(rs), "empty": dict(empties), "metrics": stats}

@@ -91,7 +91,7 @@ def _mask_voxels(sub: np.ndarray) -> tuple[np.ndarray, ...]:
     return np.unravel_index(flat, sub.shape)
 
 
-def _values_at(sub: np.ndarray, ii: tuple[np.ndarray, ...], shift: tuple[int, int, int],
+def _values_at(sub: np.ndarray, ii: tuple[np.ndarray, ...], shift: tuple[int, ...],
                check_all: bool = False) -> np.ndarray:
     """``sub[ii + shift]`` with False outside the array (bounds checked on shifted axes, or all if asked)."""
     inside = np.ones(len(ii[0]), dtype=bool)
@@ -220,6 +220,7 @@ def distance_metrics(sd: SurfaceDistances, tolerance: float = 1.0, percentile: f
         ok = float(np.count_nonzero(drp <= tolerance) + np.count_nonzero(dpr <= tolerance))
     else:
         wr, wp = sd.ref_weights, sd.pred_weights
+        assert wp is not None  # the surfel convention sets both weights
         q = max(weighted_percentile(drp, wr, percentile), weighted_percentile(dpr, wp, percentile))
         srp, spr = float(np.dot(drp, wr)), float(np.dot(dpr, wp))
         wr_sum, wp_sum = float(wr.sum()), float(wp.sum())

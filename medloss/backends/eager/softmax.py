@@ -27,6 +27,7 @@ import math
 import torch
 
 from medloss.functional import prepare
+
 _BLOCK = 1 << 20  # elements per (B, C, block) temporary in the backward's final pass
 
 
@@ -68,12 +69,12 @@ def _clamped(log_py: torch.Tensor, log_clamp: tuple[float, float]) -> torch.Tens
 def _voxel_term(log_py: torch.Tensor, kind: str, gamma: float, log_clamp: tuple[float, float]) -> torch.Tensor:
     """phi(p_y) per voxel from l = log p_y clamped to ``log_clamp``: -l (ce), -(1 - e^l)^gamma l (focal),
     (-l)^gamma (explog)."""
-    l = _clamped(log_py, log_clamp)
+    log_p = _clamped(log_py, log_clamp)
     if kind == "ce":
-        return -l
+        return -log_p
     if kind == "explog":
-        return l.neg().pow(gamma)
-    return torch.expm1(l).neg_().pow_(gamma).mul_(l).neg_()
+        return log_p.neg().pow(gamma)
+    return torch.expm1(log_p).neg_().pow_(gamma).mul_(log_p).neg_()
 
 
 def _voxel_slope(log_py: torch.Tensor, kind: str, gamma: float, log_clamp: tuple[float, float]) -> torch.Tensor:

@@ -38,9 +38,7 @@ import os
 
 import torch
 
-from medloss import backends
 from medloss.functional import prepare
-
 
 __all__ = ["available", "interpreted", "takes", "forward", "backward", "STATUS_NONFINITE", "STATUS_LABEL",
            "STATUS_SOFT"]

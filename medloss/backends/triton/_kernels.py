@@ -79,22 +79,22 @@ def _tile(x_ptr, y_ptr, b, blk, N, C, ignore, lo, hi,
     p = e / total[None, :]
     rest = tl.sum(tl.where(onehot, 0.0, e), axis=0)  # sum of the other classes' e
     q = rest / total  # 1 - p_y, without the cancellation of 1 - p_y
-    # l = log p_y; where y is the arg-max, l = -log1p(rest) keeps the digits that log(total) would round away
+    # lp = log p_y; where y is the arg-max, lp = -log1p(rest) keeps the digits that log(total) would round away
     series = rest * (1.0 - rest * (0.5 - rest * (1.0 / 3.0 - rest * 0.25)))
     log1p_rest = tl.where(rest < 1e-4, series, tl.log(1.0 + rest))
-    l = tl.where(x_y >= top, -log1p_rest, x_y - top - tl.log(total))
-    lc = tl.minimum(tl.maximum(l, lo), hi)
-    unclipped = (l >= lo) & (l <= hi)
-    return offs_n, offs_c, inside, in_c, valid, bad, onehot, p, q, l, lc, unclipped
+    lp = tl.where(x_y >= top, -log1p_rest, x_y - top - tl.log(total))
+    lc = tl.minimum(tl.maximum(lp, lo), hi)
+    unclipped = (lp >= lo) & (lp <= hi)
+    return offs_n, offs_c, inside, in_c, valid, bad, onehot, p, q, lp, lc, unclipped
 
 
 @triton.jit
-def _phi(l, lc, q, gamma, VOXEL: tl.constexpr):
+def _phi(lp, lc, q, gamma, VOXEL: tl.constexpr):
     """The voxel term at the clamped log-probability lc (q = 1 - p_y, accurate near p_y = 1)."""
     if VOXEL == 1:
         out = -lc
     elif VOXEL == 2:
-        qc = tl.where(l == lc, q, 1.0 - tl.exp(lc))
+        qc = tl.where(lp == lc, q, 1.0 - tl.exp(lc))
         out = -_pow(qc, gamma) * lc
     elif VOXEL == 3:
         out = _pow(-lc, gamma)
@@ -104,19 +104,19 @@ def _phi(l, lc, q, gamma, VOXEL: tl.constexpr):
 
 
 @triton.jit
-def _slope(l, q, unclipped, gamma, VOXEL: tl.constexpr):
-    """d phi / d l (0 where the clamp clips l)."""
+def _slope(lp, q, unclipped, gamma, VOXEL: tl.constexpr):
+    """d phi / d lp (0 where the clamp clips lp)."""
     if VOXEL == 1:
         out = tl.where(unclipped, -1.0, 0.0)
     elif VOXEL == 2:
-        focal = gamma * _pow(q, gamma - 1.0) * tl.exp(l) * l - _pow(q, gamma)
+        focal = gamma * _pow(q, gamma - 1.0) * tl.exp(lp) * lp - _pow(q, gamma)
         out = tl.where(unclipped & (q > 0), focal, 0.0)
     elif VOXEL == 3:
-        base = -l
+        base = -lp
         explog = -gamma * _pow(base, gamma - 1.0)
         out = tl.where(unclipped & (base > 0), explog, 0.0)
     else:
-        out = tl.zeros_like(l)
+        out = tl.zeros_like(lp)
     return out
 
 
@@ -136,7 +136,7 @@ def _forward_kernel(x_ptr, y_ptr, part_ptr, status_ptr, N, C, nblk, nprog, ignor
     voxels = tl.zeros([BLOCK_N], dtype=ACC)
     flags = tl.zeros([BLOCK_N], dtype=tl.int32)
     for blk in range(pid, nblk, nprog):
-        offs_n, offs_c, inside, in_c, valid, bad, onehot, p, q, l, lc, unclipped = _tile(
+        offs_n, offs_c, inside, in_c, valid, bad, onehot, p, q, lp, lc, unclipped = _tile(
             x_ptr, y_ptr, b, blk, N, C, ignore, lo, hi, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
         v = valid.to(ACC)[None, :]
         tp += tl.sum(tl.where(onehot, p, 0.0) * v, axis=1)
@@ -146,7 +146,7 @@ def _forward_kernel(x_ptr, y_ptr, part_ptr, status_ptr, N, C, nblk, nprog, ignor
         voxels += valid.to(ACC)
         flags = flags | bad
         if VOXEL != 0:
-            phi = _phi(l, lc, q, gamma, VOXEL)
+            phi = _phi(lp, lc, q, gamma, VOXEL)
             vox += tl.sum(tl.where(onehot, phi[None, :] * v, 0.0), axis=1)
     row = part_ptr + (b.to(tl.int64) * nprog + pid) * ROWS * BLOCK_C + offs_c
     tl.store(row, tp)
@@ -200,23 +200,20 @@ def _backward_kernel(x_ptr, y_ptr, k_ptr, a_ptr, u_ptr, grad_ptr, N, C, ignore, 
     blk = tl.program_id(0)
     b = tl.program_id(1)
     lo, hi, gamma = tl.load(par_ptr), tl.load(par_ptr + 1), tl.load(par_ptr + 2)  # in ACC: exact for float64
-    offs_n, offs_c, inside, in_c, valid, bad, onehot, p, q, l, lc, unclipped = _tile(
+    offs_n, offs_c, inside, in_c, valid, bad, onehot, p, q, lp, lc, unclipped = _tile(
         x_ptr, y_ptr, b, blk, N, C, ignore, lo, hi, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
     k = _coef(k_ptr, b, kb, kc, offs_c, C, HAS_K, BLOCK_C, ACC)
     a = _coef(a_ptr, b, ab, ac, offs_c, C, HAS_A, BLOCK_C, ACC)
     u = _coef(u_ptr, b, ub, uc, offs_c, C, HAS_U, BLOCK_C, ACC)
     v = valid.to(ACC)
-    if SQUARED:
-        g = 2.0 * k[:, None] * p * v[None, :]
-    else:
-        g = tl.broadcast_to(k[:, None], (BLOCK_C, BLOCK_N)) * v[None, :]
+    g = 2.0 * k[:, None] * p * v[None, :] if SQUARED else tl.broadcast_to(k[:, None], (BLOCK_C, BLOCK_N)) * v[None, :]
     big_k = tl.sum(g * p, axis=0)
     p_y = tl.sum(tl.where(onehot, p, 0.0), axis=0)
     a_y = tl.sum(tl.where(onehot, a[:, None], 0.0), axis=0)
     s = p_y * a_y
     if VOXEL != 0:
         u_y = tl.sum(tl.where(onehot, u[:, None], 0.0), axis=0)
-        s += u_y * _slope(l, q, unclipped, gamma, VOXEL)
+        s += u_y * _slope(lp, q, unclipped, gamma, VOXEL)
     s = v * s
     dx = p * (g - big_k[None, :]) + tl.where(onehot, (s * q)[None, :], -p * s[None, :])
     base = b.to(tl.int64) * C * N

@@ -15,7 +15,8 @@ then). During CUDA graph capture nothing is checked (a replay runs no Python): c
 from __future__ import annotations
 
 import collections
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -43,7 +44,7 @@ class _Ready:
 class StatusWatch:
     """The ring of status words of one device (see the module docstring)."""
 
-    def __init__(self, device: torch.device, make_event: Callable[[], object] | None = None) -> None:
+    def __init__(self, device: torch.device, make_event: Callable[[], Any] | None = None) -> None:
         cuda = device.type == "cuda"
         self.words = torch.zeros(SLOTS, dtype=torch.int32, pin_memory=cuda)
         default = (lambda: torch.cuda.Event(enable_timing=False)) if cuda else _Ready
