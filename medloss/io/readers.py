@@ -17,13 +17,17 @@ Only 3-D volumes are supported; trailing singleton dimensions (e.g. a 4-D NIfTI 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from medloss.errors import GeometryMismatchError, InvalidOptionError, LabelValueError, VolumeReadError
 from medloss.io.outputs import atomic_output
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -84,7 +88,7 @@ def _read_nifti(path: str, channels: bool = False) -> Volume:
     return Volume(arr, _triple(spacing), _triple(origin), direction, path)
 
 
-def _triple(values) -> tuple[float, float, float]:
+def _triple(values: Iterable[float]) -> tuple[float, float, float]:
     """Three numbers (a 3-D spacing or origin) as floats."""
     x, y, z = (float(v) for v in values)
     return x, y, z
@@ -104,7 +108,7 @@ def _channels_first(arr: np.ndarray, path: str) -> np.ndarray:
     )
 
 
-def _from_sitk(img, path: str, channels: bool = False) -> Volume:
+def _from_sitk(img: sitk.Image, path: str, channels: bool = False) -> Volume:
     import SimpleITK as sitk
 
     if img.GetDimension() != 3 or (img.GetNumberOfComponentsPerPixel() != 1 and not channels):
@@ -233,11 +237,12 @@ def check_geometry(pred: Volume, ref: Volume, tolerance: float = 1e-3) -> None:
                                     f"{why}{tol}.")
 
 
-def _fmt(v) -> str:
+def _fmt(v: Iterable[float]) -> str:
     return "(" + ", ".join(f"{x:.6g}" for x in v) + ")"
 
 
-def _nifti_affine(spacing, origin, direction) -> np.ndarray:
+def _nifti_affine(spacing: Sequence[float], origin: Sequence[float],
+                  direction: np.ndarray | Sequence[float]) -> np.ndarray:
     aff = np.eye(4)
     aff[:3, :3] = _LPS @ np.asarray(direction, float).reshape(3, 3) @ np.diag(np.asarray(spacing, float))
     aff[:3, 3] = _LPS @ np.asarray(origin, float)
@@ -245,7 +250,8 @@ def _nifti_affine(spacing, origin, direction) -> np.ndarray:
 
 
 def write_volume(path: str | os.PathLike, array: np.ndarray, like: Volume | None = None, *,
-                 spacing=None, origin=None, direction=None) -> str:
+                 spacing: Sequence[float] | None = None, origin: Sequence[float] | None = None,
+                 direction: np.ndarray | Sequence[float] | None = None) -> str:
     """Write ``array`` (indexed ``[i, j, k]``) atomically, with the geometry of ``like`` or the given one.
 
     NIfTI is written with nibabel, other suffixes with SimpleITK. The file (except the two-file ``.mhd``/``.nhdr``
@@ -280,7 +286,8 @@ def write_volume(path: str | os.PathLike, array: np.ndarray, like: Volume | None
     return p
 
 
-def _write_sitk(path: str, arr: np.ndarray, spacing, origin, direction) -> str:
+def _write_sitk(path: str, arr: np.ndarray, spacing: Sequence[float], origin: Sequence[float],
+                direction: np.ndarray | Sequence[float]) -> str:
     import SimpleITK as sitk
 
     img = sitk.GetImageFromArray(np.ascontiguousarray(arr.transpose(2, 1, 0)))

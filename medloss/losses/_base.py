@@ -4,6 +4,9 @@ Modules never compute: ``forward`` calls one function of :mod:`medloss.functiona
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
 from torch.nn.modules.loss import _Loss
 
 from medloss.errors import InvalidOptionError, OptionTypeError
@@ -42,7 +45,7 @@ class RegionLoss(MedlossLoss):
         to_onehot_y: bool,
         sigmoid: bool,
         softmax: bool,
-        other_act,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None,
         reduction: str,
         smooth_nr: float,
         smooth_dr: float,

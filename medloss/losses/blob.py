@@ -1,6 +1,8 @@
 """Blob loss: instance-imbalance-aware Dice (thin shell over :mod:`medloss.functional.blob`)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from medloss.errors import InvalidOptionError, check_number
@@ -63,7 +65,7 @@ class BlobLoss(MedlossLoss):
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act=None,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         connectivity: int | None = None,

@@ -2,6 +2,8 @@
 :mod:`medloss.functional.boundary`)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence, Sized
+
 import torch
 
 from medloss.errors import check_number
@@ -14,8 +16,9 @@ from medloss.losses._base import MedlossLoss, check_ignore_index
 class _DistanceLoss(MedlossLoss):
     """Options shared by the distance-map losses."""
 
-    def __init__(self, *, include_background, to_onehot_y, sigmoid, softmax, other_act, ignore_index, spacing,
-                 reduction, check_input) -> None:
+    def __init__(self, *, include_background: bool, to_onehot_y: bool, sigmoid: bool, softmax: bool,
+                 other_act: Callable[[torch.Tensor], torch.Tensor] | None, ignore_index: int | None,
+                 spacing: float | Sequence[float] | None, reduction: str, check_input: bool) -> None:
         super().__init__(reduction=reduction, check_input=check_input)
         prepare.check_activation_options(sigmoid, softmax, other_act)
         self.include_background = bool(include_background)
@@ -25,7 +28,8 @@ class _DistanceLoss(MedlossLoss):
         self.other_act = other_act
         self.ignore_index = check_ignore_index(ignore_index)
         scalar = isinstance(spacing, (int, float)) and not isinstance(spacing, bool)
-        self.spacing = check_spacing(spacing, 1 if scalar or not hasattr(spacing, "__len__") else len(spacing))
+        checked = check_spacing(spacing, 1 if scalar or not isinstance(spacing, Sized) else len(spacing))
+        self.spacing: float | Sequence[float] | None = checked
         self.spacing = spacing if scalar else self.spacing  # a number is expanded to the input's axes per call
 
     def options(self) -> dict:
@@ -76,17 +80,17 @@ class BoundaryLoss(_DistanceLoss):
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act=None,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         reduction: str = "mean",
         ignore_index: int | None = None,
-        spacing=None,
+        spacing: float | Sequence[float] | None = None,
         check_input: bool = True,
     ) -> None:
         super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
                          softmax=softmax, other_act=other_act, ignore_index=ignore_index, spacing=spacing,
                          reduction=reduction, check_input=check_input)
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None):
+    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None) -> torch.Tensor:
         return boundary_loss(input, target, distance, **self.options())
 
 
@@ -123,11 +127,11 @@ class HausdorffDTLoss(_DistanceLoss):
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act=None,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         reduction: str = "mean",
         batch: bool = False,
         ignore_index: int | None = None,
-        spacing=None,
+        spacing: float | Sequence[float] | None = None,
         check_input: bool = True,
     ) -> None:
         super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
@@ -136,7 +140,7 @@ class HausdorffDTLoss(_DistanceLoss):
         self.alpha = check_number("alpha", alpha, low=0, low_open=True)
         self.batch = bool(batch)
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None):
+    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None) -> torch.Tensor:
         return hausdorff_dt_loss(input, target, distance, alpha=self.alpha, batch=self.batch, **self.options())
 
 
@@ -152,5 +156,5 @@ class LogHausdorffDTLoss(HausdorffDTLoss):
         Neural Networks", IEEE TMI 2020, arXiv:1904.10030.
     """
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None):
+    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None) -> torch.Tensor:
         return torch.log1p(super().forward(input, target, distance))

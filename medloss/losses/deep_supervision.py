@@ -52,7 +52,8 @@ References:
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -175,9 +176,9 @@ class DeepSupervisionLoss(_Loss):
 
     def __init__(
         self,
-        loss,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         weight_mode: str = "exp",
-        weights=None,
+        weights: Sequence[float] | None = None,
         ignore_index: int | float | None = None,
         target_mode: str = "auto",
         min_valid_fraction: float = 0.5,
@@ -213,7 +214,7 @@ class DeepSupervisionLoss(_Loss):
         self.spatial_dims = spatial_dims
 
     @staticmethod
-    def _check_weights(weights) -> list[float]:
+    def _check_weights(weights: Sequence[float]) -> list[float]:
         try:
             w = [float(v) for v in weights]
         except (TypeError, ValueError) as exc:
@@ -236,7 +237,7 @@ class DeepSupervisionLoss(_Loss):
             raise InvalidOptionError(f"`weights` {weights} used for {levels} outputs are all 0.")
         return weights
 
-    def _split(self, input) -> list[torch.Tensor]:
+    def _split(self, input: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
         if isinstance(input, torch.Tensor):
             if self.spatial_dims is None:
                 if input.ndim == 6:  # stacked 3-D outputs (B, L, C, H, W, D)
@@ -319,7 +320,7 @@ class DeepSupervisionLoss(_Loss):
             )
         return self.target_mode == "auto" and not getattr(self.loss, "soft_label", False)
 
-    def forward(self, input, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         """Weighted sum over scales of ``loss(input[i], target resized to input[i])``."""
         if input is None:
             raise OptionTypeError("`input` is None: pass the network's outputs (a list, or a stacked tensor).")
@@ -368,10 +369,10 @@ class _ZeroGradient(torch.autograd.Function):
     the loss value is unchanged and, unlike 0 * y.sum(), a non-finite y cannot turn it into NaN."""
 
     @staticmethod
-    def forward(ctx, y):
+    def forward(ctx: Any, y: torch.Tensor) -> torch.Tensor:
         ctx.shape, ctx.dtype, ctx.device = y.shape, y.dtype, y.device
         return torch.zeros((), dtype=y.dtype, device=y.device)
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         return torch.zeros(ctx.shape, dtype=ctx.dtype, device=ctx.device)

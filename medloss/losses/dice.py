@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -74,14 +76,14 @@ class DiceLoss(RegionLoss):
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act=None,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         squared_pred: bool = False,
         jaccard: bool = False,
         reduction: str = "mean",
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         batch: bool = False,
-        weight=None,
+        weight: Sequence[float] | float | torch.Tensor | None = None,
         soft_label: bool = False,
         ignore_index: int | None = None,
         check_input: bool = True,
@@ -112,7 +114,7 @@ class JaccardLoss(DiceLoss):
         ISVC 2016.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["jaccard"] = True
         super().__init__(*args, **kwargs)
 
@@ -234,7 +236,7 @@ class GeneralizedDiceLoss(RegionLoss):
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act=None,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         w_type: str = "square",
         reduction: str = "mean",
         smooth_nr: float = 1e-5,

@@ -1,6 +1,8 @@
 """Lovász-Softmax and Lovász hinge losses (thin shells over :mod:`medloss.functional.lovasz`)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from medloss.errors import InvalidOptionError
@@ -76,7 +78,7 @@ class LovaszSoftmaxLoss(MedlossLoss):
         include_background: bool = True,
         softmax: bool = False,
         sigmoid: bool = False,
-        other_act=None,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         to_onehot_y: bool = False,
         reduction: str = "mean",
         check_input: bool = True,

@@ -1,6 +1,8 @@
 """Matthews correlation coefficient loss (a thin shell over :mod:`medloss.functional.region`)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from medloss.functional.region import mcc_loss
@@ -54,7 +56,7 @@ class MCCLoss(RegionLoss):
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act=None,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         reduction: str = "mean",
         smooth_nr: float = 0.0,
         smooth_dr: float = 1e-5,

@@ -1,6 +1,9 @@
 """Paper-faithful losses: Exponential Logarithmic (Wong 2018) and AnatomyNet Dice + focal (Zhu 2019)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 
 from medloss.errors import InvalidOptionError, OptionTypeError, ShapeMismatchError, check_number
@@ -56,7 +59,7 @@ class ExpLogLoss(MedlossLoss):
         w_cross: float = 0.2,
         gamma_dice: float = 0.3,
         gamma_cross: float = 0.3,
-        class_frequencies=None,
+        class_frequencies: Sequence[float] | float | torch.Tensor | None = None,
         include_background: bool = True,
         to_onehot_y: bool = False,
         softmax: bool = False,
@@ -99,7 +102,7 @@ class ExpLogLoss(MedlossLoss):
                 )
         self.register_buffer("class_frequencies", frequencies)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         key = prefix + "class_counts"
         if self.running and key in state_dict:  # the buffer's size is only known once labels were seen
             counts = state_dict[key]
@@ -180,7 +183,7 @@ class AnatomyNetLoss(MedlossLoss):
         beta: float = 0.5,
         gamma: float = 2.0,
         lambda_focal: float = 0.1,
-        class_weights=None,
+        class_weights: Sequence[float] | float | torch.Tensor | None = None,
         include_background: bool = True,
         to_onehot_y: bool = False,
         softmax: bool = False,
@@ -202,7 +205,8 @@ class AnatomyNetLoss(MedlossLoss):
         self.smooth_dr = check_number("smooth_dr", smooth_dr, low=0)
         self.register_buffer("class_weights", _reduce.class_weight_tensor(class_weights, arg="class_weights"))
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, class_mask=None) -> torch.Tensor:
+    def forward(self, input: torch.Tensor, target: torch.Tensor,
+                class_mask: torch.Tensor | Sequence | None = None) -> torch.Tensor:
         if class_mask is None:
             meta = getattr(target, "meta", None)
             if isinstance(meta, dict) and "class_mask" in meta:

@@ -1,6 +1,8 @@
 """Top-k cross-entropy and Dice + top-k (thin shells over :mod:`medloss.functional.topk`)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 
 from medloss.errors import InvalidOptionError, check_number
@@ -53,7 +55,7 @@ class TopKLoss(MedlossLoss):
     def __init__(
         self,
         k: float = 10.0,
-        weight=None,
+        weight: Sequence[float] | float | torch.Tensor | None = None,
         ignore_index: int | None = -100,
         label_smoothing: float = 0.0,
         batch: bool = True,
@@ -101,7 +103,7 @@ class DiceTopKLoss(_CompoundLoss):
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act=None,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         squared_pred: bool = False,
         jaccard: bool = False,
         reduction: str = "mean",
@@ -109,7 +111,7 @@ class DiceTopKLoss(_CompoundLoss):
         smooth_dr: float = 1e-5,
         batch: bool = False,
         k: float = 10.0,
-        weight=None,
+        weight: Sequence[float] | float | torch.Tensor | None = None,
         lambda_dice: float = 1.0,
         lambda_topk: float = 1.0,
         label_smoothing: float = 0.0,

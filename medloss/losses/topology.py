@@ -2,6 +2,8 @@
 (thin shells over :mod:`medloss.functional.topology`)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from medloss.errors import InvalidOptionError, OptionTypeError, check_number
@@ -76,7 +78,7 @@ class SoftclDiceLoss(MedlossLoss):
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act=None,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         reduction: str = "mean",
         batch: bool = False,
         ignore_index: int | None = None,
@@ -131,7 +133,7 @@ class SoftDiceclDiceLoss(SoftclDiceLoss):
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act=None,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         reduction: str = "mean",
         batch: bool = False,
         ignore_index: int | None = None,

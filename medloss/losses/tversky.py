@@ -1,6 +1,8 @@
 """Tversky and Focal-Tversky losses (thin shells over :mod:`medloss.functional.region`)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from medloss.errors import check_number
@@ -40,7 +42,7 @@ class TverskyLoss(RegionLoss):
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act=None,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         alpha: float = 0.5,
         beta: float = 0.5,
         reduction: str = "mean",
@@ -90,7 +92,7 @@ class FocalTverskyLoss(TverskyLoss):
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act=None,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         alpha: float = 0.3,
         beta: float = 0.7,
         gamma: float = 4.0 / 3.0,

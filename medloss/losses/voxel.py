@@ -1,6 +1,8 @@
 """Voxel-wise losses: cross-entropy, BCE with logits, focal (thin shells over :mod:`medloss.functional.voxel`)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from medloss.errors import check_number
@@ -55,7 +57,7 @@ class CrossEntropyLoss(MedlossLoss):
 
     def __init__(
         self,
-        weight=None,
+        weight: Sequence[float] | float | torch.Tensor | None = None,
         ignore_index: int | None = -100,
         reduction: str = "mean",
         label_smoothing: float = 0.0,
@@ -96,7 +98,7 @@ class BCELoss(MedlossLoss):
 
     def __init__(
         self,
-        pos_weight=None,
+        pos_weight: Sequence[float] | float | torch.Tensor | None = None,
         reduction: str = "mean",
         ignore_index: float | None = None,
         check_input: bool = True,
@@ -156,8 +158,8 @@ class FocalLoss(MedlossLoss):
         include_background: bool = True,
         to_onehot_y: bool = False,
         gamma: float = 2.0,
-        alpha=None,
-        weight=None,
+        alpha: float | Sequence[float] | torch.Tensor | None = None,
+        weight: Sequence[float] | float | torch.Tensor | None = None,
         reduction: str = "mean",
         use_softmax: bool = False,
         ignore_index: int | None = None,

@@ -1,12 +1,18 @@
 """Generalized Wasserstein Dice loss (a thin shell over :mod:`medloss.functional.wasserstein`)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import torch
 
 from medloss.errors import check_choice
 from medloss.functional.region import check_region_options
 from medloss.functional.wasserstein import WEIGHTING_MODES, distance_matrix, generalized_wasserstein_dice_loss
 from medloss.losses._base import MedlossLoss, check_ignore_index
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class GeneralizedWassersteinDiceLoss(MedlossLoss):
@@ -58,7 +64,7 @@ class GeneralizedWassersteinDiceLoss(MedlossLoss):
 
     def __init__(
         self,
-        dist_matrix,
+        dist_matrix: np.ndarray | torch.Tensor | Sequence[Sequence[float]],
         weighting_mode: str = "default",
         reduction: str = "mean",
         smooth_nr: float = 1e-5,

@@ -40,6 +40,8 @@ Presets and options: :mod:`medloss.scoring.presets`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +82,7 @@ def _pairs(a_at: np.ndarray, b_at: np.ndarray, nb: int) -> tuple[np.ndarray, np.
     return keys // (nb + 1), keys % (nb + 1), counts
 
 
-def lesion_scores(ref: np.ndarray, pred: np.ndarray, spacing, config: LesionConfig | None = None,
+def lesion_scores(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float], config: LesionConfig | None = None,
                   empty: str = "worst", workers: int = -1, box: tuple[slice, ...] | None = None,
                   instances: bool = False) -> dict:
     """Lesion-wise scores of two boolean masks (the columns of :func:`lesion_columns`; module docstring).
@@ -134,14 +136,15 @@ def lesion_scores(ref: np.ndarray, pred: np.ndarray, spacing, config: LesionConf
 class _Tally:
     """Per-lesion and per-component tables of one case (all arrays indexed by id, entry 0 unused)."""
 
-    def __init__(self, n_ref=0, n_pred=0, ref_size=None, pred_size=None, mk=None, mj=None, inter_m=None,
-                 voxel_ml=0.0, exclude_mm3=0.0):
+    def __init__(self, n_ref: int = 0, n_pred: int = 0, ref_size: np.ndarray | None = None,
+                 pred_size: np.ndarray | None = None, mk: np.ndarray | None = None, mj: np.ndarray | None = None,
+                 inter_m: np.ndarray | None = None, voxel_ml: float = 0.0, exclude_mm3: float = 0.0) -> None:
         e = np.zeros(0, np.int64)
         self.n_ref, self.n_pred, self.voxel_ml = n_ref, n_pred, voxel_ml
         self.ref_size = np.zeros(1, np.int64) if ref_size is None else ref_size
         self.pred_size = np.zeros(1, np.int64) if pred_size is None else pred_size
         self.mk: np.ndarray = e if mk is None else mk
-        self.mj: np.ndarray = e if mk is None else mj
+        self.mj: np.ndarray = e if mk is None or mj is None else mj
         self.inter_m = np.zeros(0) if inter_m is None else inter_m
         self.matched_pred = np.bincount(self.mk, weights=self.pred_size[self.mj].astype(np.float64),
                                         minlength=n_ref + 1)
@@ -159,8 +162,8 @@ class _Tally:
         self.nsd: np.ndarray | None = None
 
 
-def _lesion_distances(ref_lab, lp, t: _Tally, spacing, cfg: LesionConfig,
-                      workers) -> tuple[np.ndarray, np.ndarray]:
+def _lesion_distances(ref_lab: np.ndarray, lp: np.ndarray, t: _Tally, spacing: Sequence[float], cfg: LesionConfig,
+                      workers: int) -> tuple[np.ndarray, np.ndarray]:
     """Per lesion id: HD95 against its matched components (``penalty_mm`` if missed) and panoptica's NSD."""
     from scipy import ndimage as ndi
 
@@ -195,7 +198,7 @@ def _finish(t: _Tally, cfg: LesionConfig, empty: str, instances: bool) -> dict:
     n_fp = int(t.fp_ids.size)
     denom = ids.size + n_fp
     f1_den = 2 * tp + n_fp + fn
-    out = {
+    out: dict[str, Any] = {
         "lesions_ref": int(ids.size),
         "lesions_pred": t.n_pred,
         "lesions_detected": tp,

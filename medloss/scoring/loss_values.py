@@ -23,10 +23,14 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medloss.errors import InputRangeError, InvalidOptionError, OptionTypeError, did_you_mean
+
+if TYPE_CHECKING:
+    import torch
 
 ACTIVATIONS = ("none", "softmax", "sigmoid")
 # Losses with a term on logits, and the activation that term applies: "softmax", "sigmoid", "channels" (softmax
@@ -80,7 +84,7 @@ class LossScorer:
     _built: dict = field(default_factory=dict)
     warned: list[str] = field(default_factory=list)  # the loss's warnings, each once
 
-    def module(self, form: str | None):
+    def module(self, form: str | None) -> torch.nn.Module:
         """The loss instance whose activation flags match ``form`` (None: no activation)."""
         if form not in self._built:
             self._built[form] = _instantiate(self.name, self.params, self.options, form, self.reduction)
@@ -149,7 +153,7 @@ def build_loss(name: str, activation: str, options: dict) -> tuple[LossScorer, b
     return scorer, per_class
 
 
-def _instantiate(name: str, params: dict, options: dict, form: str | None, reduction: str):
+def _instantiate(name: str, params: dict, options: dict, form: str | None, reduction: str) -> torch.nn.Module:
     from medloss import registry
 
     kwargs: dict = {}
@@ -169,7 +173,7 @@ def _instantiate(name: str, params: dict, options: dict, form: str | None, reduc
         raise OptionTypeError(f"cannot build {name} with {kwargs}: {exc}") from exc
 
 
-def _logits_of(prob, form: str | None):
+def _logits_of(prob: torch.Tensor, form: str | None) -> torch.Tensor:
     """The logits whose ``form`` activation gives ``prob`` back, logarithms clamped at :data:`LOG_FLOOR`."""
     import torch
 
@@ -180,7 +184,7 @@ def _logits_of(prob, form: str | None):
     return (log_p - torch.log1p(-p).clamp_min(LOG_FLOOR)).float()
 
 
-def _check_probabilities(x) -> bool:
+def _check_probabilities(x: torch.Tensor) -> bool:
     """Raise unless ``x`` (1, C, *S) holds probabilities; return whether its channels sum to 1 (softmax)."""
     lo, hi = float(x.min()), float(x.max())
     if not (lo >= 0.0 and hi <= 1.0):  # NaN fails both

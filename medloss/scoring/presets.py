@@ -143,7 +143,7 @@ LESION_PRESETS = {
 }
 
 
-def lesion_config(spec: bool | str | LesionConfig | None, **overrides) -> LesionConfig | None:
+def lesion_config(spec: bool | str | LesionConfig | None, **overrides: Any) -> LesionConfig | None:
     """Turn ``True`` / a preset name / a :class:`LesionConfig` (plus non-None overrides) into a config.
 
     Choosing a one-to-one ``matching`` without a ``threshold`` resets the preset's threshold to the 0.5 default.
@@ -164,8 +164,8 @@ def lesion_config(spec: bool | str | LesionConfig | None, **overrides) -> Lesion
     return replace(cfg, **overrides) if overrides else cfg
 
 
-def preset_defaults(cfg: LesionConfig | None, *, surface=None, worst_distance=None, empty=None, labels=None,
-                    regions=None) -> tuple:
+def preset_defaults(cfg: LesionConfig | None, *, surface: str | None = None, worst_distance: str | float | None = None,
+                    empty: str | None = None, labels: object = None, regions: object = None) -> tuple:
     """``(surface, worst_distance, empty, regions)``: each argument that is None takes the preset's value, else the
     general default (``"voxel"``, ``"diagonal"``, ``"worst"``, no regions). Preset regions apply only when neither
     labels nor regions are given."""

@@ -14,12 +14,20 @@ import csv
 import io
 import json
 import math
+import os
 import platform
 from collections import defaultdict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medloss.io.outputs import OutputSet, atomic_output, atomic_write_text
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from medloss.scoring.presets import LesionConfig
 
 STATS = ("mean", "std", "median", "min", "max")
 NON_METRIC = {"case", "label", "empty", "surface", "tolerance_mm", "spacing_mm", "instances", "unscored_labels"}
@@ -31,7 +39,7 @@ SURFACE_TEXT = {
 }
 
 
-def _num(v) -> float | None:
+def _num(v: object) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
         return None
     return float(v)
@@ -82,9 +90,10 @@ def _versions(surface: str) -> dict[str, str]:
     return out
 
 
-def recipe(*, surface: str, tolerance: float, percentile: float, empty: str, worst_distance, labels, ignore_index,
-           lesion_cfg=None, geometry_tolerance: float | None = None, spacing: dict | None = None,
-           regions=None) -> dict:
+def recipe(*, surface: str, tolerance: float, percentile: float, empty: str, worst_distance: str | float,
+           labels: Iterable[int] | None, ignore_index: int | None, lesion_cfg: LesionConfig | None = None,
+           geometry_tolerance: float | None = None, spacing: dict | None = None,
+           regions: Iterable[tuple[str, Iterable[int]]] | None = None) -> dict:
     """Everything needed to reproduce or interpret the numbers."""
     from medloss.scoring.matching import is_unique
 
@@ -125,7 +134,7 @@ def recipe(*, surface: str, tolerance: float, percentile: float, empty: str, wor
     return out
 
 
-def _cell(v):
+def _cell(v: object) -> object:
     if v is None:
         return ""
     if isinstance(v, float):
@@ -148,11 +157,11 @@ def csv_text(rows: list[dict], cols: list[str], summary: dict | None = None) -> 
     return buf.getvalue()
 
 
-def _write_text(path, text: str, outputs: OutputSet | None) -> None:
+def _write_text(path: str | os.PathLike, text: str, outputs: OutputSet | None) -> None:
     (atomic_write_text if outputs is None else outputs.write_text)(path, text)
 
 
-def write_csv(path, rows: list[dict], cols: list[str], summary: dict | None = None, *,
+def write_csv(path: str | os.PathLike, rows: list[dict], cols: list[str], summary: dict | None = None, *,
               outputs: OutputSet | None = None) -> None:
     _write_text(path, csv_text(rows, cols, summary), outputs)
 
@@ -173,11 +182,11 @@ def instances_csv_text(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def write_instances_csv(path, rows: list[dict], *, outputs: OutputSet | None = None) -> None:
+def write_instances_csv(path: str | os.PathLike, rows: list[dict], *, outputs: OutputSet | None = None) -> None:
     _write_text(path, instances_csv_text(rows), outputs)
 
 
-def _jsonable(o):
+def _jsonable(o: object) -> Any:
     if isinstance(o, dict):
         return {str(k): _jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
@@ -190,13 +199,13 @@ def _jsonable(o):
     return o
 
 
-def write_json(path, rows: list[dict], summary: dict, recipe_: dict, errors: list[dict], *,
+def write_json(path: str | os.PathLike, rows: list[dict], summary: dict, recipe_: dict, errors: list[dict], *,
                outputs: OutputSet | None = None) -> None:
     doc = {"rows": rows, "summary": summary, "recipe": recipe_, "errors": errors}
     _write_text(path, json.dumps(_jsonable(doc), indent=1, allow_nan=False) + "\n", outputs)
 
 
-def _fmt(v, nd=4) -> str:
+def _fmt(v: object, nd: int = 4) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -209,7 +218,7 @@ LESION_TABLE = ["lesions_ref", "lesions_detected", "lesions_fp", "lesion_f1", "p
 SUMMARY_COLUMNS = ["dice", "iou", "hd95", "assd", "nsd", "lesion_f1", "lesion_dice", "pq"]
 
 
-def print_report(console, rows: list[dict], summary: dict, recipe_: dict, max_rows: int = 40) -> None:
+def print_report(console: Console, rows: list[dict], summary: dict, recipe_: dict, max_rows: int = 40) -> None:
     """Per-row table (up to ``max_rows`` rows), per-label summary and a line naming the conventions."""
     from rich.table import Table
 
@@ -242,7 +251,7 @@ def print_report(console, rows: list[dict], summary: dict, recipe_: dict, max_ro
                   f"(worst distance: {recipe_['worst_distance']}).", highlight=False)
 
 
-def write_plot(path, rows: list[dict], *, outputs: OutputSet | None = None) -> None:
+def write_plot(path: str | os.PathLike, rows: list[dict], *, outputs: OutputSet | None = None) -> None:
     """PNG with, per label, a box plot and the case points (strip) of Dice and of HD95 across cases."""
     import matplotlib
 

@@ -31,6 +31,7 @@ Distances are float64 (MONAI returns float32; the two agree to about 1e-7 relati
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -137,8 +138,8 @@ def _sparse_neighbour_codes(sub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(cc, axis=1), code
 
 
-def surface_points(mask: np.ndarray, box: tuple[slice, ...], spacing, convention: str = "voxel",
-                   sparse: bool | None = None):
+def surface_points(mask: np.ndarray, box: tuple[slice, ...], spacing: Sequence[float], convention: str = "voxel",
+                   sparse: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Surface point coordinates (mm, in the crop's frame) and weights (None for ``voxel``) of ``mask[box]``.
 
     ``sparse`` (default: automatic, when the mask fills less than 1/16 of the box) works from the list of mask
@@ -169,7 +170,7 @@ def _nearest(points_from: np.ndarray, points_to: np.ndarray, workers: int) -> np
     return cKDTree(points_to, leafsize=32, balanced_tree=False).query(points_from, k=1, workers=workers)[0]
 
 
-def surface_distances(ref: np.ndarray, pred: np.ndarray, spacing, convention: str = "voxel",
+def surface_distances(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float], convention: str = "voxel",
                       box: tuple[slice, ...] | None = None, workers: int = -1) -> SurfaceDistances | None:
     """Directed surface distances between two non-empty boolean masks (``None`` if either is empty).
 
