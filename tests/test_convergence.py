@@ -8,7 +8,6 @@ import torch
 from medloss import registry
 from tests._helpers import loss_study
 
-
 STUDY = loss_study()
 SETUPS = STUDY.SETUPS
 # k=10 with this 2-layer net at lr 0.05 swings between all-background and all-foreground for 40 steps (it
@@ -28,7 +27,8 @@ def _data():
 
 def _net(out_channels):
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, out_channels, 1))
+    return torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.Conv3d(4, out_channels, 1))
 
 
 def test_every_registered_loss_has_a_setup():

@@ -16,8 +16,18 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_testing import (BUNDLE_NAMES, SCHEMA, bundle_cli, bundle_dir, config, copy_bundle, medloss_error, run,
-                            torchrun, workflow)
+from bundle_testing import (
+    BUNDLE_NAMES,
+    SCHEMA,
+    bundle_cli,
+    bundle_dir,
+    config,
+    copy_bundle,
+    medloss_error,
+    run,
+    torchrun,
+    workflow,
+)
 
 pytestmark = pytest.mark.parametrize("name", BUNDLE_NAMES)
 

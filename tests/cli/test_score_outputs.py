@@ -37,11 +37,13 @@ def _one_error_line(res, *words):
 def test_output_that_is_an_input_is_refused_before_scoring(tmp_path, flag, which):
     p, r = _vol(tmp_path / "p.nii.gz"), _vol(tmp_path / "r.nii.gz")
     target = p if which == "pred" else r
-    before = open(target, "rb").read()
+    with open(target, "rb") as f:
+        before = f.read()
     res = _run(p, r, flag, target, "-q")
     assert res.exit_code == 2
     _one_error_line(res, flag, "overwrite", target)
-    assert open(target, "rb").read() == before
+    with open(target, "rb") as f:
+        assert f.read() == before
 
 
 def test_output_through_a_symlink_or_a_case_of_an_input_folder_is_refused(tmp_path):

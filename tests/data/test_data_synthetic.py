@@ -59,7 +59,8 @@ def test_multi_class_labels():
     assert {cls for _, cls in case.lesion_radii} == {1, 2}
 
 
-@pytest.mark.parametrize("kwargs", [{"size": 8}, {"num_lesions": (3, 2)}, {"num_lesions": (-1, 2)}, {"radius_range": (0.5, 2.0)},
+@pytest.mark.parametrize("kwargs",
+                         [{"size": 8}, {"num_lesions": (3, 2)}, {"num_lesions": (-1, 2)}, {"radius_range": (0.5, 2.0)},
                                     {"num_channels": 4}, {"num_classes": 1}, {"noise": 0.9}])
 def test_bad_options_raise_typed_error(kwargs):
     with pytest.raises(InvalidOptionError):

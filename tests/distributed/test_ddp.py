@@ -98,7 +98,7 @@ def test_ddp_equals_single_process_on_the_concatenated_batch(ddp_results, name):
     for rank in range(WORLD):
         loss, grads = ddp_results[rank][name]
         torch.testing.assert_close(loss, loss_ref, rtol=1e-10, atol=1e-12)
-        for g, g_ref in zip(grads, grads_ref):
+        for g, g_ref in zip(grads, grads_ref, strict=True):
             torch.testing.assert_close(g, g_ref, rtol=1e-8, atol=1e-12)
 
 

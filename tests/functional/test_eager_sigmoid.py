@@ -57,7 +57,8 @@ def test_eager_sigmoid_tables_equal_plain_sums_and_gradcheck(channels, layout, v
                            activation="sigmoid", dense=layout != "map", soft=layout == "soft")
     out = tables(x, target, options, "eager")
     ref = _reference(x, g, valid, squared, voxel_term, gamma)
-    for name, got, exp in zip(("TP", "PRED", "TARGET", "VPOS", "VNEG"), (*out[:3], out.vpos, out.vneg), ref):
+    for name, got, exp in zip(("TP", "PRED", "TARGET", "VPOS", "VNEG"), (*out[:3], out.vpos, out.vneg), ref,
+                              strict=True):
         if exp is not None:
             torch.testing.assert_close(got, exp, rtol=1e-12, atol=1e-12, msg=name)
     torch.testing.assert_close(out.voxels, valid.sum(2))

@@ -33,11 +33,19 @@ SM = dict(softmax=True)
 # name -> (factory(to_onehot_y, **kw), supports ignore on the plain path)
 FUSED = {
     "dice": (lambda oh, **k: L.DiceLoss(to_onehot_y=oh, **SM, **k), True),
-    "dice-squared-nobg-batch": (lambda oh, **k: L.DiceLoss(to_onehot_y=oh, squared_pred=True, include_background=False, batch=True, **SM, **k), True),
+    "dice-squared-nobg-batch": (
+        lambda oh, **k: L.DiceLoss(to_onehot_y=oh, squared_pred=True, include_background=False, batch=True, **SM, **k),
+        True),
     "tversky": (lambda oh, **k: L.TverskyLoss(to_onehot_y=oh, alpha=0.3, beta=0.7, **SM, **k), True),
     "gdl": (lambda oh, **k: L.GeneralizedDiceLoss(to_onehot_y=oh, **SM, **k), True),
-    "focal-softmax": (lambda oh, **k: L.FocalLoss(to_onehot_y=oh, use_softmax=True, gamma=2.0, alpha=[0.2, 0.3, 0.5], weight=[1.0, 2.0, 0.5], **k), True),
-    "focal-softmax-nobg-sum": (lambda oh, **k: L.FocalLoss(to_onehot_y=oh, use_softmax=True, gamma=1.5, include_background=False, reduction="sum", **k), True),
+    "focal-softmax": (
+        lambda oh, **k: L.FocalLoss(to_onehot_y=oh, use_softmax=True, gamma=2.0, alpha=[0.2, 0.3, 0.5],
+                                    weight=[1.0, 2.0, 0.5], **k),
+        True),
+    "focal-softmax-nobg-sum": (
+        lambda oh, **k: L.FocalLoss(to_onehot_y=oh, use_softmax=True, gamma=1.5, include_background=False,
+                                    reduction="sum", **k),
+        True),
     "dicefocal-softmax": (lambda oh, **k: L.DiceFocalLoss(to_onehot_y=oh, gamma=2.0, **SM, **k), True),
     "gdl-focal-softmax": (lambda oh, **k: L.GeneralizedDiceFocalLoss(to_onehot_y=oh, **SM, **k), True),
     # no class weights here: torch's weighted CE divides by sum of weights for labels but by N for probability

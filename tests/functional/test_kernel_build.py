@@ -24,5 +24,6 @@ def test_kernel_is_built():
         pytest.skip("MEDLOSS_ALLOW_NO_NATIVE=1")
     if not native.available() and not _compiler_present():
         pytest.skip("no C compiler on this machine: the eager path is used, by design")
-    assert native.available(), "medloss/backends/cpu/_kernels.c was not compiled at install although a C compiler exists"
+    assert native.available(), (
+        "medloss/backends/cpu/_kernels.c was not compiled at install although a C compiler exists")
     assert native.enabled() or os.environ.get("MEDLOSS_NATIVE") == "0"

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import medloss.losses as L
-from medloss.errors import InputRangeError, LabelValueError
 from medloss.backends import cpu as native
+from medloss.errors import InputRangeError, LabelValueError
 from medloss.functional.stats import region_stats, sigmoid_tables
 from medloss.functional.tables import TableOptions, tables
 from tests._helpers import native_case as _case
@@ -32,7 +32,7 @@ def _sigmoid_stats(engine, x, target, monkeypatch, **kw):
     stats = region_stats(xg, target, sigmoid=True, **kw)
     gen = torch.Generator().manual_seed(3)
     w = [torch.rand(t.shape, generator=gen, dtype=torch.float64).to(t.dtype) for t in stats[:2]]
-    (grad,) = torch.autograd.grad(sum((t * wi).sum() for t, wi in zip(stats[:2], w)), xg)
+    (grad,) = torch.autograd.grad(sum((t * wi).sum() for t, wi in zip(stats[:2], w, strict=True)), xg)
     return [t.detach() for t in stats], grad
 
 
@@ -57,7 +57,7 @@ def test_sigmoid_native_equals_eager(dtype, rtol, channels, layout, squared, ign
     assert native.takes(x.reshape(2, channels, -1), target.reshape(2, -1, x[0, 0].numel()), options)
     t1, g1 = _sigmoid_stats("native", x, target, monkeypatch, **kw)
     t2, g2 = _sigmoid_stats("eager", x, target, monkeypatch, **kw)
-    for name, a, b in zip(("TP", "PRED", "TARGET", "VOXELS"), t1, t2):
+    for name, a, b in zip(("TP", "PRED", "TARGET", "VOXELS"), t1, t2, strict=True):
         torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * float(b.abs().max()) + 1e-30, msg=name)
     torch.testing.assert_close(g1, g2, rtol=rtol, atol=rtol * float(g2.abs().max()))
 
@@ -68,7 +68,7 @@ def test_sigmoid_gradcheck():
     dense = torch.nn.functional.one_hot(y[:, 0].clamp(0, 2), 3).movedim(-1, 1).double()
     for target, is_dense in ((y.reshape(2, 1, -1), False), (dense.reshape(2, 3, -1), True)):
         for squared in (False, True):
-            def f(inp):
+            def f(inp, squared=squared, is_dense=is_dense, target=target):
                 options = TableOptions(ignore_index=7, squared=squared, activation="sigmoid", dense=is_dense)
                 out = tables(inp.reshape(2, 3, -1), target, options, "native")
                 return out.tp, out.pred

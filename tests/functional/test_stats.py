@@ -28,7 +28,8 @@ def brute_force(p, g, valid, squared):
 @pytest.mark.parametrize("ignore_index", [None, 255])
 def test_label_map_path_matches_brute_force(squared, ignore_index):
     logits, labels = random_case((2, 3, 4, 3, 2), ignore_index=ignore_index)
-    stats = region_stats(logits, labels, softmax=True, to_onehot_y=True, squared_pred=squared, ignore_index=ignore_index)
+    stats = region_stats(logits, labels, softmax=True, to_onehot_y=True, squared_pred=squared,
+                         ignore_index=ignore_index)
     p = torch.softmax(logits.detach(), 1).reshape(2, 3, -1)
     lab = labels.reshape(2, 1, -1)
     valid = None if ignore_index is None else (lab != ignore_index).double()
@@ -54,7 +55,7 @@ def test_label_map_path_equals_dense_path_value_and_gradient(squared, ignore_ind
         x = logits.detach().clone().requires_grad_()
         s = region_stats(x, target, softmax=True, to_onehot_y=to_onehot_y, squared_pred=squared, batch=batch,
                          ignore_index=ignore_index, check_input=False)
-        total = sum((w[: t.shape[0], : t.shape[1]] * t).sum() for w, t in zip(weights, s))
+        total = sum((w[: t.shape[0], : t.shape[1]] * t).sum() for w, t in zip(weights, s, strict=True))
         total.backward()
         return torch.stack([t.detach() for t in s[:3]]), x.grad
 
@@ -70,5 +71,5 @@ def test_float32_sums_are_accurate_on_large_volumes():
     s16 = region_stats(logits, labels, softmax=True, to_onehot_y=True)
     s64 = region_stats(logits.detach().double(), labels, softmax=True, to_onehot_y=True)
     assert s16.tp.dtype == torch.float32
-    for a, b in zip(s16, s64):
+    for a, b in zip(s16, s64, strict=True):
         torch.testing.assert_close(a.double(), b, rtol=1e-6, atol=0)

@@ -42,7 +42,7 @@ def _nearest_src(j, n_in, n_out):
 def _brute_nearest(target, size):
     out = torch.empty(*target.shape[:2], *size, dtype=target.dtype)
     for idx in itertools.product(*(range(s) for s in size)):
-        src = tuple(_nearest_src(j, n_in, n_out) for j, n_in, n_out in zip(idx, target.shape[2:], size))
+        src = tuple(_nearest_src(j, n_in, n_out) for j, n_in, n_out in zip(idx, target.shape[2:], size, strict=True))
         out[(..., *idx)] = target[(..., *src)]
     return out
 
@@ -58,7 +58,7 @@ def _brute_pool(target, size, ignore=None, min_valid=0.5):
     out = torch.empty(*t.shape[:2], *size, dtype=torch.float64)
     for b in range(t.shape[0]):
         for idx in itertools.product(*(range(s) for s in size)):
-            windows = [_window(j, n_in, n_out) for j, n_in, n_out in zip(idx, t.shape[2:], size)]
+            windows = [_window(j, n_in, n_out) for j, n_in, n_out in zip(idx, t.shape[2:], size, strict=True)]
             voxels = [t[(b, slice(None), *p)] for p in itertools.product(*windows)]
             valid = [v for v in voxels if ignore is None or not bool((v == ignore).any())]
             if len(valid) == 0 or len(valid) / len(voxels) < min_valid:
@@ -136,7 +136,7 @@ SIZES = [(8, 8, 8), (4, 4, 4), (2, 2, 2), (1, 1, 1)]
 
 def _by_hand(inner, outputs, target, weights, resize):
     total = 0.0
-    for y, w in zip(outputs, weights):
+    for y, w in zip(outputs, weights, strict=True):
         if w:
             total = total + w * inner(y, resize(target, tuple(y.shape[2:])))
     return total

@@ -89,7 +89,8 @@ def test_boundary_matches_the_reference(spacing):
     onehot = one_hot_np(labels.numpy(), 3, ignore_value=255)
     loss = L.BoundaryLoss(softmax=True, to_onehot_y=True, ignore_index=255, spacing=spacing,
                           reduction="none")(logits, labels)
-    torch.testing.assert_close(loss, torch.from_numpy(ref.boundary(probs.numpy(), onehot, valid=valid, spacing=spacing)),
+    torch.testing.assert_close(loss,
+                               torch.from_numpy(ref.boundary(probs.numpy(), onehot, valid=valid, spacing=spacing)),
                                rtol=1e-6, atol=1e-9)
 
 
@@ -167,7 +168,8 @@ def test_transform_reads_pixdim_keeps_metadata_and_stores_under_a_key():
     out = SignedDistanceMapd("label", num_classes=2, spacing="pixdim")({"label": label})["label"]
     assert isinstance(out, MetaTensor) and out.shape == (3, 8, 7, 6)
     torch.testing.assert_close(out.affine, label.affine)
-    torch.testing.assert_close(out[2].numpy(), ref.brute_signed_distance(label[0].numpy() > 0, (2.0, 1.0, 1.5)).astype(np.float32))
+    torch.testing.assert_close(out[2].numpy(),
+                               ref.brute_signed_distance(label[0].numpy() > 0, (2.0, 1.0, 1.5)).astype(np.float32))
     separate = SignedDistanceMapd("label", num_classes=2, output_key="{key}_dist", spacing=1.0)({"label": label})
     assert separate["label"] is label and separate["label_dist"].shape == (2, 8, 7, 6)
     one = signed_distance_maps(label, 1, spacing="pixdim")  # one sigmoid channel: the foreground's map

@@ -169,7 +169,7 @@ def test_chunking_does_not_change_result(monkeypatch):
     full = _grad(loss, x, y)
     monkeypatch.setattr(F, "CHUNK_ELEMENTS", 1)  # one row at a time
     one = _grad(loss, x, y)
-    for a, b in zip(full, one):
+    for a, b in zip(full, one, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
 
 
@@ -178,7 +178,8 @@ def test_gradcheck_float64():
     x, y = _case((1, 3, 3, 3, 2), seed=3, absent=False)
     for kw in (dict(per_image=False), dict(per_image=True, classes="all")):
         loss = LovaszSoftmaxLoss(softmax=True, to_onehot_y=True, **kw)
-        assert torch.autograd.gradcheck(lambda t: loss(t, y), (x.detach().requires_grad_(),), eps=1e-7, atol=1e-6)
+        assert torch.autograd.gradcheck(lambda t, loss=loss: loss(t, y), (x.detach().requires_grad_(),), eps=1e-7,
+                                        atol=1e-6)
     s = torch.randn(2, 1, 3, 3, 2, dtype=torch.float64, requires_grad=True)
     t = torch.randint(0, 2, s.shape)
     assert torch.autograd.gradcheck(lambda v: LovaszHingeLoss()(v, t), (s,), eps=1e-7, atol=1e-6)

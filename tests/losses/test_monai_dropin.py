@@ -153,7 +153,8 @@ ONE_CHANNEL = {
 def test_monai_single_channel_warnings(name, option):
     x, y = _sigmoid_case(shape=(2, 1, 4, 4, 4))
     kw = dict(ONE_CHANNEL[name], **option)
-    text = f"single channel prediction, `{'to_onehot_y=True' if 'to_onehot_y' in option else 'include_background=False'}` ignored"
+    ignored = "to_onehot_y=True" if "to_onehot_y" in option else "include_background=False"
+    text = f"single channel prediction, `{ignored}` ignored"
     with warnings.catch_warnings(record=True) as theirs:
         warnings.simplefilter("always")
         expected = getattr(M, name)(**kw)(x, y)
@@ -256,8 +257,8 @@ def test_option_grid_equals_monai(name):
             ours = getattr(L, name)(**kw)(x_ours, target)
             assert ours.numel() == theirs.numel(), kw
             torch.testing.assert_close(ours.double().reshape(-1), theirs.double().reshape(-1), rtol=1e-5, atol=1e-6,
-                                       msg=lambda m: f"{name}({kw}): {m}")
+                                       msg=lambda m, kw=kw: f"{name}({kw}): {m}")
             theirs.sum().backward()
             ours.sum().backward()
             torch.testing.assert_close(x_ours.grad, x_theirs.grad.double(), rtol=1e-5, atol=1e-7,
-                                       msg=lambda m: f"gradient of {name}({kw}): {m}")
+                                       msg=lambda m, kw=kw: f"gradient of {name}({kw}): {m}")

@@ -32,7 +32,8 @@ def _onehot(labels, num_classes):
 
 
 DICE_GRID = [
-    dict(zip(("include_background", "act", "to_onehot_y", "squared_pred", "jaccard", "batch", "reduction"), v))
+    dict(zip(("include_background", "act", "to_onehot_y", "squared_pred", "jaccard", "batch", "reduction"), v,
+             strict=True))
     for v in itertools.product(
         (True, False), ("softmax", "sigmoid"), (True, False), (False, True), (False, True), (False, True),
         ("mean", "sum", "none"),
@@ -83,7 +84,8 @@ def test_jaccard_loss_is_dice_with_jaccard():
     assert_parity(L.JaccardLoss(**kw), M.DiceLoss(jaccard=True, **kw), logits, labels)
 
 
-TVERSKY_GRID = list(itertools.product((0.3, 0.5, 0.9), (0.7, 0.5, 0.2), (True, False), (False, True), ("softmax", "sigmoid")))
+TVERSKY_GRID = list(itertools.product((0.3, 0.5, 0.9), (0.7, 0.5, 0.2), (True, False), (False, True),
+                                      ("softmax", "sigmoid")))
 
 
 @pytest.mark.parametrize("alpha,beta,include_background,batch,act", TVERSKY_GRID)
@@ -146,7 +148,8 @@ FOCAL_GRID = list(itertools.product(
 def test_focal_matches_monai(use_softmax, gamma, alpha, weight, reduction):
     logits, labels = random_case((2, 3, 5, 4, 3))
     kw = dict(to_onehot_y=True, use_softmax=use_softmax, gamma=gamma, alpha=alpha, weight=weight, reduction=reduction)
-    # MONAI computes focal terms in float32 even for float64 input: its element values carry up to ~2e-7 absolute error (BCE cancellation)
+    # MONAI computes focal terms in float32 even for float64 input: its element values carry up to ~2e-7 absolute
+    # error (BCE cancellation)
     assert_parity(L.FocalLoss(**kw), M.FocalLoss(**kw), logits, labels, atol=1e-6)
 
 

@@ -81,7 +81,8 @@ def test_nan_inf_and_strings_are_refused_at_construction(cls, name, bad):
 @pytest.mark.parametrize("call,error,text", [
     (lambda: L.UnifiedFocalLoss(epsilon=2), InvalidOptionError, r"`epsilon` must be a finite number in \(0, 0.5\)"),
     (lambda: L.AsymmetricUnifiedFocalLoss(epsilon=0.5), InvalidOptionError, r"`epsilon`"),
-    (lambda: L.TopKLoss(label_smoothing=2), InvalidOptionError, r"`label_smoothing` must be a finite number in \[0, 1\]"),
+    (lambda: L.TopKLoss(label_smoothing=2), InvalidOptionError,
+     r"`label_smoothing` must be a finite number in \[0, 1\]"),
     (lambda: L.DiceTopKLoss(label_smoothing=1.5), InvalidOptionError, r"`label_smoothing`"),
     (lambda: L.DiceCELoss(label_smoothing=1.5), InvalidOptionError, r"`label_smoothing`"),
     (lambda: L.DiceTopKLoss(smooth_nr="x"), OptionTypeError, r"`smooth_nr` must be a number, got 'x'"),

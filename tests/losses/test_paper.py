@@ -32,7 +32,8 @@ def test_explog_given_frequencies_scale_only_the_cross_term():
     uniform = L.ExpLogLoss(softmax=True, to_onehot_y=True, class_frequencies=[1.0, 1.0, 1.0], w_dice=0.0)
     skewed = L.ExpLogLoss(softmax=True, to_onehot_y=True, class_frequencies=[1.0, 1.0, 0.25], w_dice=0.0)
     cross_u, cross_s = uniform(logits, labels), skewed(logits, labels)
-    assert float(cross_s.detach()) > float(cross_u.detach())  # the rarer label 2 gets weight (2.25/0.25)^0.5 = 3 > 3^0.5
+    # the rarer label 2 gets weight (2.25/0.25)^0.5 = 3 > 3^0.5
+    assert float(cross_s.detach()) > float(cross_u.detach())
     dice_only = [L.ExpLogLoss(softmax=True, to_onehot_y=True, class_frequencies=f, w_cross=0.0) for f in
                  ([1.0, 1.0, 1.0], [1.0, 1.0, 0.25])]
     torch.testing.assert_close(dice_only[0](logits, labels), dice_only[1](logits, labels))

@@ -14,22 +14,28 @@ CASES = [
     ("dice-softmax-squared", lambda **k: L.DiceLoss(softmax=True, to_onehot_y=True, squared_pred=True, **k), "labels"),
     ("dice-sigmoid-onehot", lambda **k: L.DiceLoss(sigmoid=True, **k), "onehot"),
     ("dice-softmax-soft", lambda **k: L.DiceLoss(softmax=True, soft_label=True, **k), "soft"),
-    ("dice-batch-nobg", lambda **k: L.DiceLoss(softmax=True, to_onehot_y=True, batch=True, include_background=False, **k), "labels"),
+    ("dice-batch-nobg",
+     lambda **k: L.DiceLoss(softmax=True, to_onehot_y=True, batch=True, include_background=False, **k), "labels"),
     ("jaccard", lambda **k: L.JaccardLoss(softmax=True, to_onehot_y=True, **k), "labels"),
     ("tversky", lambda **k: L.TverskyLoss(softmax=True, to_onehot_y=True, alpha=0.3, beta=0.7, **k), "labels"),
     ("tversky-sigmoid-batch", lambda **k: L.TverskyLoss(sigmoid=True, batch=True, **k), "onehot"),
     ("focal-tversky", lambda **k: L.FocalTverskyLoss(softmax=True, to_onehot_y=True, **k), "labels"),
     ("gdl-square", lambda **k: L.GeneralizedDiceLoss(softmax=True, to_onehot_y=True, **k), "labels"),
-    ("gdl-simple-batch", lambda **k: L.GeneralizedDiceLoss(softmax=True, to_onehot_y=True, w_type="simple", batch=True, **k), "labels"),
+    ("gdl-simple-batch",
+     lambda **k: L.GeneralizedDiceLoss(softmax=True, to_onehot_y=True, w_type="simple", batch=True, **k), "labels"),
     ("ce", lambda **k: L.CrossEntropyLoss(**k), "labels"),
     ("ce-smooth-weight", lambda **k: L.CrossEntropyLoss(label_smoothing=0.1, weight=[1.0, 2.0, 0.5], **k), "labels"),
     ("ce-soft", lambda **k: L.CrossEntropyLoss(**k), "soft"),
     ("bce", lambda **k: L.BCELoss(pos_weight=[2.0, 1.0, 0.5], **k), "binary"),
     ("focal-sigmoid", lambda **k: L.FocalLoss(to_onehot_y=True, alpha=0.25, **k), "labels"),
-    ("focal-softmax", lambda **k: L.FocalLoss(to_onehot_y=True, use_softmax=True, alpha=[0.2, 0.3, 0.5], **k), "labels"),
+    ("focal-softmax", lambda **k: L.FocalLoss(to_onehot_y=True, use_softmax=True, alpha=[0.2, 0.3, 0.5], **k),
+     "labels"),
     ("explog", lambda **k: L.ExpLogLoss(softmax=True, to_onehot_y=True, **k), "labels"),
-    ("explog-batch-freqs", lambda **k: L.ExpLogLoss(softmax=True, to_onehot_y=True, batch=True, class_frequencies=[0.6, 0.3, 0.1], **k), "labels"),
-    ("anatomynet", lambda **k: L.AnatomyNetLoss(softmax=True, to_onehot_y=True, class_weights=[1.0, 2.0, 1.5], **k), "labels"),
+    ("explog-batch-freqs",
+     lambda **k: L.ExpLogLoss(softmax=True, to_onehot_y=True, batch=True, class_frequencies=[0.6, 0.3, 0.1], **k),
+     "labels"),
+    ("anatomynet", lambda **k: L.AnatomyNetLoss(softmax=True, to_onehot_y=True, class_weights=[1.0, 2.0, 1.5], **k),
+     "labels"),
     ("dicece", lambda **k: L.DiceCELoss(softmax=True, to_onehot_y=True, **k), "labels"),
     ("dicefocal-softmax", lambda **k: L.DiceFocalLoss(softmax=True, to_onehot_y=True, **k), "labels"),
     ("gdl-focal", lambda **k: L.GeneralizedDiceFocalLoss(softmax=True, to_onehot_y=True, **k), "labels"),
@@ -91,7 +97,8 @@ def test_monai_dice_fails_in_fp16_where_medloss_does_not():
     assert 0.3 < float(v_ours) < 0.7 and float(g_ours.float().abs().max()) > 0
 
 
-@pytest.mark.parametrize("name,factory,kind", [c for c in CASES if c[2] in IGNORABLE], ids=[c[0] for c in CASES if c[2] in IGNORABLE])
+@pytest.mark.parametrize("name,factory,kind", [c for c in CASES if c[2] in IGNORABLE],
+                         ids=[c[0] for c in CASES if c[2] in IGNORABLE])
 def test_ignored_voxels_change_nothing(name, factory, kind):
     logits, labels = random_case((2, 3, 5, 4, 3), ignore_index=255, ignore_fraction=0.3)
     ignored = labels == 255
@@ -105,7 +112,8 @@ def test_ignored_voxels_change_nothing(name, factory, kind):
     assert float(g1.masked_select(ignored.expand_as(g1)).abs().max()) == 0.0
 
 
-@pytest.mark.parametrize("name,factory,kind", [c for c in CASES if c[2] in IGNORABLE], ids=[c[0] for c in CASES if c[2] in IGNORABLE])
+@pytest.mark.parametrize("name,factory,kind", [c for c in CASES if c[2] in IGNORABLE],
+                         ids=[c[0] for c in CASES if c[2] in IGNORABLE])
 def test_ignored_voxels_are_in_no_denominator(name, factory, kind):
     """With ignore: equal to the same loss on the valid voxels only (B=1, voxels as one flat axis)."""
     logits, labels = random_case((1, 3, 5, 4, 3), ignore_index=255, ignore_fraction=0.3)
@@ -130,7 +138,8 @@ def test_permuting_classes_permutes_per_class_outputs(name, factory, kind):
     inverse = torch.argsort(perm)
     loss = factory(reduction="none")
     base = loss(logits, make_target(kind, labels, 3))
-    permuted_target = make_target(kind, inverse[labels], 3) if kind == "labels" else make_target(kind, labels, 3)[:, perm]
+    permuted_target = (make_target(kind, inverse[labels], 3) if kind == "labels"
+                       else make_target(kind, labels, 3)[:, perm])
     out = loss(logits[:, perm], permuted_target)
     torch.testing.assert_close(out, base[:, perm], rtol=1e-12, atol=1e-14)
 
@@ -194,9 +203,9 @@ def test_state_dict_round_trip(name, factory, kind):
 
 @pytest.mark.parametrize("name", registry.names())
 def test_bundle_config_instantiates_by_full_target(name):
-    from monai.bundle import ConfigParser
-
     import inspect
+
+    from monai.bundle import ConfigParser
 
     params = inspect.signature(registry.load(name).__init__).parameters
     # the options a loss cannot do without (e.g. GeneralizedWassersteinDiceLoss's dist_matrix), as the study sets them

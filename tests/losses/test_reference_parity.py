@@ -518,9 +518,11 @@ def test_bce_parity(pos_weight, ignore, reduction, soft):
         else:
             cands = {}
             if pos_weight == "per_channel":
-                cands["torch broadcasting of pos_weight (C,) over the last axis"] = lambda: voxel.bce_with_logits(
-                    logits.permute(0, 4, 2, 3, 1), target.permute(0, 4, 2, 3, 1), pos_weight=pw,
-                    valid_elements=None if valid is None else valid.permute(0, 4, 2, 3, 1), reduction=reduction)
+                def last_axis(logits=logits, target=target, valid=valid):
+                    return voxel.bce_with_logits(
+                        logits.permute(0, 4, 2, 3, 1), target.permute(0, 4, 2, 3, 1), pos_weight=pw,
+                        valid_elements=None if valid is None else valid.permute(0, 4, 2, 3, 1), reduction=reduction)
+                cands["torch broadcasting of pos_weight (C,) over the last axis"] = last_axis
             check(out, exp, what, cands)
 
 
@@ -658,7 +660,8 @@ def test_focal_per_class_alpha_without_background(use_softmax):
         if FOCAL_SOFTMAX_NO_BG == "activation_first":
             exp = cands.pop(alt_name)()
     check(out, exp, f"FocalLoss[softmax={use_softmax}, include_background=False, per-class alpha "
-                    f"(PER_CLASS_ARGS_NO_BG={PER_CLASS_ARGS_NO_BG!r}, FOCAL_SOFTMAX_NO_BG={FOCAL_SOFTMAX_NO_BG!r})]", cands)
+                    f"(PER_CLASS_ARGS_NO_BG={PER_CLASS_ARGS_NO_BG!r}, FOCAL_SOFTMAX_NO_BG={FOCAL_SOFTMAX_NO_BG!r})]",
+                    cands)
 
 
 @pytest.mark.parametrize("use_softmax", [False, True])
@@ -703,7 +706,7 @@ def test_dice_ce_parity(weighted, ignore, lambdas, batch):
             kw["ignore_index"] = ignore
         out = run(DiceCE(**kw), logits, labels[:, None].double())
         check(out, exp, f"DiceCELoss[weight={weighted}, ignore={ignore}, lambdas={lambdas}, batch={batch}, "
-                        f"seed={seed}]", {"Dice term without class weights": lambda: lambdas[0] * (
+                        f"seed={seed}]", {"Dice term without class weights": lambda dice=dice, ce=ce: lambdas[0] * (
                             dice / (np.asarray(w) if w is not None else 1.0)).mean() + lambdas[1] * ce})
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import medloss.losses as L
-from medloss.errors import InputRangeError, InvalidOptionError, LabelValueError, OptionTypeError, ShapeMismatchError
 from medloss.backends import cpu as native
+from medloss.errors import InputRangeError, InvalidOptionError, LabelValueError, OptionTypeError, ShapeMismatchError
 from medloss.registry import LOSSES
 from tests._helpers import loss_study
 

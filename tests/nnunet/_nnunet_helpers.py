@@ -9,10 +9,7 @@ STRIDES = [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]]
 
 def dataset_json(*, regions: bool, ignore: bool) -> dict:
     """Two foreground classes (label training) or two nested regions (region-based), optionally an ignore label."""
-    if regions:
-        labels = {"background": 0, "whole": [1, 2], "core": 2}
-    else:
-        labels = {"background": 0, "a": 1, "b": 2}
+    labels = {"background": 0, "whole": [1, 2], "core": 2} if regions else {"background": 0, "a": 1, "b": 2}
     if ignore:
         labels["ignore"] = 3
     out = {"labels": labels, "channel_names": {"0": "CT"}, "numTraining": 2, "file_ending": ".nii.gz"}
@@ -51,7 +48,8 @@ def batch(*, regions: bool, ignore: bool, seed: int = 0, shape=(16, 16, 16)):
         channels = 2 if regions else 3
         outputs.append(torch.randn(2, channels, *size, generator=gen, dtype=torch.float64, requires_grad=True))
         labels = torch.randint(0, 3, (2, 1, *size), generator=gen)
-        ignored = torch.rand(2, 1, *size, generator=gen) < 0.25 if ignore else torch.zeros(2, 1, *size, dtype=torch.bool)
+        ignored = (torch.rand(2, 1, *size, generator=gen) < 0.25 if ignore
+                   else torch.zeros(2, 1, *size, dtype=torch.bool))
         if regions:
             masks = [(labels >= 1), (labels == 2)] + ([ignored] if ignore else [])
             targets.append(torch.cat(masks, 1).to(torch.int16))

@@ -115,7 +115,7 @@ def test_every_named_trainer_trains_nothing_on_ignored_voxels(name, regions, tmp
     value = loss(outputs, targets)
     grads = torch.autograd.grad(value, outputs[:2])
     assert torch.isfinite(value)
-    for grad, target in zip(grads, targets):
+    for grad, target in zip(grads, targets, strict=True):
         ignored = (target[:, -1:] != 0) if regions else (target == 3)
         assert torch.isfinite(grad).all()
         assert grad.abs().amax() > 0

@@ -34,7 +34,7 @@ def _assert_same(ours, theirs, outputs, targets):
     value, grads = _value_and_grads(ours, outputs, targets)
     ref_value, ref_grads = _value_and_grads(theirs, outputs, targets)
     assert abs(value.item() - float(torch.as_tensor(ref_value).detach())) < TOL
-    for grad, ref in zip(grads, ref_grads):
+    for grad, ref in zip(grads, ref_grads, strict=True):
         if ref is None:  # nnU-Net's weight 0 on the lowest scale: not evaluated
             assert grad is None
         else:
@@ -76,7 +76,7 @@ def test_dice_topk10_with_ignore_label_pools_only_labelled_voxels(batch_dice, tm
 
     def reference(outputs, targets):
         total = 0.0
-        for weight, x, y in zip(deep_supervision_weights(3, ddp_without_compile=False), outputs, targets):
+        for weight, x, y in zip(deep_supervision_weights(3, ddp_without_compile=False), outputs, targets, strict=True):
             if weight == 0:
                 continue
             labelled = (y != 3)[:, 0]

@@ -42,8 +42,8 @@ def nacl_loss(logits, labels, *, kernel_ops="mean", kernel_size=3, sigma=1.0, di
             for c in range(C):
                 tau = 0.0
                 for combo in itertools.product(taps, repeat=len(spatial)):
-                    where = tuple(i + o for i, (o, _) in zip(idx, combo))
-                    if all(0 <= w < s for w, s in zip(where, spatial)) and Y[(b,) + where] == c:
+                    where = tuple(i + o for i, (o, _) in zip(idx, combo, strict=True))
+                    if all(0 <= w < s for w, s in zip(where, spatial, strict=True)) and Y[(b,) + where] == c:
                         tau += math.prod(w for _, w in combo)
                 d = tau - X[(b, c) + idx]
                 gap += abs(d) if distance_type == "l1" else d * d

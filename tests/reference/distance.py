@@ -40,7 +40,7 @@ def brute_signed_distance(mask, spacing=None) -> np.ndarray:
         best = math.inf
         for r in coords:
             if m[r] != m[q]:
-                d = math.sqrt(sum(((a - b) * s) ** 2 for a, b, s in zip(q, r, spacing)))
+                d = math.sqrt(sum(((a - b) * s) ** 2 for a, b, s in zip(q, r, spacing, strict=True)))
                 best = min(best, d)
         out[q] = -best if m[q] else best
     return out

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 
-
 from ._common import flat_bcn, flat_valid, to_numpy
 
 DEFAULT_CLAMP = ("clip", 1e-5, 1.0 - 1e-5)

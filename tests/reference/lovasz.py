@@ -34,7 +34,6 @@ definition of the Lovász extension as an integral over thresholds of the set fu
 
 from __future__ import annotations
 
-
 from ._common import to_numpy
 
 

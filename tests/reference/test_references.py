@@ -233,10 +233,7 @@ def test_bce_vs_torch(seed, pos_weight, masked):
         pw = pw_torch = None
     elems = F.binary_cross_entropy_with_logits(logits, onehot, pos_weight=pw_torch, reduction="none")
     valid = (torch.rand(onehot.shape, generator=gen) > 0.3).double() if masked else None
-    if masked:
-        t_mean = (elems * valid).sum() / valid.sum()
-    else:
-        t_mean = elems.mean()
+    t_mean = (elems * valid).sum() / valid.sum() if masked else elems.mean()
     r = voxel.bce_with_logits(logits, onehot, pos_weight=pw, valid_elements=valid)
     close(t_mean, r)
     if not masked:
@@ -391,16 +388,16 @@ def test_lovasz_hinge_basic():
 def test_explog_special_cases():
     _, probs, labels, onehot, valid = make_case(4)
     # gamma = 1, no clamp, w_cross = 0: mean over (b, c) of -ln Dice with eps = 1
-    l = explog.explog_loss(probs, onehot, w_dice=1.0, w_cross=0.0, gamma_dice=1.0, clamp=None)
+    value = explog.explog_loss(probs, onehot, w_dice=1.0, w_cross=0.0, gamma_dice=1.0, clamp=None)
     p, g = probs.numpy(), onehot.numpy()
     inter = (p * g).sum(axis=(2, 3, 4))
     tot = (p + g).sum(axis=(2, 3, 4))
-    assert l == pytest.approx(np.mean(-np.log((2 * inter + 1) / (tot + 1))), abs=1e-12)
+    assert value == pytest.approx(np.mean(-np.log((2 * inter + 1) / (tot + 1))), abs=1e-12)
     # gamma_cross = 1 and equal frequencies -> w_l = sqrt(C) times plain CE
-    l = explog.explog_loss(probs, onehot, w_dice=0.0, w_cross=1.0, gamma_cross=1.0, clamp=None,
-                           class_frequencies=[5.0, 5.0, 5.0])
+    value = explog.explog_loss(probs, onehot, w_dice=0.0, w_cross=1.0, gamma_cross=1.0, clamp=None,
+                               class_frequencies=[5.0, 5.0, 5.0])
     ce = F.nll_loss(torch.log(probs), labels).item()
-    assert l == pytest.approx(math.sqrt(3) * ce, abs=1e-12)
+    assert value == pytest.approx(math.sqrt(3) * ce, abs=1e-12)
     # clamping only matters near 0 / 1
     assert explog.explog_loss(probs, onehot) == pytest.approx(explog.explog_loss(probs, onehot, clamp=None),
                                                               abs=1e-12)

@@ -37,7 +37,8 @@ def test_hausdorff_reference_equals_monai():
     logits = 2.0 * torch.randn(2, 3, 5, 4, 4, generator=gen, dtype=torch.float64)
     labels = torch.randint(0, 3, (2, 1, 5, 4, 4), generator=gen)
     onehot = one_hot_np(labels.numpy(), 3)
-    expected = HausdorffDTLoss(softmax=True, include_background=True, reduction="none")(logits, torch.from_numpy(onehot))
+    hd_loss = HausdorffDTLoss(softmax=True, include_background=True, reduction="none")
+    expected = hd_loss(logits, torch.from_numpy(onehot))
     got = distance.hausdorff_dt(torch.softmax(logits, 1).numpy(), onehot)
     np.testing.assert_allclose(got, expected.reshape(2, 3).numpy(), rtol=1e-6)  # MONAI holds distances in float32
 

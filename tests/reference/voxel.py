@@ -214,10 +214,7 @@ def sigmoid_focal(
                     continue
                 x = float(X[b, c, n])
                 y = float(Y[b, c, n])
-                if y == 1.0:
-                    log_pt = log_sigmoid(x)
-                else:
-                    log_pt = log_sigmoid(-x)
+                log_pt = log_sigmoid(x) if y == 1.0 else log_sigmoid(-x)
                 pt = math.exp(log_pt)
                 loss = -((1.0 - pt) ** gamma) * log_pt
                 if a is not None:

@@ -21,13 +21,13 @@ SHAPE = (40, 44, 36)
 
 def _ball(shape, centre, radius, spacing=(1.0, 1.0, 1.0)):
     grid = np.ogrid[tuple(slice(0, n) for n in shape)]
-    d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, spacing))
+    d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, spacing, strict=True))
     return d2 <= radius ** 2
 
 
 def _box(shape, lo, hi):
     m = np.zeros(shape, bool)
-    m[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
+    m[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = True
     return m
 
 

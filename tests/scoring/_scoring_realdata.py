@@ -31,7 +31,8 @@ def load_case(case: str):
     idx = np.argwhere(mask)
     lo, hi = idx.min(0), idx.max(0) + 1
     crop = np.zeros(tuple(hi - lo + 2 * MARGIN), bool)  # zero margin around the lesion, like the real background
-    crop[tuple(slice(MARGIN, MARGIN + h - l) for l, h in zip(lo, hi))] = mask[tuple(slice(l, h) for l, h in zip(lo, hi))]
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    crop[tuple(slice(MARGIN, MARGIN + b - a) for a, b in zip(lo, hi, strict=True))] = mask[box]
     return crop, tuple(vol.spacing)
 
 

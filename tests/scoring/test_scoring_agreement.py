@@ -1,9 +1,10 @@
 """Agreement with the reference implementations on real lesion masks and synthetic perturbations of them.
 
-* ``surface="voxel"`` vs MONAI 1.6.1 DiceMetric, HausdorffDistanceMetric (95 and 100; the multi-label test uses the default max), SurfaceDistanceMetric
-  (symmetric) and SurfaceDiceMetric. MONAI computes distances and ``torch.quantile`` in float32, so its end-to-end
-  HD95 can differ from the exact float64 value by ~1e-5 relative (its quantile position is rounded to float32); HD95
-  is therefore also compared at 1e-6 with the same linear percentile applied to MONAI's own edge distances.
+* ``surface="voxel"`` vs MONAI 1.6.1 DiceMetric, HausdorffDistanceMetric (95 and 100; the multi-label test uses the
+  default max), SurfaceDistanceMetric (symmetric) and SurfaceDiceMetric. MONAI computes distances and ``torch.quantile``
+  in float32, so its end-to-end HD95 can differ from the exact float64 value by ~1e-5 relative (its quantile position is
+  rounded to float32); HD95 is therefore also compared at 1e-6 with the same linear percentile applied to MONAI's own
+  edge distances.
 * ``surface="surfel"`` vs DeepMind ``surface-distance``: robust Hausdorff (95, 100), average surface distance
   (both directions) and surface Dice at the tolerance.
 """
@@ -29,7 +30,7 @@ def _onehot(mask):
 
 
 def monai_reference(ref, pred, spacing):
-    from monai.metrics import (DiceMetric, HausdorffDistanceMetric, SurfaceDiceMetric, SurfaceDistanceMetric)
+    from monai.metrics import DiceMetric, HausdorffDistanceMetric, SurfaceDiceMetric, SurfaceDistanceMetric
     from monai.metrics.utils import get_edge_surface_distance
 
     yp, yt = _onehot(pred), _onehot(ref)
@@ -129,8 +130,8 @@ def test_anisotropic_in_every_axis(real_masks, surface):
 
 def test_multilabel_per_label_matches_monai(real_masks):
     """Three labels (the lesion split by two planes) scored at once equal MONAI's per-channel values."""
-    from monai.metrics import DiceMetric, HausdorffDistanceMetric, SurfaceDiceMetric
     import torch
+    from monai.metrics import DiceMetric, HausdorffDistanceMetric, SurfaceDiceMetric
 
     mask, spacing = real_masks("mirp_sts002_mrt1")
     ref = np.zeros(mask.shape, np.uint8)
@@ -148,12 +149,14 @@ def test_multilabel_per_label_matches_monai(real_masks):
         hd = HausdorffDistanceMetric(include_background=False)(yp, yt, spacing=list(spacing))[0].numpy()
         nsd = SurfaceDiceMetric(class_thresholds=[TOL] * 3, include_background=False)(yp, yt, spacing=list(spacing))
     for i, r in enumerate(rows):
-        assert _close(r["dice"], float(dice[i])) and _close(r["hd"], float(hd[i])) and _close(r["nsd"], float(nsd[0, i]))
+        assert _close(r["dice"], float(dice[i])) and _close(r["hd"], float(hd[i]))
+        assert _close(r["nsd"], float(nsd[0, i]))
 
 
 def test_benchmark_volume_matches_both(tmp_path):
     """The 256x256x160, 0.8x0.8x2.5 mm benchmark pair (anchors: MONAI 2.5678 / 0.7194, DeepMind 2.8844 / 0.7666)."""
     import importlib.util
+
     from _scoring_realdata import REAL_DIR
 
     bench = REAL_DIR.parent.parent / "tools" / "score_bench.py"

@@ -20,7 +20,7 @@ def brute_voxel(ref, pred, spacing, tol):
     all pairwise distances; linear percentiles per direction."""
     def surface(m):
         pts = []
-        for idx in zip(*np.nonzero(m)):
+        for idx in zip(*np.nonzero(m), strict=True):
             for ax, step in itertools.product(range(3), (-1, 1)):
                 nb = list(idx)
                 nb[ax] += step

@@ -74,7 +74,8 @@ def main(cldice_git: str, skelrec_git: str, blob_git: str) -> None:
                 "nnunetv2/training/data_augmentation/custom_transforms", "nnunetv2/utilities",
                 "batchgeneratorsv2", "batchgeneratorsv2/transforms", "batchgeneratorsv2/transforms/base"):
         _write(root / "sr", f"{pkg}/__init__.py", "")
-    _write(root / "sr", "nnunetv2/utilities/helpers.py", "import torch\n\ndef softmax_helper_dim1(x):\n    return torch.softmax(x, 1)\n")
+    _write(root / "sr", "nnunetv2/utilities/helpers.py",
+           "import torch\n\ndef softmax_helper_dim1(x):\n    return torch.softmax(x, 1)\n")
     _write(root / "sr", "nnunetv2/utilities/ddp_allgather.py", "class AllGatherGrad:\n    pass\n")
     _write(root / "sr", "batchgeneratorsv2/transforms/base/basic_transform.py",
            "class BasicTransform:\n    def __init__(self):\n        pass\n")

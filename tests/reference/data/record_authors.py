@@ -73,11 +73,11 @@ def record_nnunet(repo: str, data: dict, tmp: Path) -> dict:
     x, y = data["logits"], data["labels"]
     out = {"commit": commit}
     for k in (10, 25):
-        out[f"topk_k{k}"] = _value_grad(lambda z: TopKLoss(k=k)(z, y), x)
+        out[f"topk_k{k}"] = _value_grad(lambda z, k=k: TopKLoss(k=k)(z, y), x)
     for batch_dice in (False, True):
         loss = DC_and_topk_loss({"batch_dice": batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": False},
                                 {"k": 10, "label_smoothing": 0.0}, weight_ce=1, weight_dice=1)
-        out[f"dc_topk_batch{int(batch_dice)}"] = _value_grad(lambda z: loss(z, y), x)
+        out[f"dc_topk_batch{int(batch_dice)}"] = _value_grad(lambda z, loss=loss: loss(z, y), x)
     return out
 
 
@@ -104,7 +104,7 @@ def record_boundary(repo: str, data: dict, tmp: Path) -> dict:
         dist_t = torch.from_numpy(dist)
         loss = losses.SurfaceLoss(idc=[1, 2])
         out[f"surface_{name}"] = {"dist": dist.flatten().tolist(),
-                                  "value_grad": _value_grad(lambda p: loss(p, dist_t), probs)}
+                                  "value_grad": _value_grad(lambda p, loss=loss, dist_t=dist_t: loss(p, dist_t), probs)}
     return out
 
 
