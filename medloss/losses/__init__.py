@@ -10,7 +10,7 @@ from medloss.losses.calibration import NACLLoss
 from medloss.losses.mcc import MCCLoss
 from medloss.losses.wasserstein import GeneralizedWassersteinDiceLoss
 from medloss.losses.lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
-from medloss.losses.paper import AnatomyNetLoss, ExpLogLoss
+from medloss.losses.explog_anatomynet import AnatomyNetLoss, ExpLogLoss
 from medloss.losses.tversky import FocalTverskyLoss, TverskyLoss
 from medloss.losses.voxel import BCELoss, CrossEntropyLoss, FocalLoss
 from medloss.losses.boundary import BoundaryLoss, HausdorffDTLoss, LogHausdorffDTLoss

@@ -5,33 +5,25 @@ from __future__ import annotations
 import torch
 
 from medloss.errors import check_number
-from medloss.functional import prepare
 from medloss.functional.boundary import boundary_loss, hausdorff_dt_loss
 from medloss.functional.distance import check_spacing
-from medloss.losses._base import MedlossLoss, check_ignore_index
+from medloss.losses._base import RegionLoss
 
 
-class _DistanceLoss(MedlossLoss):
+class _DistanceLoss(RegionLoss):
     """Options shared by the distance-map losses."""
 
     def __init__(self, *, include_background, to_onehot_y, sigmoid, softmax, other_act, ignore_index, spacing,
-                 reduction, check_input) -> None:
-        super().__init__(reduction=reduction, check_input=check_input)
-        prepare.check_activation_options(sigmoid, softmax, other_act)
-        self.include_background = bool(include_background)
-        self.to_onehot_y = bool(to_onehot_y)
-        self.sigmoid = bool(sigmoid)
-        self.softmax = bool(softmax)
-        self.other_act = other_act
-        self.ignore_index = check_ignore_index(ignore_index)
+                 reduction, check_input, batch: bool = False) -> None:
+        super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
+                         softmax=softmax, other_act=other_act, ignore_index=ignore_index, reduction=reduction,
+                         check_input=check_input, batch=batch)
         scalar = isinstance(spacing, (int, float)) and not isinstance(spacing, bool)
         self.spacing = check_spacing(spacing, 1 if scalar or not hasattr(spacing, "__len__") else len(spacing))
         self.spacing = spacing if scalar else self.spacing  # a number is expanded to the input's axes per call
 
-    def options(self) -> dict:
-        return dict(include_background=self.include_background, to_onehot_y=self.to_onehot_y, sigmoid=self.sigmoid,
-                    softmax=self.softmax, other_act=self.other_act, ignore_index=self.ignore_index,
-                    spacing=self.spacing, reduction=self.reduction, check_input=self.check_input)
+    def distance_kwargs(self) -> dict:
+        return dict(spacing=self.spacing, **self.activation_kwargs())
 
 
 class BoundaryLoss(_DistanceLoss):
@@ -87,7 +79,7 @@ class BoundaryLoss(_DistanceLoss):
                          reduction=reduction, check_input=check_input)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None):
-        return boundary_loss(input, target, distance, **self.options())
+        return boundary_loss(input, target, distance, **self.distance_kwargs())
 
 
 class HausdorffDTLoss(_DistanceLoss):
@@ -132,12 +124,12 @@ class HausdorffDTLoss(_DistanceLoss):
     ) -> None:
         super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
                          softmax=softmax, other_act=other_act, ignore_index=ignore_index, spacing=spacing,
-                         reduction=reduction, check_input=check_input)
+                         reduction=reduction, check_input=check_input, batch=batch)
         self.alpha = check_number("alpha", alpha, low=0, low_open=True)
-        self.batch = bool(batch)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None):
-        return hausdorff_dt_loss(input, target, distance, alpha=self.alpha, batch=self.batch, **self.options())
+        return hausdorff_dt_loss(input, target, distance, alpha=self.alpha, batch=self.batch,
+                                 **self.distance_kwargs())
 
 
 class LogHausdorffDTLoss(HausdorffDTLoss):

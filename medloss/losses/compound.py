@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import torch
-
 from torch.nn.modules.loss import _Loss
 
 from medloss.errors import InvalidOptionError, check_choice, check_number
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
-from medloss.functional.compound import bce_dice_loss, check_compound_reduction, dice_ce_loss, dice_focal_loss
+from medloss.functional.compound import (
+    bce_dice_loss,
+    check_compound_reduction,
+    compound_options,
+    dice_ce_loss,
+    dice_focal_loss,
+)
 from medloss.functional.region import EMPTY_POLICIES, W_TYPES, check_region_options
 from medloss.losses._base import check_ignore_index
 from medloss.losses.voxel import check_focal_alpha
@@ -82,9 +87,16 @@ class DiceCELoss(_CompoundLoss):
                          other_act=other_act, ignore_index=ignore_index, check_input=check_input,
                          lambdas={"lambda_dice": lambda_dice, "lambda_ce": lambda_ce})
         self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
-        self.dice_options = _region_options(include_background, to_onehot_y, sigmoid, softmax, other_act,
-                                            squared_pred, jaccard, smooth_nr, smooth_dr, batch)
+        # one options object for both terms: the fused pass sums the voxel term of the Dice activation with them
+        self.dice_options = compound_options(
+            _region_options(include_background, to_onehot_y, sigmoid, softmax, other_act, squared_pred, jaccard,
+                            smooth_nr, smooth_dr, batch),
+            ignore_index=ignore_index, check_input=check_input, voxel_terms=self._VOXEL_TERMS,
+        )
         self.register_buffer("weight", _reduce.class_weight_tensor(weight))
+
+    #: activation -> the voxel term of the fused pass (BCE + Dice: "bce" with sigmoid)
+    _VOXEL_TERMS: dict = {"softmax": "ce"}
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return dice_ce_loss(
@@ -252,6 +264,8 @@ class BCEDiceLoss(DiceCELoss):
         )
         self.lambda_bce = self.lambda_ce
         self.register_buffer("pos_weight", _reduce.class_weight_tensor(pos_weight, arg="pos_weight"))
+
+    _VOXEL_TERMS: dict = {"sigmoid": "bce"}
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return bce_dice_loss(

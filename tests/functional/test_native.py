@@ -16,7 +16,7 @@ import torch
 import medloss.losses as L
 from medloss.errors import InputRangeError, LabelValueError
 from medloss.backends import cpu as native
-from medloss.functional.tables import TableOptions
+from medloss.backends.options import TableOptions
 from tests._helpers import softmax_tables
 from tests._helpers import native_case as _case
 
@@ -61,7 +61,7 @@ def test_native_equals_eager(dtype, rtol, voxel_term, gamma, log_clamp, squared,
     bar; the exponent of ExpLog's cross term amplifies log p_y's rounding near p_y = 1, which the kernel computes as
     log1p(-q) to keep it accurate)."""
     x, y = _case((2, 3, 9, 10, 11), dtype, ignore=ignore)
-    t1, g1 = _tables("native", x, y, ignore, squared, voxel_term, gamma, log_clamp)
+    t1, g1 = _tables("cpu", x, y, ignore, squared, voxel_term, gamma, log_clamp)
     t2, g2 = _tables("eager", x.double(), y, ignore, squared, voxel_term, gamma, log_clamp)
     if dtype == torch.float32:
         rtol = 1e-4
@@ -76,7 +76,7 @@ def test_native_equals_eager(dtype, rtol, voxel_term, gamma, log_clamp, squared,
 def test_label_dtypes(label_dtype):
     x, y = _case((2, 4, 7, 8, 9), torch.float64)
     ref = _tables("eager", x, y, None, False, "ce", 0.0)
-    got = _tables("native", x, y.to(label_dtype), None, False, "ce", 0.0)
+    got = _tables("cpu", x, y.to(label_dtype), None, False, "ce", 0.0)
     for a, b in zip(got[0] + [got[1]], ref[0] + [ref[1]]):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
@@ -85,7 +85,7 @@ def test_label_dtypes(label_dtype):
 def test_block_tails(spatial):
     """Block boundaries (512 voxels) and samples shorter than a block."""
     x, y = _case((3, 5, *spatial), torch.float64, ignore=-1)
-    t1, g1 = _tables("native", x, y, -1, True, "focal", 2.0)
+    t1, g1 = _tables("cpu", x, y, -1, True, "focal", 2.0)
     t2, g2 = _tables("eager", x, y, -1, True, "focal", 2.0)
     for a, b in zip(t1 + [g1], t2 + [g2]):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
@@ -98,7 +98,7 @@ def test_thread_count_does_not_change_results():
         results = []
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
-            results.append(_tables("native", x, y, None, False, "ce", 0.0))
+            results.append(_tables("cpu", x, y, None, False, "ce", 0.0))
     finally:
         torch.set_num_threads(before)
     for t, g in results[1:]:
@@ -116,7 +116,7 @@ def test_saturated_logits(dtype):
     y[..., 1, :, :] = 1
     y[..., 2, :, :] = 2
     for vt, gamma in ((None, 0.0), ("ce", 0.0), ("focal", 2.0), ("focal", 0.7)):
-        t1, g1 = _tables("native", x, y, None, False, vt, gamma)
+        t1, g1 = _tables("cpu", x, y, None, False, vt, gamma)
         t2, g2 = _tables("eager", x, y, None, False, vt, gamma)
         assert all(torch.isfinite(t).all() for t in t1) and torch.isfinite(g1).all()
         for a, b in zip(t1 + [g1], t2 + [g2]):
@@ -132,7 +132,7 @@ def test_gradcheck():
         for squared in (False, True):
             def f(inp):
                 tp, pred, _, vox = softmax_tables(
-                    inp.reshape(2, 3, -1), lab, "native", TableOptions(9, squared, vt, gamma, clamp)
+                    inp.reshape(2, 3, -1), lab, "cpu", TableOptions(9, squared, vt, gamma, clamp)
                 )
                 return tp, pred, vox
             assert torch.autograd.gradcheck(f, (x,))

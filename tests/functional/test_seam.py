@@ -1,4 +1,4 @@
-"""The table seam (medloss/functional/tables.py): one operator for every engine, visible to torch.compile as one
+"""The table seam (medloss/backends/op.py): one operator for every engine, visible to torch.compile as one
 node, and no host synchronisation on the eager engine when input checks are off."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import medloss.losses as L
 from medloss.errors import InvalidOptionError
 from medloss.backends import cpu as native
 from medloss.backends import triton as triton_engine
-from medloss.functional.tables import TableOptions
+from medloss.backends.options import TableOptions
 from tests._helpers import softmax_tables
 from tests._helpers import native_case
 
@@ -39,7 +39,7 @@ FUSED = {
     "dense-bce-dice": lambda c: L.BCEDiceLoss(check_input=c),
     "dense-focal": lambda c: L.FocalLoss(alpha=0.25, check_input=c),
 }
-ENGINES = ["eager"] + (["native"] if native.available() else [])
+ENGINES = ["eager"] + (["cpu"] if native.available() else [])
 # the Triton engine runs eagerly through an autograd.Function and compiled through the operator: both must agree
 TRITON = ["triton"] if triton_engine.available() and (torch.cuda.is_available() or triton_engine.interpreted()) else []
 

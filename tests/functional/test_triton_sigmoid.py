@@ -15,7 +15,7 @@ import medloss.losses as L
 from medloss.errors import InputRangeError, LabelValueError
 from medloss.backends import triton as triton_tables
 from medloss.backends.triton import status
-from medloss.functional.tables import TableOptions, tables
+from medloss.backends.op import TableOptions, tables
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif(

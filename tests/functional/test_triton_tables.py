@@ -16,7 +16,7 @@ import torch
 from medloss.errors import InputRangeError, LabelValueError
 from medloss.backends import triton as triton_tables
 from medloss.backends.triton import status
-from medloss.functional.tables import TableOptions
+from medloss.backends.options import TableOptions
 from tests._helpers import softmax_tables
 from tests._helpers import native_case as _case
 
