@@ -19,7 +19,7 @@ def _module_name(path: Path) -> str:
 
 def _imported(tree: ast.AST, module: str, is_package: bool) -> set[str]:
     """Every medloss module a file names in an import statement (relative imports resolved)."""
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
