@@ -30,7 +30,7 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
 from medloss.backends import triton as api  # noqa: E402
-from medloss.functional.options import TableOptions  # noqa: E402
+from medloss.backends.options import TableOptions  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 PTR = {torch.float32: "*fp32", torch.float64: "*fp64", torch.bfloat16: "*bf16", torch.float16: "*fp16",

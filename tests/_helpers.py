@@ -52,7 +52,7 @@ def loss_study():
 
 def softmax_tables(logits, labels, engine, options):
     """(TP, PRED, TARGET, VOX) of the table operator with softmax ``options``, computed by ``engine``."""
-    from medloss.functional.tables import tables
+    from medloss.backends.op import tables
 
     out = tables(logits, labels, options, engine)
     return out.tp, out.pred, out.target, out.vpos

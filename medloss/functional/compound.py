@@ -1,5 +1,5 @@
 """Compounds: a region formula on :func:`region_stats` plus a voxel term (Dice + CE, Dice + focal, GDL + focal,
-BCE + Dice); the paper losses (ExpLog, AnatomyNet) are in :mod:`medloss.functional.paper`.
+BCE + Dice); the paper losses (ExpLog, AnatomyNet) are in :mod:`medloss.functional.explog_anatomynet`.
 
 The math, defaults and papers are documented on the module classes (:class:`medloss.losses.DiceCELoss`, ...).
 For label-map targets both terms come from one pass over the tables (no one-hot tensor).
@@ -18,17 +18,20 @@ from medloss.functional.region import (
     generalized_dice_from_stats,
     generalized_dice_loss,
 )
+from medloss.functional.region_options import RegionOptions
 from medloss.functional.stats import (
     RegionStats,
     finish_stats,
     label_map_tables,
     sigmoid_tables,
+    stats_for,
+    tables_path,
 )
 from medloss.functional.voxel import (
     bce_from_tables,
-    bce_with_logits_loss,
+    bce_with_logits,
     ce_from_tables,
-    cross_entropy_loss,
+    cross_entropy,
     focal_loss,
     sigmoid_focal_from_tables,
     softmax_alpha,
@@ -39,20 +42,40 @@ from medloss.functional.voxel import (
 COMPOUND_REDUCTIONS = ("mean", "sum")
 
 
-def fusable(input: torch.Tensor, options: dict) -> bool:
-    """Softmax against a label map: the region and voxel terms come from one pass
-    (:mod:`medloss.backends.eager.softmax`)."""
-    return (
-        options.get("softmax", False) and options.get("to_onehot_y", False) and input.ndim >= 3
-        and input.shape[1] > 1 and options.get("other_act") is None
-    )
+def _get(options: RegionOptions | dict, key: str, default=None):
+    """A region option of a compound by name, from its options object or (Dice + focal) its dict."""
+    return options.get(key, default) if isinstance(options, dict) else getattr(options, key, default)
 
 
-def _dice_on_tables(stats: RegionStats, options: dict, weight, reduction: str) -> torch.Tensor:
+def _path(input: torch.Tensor, options: RegionOptions | dict) -> str | None:
+    """The table operator's pass for a compound's region options (:func:`tables_path`)."""
+    activation = (options.activation if isinstance(options, RegionOptions) else
+                  prepare.activation_of(sigmoid=options.get("sigmoid", False), softmax=options.get("softmax", False)))
+    return tables_path(activation, label_map=_get(options, "to_onehot_y", False), channels=input.shape[1])
+
+
+def compound_options(dice_options: RegionOptions | dict, *, ignore_index, check_input: bool,
+                     voxel_terms: dict) -> RegionOptions:
+    """A compound's Dice options: the loss's validated object, or (a direct call) built from the dict of region
+    options and validated here; ``voxel_terms``: activation -> the voxel term the fused pass sums with them."""
+    if isinstance(dice_options, RegionOptions):
+        return dice_options
+    activation = prepare.activation_of(sigmoid=dice_options.get("sigmoid", False),
+                                       softmax=dice_options.get("softmax", False))
+    return RegionOptions.from_flags(**dice_options, ignore_index=ignore_index, check_input=check_input,
+                                    voxel_term=voxel_terms.get(activation))
+
+
+def _dice_on_tables(stats: RegionStats, options: RegionOptions | dict, weight, reduction: str) -> torch.Tensor:
     """The Dice term of a compound from the all-class tables of the fused pass."""
-    kept = finish_stats(stats, include_background=options["include_background"], batch=options["batch"])
-    loss = dice_from_stats(kept, jaccard=options.get("jaccard", False), smooth_nr=options["smooth_nr"],
-                           smooth_dr=options["smooth_dr"])
+    return _dice_term(finish_stats(stats, include_background=_get(options, "include_background"),
+                                   batch=_get(options, "batch")), options, weight, reduction)
+
+
+def _dice_term(kept: RegionStats, options: RegionOptions | dict, weight, reduction: str) -> torch.Tensor:
+    """The reduced Dice term from the tables of the scored classes."""
+    loss = dice_from_stats(kept, jaccard=_get(options, "jaccard", False), smooth_nr=_get(options, "smooth_nr"),
+                           smooth_dr=_get(options, "smooth_dr"))
     return _reduce.reduce_table(apply_dice_weight(loss, weight), reduction)
 
 
@@ -88,38 +111,40 @@ def dice_ce_loss(
     label_smoothing: float = 0.0,
     ignore_index: int | None = None,
     reduction: str = "mean",
-    dice_options: dict,
+    dice_options: RegionOptions | dict,
     check_input: bool = True,
 ) -> torch.Tensor:
-    """lambda_dice Dice + lambda_ce CE (BCE with logits for one channel). See :class:`medloss.losses.DiceCELoss`."""
+    """lambda_dice Dice + lambda_ce CE (BCE with logits for one channel). See :class:`medloss.losses.DiceCELoss`.
+    ``dice_options``: the Dice term's region options (a dict; or a loss's validated :class:`RegionOptions`, which
+    then also holds ``ignore_index`` and ``check_input``)."""
+    prepare.check_input_tensor(input)
+    opts = compound_options(dice_options, ignore_index=ignore_index, check_input=check_input,
+                            voxel_terms={"softmax": "ce"})
+    ignore_index, check_input = opts.ignore_index, opts.check_input
     # the CE weight covers every class; Dice scores class 0 only with include_background (MONAI's convention)
     # (a scalar weight weighs every class alike)
-    keep_all = weight is None or weight.ndim == 0 or dice_options.get("include_background", True)
-    dice_weight = weight if keep_all or weight is None else weight[1:]
-    if fusable(input, dice_options) and label_smoothing == 0.0 and lambda_dice and lambda_ce:
-        stats, vox = label_map_tables(input, target, ignore_index=ignore_index, check_input=check_input,
-                                      squared_pred=dice_options["squared_pred"], voxel_term="ce")
-        dice = _dice_on_tables(stats, dice_options, dice_weight, reduction)
+    keep_all = weight is None or weight.ndim == 0 or opts.include_background
+    dice_weight = weight if keep_all else weight[1:]
+    if _path(input, opts) == "softmax" and label_smoothing == 0.0 and lambda_dice and lambda_ce:
+        stats, vox = label_map_tables(input, target, options=opts.compound_tables)
+        dice = _dice_on_tables(stats, opts, dice_weight, reduction)
         ce = ce_from_tables(stats, vox, weight, reduction)
         return (lambda_dice * dice + lambda_ce * ce).to(input.dtype)
     total = input.new_zeros((), dtype=prepare.compute_dtype(input))
     if lambda_dice:
-        total = total + lambda_dice * dice_loss(
-            input, target, weight=dice_weight, ignore_index=ignore_index, reduction=reduction,
-            check_input=check_input, **dice_options,
-        )
+        total = total + lambda_dice * _dice_term(stats_for(input, target, opts), opts, dice_weight, reduction)
     if lambda_ce:
         if input.shape[1] == 1:
-            ce = bce_with_logits_loss(
+            ce = bce_with_logits(
                 input, target.to(input.dtype) if not target.is_floating_point() else target, pos_weight=weight,
                 ignore_index=ignore_index, reduction=reduction, check_input=check_input,
             )
         else:
-            if not dice_options.get("to_onehot_y", False) and target.shape[1] == input.shape[1]:
+            if not opts.to_onehot_y and target.shape[1] == input.shape[1]:
                 ce_target = target.to(prepare.compute_dtype(input))  # one-hot / soft target: probabilities
             else:
                 ce_target = target
-            ce = cross_entropy_loss(
+            ce = cross_entropy(
                 input, ce_target, weight=weight, ignore_index=ignore_index, reduction=reduction,
                 label_smoothing=label_smoothing, check_input=check_input,
             )
@@ -149,7 +174,8 @@ def dice_focal_loss(
     focal_options = dict(focal_options, alpha=softmax_alpha(focal_options["alpha"], focal_options["use_softmax"],
                                                             focal_options["include_background"]))
     both = lambda_dice and lambda_focal and reduction != "none"
-    if fusable(input, region_options) and focal_options["use_softmax"] and both:
+    path = _path(input, region_options)
+    if path == "softmax" and focal_options["use_softmax"] and both:
         stats, vox = label_map_tables(input, target, ignore_index=ignore_index, check_input=check_input,
                                       squared_pred=region_options.get("squared_pred", False), voxel_term="focal",
                                       gamma=focal_options["gamma"])
@@ -159,7 +185,7 @@ def dice_focal_loss(
                                           reduction=reduction)
         return (lambda_dice * region + lambda_focal * focal).to(input.dtype)
     tables = None
-    if (region_options.get("sigmoid") and not focal_options["use_softmax"] and both
+    if (path == "sigmoid" and not focal_options["use_softmax"] and both
             and tables_take_alpha(focal_options["alpha"], region_options["to_onehot_y"])):
         prepare.warn_onehot_single_channel(input, region_options["to_onehot_y"])
         tables = sigmoid_tables(input, target, to_onehot_y=region_options["to_onehot_y"], ignore_index=ignore_index,
@@ -175,8 +201,8 @@ def dice_focal_loss(
         return (lambda_dice * region + lambda_focal * focal).to(input.dtype)
     total = input.new_zeros((), dtype=prepare.compute_dtype(input))
     if lambda_dice:
-        region_loss = generalized_dice_loss if generalized else dice_loss
-        region_value = region_loss(
+        region = generalized_dice_loss if generalized else dice_loss
+        region_value = region(
             input, target, ignore_index=ignore_index, reduction=reduction, check_input=check_input, **region_options
         )
         if reduction == "none":  # (B, C') -> (B, C', 1, ..., 1), broadcast over the voxels
@@ -200,11 +226,15 @@ def bce_dice_loss(
     pos_weight: torch.Tensor | None = None,
     ignore_index: int | None = None,
     reduction: str = "mean",
-    dice_options: dict,
+    dice_options: RegionOptions | dict,
     check_input: bool = True,
 ) -> torch.Tensor:
-    """lambda_bce BCE + lambda_dice sigmoid Dice. See :class:`medloss.losses.BCEDiceLoss`."""
+    """lambda_bce BCE + lambda_dice sigmoid Dice. See :class:`medloss.losses.BCEDiceLoss`; ``dice_options`` as
+    :func:`dice_ce_loss`'s."""
     prepare.check_input_tensor(input)
+    opts = compound_options(dice_options, ignore_index=ignore_index, check_input=check_input,
+                            voxel_terms={"sigmoid": "bce"})
+    ignore_index, check_input = opts.ignore_index, opts.check_input
     if not isinstance(target, torch.Tensor) or tuple(target.shape) != tuple(input.shape):
         raise ShapeMismatchError(
             f"`target` has shape {tuple(getattr(target, 'shape', ()))} but `input` has {tuple(input.shape)}: "
@@ -212,23 +242,20 @@ def bce_dice_loss(
             "the input's shape; one-hot encode a label map first (e.g. MONAI's AsDiscreted(to_onehot=C))."
         )
     tables = None
-    if lambda_dice and lambda_bce and (ignore_index is None or input.shape[1] == 1) and reduction != "none":
-        tables = sigmoid_tables(input, target, to_onehot_y=dice_options.get("to_onehot_y", False),
-                                ignore_index=ignore_index, voxel_term="bce", soft=False, check_input=check_input,
-                                squared_pred=dice_options.get("squared_pred", False))
+    if (_path(input, opts) == "sigmoid" and lambda_dice and lambda_bce
+            and (ignore_index is None or input.shape[1] == 1) and reduction != "none"):
+        tables = sigmoid_tables(input, target, options=opts.compound_tables)
     if tables is not None:  # one kernel pass for both terms (binary targets; BCE's element-wise ignore = voxel-wise)
         stats, vpos, vneg = tables
-        dice = _dice_on_tables(stats, dice_options, None, reduction)
+        dice = _dice_on_tables(stats, opts, None, reduction)
         bce = bce_from_tables(stats, vpos, vneg, pos_weight=pos_weight, reduction=reduction)
         return (lambda_dice * dice + lambda_bce * bce).to(input.dtype)
     total = input.new_zeros((), dtype=prepare.compute_dtype(input))
     if lambda_bce:  # first: its target checks word the errors for this loss (a sum of two terms, order-free)
-        total = total + lambda_bce * bce_with_logits_loss(
+        total = total + lambda_bce * bce_with_logits(
             input, target, pos_weight=pos_weight, ignore_index=ignore_index, reduction=reduction,
             check_input=check_input,
         )
     if lambda_dice:
-        total = total + lambda_dice * dice_loss(
-            input, target, ignore_index=ignore_index, reduction=reduction, check_input=check_input, **dice_options
-        )
+        total = total + lambda_dice * _dice_term(stats_for(input, target, opts), opts, None, reduction)
     return total.to(input.dtype)

@@ -9,97 +9,28 @@ Conventions (MONAI's):
 
 Inside medloss everything is flattened to (B, C, N) with N = prod(S). Arithmetic runs in float32 (float64 when the
 input is float64), whatever the input dtype, so fp16/bf16 inputs outside autocast neither overflow nor lose the
-sums (DESIGN.md §3.6).
+sums.
 """
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import TypeVar
 
 import torch
 
-from medloss.errors import (
-    InputRangeError,
-    InvalidOptionError,
-    LabelValueError,
-    OptionTypeError,
-    ShapeMismatchError,
+from medloss.checks import (  # noqa: F401  (the shared checks, re-exported: the losses call them from here)
+    channels_fix,
+    check_bce_target,
+    check_dense_values,
+    check_finite,
+    check_input_tensor,
+    check_labels,
+    compute_dtype,
+    representable_ignore,
 )
+from medloss.errors import InputRangeError, InvalidOptionError, LabelValueError, OptionTypeError, ShapeMismatchError
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
-
-
-def compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """float64 for float64 inputs, float32 for everything else (fp16, bf16, fp32)."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
-def check_input_tensor(input: object, *, arg: str = "input") -> torch.Tensor:
-    """Check that ``input`` is a floating (B, C, *S) tensor; raise a typed error naming ``arg`` otherwise."""
-    if not isinstance(input, torch.Tensor):
-        raise OptionTypeError(f"`{arg}` must be a torch.Tensor of shape (B, C, *spatial), got {type(input).__name__}.")
-    if not input.is_floating_point():
-        raise OptionTypeError(
-            f"`{arg}` must be floating point (network logits or probabilities), got dtype {input.dtype}. "
-            "Integer inputs usually mean argmax'd predictions were passed; pass the network output instead."
-        )
-    if input.ndim < 3:
-        raise ShapeMismatchError(
-            f"`{arg}` must have shape (B, C, *spatial) with at least one spatial axis, got {tuple(input.shape)}."
-        )
-    if input.device.type == "meta":
-        raise OptionTypeError(
-            f"`{arg}` is on the meta device: it has a shape but no values, so no loss can be computed; move the "
-            "model and data to a real device (e.g. `model.to_empty(device='cpu')` and load the weights) first."
-        )
-    if input.numel() == 0:  # a mean over no voxel is undefined: refuse rather than return NaN or a silent 0
-        raise ShapeMismatchError(
-            f"`{arg}` of shape {tuple(input.shape)} has no elements (an empty batch or a zero-size axis): there is "
-            "nothing to compute a loss over; skip empty batches before the loss."
-        )
-    return input
-
-
-_INT64 = torch.iinfo(torch.int64)
-_Ignore = TypeVar("_Ignore", int, float)
-
-
-def representable_ignore(ignore_index: _Ignore | None, dtype: torch.dtype) -> _Ignore | None:
-    """``ignore_index`` if labels of ``dtype`` can hold it exactly, else None: no label can equal it, so nothing is
-    ignored (comparing would wrap it, e.g. -100 to 156 for uint8, and ignore a real label value)."""
-    if ignore_index is None:
-        return None
-    if not _INT64.min <= ignore_index <= _INT64.max:
-        return None
-    if dtype.is_floating_point:
-        return ignore_index if float(torch.tensor(ignore_index, dtype=dtype)) == ignore_index else None
-    if dtype == torch.bool:
-        return ignore_index if ignore_index in (0, 1) else None
-    info = torch.iinfo(dtype)
-    return ignore_index if info.min <= ignore_index <= info.max else None
-
-
-def _unheld_hint(labels: torch.Tensor, ignore_index) -> str:
-    """The advice for labels whose dtype cannot hold ``ignore_index`` (so a wrapped value was not ignored)."""
-    if ignore_index is None or representable_ignore(ignore_index, labels.dtype) is not None:
-        return ""
-    return (
-        f"; note: {labels.dtype} labels cannot hold ignore_index={ignore_index}, so no voxel is ignored: store the "
-        "labels in a dtype that holds it (e.g. int64) or use an ignore value the dtype holds (e.g. 255 for uint8)"
-    )
-
-
-def check_finite(x: torch.Tensor, *, arg: str = "input") -> tuple[float, float]:
-    """Return (min, max) of ``x``; raise :class:`InputRangeError` if it holds NaN or inf (one pass, no temporary)."""
-    lo, hi = torch.aminmax(x.detach())
-    lo_f, hi_f = float(lo), float(hi)
-    if not (torch.isfinite(lo) and torch.isfinite(hi)):
-        raise InputRangeError(
-            f"`{arg}` contains NaN or infinite values (min {lo_f}, max {hi_f}); check the network output "
-            "(e.g. a diverged training or fp16 overflow)."
-        )
-    return lo_f, hi_f
 
 
 def check_activation_options(sigmoid: bool, softmax: bool, other_act: Activation | None) -> None:
@@ -111,6 +42,11 @@ def check_activation_options(sigmoid: bool, softmax: bool, other_act: Activation
         )
     if other_act is not None and not callable(other_act):
         raise OptionTypeError(f"`other_act` must be callable (e.g. torch.tanh), got {type(other_act).__name__}.")
+
+
+def activation_of(*, sigmoid: bool = False, softmax: bool = False) -> str | None:
+    """The activation flags as the one name the package passes on: ``"softmax"``, ``"sigmoid"`` or None."""
+    return "softmax" if softmax else "sigmoid" if sigmoid else None
 
 
 def activate(
@@ -150,8 +86,7 @@ def flatten(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
-LABEL_MAP_ONLY = ("this loss takes class indices: pass the label map (e.g. `target.argmax(1, keepdim=True)` of a "
-                  "one-hot)")
+LABEL_MAP_ONLY = "this loss takes class indices: pass the label map (e.g. `target.argmax(1, keepdim=True)` of a one-hot)"
 
 
 def label_map(
@@ -180,58 +115,6 @@ def label_map(
             f"`{arg}` has {target.shape[1]} channels but a (B, 1, *S) label map is expected here; {channels_fix}."
         )
     return target
-
-
-def check_labels(
-    labels: torch.Tensor,
-    num_classes: int,
-    ignore_index: int | None,
-    *,
-    arg: str = "target",
-    non_integer_fix: str = "round them, or give a one-hot/soft target with one channel per class",
-    range_fix: str = "the input has {num_classes} channels: check the number of output channels, or set "
-    "`ignore_index` for unlabelled voxels",
-) -> None:
-    """Labels must be finite integers in [0, num_classes) except where they equal ``ignore_index``.
-
-    The ``*_fix`` texts end the messages (``range_fix`` may use ``{num_classes}``), so callers with another meaning
-    of the class count (e.g. class-weight counting) keep the same checks with their own advice.
-    """
-    if labels.numel() == 0:
-        return
-    lo, hi = torch.aminmax(labels.detach())
-    if not (torch.isfinite(lo.float()) and torch.isfinite(hi.float())):
-        raise LabelValueError(f"`{arg}` contains NaN or infinite values; labels must be class indices.")
-    if labels.is_floating_point():
-        fractional = labels != torch.round(labels)
-        if bool(fractional.any()):
-            example = float(labels[fractional].flatten()[0])
-            raise LabelValueError(
-                f"`{arg}` holds non-integer value {example}: labels must be class indices ({non_integer_fix})."
-            )
-    if float(lo) >= 0 and float(hi) < num_classes:
-        return
-    outside = (labels < 0) | (labels >= num_classes)
-    held = representable_ignore(ignore_index, labels.dtype)
-    if held is not None:
-        outside &= labels != held
-    if bool(outside.any()):
-        values = torch.unique(labels[outside])[:5].tolist()
-        hint = "" if ignore_index is None else f" (ignore_index={ignore_index})"
-        raise LabelValueError(
-            f"`{arg}` holds label values {values} outside [0, {num_classes}){hint}: "
-            + range_fix.format(num_classes=num_classes) + _unheld_hint(labels, ignore_index) + "."
-        )
-
-
-def channels_fix(num_channels: int) -> str:
-    """The end of a label-range error for ``num_channels`` input channels (one channel: the foreground of a binary
-    problem, whose labels are 0 and 1)."""
-    if num_channels == 1:
-        return ("the input has 1 channel, the foreground of a binary problem (labels 0 and 1): give one channel per "
-                "class, or set `ignore_index` for unlabelled voxels")
-    return (f"the input has {num_channels} channels: check the number of output channels, or set `ignore_index` for "
-            "unlabelled voxels")
 
 
 def labels_and_mask(
@@ -300,30 +183,8 @@ def dense_target(
             valid = (~ignored).to(dtype)
             t = t.masked_fill(ignored, 0)
     if check_input:
-        lo, hi = torch.aminmax(t.detach().to(dtype))
-        if not (torch.isfinite(lo) and torch.isfinite(hi)) or float(lo) < 0 or float(hi) > 1:
-            raise LabelValueError(
-                f"`target` one-hot/soft values must lie in [0, 1], got min {float(lo):.4g}, max {float(hi):.4g}; "
-                "for a label map pass `to_onehot_y=True`."
-            )
-        if not soft_label and bool(((t != 0) & (t != 1)).any()):
-            raise LabelValueError(
-                "`target` holds fractional values but `soft_label=False`; set `soft_label=True` for soft targets."
-                if soft_label is False else
-                "`target` holds fractional values but this loss takes hard targets (0 or 1 in every channel): "
-                "threshold or argmax a soft target first."
-            )
+        check_dense_values(t, soft_label, dtype)
     return t.to(dtype), valid
-
-
-def check_bce_target(t: torch.Tensor) -> None:
-    """BCE targets (ignored voxels already zeroed) must lie in [0, 1]."""
-    lo, hi = torch.aminmax(t.detach())
-    if not (float(lo) >= 0 and float(hi) <= 1):
-        raise LabelValueError(
-            f"`target` values must lie in [0, 1], got min {float(lo):.4g}, max {float(hi):.4g}; "
-            "set `ignore_index` for unlabelled voxels."
-        )
 
 
 def warn_single_channel(option: str) -> None:

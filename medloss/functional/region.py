@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import torch
 
-from medloss.errors import check_choice, check_number
+from medloss.errors import check_choice
 from medloss.functional import reduce as _reduce
 from medloss.functional.prepare import Activation
+from medloss.functional.region_options import RegionOptions, check_region_options  # noqa: F401  (re-exported)
 from medloss.functional.stats import RegionStats, region_stats
 
 W_TYPES = ("square", "simple", "uniform")
@@ -105,18 +106,19 @@ def mcc_from_stats(stats: RegionStats, *, smooth_nr: float, smooth_dr: float) ->
     return torch.where((fp == 0) & (fn == 0), torch.zeros_like(loss), loss)
 
 
-def check_region_options(*, smooth_nr: float, smooth_dr: float) -> None:
-    """Options shared by every region loss."""
-    for name, value in (("smooth_nr", smooth_nr), ("smooth_dr", smooth_dr)):
-        check_number(name, value, low=0)
+def region_options(options: RegionOptions | None, **kwargs) -> RegionOptions:
+    """A loss's validated options, or (a functional loss called directly) the options its keyword arguments give,
+    built and validated here."""
+    return RegionOptions.from_flags(**kwargs) if options is None else options
 
 
-def _stats(input, target, opts: dict) -> RegionStats:
-    keys = (
-        "include_background", "to_onehot_y", "sigmoid", "softmax", "other_act", "soft_label", "batch",
-        "ignore_index", "check_input",
-    )
-    return region_stats(input, target, **{k: opts[k] for k in keys if k in opts})
+_REGION_KEYS = ("include_background", "to_onehot_y", "sigmoid", "softmax", "other_act", "soft_label", "batch",
+                "ignore_index", "check_input")
+
+
+def _options(opts: dict, **smoothing: float) -> RegionOptions:
+    """The options of a functional loss whose region options come as ``**options`` (or ``options=``)."""
+    return region_options(opts.get("options"), **smoothing, **{k: opts[k] for k in _REGION_KEYS if k in opts})
 
 
 def dice_loss(
@@ -138,14 +140,17 @@ def dice_loss(
     soft_label: bool | None = None,
     ignore_index: int | None = None,
     check_input: bool = True,
+    options: RegionOptions | None = None,
 ) -> torch.Tensor:
-    """Dice / Jaccard loss. See :class:`medloss.losses.DiceLoss`."""
-    stats = region_stats(
-        input, target, include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
-        softmax=softmax, other_act=other_act, squared_pred=squared_pred, soft_label=soft_label, batch=batch,
-        ignore_index=ignore_index, check_input=check_input,
+    """Dice / Jaccard loss. See :class:`medloss.losses.DiceLoss`. ``options``: a loss's validated options, used
+    instead of the region keyword arguments (everything but ``reduction`` and ``weight``)."""
+    options = region_options(
+        options, include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid, softmax=softmax,
+        other_act=other_act, squared_pred=squared_pred, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
+        soft_label=soft_label, batch=batch, ignore_index=ignore_index, check_input=check_input,
     )
-    loss = dice_from_stats(stats, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    stats = region_stats(input, target, options=options)
+    loss = dice_from_stats(stats, jaccard=options.jaccard, smooth_nr=options.smooth_nr, smooth_dr=options.smooth_dr)
     return _reduce.reduce_table(apply_dice_weight(loss, weight), reduction).to(input.dtype)
 
 
@@ -171,14 +176,15 @@ def tversky_loss(
     **options,
 ) -> torch.Tensor:
     """Tversky loss, or Focal-Tversky when ``gamma`` is given. See :class:`medloss.losses.TverskyLoss` and
-    :class:`medloss.losses.FocalTverskyLoss`; ``options`` are the shared region options of :func:`region_stats`."""
-    stats = _stats(input, target, options)
+    :class:`medloss.losses.FocalTverskyLoss`; ``options`` are the shared region options of :func:`region_stats`
+    (or ``options=``, a loss's validated :class:`RegionOptions`)."""
+    opts = _options(options, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    stats = region_stats(input, target, options=opts)
+    smooth = dict(smooth_nr=opts.smooth_nr, smooth_dr=opts.smooth_dr)
     if gamma is None:
-        loss = tversky_from_stats(stats, alpha=alpha, beta=beta, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+        loss = tversky_from_stats(stats, alpha=alpha, beta=beta, **smooth)
     else:
-        loss = focal_tversky_from_stats(
-            stats, alpha=alpha, beta=beta, gamma=gamma, smooth_nr=smooth_nr, smooth_dr=smooth_dr
-        )
+        loss = focal_tversky_from_stats(stats, alpha=alpha, beta=beta, gamma=gamma, **smooth)
     return _reduce.reduce_table(loss, reduction).to(input.dtype)
 
 
@@ -194,10 +200,13 @@ def generalized_dice_loss(
     **options,
 ) -> torch.Tensor:
     """Generalized Dice loss, (B, 1) before reduction. See :class:`medloss.losses.GeneralizedDiceLoss`."""
-    check_choice("w_type", w_type, W_TYPES)
-    check_choice("empty", empty, EMPTY_POLICIES)
-    stats = _stats(input, target, options)
-    loss = generalized_dice_from_stats(stats, w_type=w_type, empty=empty, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    opts = _options(options, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    if options.get("options") is None:  # a direct call (a loss checked these in its constructor)
+        check_choice("w_type", w_type, W_TYPES)
+        check_choice("empty", empty, EMPTY_POLICIES)
+    stats = region_stats(input, target, options=opts)
+    loss = generalized_dice_from_stats(stats, w_type=w_type, empty=empty, smooth_nr=opts.smooth_nr,
+                                       smooth_dr=opts.smooth_dr)
     return _reduce.reduce_table(loss, reduction).to(input.dtype)
 
 
@@ -212,8 +221,9 @@ def mcc_loss(
 ) -> torch.Tensor:
     """Matthews correlation coefficient loss, (B, C') before reduction ((C',) with ``batch``, MONAI's shape).
     See :class:`medloss.losses.MCCLoss`."""
-    stats = _stats(input, target, options)
-    loss = mcc_from_stats(stats, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
-    if options.get("batch") and reduction == "none":
+    opts = _options(options, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    loss = mcc_from_stats(region_stats(input, target, options=opts), smooth_nr=opts.smooth_nr,
+                          smooth_dr=opts.smooth_dr)
+    if opts.batch and reduction == "none":
         loss = loss[0]
     return _reduce.reduce_table(loss, reduction).to(input.dtype)

@@ -13,7 +13,7 @@ so squared denominators, ignore masks, soft labels and batch pooling work for al
 
 Two paths compute the same tables:
 
-* the **table operator** (:mod:`medloss.functional.tables`) for softmax against a label map
+* the **table operator** (:mod:`medloss.backends.op`) for softmax against a label map
   (``softmax=True, to_onehot_y=True``) and sigmoid against a label map or a dense target: one pass that never builds
   a one-hot tensor, on the engine :func:`medloss.backends.engine_for` picks (C kernel, Triton, eager torch), with an
   analytic backward; forward + backward hold about the gradient's memory;
@@ -29,8 +29,9 @@ from typing import NamedTuple
 
 import torch
 
+from medloss.backends.op import TableOptions, tables
 from medloss.functional import prepare
-from medloss.functional.tables import TableOptions, tables
+from medloss.functional.region_options import RegionOptions
 
 
 class RegionStats(NamedTuple):
@@ -62,16 +63,32 @@ def _voxel_count(valid: torch.Tensor | None, tp: torch.Tensor, num_voxels: int) 
 
 
 def _dense_stats(
-    p: torch.Tensor, g: torch.Tensor, valid: torch.Tensor | None, *, squared: bool, soft_label: bool | None
+    p: torch.Tensor, g: torch.Tensor, valid: torch.Tensor | None, *, squared: bool, soft_label: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Plain tensor-op statistics for probabilities and dense targets, both (B, C, N)."""
     if valid is not None:
         p, g = p * valid, g * valid
-    # soft labels: sum min(p, g), MONAI's soft-label TP
-    tp = 0.5 * (p + g - (p - g).abs()).sum(dim=2) if soft_label and not squared else (p * g).sum(dim=2)
+    if soft_label and not squared:
+        tp = 0.5 * (p + g - (p - g).abs()).sum(dim=2)  # = sum min(p, g), MONAI's soft-label TP
+    else:
+        tp = (p * g).sum(dim=2)
     if squared:
         return tp, p.square().sum(dim=2), g.square().sum(dim=2)
     return tp, p.sum(dim=2), g.sum(dim=2)
+
+
+def tables_path(
+    activation: str | None, *, label_map: bool, channels: int, soft_label: bool | None = None
+) -> str | None:
+    """Which pass of the table operator a loss's terms take, if any: ``"softmax"`` (softmax logits against a label
+    map, C >= 2), ``"sigmoid"`` (sigmoid logits; the operator may still refuse a target it cannot read, see
+    :func:`sigmoid_tables`), or None (the dense path: probabilities, ``other_act``, soft labels). The one predicate
+    of the fused path: every loss asks it, then adds only the conditions of its own formula (e.g. a reduction)."""
+    if soft_label:
+        return None
+    if activation == "softmax":
+        return "softmax" if label_map and channels > 1 else None
+    return "sigmoid" if activation == "sigmoid" else None
 
 
 def region_stats(
@@ -88,6 +105,7 @@ def region_stats(
     batch: bool = False,
     ignore_index: int | None = None,
     check_input: bool = True,
+    options: RegionOptions | None = None,
 ) -> RegionStats:
     """Compute :class:`RegionStats` of ``input`` against ``target`` (see the module docstring for the math).
 
@@ -98,37 +116,43 @@ def region_stats(
         ignore_index: voxels whose label equals it are left out of every sum.
         batch: pool over the batch axis (tables become (1, C)).
         check_input: validate values (labels in range, probabilities in [0, 1], no NaN); shapes are always checked.
+        options: a loss's validated :class:`RegionOptions`, used instead of the keyword arguments above.
 
     Returns:
         RegionStats with (B, C') or (1, C') tables in float32 (float64 for float64 input).
     """
-    prepare.check_input_tensor(input)
-    prepare.warn_onehot_single_channel(input, to_onehot_y)
-    num_classes = input.shape[1]
-    fused = softmax and to_onehot_y and num_classes > 1 and not soft_label
-    if fused:
-        stats, _ = label_map_tables(
-            input, target, ignore_index=ignore_index, squared_pred=squared_pred, check_input=check_input
+    if options is None:
+        options = RegionOptions.from_flags(
+            include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid, softmax=softmax,
+            other_act=other_act, squared_pred=squared_pred, soft_label=soft_label, batch=batch,
+            ignore_index=ignore_index, check_input=check_input,
         )
+    prepare.check_input_tensor(input)
+    return stats_for(input, target, options)
+
+
+def stats_for(input: torch.Tensor, target: torch.Tensor, options: RegionOptions) -> RegionStats:
+    """:func:`region_stats` of an input tensor its caller checked, with validated options."""
+    prepare.warn_onehot_single_channel(input, options.to_onehot_y)
+    path = tables_path(options.activation, label_map=options.to_onehot_y, channels=input.shape[1],
+                       soft_label=options.soft_label)
+    if path == "softmax":
+        stats, _ = label_map_tables(input, target, options=options.tables)
     # the sigmoid tables: label maps, and dense targets (binary when checked; unchecked ones are used as given)
-    elif sigmoid and not soft_label and (found := sigmoid_tables(
-        input, target, to_onehot_y=to_onehot_y, ignore_index=ignore_index, voxel_term=None,
-        squared_pred=squared_pred, check_input=check_input,
-    )) is not None:
+    elif path == "sigmoid" and (found := sigmoid_tables(input, target, options=options.tables)) is not None:
         stats = found[0]
     else:
-        if check_input and (sigmoid or softmax or other_act is not None):
+        check = options.check_input
+        if check and (options.activation or options.other_act is not None):
             prepare.check_finite(input)
         g, valid = prepare.dense_target(
-            target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index,
-            soft_label=soft_label, check_input=check_input,
+            target, input, to_onehot_y=options.to_onehot_y, ignore_index=options.ignore_index,
+            soft_label=options.soft_label, check_input=check,
         )
-        p = prepare.flatten(
-            prepare.activate(input, sigmoid=sigmoid, softmax=softmax, other_act=other_act, check_input=check_input)
-        )
-        tp, pred, tgt = _dense_stats(p, g, valid, squared=squared_pred, soft_label=soft_label)
-        stats = RegionStats(tp, pred, tgt, _voxel_count(valid, tp, p.shape[2]))
-    return finish_stats(stats, include_background=include_background, batch=batch)
+        p = prepare.flatten(prepare.activate(input, **options.flags(), check_input=check))
+        stats = _dense_stats(p, g, valid, squared=options.squared_pred, soft_label=options.soft_label)
+        stats = RegionStats(*stats, _voxel_count(valid, stats[0], p.shape[2]))
+    return finish_stats(stats, include_background=options.include_background, batch=options.batch)
 
 
 def finish_stats(stats: RegionStats, *, include_background: bool, batch: bool) -> RegionStats:
@@ -149,14 +173,17 @@ def _flat_labels(target: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
     return labels.reshape(labels.shape[0], 1, -1)
 
 
-def _held_ignore(labels: torch.Tensor, ignore_index, num_classes: int, check: bool):
-    """``ignore_index`` for the operator: None when the labels' dtype cannot hold it (no label equals it); checked
-    labels then get the eager check here, whose error explains the dtype (the kernels only report a bad label);
-    under torch.compile that check is left to the operator (same error, shorter message), so it breaks no graph."""
-    held = prepare.representable_ignore(ignore_index, labels.dtype)
-    if held is None and ignore_index is not None and check and not torch.compiler.is_compiling():
-        prepare.check_labels(labels, max(num_classes, 2), ignore_index, range_fix=prepare.channels_fix(num_classes))
-    return held
+def _held(options: TableOptions, labels: torch.Tensor, num_classes: int) -> TableOptions:
+    """The options for these labels: without ``ignore_index`` when the labels' dtype cannot hold it (no label equals
+    it); checked labels then get the eager check here, whose error explains the dtype (the kernels only report a bad
+    label); under torch.compile that check is left to the operator (same error, shorter message), so it breaks no
+    graph."""
+    if options.ignore_index is None or prepare.representable_ignore(options.ignore_index, labels.dtype) is not None:
+        return options
+    if options.check and not options.dense and not torch.compiler.is_compiling():
+        prepare.check_labels(labels, max(num_classes, 2), options.ignore_index,
+                             range_fix=prepare.channels_fix(num_classes))
+    return options.without_ignore()
 
 
 def label_map_tables(
@@ -170,22 +197,21 @@ def label_map_tables(
     log_clamp: tuple[float, float] = (-math.inf, math.inf),
     region: bool = True,
     check_input: bool = True,
+    options: TableOptions | None = None,
 ) -> tuple[RegionStats, torch.Tensor]:
-    """Softmax statistics of (B, C, *S) logits against a label map, plus the per-label sums of a voxel term.
+    """Softmax statistics of (B, C, *S) logits (a tensor the caller checked) against a label map, plus the
+    per-label sums of a voxel term.
 
     ``voxel_term`` is None, "ce", "focal" or "explog" (exponent ``gamma``), evaluated at log p_y clamped to
-    ``log_clamp``. Returns (RegionStats with all C classes, per sample; VOX (B, C)) — see
-    :mod:`medloss.backends.eager.softmax`; with ``region=False`` TP and PRED may be zeros (a voxel loss alone). Used by
-    :func:`region_stats` for ``softmax=True, to_onehot_y=True``, by the cross-entropy / softmax focal fast paths and
-    by the compounds.
+    ``log_clamp``; ``options``: the loss's validated operator options, used instead of those keyword arguments.
+    Returns (RegionStats with all C classes, per sample; VOX (B, C)) — see :mod:`medloss.backends.eager.softmax`;
+    with ``region=False`` TP and PRED may be zeros (a voxel loss alone).
     """
-    prepare.check_input_tensor(input)
-    flat = prepare.flatten(input)
+    if options is None:
+        options = TableOptions(ignore_index=ignore_index, squared=squared_pred, voxel_term=voxel_term,
+                               gamma=float(gamma), log_clamp=log_clamp, region=region, check=check_input)
     labels = _flat_labels(target, input)
-    held = _held_ignore(labels, ignore_index, input.shape[1], check_input)
-    options = TableOptions(ignore_index=held, squared=squared_pred, voxel_term=voxel_term, gamma=float(gamma),
-                           log_clamp=log_clamp, region=region, check=check_input)
-    out = tables(flat, labels, options)
+    out = tables(prepare.flatten(input), labels, _held(options, labels, input.shape[1]))
     return RegionStats(out.tp, out.pred, out.target, out.voxels), out.vpos
 
 
@@ -193,38 +219,37 @@ def sigmoid_tables(
     input: torch.Tensor,
     target: torch.Tensor,
     *,
-    to_onehot_y: bool,
-    ignore_index: float | None,
-    voxel_term: str | None,
+    to_onehot_y: bool = False,
+    ignore_index: float | None = None,
+    voxel_term: str | None = None,
     gamma: float = 0.0,
     soft: bool = False,
     squared_pred: bool = False,
     check_input: bool = True,
+    options: TableOptions | None = None,
 ) -> tuple[RegionStats, torch.Tensor, torch.Tensor] | None:
     """Sigmoid region tables (all C classes, per sample) and the positive/negative sums (VPOS, VNEG) of a voxel
-    term ("bce", "focal" or None) from the table operator (:mod:`medloss.functional.tables`; the math is in
+    term ("bce", "focal" or None) from the table operator (:mod:`medloss.backends.op`; the math is in
     :mod:`medloss.backends.eager.sigmoid`), or None for inputs it does not take: a non-integer ``ignore_index``, a
     dense target of another shape or one that needs a gradient (the caller's plain code handles those, and words
-    their errors). ``soft``: fractional dense targets are meant (else, when checked, they raise).
+    their errors). ``soft``: fractional dense targets are meant (else, when checked, they raise). ``options``: the
+    loss's validated operator options, used instead of the keyword arguments (``dense`` is ``not to_onehot_y``).
     """
-    if ignore_index is not None and not float(ignore_index).is_integer():
-        return None
-    prepare.check_input_tensor(input)
+    if options is None:
+        if ignore_index is not None and not float(ignore_index).is_integer():
+            return None
+        options = TableOptions(ignore_index=None if ignore_index is None else int(ignore_index),
+                               squared=squared_pred, voxel_term=voxel_term, gamma=float(gamma), check=check_input,
+                               activation="sigmoid", dense=not to_onehot_y, soft=soft)
     if not isinstance(target, torch.Tensor) or target.device != input.device:
         return None
-    flat = prepare.flatten(input)
-    if to_onehot_y:
-        target, dense = _flat_labels(target, input), False
-        held = _held_ignore(target, ignore_index, input.shape[1], check_input)
+    if not options.dense:
+        target = _flat_labels(target, input)
     elif tuple(target.shape) == tuple(input.shape) and not target.requires_grad:
-        target, dense = prepare.flatten(target), True
-        held = prepare.representable_ignore(ignore_index, target.dtype)
+        target = prepare.flatten(target)
     else:
         return None
-    options = TableOptions(ignore_index=None if held is None else int(held), squared=squared_pred,
-                           voxel_term=voxel_term, gamma=float(gamma), check=check_input, activation="sigmoid",
-                           dense=dense, soft=soft)
-    out = tables(flat, target, options)
+    out = tables(prepare.flatten(input), target, _held(options, target, input.shape[1]))
     return RegionStats(out.tp, out.pred, out.target, out.voxels), out.vpos, out.vneg
 
 

@@ -11,9 +11,10 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from medloss.backends.op import voxel_value
 from medloss.errors import InvalidOptionError, LabelValueError, ShapeMismatchError
 from medloss.functional import prepare
-from medloss.functional.stats import RegionStats, label_map_tables, sigmoid_tables
+from medloss.functional.stats import RegionStats, label_map_tables, sigmoid_tables, tables_path
 
 
 def ce_from_tables(stats: RegionStats, vox: torch.Tensor, weight: torch.Tensor | None, reduction: str):
@@ -71,6 +72,13 @@ def cross_entropy_loss(
 ) -> torch.Tensor:
     """Cross-entropy with torch's semantics on (B, C, *S) logits. See :class:`medloss.losses.CrossEntropyLoss`."""
     prepare.check_input_tensor(input)
+    return cross_entropy(input, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                         label_smoothing=label_smoothing, check_input=check_input)
+
+
+def cross_entropy(input: torch.Tensor, target: torch.Tensor, *, weight: torch.Tensor | None, ignore_index: int | None,
+                  reduction: str, label_smoothing: float, check_input: bool) -> torch.Tensor:
+    """:func:`cross_entropy_loss` of an input tensor its caller checked (a compound checks it once)."""
     num_classes = input.shape[1]
     if num_classes < 2:
         raise ShapeMismatchError(
@@ -83,7 +91,8 @@ def cross_entropy_loss(
         raise ShapeMismatchError(f"`weight` has {w.numel()} values but `input` has {num_classes} classes.")
     if not isinstance(target, torch.Tensor) or not _soft_target(target, input):  # here the advice fits CE's options
         prepare.label_map(target, input, channels_fix=_CE_TARGETS)
-    if reduction != "none" and label_smoothing == 0.0 and not _soft_target(target, input):
+    path = tables_path("softmax", label_map=not _soft_target(target, input), channels=num_classes)
+    if path == "softmax" and reduction != "none" and label_smoothing == 0.0:
         # one-hot-free fused path, a formula on per-label sums (the operator checks the input inside its pass)
         stats, vox = label_map_tables(input, target, ignore_index=ignore_index, voxel_term="ce", region=False,
                                       check_input=check_input)
@@ -131,6 +140,13 @@ def bce_with_logits_loss(
 ) -> torch.Tensor:
     """Binary cross-entropy on logits with an ignore mask. See :class:`medloss.losses.BCELoss`."""
     prepare.check_input_tensor(input)
+    return bce_with_logits(input, target, pos_weight=pos_weight, ignore_index=ignore_index, reduction=reduction,
+                           check_input=check_input)
+
+
+def bce_with_logits(input: torch.Tensor, target: torch.Tensor, *, pos_weight: torch.Tensor | None,
+                    ignore_index: float | None, reduction: str, check_input: bool) -> torch.Tensor:
+    """:func:`bce_with_logits_loss` of an input tensor its caller checked (a compound checks it once)."""
     if isinstance(target, torch.Tensor) and target.ndim == input.ndim - 1 and input.shape[1] == 1:
         target = target.unsqueeze(1)
     if not isinstance(target, torch.Tensor) or tuple(target.shape) != tuple(input.shape):
@@ -140,7 +156,8 @@ def bce_with_logits_loss(
             "logit (a multi-class label map must be one-hot encoded, or use CrossEntropyLoss)."
         )
     # one kernel pass (element-wise ignore equals the kernel's voxel-wise one for one channel)
-    if reduction != "none" and (ignore_index is None or input.shape[1] == 1):
+    path = tables_path("sigmoid", label_map=False, channels=input.shape[1])
+    if path == "sigmoid" and reduction != "none" and (ignore_index is None or input.shape[1] == 1):
         tables = sigmoid_tables(input, target, to_onehot_y=False, ignore_index=ignore_index, voxel_term="bce",
                                 soft=True, check_input=check_input)
         if tables is not None:
@@ -284,12 +301,13 @@ def focal_loss(
     alpha = softmax_alpha(alpha, use_softmax, include_background)
     if use_softmax and input.shape[1] == 1:
         raise InvalidOptionError("`use_softmax=True` needs C >= 2 channels; use the sigmoid focal loss for C = 1.")
-    if use_softmax and to_onehot_y and reduction != "none":  # one-hot-free fused path
+    path = tables_path("softmax" if use_softmax else "sigmoid", label_map=to_onehot_y, channels=input.shape[1])
+    if path == "softmax" and reduction != "none":  # one-hot-free fused path
         stats, vox = label_map_tables(input, target, ignore_index=ignore_index, voxel_term="focal", gamma=gamma,
                                       region=False, check_input=check_input)
         return softmax_focal_from_tables(stats, vox, alpha=alpha, weight=weight,
                                          include_background=include_background, reduction=reduction).to(input.dtype)
-    if not use_softmax and reduction != "none" and tables_take_alpha(alpha, to_onehot_y):
+    if path == "sigmoid" and reduction != "none" and tables_take_alpha(alpha, to_onehot_y):
         tables = sigmoid_tables(input, target, to_onehot_y=to_onehot_y, ignore_index=ignore_index,
                                 voxel_term="focal", gamma=gamma, soft=True, check_input=check_input)
         if tables is not None:
@@ -303,8 +321,7 @@ def focal_loss(
     )
     x = prepare.flatten(input.to(t.dtype))
     if use_softmax:
-        log_p = torch.log_softmax(x, dim=1)
-        loss = -(1 - log_p.exp()).pow(gamma) * log_p * t
+        loss = voxel_value(torch.log_softmax(x, dim=1), "focal", gamma) * t
     else:
         bce = x - x * t - F.logsigmoid(x)  # = BCE with logits, stable
         loss = (F.logsigmoid(-x * (2 * t - 1)) * gamma).exp() * bce

@@ -9,22 +9,9 @@ from collections.abc import Callable
 import torch
 from torch.nn.modules.loss import _Loss
 
-from medloss.errors import InvalidOptionError, OptionTypeError
-from medloss.functional import prepare, reduce
-from medloss.functional.region import check_region_options
-
-
-def check_ignore_index(ignore_index: object) -> int | None:
-    if ignore_index is None:
-        return None
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-        raise OptionTypeError(f"`ignore_index` must be an int or None, got {ignore_index!r}.")
-    if not -(2**63) <= ignore_index < 2**63:
-        raise InvalidOptionError(
-            f"`ignore_index`={ignore_index} does not fit in int64, so no label can hold it; use a label value such "
-            "as 255 or -100."
-        )
-    return ignore_index
+from medloss.checks import check_ignore_index  # noqa: F401  (re-exported: the losses' one ignore_index check)
+from medloss.functional import reduce
+from medloss.functional.region_options import RegionOptions
 
 
 class MedlossLoss(_Loss):
@@ -36,7 +23,10 @@ class MedlossLoss(_Loss):
 
 
 class RegionLoss(MedlossLoss):
-    """Base of the region losses: validates and stores the options shared with :func:`region_stats`."""
+    """Base of the region losses: their shared options (MONAI's names), validated once into one frozen
+    :class:`~medloss.functional.region_options.RegionOptions` that ``forward`` hands whole to the functional layer.
+    ``extra`` holds a loss's own region options (e.g. ``squared_pred``, ``jaccard``). Losses without smoothing,
+    ``batch`` or ``soft_label`` (clDice, blob, the distance losses, Lovász) leave them at their defaults."""
 
     def __init__(
         self,
@@ -47,32 +37,39 @@ class RegionLoss(MedlossLoss):
         softmax: bool,
         other_act: Callable[[torch.Tensor], torch.Tensor] | None,
         reduction: str,
-        smooth_nr: float,
-        smooth_dr: float,
-        batch: bool,
-        soft_label: bool | None,
         ignore_index: int | None,
         check_input: bool,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        batch: bool = False,
+        soft_label: bool | None = None,
+        **extra,
     ) -> None:
         super().__init__(reduction=reduction, check_input=check_input)
-        prepare.check_activation_options(sigmoid, softmax, other_act)
-        check_region_options(smooth_nr=smooth_nr, smooth_dr=smooth_dr)
-        self.include_background = bool(include_background)
-        self.to_onehot_y = bool(to_onehot_y)
-        self.sigmoid = bool(sigmoid)
-        self.softmax = bool(softmax)
-        self.other_act = other_act
-        self.smooth_nr = float(smooth_nr)
-        self.smooth_dr = float(smooth_dr)
-        self.batch = bool(batch)
-        self.soft_label = None if soft_label is None else bool(soft_label)  # None: the loss has no such option
-        self.ignore_index = check_ignore_index(ignore_index)
+        self.options = RegionOptions.from_flags(
+            include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid, softmax=softmax,
+            other_act=other_act, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, soft_label=soft_label,
+            ignore_index=ignore_index, check_input=check_input, **extra,
+        )
 
     def region_options(self) -> dict:
-        """The keyword arguments of :func:`medloss.functional.region_stats`, plus reduction and smoothing."""
-        return dict(
-            include_background=self.include_background, to_onehot_y=self.to_onehot_y, sigmoid=self.sigmoid,
-            softmax=self.softmax, other_act=self.other_act, batch=self.batch, soft_label=self.soft_label,
-            ignore_index=self.ignore_index, check_input=self.check_input, reduction=self.reduction,
-            smooth_nr=self.smooth_nr, smooth_dr=self.smooth_dr,
-        )
+        """The keyword arguments of the functional region losses: the options object and the reduction."""
+        return dict(options=self.options, reduction=self.reduction)
+
+    def activation_kwargs(self) -> dict:
+        """The options every region-type functional loss takes by MONAI's names (for those that take keywords)."""
+        return dict(include_background=self.include_background, to_onehot_y=self.to_onehot_y, sigmoid=self.sigmoid,
+                    softmax=self.softmax, other_act=self.other_act, ignore_index=self.ignore_index,
+                    reduction=self.reduction, check_input=self.check_input)
+
+    # MONAI's option names, read from the options object (one copy of each value)
+    include_background = property(lambda self: self.options.include_background)
+    to_onehot_y = property(lambda self: self.options.to_onehot_y)
+    sigmoid = property(lambda self: self.options.activation == "sigmoid")
+    softmax = property(lambda self: self.options.activation == "softmax")
+    other_act = property(lambda self: self.options.other_act)
+    smooth_nr = property(lambda self: self.options.smooth_nr)
+    smooth_dr = property(lambda self: self.options.smooth_dr)
+    batch = property(lambda self: self.options.batch)
+    soft_label = property(lambda self: self.options.soft_label)
+    ignore_index = property(lambda self: self.options.ignore_index)

@@ -6,13 +6,11 @@ from collections.abc import Callable
 import torch
 
 from medloss.errors import InvalidOptionError, check_number
-from medloss.functional import prepare
 from medloss.functional.blob import blob_loss
-from medloss.functional.region import check_region_options
-from medloss.losses._base import MedlossLoss, check_ignore_index
+from medloss.losses._base import RegionLoss
 
 
-class BlobLoss(MedlossLoss):
+class BlobLoss(RegionLoss):
     """Blob loss (Kofler et al., IPMI 2023): global Dice plus the Dice of each reference lesion on its own, so every
     lesion counts once whatever its size::
 
@@ -73,27 +71,20 @@ class BlobLoss(MedlossLoss):
         reduction: str = "mean",
         check_input: bool = True,
     ) -> None:
-        super().__init__(reduction=reduction, check_input=check_input)
-        prepare.check_activation_options(sigmoid, softmax, other_act)
-        check_region_options(smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+        super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
+                         softmax=softmax, other_act=other_act, reduction=reduction, smooth_nr=smooth_nr,
+                         smooth_dr=smooth_dr, ignore_index=ignore_index, check_input=check_input)
         self.main_weight = check_number("main_weight", main_weight, low=0)
         self.blob_weight = check_number("blob_weight", blob_weight, low=0)
         if connectivity is not None and connectivity not in (4, 6, 8, 18, 26):
             raise InvalidOptionError(f"`connectivity` must be 4 or 8 (2-D), 6, 18 or 26 (3-D), got {connectivity!r}.")
         self.connectivity = connectivity
-        self.include_background = bool(include_background)
-        self.to_onehot_y, self.sigmoid, self.softmax, self.other_act = (
-            bool(to_onehot_y), bool(sigmoid), bool(softmax), other_act)
-        self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
-        self.ignore_index = check_ignore_index(ignore_index)
 
     def forward(
         self, input: torch.Tensor, target: torch.Tensor, components: torch.Tensor | None = None
     ) -> torch.Tensor:
         return blob_loss(
             input, target, components=components, main_weight=self.main_weight, blob_weight=self.blob_weight,
-            include_background=self.include_background, to_onehot_y=self.to_onehot_y, sigmoid=self.sigmoid,
-            softmax=self.softmax, other_act=self.other_act, smooth_nr=self.smooth_nr, smooth_dr=self.smooth_dr,
-            connectivity=self.connectivity, ignore_index=self.ignore_index, reduction=self.reduction,
-            check_input=self.check_input,
+            smooth_nr=self.smooth_nr, smooth_dr=self.smooth_dr, connectivity=self.connectivity,
+            **self.activation_kwargs(),
         )

@@ -2,40 +2,28 @@
 :mod:`medloss.functional.boundary`)."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence, Sized
-
 import torch
 
 from medloss.errors import check_number
-from medloss.functional import prepare
 from medloss.functional.boundary import boundary_loss, hausdorff_dt_loss
 from medloss.functional.distance import check_spacing
-from medloss.losses._base import MedlossLoss, check_ignore_index
+from medloss.losses._base import RegionLoss
 
 
-class _DistanceLoss(MedlossLoss):
+class _DistanceLoss(RegionLoss):
     """Options shared by the distance-map losses."""
 
-    def __init__(self, *, include_background: bool, to_onehot_y: bool, sigmoid: bool, softmax: bool,
-                 other_act: Callable[[torch.Tensor], torch.Tensor] | None, ignore_index: int | None,
-                 spacing: float | Sequence[float] | None, reduction: str, check_input: bool) -> None:
-        super().__init__(reduction=reduction, check_input=check_input)
-        prepare.check_activation_options(sigmoid, softmax, other_act)
-        self.include_background = bool(include_background)
-        self.to_onehot_y = bool(to_onehot_y)
-        self.sigmoid = bool(sigmoid)
-        self.softmax = bool(softmax)
-        self.other_act = other_act
-        self.ignore_index = check_ignore_index(ignore_index)
+    def __init__(self, *, include_background, to_onehot_y, sigmoid, softmax, other_act, ignore_index, spacing,
+                 reduction, check_input, batch: bool = False) -> None:
+        super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
+                         softmax=softmax, other_act=other_act, ignore_index=ignore_index, reduction=reduction,
+                         check_input=check_input, batch=batch)
         scalar = isinstance(spacing, (int, float)) and not isinstance(spacing, bool)
-        checked = check_spacing(spacing, 1 if scalar or not isinstance(spacing, Sized) else len(spacing))
-        self.spacing: float | Sequence[float] | None = checked
+        self.spacing = check_spacing(spacing, 1 if scalar or not hasattr(spacing, "__len__") else len(spacing))
         self.spacing = spacing if scalar else self.spacing  # a number is expanded to the input's axes per call
 
-    def options(self) -> dict:
-        return dict(include_background=self.include_background, to_onehot_y=self.to_onehot_y, sigmoid=self.sigmoid,
-                    softmax=self.softmax, other_act=self.other_act, ignore_index=self.ignore_index,
-                    spacing=self.spacing, reduction=self.reduction, check_input=self.check_input)
+    def distance_kwargs(self) -> dict:
+        return dict(spacing=self.spacing, **self.activation_kwargs())
 
 
 class BoundaryLoss(_DistanceLoss):
@@ -80,18 +68,18 @@ class BoundaryLoss(_DistanceLoss):
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        other_act=None,
         reduction: str = "mean",
         ignore_index: int | None = None,
-        spacing: float | Sequence[float] | None = None,
+        spacing=None,
         check_input: bool = True,
     ) -> None:
         super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
                          softmax=softmax, other_act=other_act, ignore_index=ignore_index, spacing=spacing,
                          reduction=reduction, check_input=check_input)
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None) -> torch.Tensor:
-        return boundary_loss(input, target, distance, **self.options())
+    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None):
+        return boundary_loss(input, target, distance, **self.distance_kwargs())
 
 
 class HausdorffDTLoss(_DistanceLoss):
@@ -127,21 +115,21 @@ class HausdorffDTLoss(_DistanceLoss):
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        other_act=None,
         reduction: str = "mean",
         batch: bool = False,
         ignore_index: int | None = None,
-        spacing: float | Sequence[float] | None = None,
+        spacing=None,
         check_input: bool = True,
     ) -> None:
         super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
                          softmax=softmax, other_act=other_act, ignore_index=ignore_index, spacing=spacing,
-                         reduction=reduction, check_input=check_input)
+                         reduction=reduction, check_input=check_input, batch=batch)
         self.alpha = check_number("alpha", alpha, low=0, low_open=True)
-        self.batch = bool(batch)
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None) -> torch.Tensor:
-        return hausdorff_dt_loss(input, target, distance, alpha=self.alpha, batch=self.batch, **self.options())
+    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None):
+        return hausdorff_dt_loss(input, target, distance, alpha=self.alpha, batch=self.batch,
+                                 **self.distance_kwargs())
 
 
 class LogHausdorffDTLoss(HausdorffDTLoss):
@@ -156,5 +144,5 @@ class LogHausdorffDTLoss(HausdorffDTLoss):
         Neural Networks", IEEE TMI 2020, arXiv:1904.10030.
     """
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None):
         return torch.log1p(super().forward(input, target, distance))

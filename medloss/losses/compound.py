@@ -1,23 +1,26 @@
 """Compound losses: a region term plus a voxel term (thin shells over :mod:`medloss.functional.compound`)."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import torch
 from torch.nn.modules.loss import _Loss
 
 from medloss.errors import InvalidOptionError, check_choice, check_number
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
-from medloss.functional.compound import bce_dice_loss, check_compound_reduction, dice_ce_loss, dice_focal_loss
+from medloss.functional.compound import (
+    bce_dice_loss,
+    check_compound_reduction,
+    compound_options,
+    dice_ce_loss,
+    dice_focal_loss,
+)
 from medloss.functional.region import EMPTY_POLICIES, W_TYPES, check_region_options
 from medloss.losses._base import check_ignore_index
 from medloss.losses.voxel import check_focal_alpha
 
 
-def _region_options(include_background: bool, to_onehot_y: bool, sigmoid: bool, softmax: bool,
-                    other_act: Callable[[torch.Tensor], torch.Tensor] | None, squared_pred: bool, jaccard: bool,
-                    smooth_nr: float, smooth_dr: float, batch: bool) -> dict:
+def _region_options(include_background, to_onehot_y, sigmoid, softmax, other_act, squared_pred, jaccard, smooth_nr,
+                    smooth_dr, batch) -> dict:
     """The Dice-term options of a compound, validated and normalised (passed on to the functional Dice)."""
     check_region_options(smooth_nr=smooth_nr, smooth_dr=smooth_dr)
     return dict(
@@ -30,8 +33,7 @@ def _region_options(include_background: bool, to_onehot_y: bool, sigmoid: bool, 
 class _CompoundLoss(_Loss):
     """Validates the options shared by the Dice + voxel-term compounds."""
 
-    def __init__(self, *, name: str, reduction: str, sigmoid: bool, softmax: bool,
-                 other_act: Callable[[torch.Tensor], torch.Tensor] | None, ignore_index: int | None,
+    def __init__(self, *, name: str, reduction: str, sigmoid: bool, softmax: bool, other_act, ignore_index,
                  check_input: bool, lambdas: dict, elementwise: bool = False) -> None:
         super().__init__(reduction=check_compound_reduction(reduction, name, elementwise=elementwise))
         prepare.check_activation_options(sigmoid, softmax, other_act)
@@ -61,24 +63,20 @@ class DiceCELoss(_CompoundLoss):
         Taghanaki et al., "Combo loss", CMIG 2019, arXiv:1805.02798.
     """
 
-    lambda_dice: float
-    lambda_ce: float
-    weight: torch.Tensor | None
-
     def __init__(
         self,
         include_background: bool = True,
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        other_act=None,
         squared_pred: bool = False,
         jaccard: bool = False,
         reduction: str = "mean",
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         batch: bool = False,
-        weight: Sequence[float] | float | torch.Tensor | None = None,
+        weight=None,
         lambda_dice: float = 1.0,
         lambda_ce: float = 1.0,
         label_smoothing: float = 0.0,
@@ -89,9 +87,16 @@ class DiceCELoss(_CompoundLoss):
                          other_act=other_act, ignore_index=ignore_index, check_input=check_input,
                          lambdas={"lambda_dice": lambda_dice, "lambda_ce": lambda_ce})
         self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
-        self.dice_options = _region_options(include_background, to_onehot_y, sigmoid, softmax, other_act,
-                                            squared_pred, jaccard, smooth_nr, smooth_dr, batch)
+        # one options object for both terms: the fused pass sums the voxel term of the Dice activation with them
+        self.dice_options = compound_options(
+            _region_options(include_background, to_onehot_y, sigmoid, softmax, other_act, squared_pred, jaccard,
+                            smooth_nr, smooth_dr, batch),
+            ignore_index=ignore_index, check_input=check_input, voxel_terms=self._VOXEL_TERMS,
+        )
         self.register_buffer("weight", _reduce.class_weight_tensor(weight))
+
+    #: activation -> the voxel term of the fused pass (BCE + Dice: "bce" with sigmoid)
+    _VOXEL_TERMS: dict = {"softmax": "ce"}
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return dice_ce_loss(
@@ -121,17 +126,13 @@ class DiceFocalLoss(_CompoundLoss):
         Lin et al., "Focal loss for dense object detection", ICCV 2017.
     """
 
-    lambda_dice: float
-    lambda_focal: float
-    weight: torch.Tensor | None
-
     def __init__(
         self,
         include_background: bool = True,
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        other_act=None,
         squared_pred: bool = False,
         jaccard: bool = False,
         reduction: str = "mean",
@@ -139,10 +140,10 @@ class DiceFocalLoss(_CompoundLoss):
         smooth_dr: float = 1e-5,
         batch: bool = False,
         gamma: float = 2.0,
-        weight: Sequence[float] | float | torch.Tensor | None = None,
+        weight=None,
         lambda_dice: float = 1.0,
         lambda_focal: float = 1.0,
-        alpha: float | Sequence[float] | torch.Tensor | None = None,
+        alpha=None,
         ignore_index: int | None = None,
         check_input: bool = True,
     ) -> None:
@@ -189,17 +190,17 @@ class GeneralizedDiceFocalLoss(DiceFocalLoss):
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        other_act=None,
         w_type: str = "square",
         reduction: str = "mean",
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         batch: bool = False,
         gamma: float = 2.0,
-        weight: Sequence[float] | float | torch.Tensor | None = None,
+        weight=None,
         lambda_gdl: float = 1.0,
         lambda_focal: float = 1.0,
-        alpha: float | Sequence[float] | torch.Tensor | None = None,
+        alpha=None,
         empty: str = "penalize",
         ignore_index: int | None = None,
         check_input: bool = True,
@@ -241,9 +242,6 @@ class BCEDiceLoss(DiceCELoss):
         Isensee et al., nnU-Net (``DC_and_BCE_loss`` for region-based training), Nature Methods 2021.
     """
 
-    lambda_bce: float
-    pos_weight: torch.Tensor | None
-
     def __init__(
         self,
         include_background: bool = True,
@@ -252,7 +250,7 @@ class BCEDiceLoss(DiceCELoss):
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         batch: bool = False,
-        pos_weight: Sequence[float] | float | torch.Tensor | None = None,
+        pos_weight=None,
         lambda_dice: float = 1.0,
         lambda_bce: float = 1.0,
         ignore_index: int | None = None,
@@ -266,6 +264,8 @@ class BCEDiceLoss(DiceCELoss):
         )
         self.lambda_bce = self.lambda_ce
         self.register_buffer("pos_weight", _reduce.class_weight_tensor(pos_weight, arg="pos_weight"))
+
+    _VOXEL_TERMS: dict = {"sigmoid": "bce"}
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return bce_dice_loss(

@@ -1,6 +1,8 @@
 """Dice, Jaccard and Generalized Dice losses (thin shells over :mod:`medloss.functional.region`)."""
 from __future__ import annotations
 
+import dataclasses
+import functools
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -11,6 +13,7 @@ from medloss.errors import InputRangeError, ShapeMismatchError, check_choice
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
 from medloss.functional.region import EMPTY_POLICIES, W_TYPES, dice_loss, generalized_dice_loss
+from medloss.functional.region_options import RegionOptions
 from medloss.losses._base import RegionLoss
 
 
@@ -91,17 +94,16 @@ class DiceLoss(RegionLoss):
         super().__init__(
             include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid, softmax=softmax,
             other_act=other_act, reduction=reduction, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
-            soft_label=soft_label, ignore_index=ignore_index, check_input=check_input,
+            soft_label=soft_label, ignore_index=ignore_index, check_input=check_input, squared_pred=squared_pred,
+            jaccard=jaccard,
         )
-        self.squared_pred = bool(squared_pred)
-        self.jaccard = bool(jaccard)
         self.register_buffer("class_weight", _reduce.class_weight_tensor(weight))
 
+    squared_pred = property(lambda self: self.options.squared_pred)
+    jaccard = property(lambda self: self.options.jaccard)
+
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return dice_loss(
-            input, target, squared_pred=self.squared_pred, jaccard=self.jaccard, weight=self.class_weight,
-            **self.region_options(),
-        )
+        return dice_loss(input, target, weight=self.class_weight, **self.region_options())
 
 
 class JaccardLoss(DiceLoss):
@@ -170,11 +172,14 @@ class MaskedDiceLoss(DiceLoss):
         p = prepare.activate(
             input, sigmoid=self.sigmoid, softmax=self.softmax, other_act=self.other_act, check_input=self.check_input
         )
-        # the products are fractional by construction, so the target was checked above, before masking
-        options = {**self.region_options(), "sigmoid": False, "softmax": False, "other_act": None,
-                   "check_input": False}
-        return dice_loss(p * mask, target * mask, squared_pred=self.squared_pred, jaccard=self.jaccard,
-                         weight=self.class_weight, **options)
+        return dice_loss(p * mask, target * mask, weight=self.class_weight, options=self._masked_options,
+                         reduction=self.reduction)
+
+    @functools.cached_property
+    def _masked_options(self) -> RegionOptions:
+        """The Dice options on the masked probabilities: no activation (applied before masking), no value checks
+        (the products are fractional by construction, so the target was checked before masking)."""
+        return dataclasses.replace(self.options, activation=None, other_act=None, check_input=False)
 
 
     def _check_mask_and_target(self, mask: torch.Tensor, input: torch.Tensor, target: torch.Tensor) -> None:

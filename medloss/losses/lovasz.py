@@ -6,12 +6,11 @@ from collections.abc import Callable
 import torch
 
 from medloss.errors import InvalidOptionError
-from medloss.functional import prepare
 from medloss.functional.lovasz import check_classes, lovasz_hinge_loss, lovasz_softmax_loss
-from medloss.losses._base import MedlossLoss, check_ignore_index
+from medloss.losses._base import MedlossLoss, RegionLoss, check_ignore_index
 
 
-class LovaszSoftmaxLoss(MedlossLoss):
+class LovaszSoftmaxLoss(RegionLoss):
     """Lovász-Softmax loss (Berman et al., CVPR 2018), a tractable surrogate of the per-class Jaccard (IoU) loss,
     for 2-D and 3-D volumes.
 
@@ -83,26 +82,19 @@ class LovaszSoftmaxLoss(MedlossLoss):
         reduction: str = "mean",
         check_input: bool = True,
     ) -> None:
-        super().__init__(reduction=reduction, check_input=check_input)
-        prepare.check_activation_options(sigmoid, softmax, other_act)
+        super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
+                         softmax=softmax, other_act=other_act, ignore_index=ignore_index, reduction=reduction,
+                         check_input=check_input)
         self.classes = check_classes(classes)
         if not include_background and isinstance(self.classes, tuple) and 0 in self.classes:
             raise InvalidOptionError(
                 "`classes` lists class 0 but `include_background=False` excludes it; drop one of the two."
             )
         self.per_image = bool(per_image)
-        self.ignore_index = check_ignore_index(ignore_index)
-        self.include_background = bool(include_background)
-        self.softmax = bool(softmax)
-        self.sigmoid = bool(sigmoid)
-        self.other_act = other_act
-        self.to_onehot_y = bool(to_onehot_y)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return lovasz_softmax_loss(
-            input, target, classes=self.classes, per_image=self.per_image, ignore_index=self.ignore_index,
-            include_background=self.include_background, to_onehot_y=self.to_onehot_y, sigmoid=self.sigmoid,
-            softmax=self.softmax, other_act=self.other_act, reduction=self.reduction, check_input=self.check_input,
+            input, target, classes=self.classes, per_image=self.per_image, **self.activation_kwargs(),
         )
 
 

@@ -9,7 +9,7 @@ import torch
 from medloss.errors import InvalidOptionError, OptionTypeError, check_number
 from medloss.functional import prepare
 from medloss.functional.topology import check_recall_reduction, skeleton_recall_loss, soft_cldice_loss
-from medloss.losses._base import MedlossLoss, check_ignore_index
+from medloss.losses._base import MedlossLoss, RegionLoss, check_ignore_index
 
 
 def _check_iter(iter_: object) -> int:
@@ -20,7 +20,7 @@ def _check_iter(iter_: object) -> int:
     return iter_
 
 
-class SoftclDiceLoss(MedlossLoss):
+class SoftclDiceLoss(RegionLoss):
     """Soft clDice loss (Shit et al., CVPR 2021); MONAI's ``SoftclDiceLoss`` arguments and defaults, per class.
 
     With p the activated input, g the one-hot target, v the validity mask and S the soft skeleton
@@ -84,25 +84,15 @@ class SoftclDiceLoss(MedlossLoss):
         ignore_index: int | None = None,
         check_input: bool = True,
     ) -> None:
-        super().__init__(reduction=reduction, check_input=check_input)
-        prepare.check_activation_options(sigmoid, softmax, other_act)
+        super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
+                         softmax=softmax, other_act=other_act, reduction=reduction, smooth_nr=smooth_nr,
+                         smooth_dr=smooth_dr, batch=batch, ignore_index=ignore_index, check_input=check_input)
         self.iter_ = _check_iter(iter_)
-        self.smooth_nr = check_number("smooth_nr", smooth_nr, low=0)
-        self.smooth_dr = check_number("smooth_dr", smooth_dr, low=0)
         self.smooth = check_number("smooth", smooth, low=0, low_open=True)
-        self.include_background = bool(include_background)
-        self.to_onehot_y = bool(to_onehot_y)
-        self.sigmoid, self.softmax, self.other_act = bool(sigmoid), bool(softmax), other_act
-        self.batch = bool(batch)
-        self.ignore_index = check_ignore_index(ignore_index)
 
     def _options(self) -> dict:
-        return dict(
-            iter_=self.iter_, smooth_nr=self.smooth_nr, smooth_dr=self.smooth_dr, smooth=self.smooth,
-            include_background=self.include_background, to_onehot_y=self.to_onehot_y, sigmoid=self.sigmoid,
-            softmax=self.softmax, other_act=self.other_act, batch=self.batch, ignore_index=self.ignore_index,
-            reduction=self.reduction, check_input=self.check_input,
-        )
+        return dict(iter_=self.iter_, smooth_nr=self.smooth_nr, smooth_dr=self.smooth_dr, smooth=self.smooth,
+                    batch=self.batch, **self.activation_kwargs())
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, skeleton: torch.Tensor | None = None) -> torch.Tensor:
         return soft_cldice_loss(input, target, skeleton=skeleton, **self._options())

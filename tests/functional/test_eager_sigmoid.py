@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medloss.functional.tables import TableOptions, tables
+from medloss.backends.op import TableOptions, tables
 
 B, N = 2, 40
 

@@ -18,15 +18,15 @@ from medloss.backends import triton as triton_tables
 from tests._helpers import random_case, value_and_grad
 
 
-@pytest.fixture(autouse=True, params=["native", "eager", "triton"])
+@pytest.fixture(autouse=True, params=["cpu", "eager", "triton"])
 def engine(request, monkeypatch):
     """Run each test with the compiled kernel, the eager torch path and the Triton kernels (interpreted on CPU)."""
-    if request.param == "native" and not native.available():
+    if request.param == "cpu" and not native.available():
         pytest.skip("the compiled kernel is not built here (tests/functional/test_native.py says why)")
     if request.param == "triton" and not (triton_tables.available() and triton_tables.interpreted()):
         pytest.skip("Triton (with TRITON_INTERPRET=1 on CPU) is not available here")
     monkeypatch.setenv("MEDLOSS_BACKEND", request.param)
-    monkeypatch.setenv("MEDLOSS_NATIVE", "1" if request.param == "native" else "0")
+    monkeypatch.setenv("MEDLOSS_NATIVE", "1" if request.param == "cpu" else "0")
     return request.param
 
 SM = dict(softmax=True)

@@ -1,9 +1,9 @@
 """The compiled softmax-table kernel (medloss/backends/cpu/_kernels.c) against the eager implementation.
 
-The eager engine (``medloss.backends.eager.softmax``) is itself held to the plain one-hot path and MONAI
-(test_fused.py), so here the kernel must give the same tables and the same gradient for every option it takes, every
-label dtype, block tails, thread counts and saturated logits; it must raise the same typed errors on bad input (also
-with ``check_input=False``: the kernel never reads out of bounds); and inputs it does not take must fall back.
+The eager engine (``medloss.backends.eager.softmax``) is itself held to the plain one-hot path and MONAI (test_fused.py),
+so here the kernel must give the same tables and the same gradient for every option it takes, every label dtype, block
+tails, thread counts and saturated logits; it must raise the same typed errors on bad input (also with
+``check_input=False``: the kernel never reads out of bounds); and inputs it does not take must fall back.
 """
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pytest
 import torch
 
 import medloss.losses as L
-from medloss.backends import cpu as native
 from medloss.errors import InputRangeError, LabelValueError
-from medloss.functional.tables import TableOptions
-from tests._helpers import native_case as _case
+from medloss.backends import cpu as native
+from medloss.backends.options import TableOptions
 from tests._helpers import softmax_tables
+from tests._helpers import native_case as _case
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="compiled kernel not built")
 
@@ -42,7 +42,7 @@ def _tables(engine, x, y, ignore, squared, voxel_term, gamma, log_clamp=NO_CLAMP
     out = softmax_tables(xf, lab, engine, TableOptions(ignore, squared, voxel_term, gamma, log_clamp))
     gen = torch.Generator().manual_seed(1)
     weights = [torch.rand(b, c, generator=gen, dtype=torch.float64).to(out[0].dtype) for _ in out]
-    total = sum((o * w).sum() for o, w in zip(out, weights, strict=True) if o.requires_grad)
+    total = sum((o * w).sum() for o, w in zip(out, weights) if o.requires_grad)
     (grad,) = torch.autograd.grad(total, xf)
     return [o.detach() for o in out], grad
 
@@ -61,12 +61,12 @@ def test_native_equals_eager(dtype, rtol, voxel_term, gamma, log_clamp, squared,
     bar; the exponent of ExpLog's cross term amplifies log p_y's rounding near p_y = 1, which the kernel computes as
     log1p(-q) to keep it accurate)."""
     x, y = _case((2, 3, 9, 10, 11), dtype, ignore=ignore)
-    t1, g1 = _tables("native", x, y, ignore, squared, voxel_term, gamma, log_clamp)
+    t1, g1 = _tables("cpu", x, y, ignore, squared, voxel_term, gamma, log_clamp)
     t2, g2 = _tables("eager", x.double(), y, ignore, squared, voxel_term, gamma, log_clamp)
     if dtype == torch.float32:
         rtol = 1e-4
         t2, g2 = [t.float() for t in t2], g2.float()
-    for name, a, b in zip(("TP", "PRED", "TARGET", "VOX"), t1, t2, strict=True):
+    for name, a, b in zip(("TP", "PRED", "TARGET", "VOX"), t1, t2):
         torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * float(b.abs().max()) + 1e-30, msg=name)
     torch.testing.assert_close(g1, g2, rtol=rtol, atol=rtol * float(g2.abs().max()))
 
@@ -76,8 +76,8 @@ def test_native_equals_eager(dtype, rtol, voxel_term, gamma, log_clamp, squared,
 def test_label_dtypes(label_dtype):
     x, y = _case((2, 4, 7, 8, 9), torch.float64)
     ref = _tables("eager", x, y, None, False, "ce", 0.0)
-    got = _tables("native", x, y.to(label_dtype), None, False, "ce", 0.0)
-    for a, b in zip(got[0] + [got[1]], ref[0] + [ref[1]], strict=True):
+    got = _tables("cpu", x, y.to(label_dtype), None, False, "ce", 0.0)
+    for a, b in zip(got[0] + [got[1]], ref[0] + [ref[1]]):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
@@ -85,9 +85,9 @@ def test_label_dtypes(label_dtype):
 def test_block_tails(spatial):
     """Block boundaries (512 voxels) and samples shorter than a block."""
     x, y = _case((3, 5, *spatial), torch.float64, ignore=-1)
-    t1, g1 = _tables("native", x, y, -1, True, "focal", 2.0)
+    t1, g1 = _tables("cpu", x, y, -1, True, "focal", 2.0)
     t2, g2 = _tables("eager", x, y, -1, True, "focal", 2.0)
-    for a, b in zip(t1 + [g1], t2 + [g2], strict=True):
+    for a, b in zip(t1 + [g1], t2 + [g2]):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
@@ -98,11 +98,11 @@ def test_thread_count_does_not_change_results():
         results = []
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
-            results.append(_tables("native", x, y, None, False, "ce", 0.0))
+            results.append(_tables("cpu", x, y, None, False, "ce", 0.0))
     finally:
         torch.set_num_threads(before)
     for t, g in results[1:]:
-        for a, b in zip(t + [g], results[0][0] + [results[0][1]], strict=True):
+        for a, b in zip(t + [g], results[0][0] + [results[0][1]]):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
@@ -116,10 +116,10 @@ def test_saturated_logits(dtype):
     y[..., 1, :, :] = 1
     y[..., 2, :, :] = 2
     for vt, gamma in ((None, 0.0), ("ce", 0.0), ("focal", 2.0), ("focal", 0.7)):
-        t1, g1 = _tables("native", x, y, None, False, vt, gamma)
+        t1, g1 = _tables("cpu", x, y, None, False, vt, gamma)
         t2, g2 = _tables("eager", x, y, None, False, vt, gamma)
         assert all(torch.isfinite(t).all() for t in t1) and torch.isfinite(g1).all()
-        for a, b in zip(t1 + [g1], t2 + [g2], strict=True):
+        for a, b in zip(t1 + [g1], t2 + [g2]):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6 * max(1.0, float(b.abs().max())))
 
 
@@ -130,9 +130,9 @@ def test_gradcheck():
     for vt, gamma, clamp in ((None, 0.0, NO_CLAMP), ("ce", 0.0, NO_CLAMP), ("focal", 2.0, NO_CLAMP),
                              ("focal", 0.6, NO_CLAMP), ("explog", 0.3, EXPLOG_CLAMP), ("focal", 2.0, ANATOMYNET_CLAMP)):
         for squared in (False, True):
-            def f(inp, squared=squared, vt=vt, gamma=gamma, clamp=clamp):
+            def f(inp):
                 tp, pred, _, vox = softmax_tables(
-                    inp.reshape(2, 3, -1), lab, "native", TableOptions(9, squared, vt, gamma, clamp)
+                    inp.reshape(2, 3, -1), lab, "cpu", TableOptions(9, squared, vt, gamma, clamp)
                 )
                 return tp, pred, vox
             assert torch.autograd.gradcheck(f, (x,))

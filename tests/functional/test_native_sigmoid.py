@@ -14,7 +14,7 @@ import medloss.losses as L
 from medloss.backends import cpu as native
 from medloss.errors import InputRangeError, LabelValueError
 from medloss.functional.stats import region_stats, sigmoid_tables
-from medloss.functional.tables import TableOptions, tables
+from medloss.backends.op import TableOptions, tables
 from tests._helpers import native_case as _case
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="compiled kernel not built")
@@ -27,7 +27,7 @@ def _kernel_on(monkeypatch):
 
 
 def _sigmoid_stats(engine, x, target, monkeypatch, **kw):
-    monkeypatch.setenv("MEDLOSS_NATIVE", "1" if engine == "native" else "0")
+    monkeypatch.setenv("MEDLOSS_NATIVE", "1" if engine == "cpu" else "0")
     xg = x.detach().clone().requires_grad_()
     stats = region_stats(xg, target, sigmoid=True, **kw)
     gen = torch.Generator().manual_seed(3)
@@ -55,7 +55,7 @@ def test_sigmoid_native_equals_eager(dtype, rtol, channels, layout, squared, ign
         target, kw = y, dict(kw, to_onehot_y=True)
     options = TableOptions(activation="sigmoid", dense=layout == "dense")
     assert native.takes(x.reshape(2, channels, -1), target.reshape(2, -1, x[0, 0].numel()), options)
-    t1, g1 = _sigmoid_stats("native", x, target, monkeypatch, **kw)
+    t1, g1 = _sigmoid_stats("cpu", x, target, monkeypatch, **kw)
     t2, g2 = _sigmoid_stats("eager", x, target, monkeypatch, **kw)
     for name, a, b in zip(("TP", "PRED", "TARGET", "VOXELS"), t1, t2, strict=True):
         torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * float(b.abs().max()) + 1e-30, msg=name)
@@ -70,7 +70,7 @@ def test_sigmoid_gradcheck():
         for squared in (False, True):
             def f(inp, squared=squared, is_dense=is_dense, target=target):
                 options = TableOptions(ignore_index=7, squared=squared, activation="sigmoid", dense=is_dense)
-                out = tables(inp.reshape(2, 3, -1), target, options, "native")
+                out = tables(inp.reshape(2, 3, -1), target, options, "cpu")
                 return out.tp, out.pred
             assert torch.autograd.gradcheck(f, (x,))
 
@@ -225,7 +225,7 @@ def test_integer_dense_targets_stay_on_the_kernel_with_the_float_targets_numbers
     if ignore is not None:
         target[:, :, :2] = ignore
     options = TableOptions(activation="sigmoid", dense=True, ignore_index=ignore)
-    assert backends.engine_for(x.detach().flatten(2), target.flatten(2), options) == "native"
+    assert backends.engine_for(x.detach().flatten(2), target.flatten(2), options) == "cpu"
     loss = L.BCEDiceLoss(batch=True, ignore_index=ignore)
     value, = torch.autograd.grad(loss(x, target), x)
     reference, = torch.autograd.grad(loss(x, target.double()), x)

@@ -1,10 +1,10 @@
 """The Triton softmax-table kernels against the eager implementation (on CPU under the Triton interpreter).
 
-The eager engine (``medloss.backends.eager.softmax``) is held to the one-hot path and MONAI (test_fused.py); here the
-Triton kernels must give its tables and gradient for every option, label dtype, class count (padded tiles), block tails,
-half-precision logits and saturated logits; raise the same typed errors on bad input when checking; skip invalid labels
-without a host read when not checking; and be deterministic. tests/conftest.py turns the interpreter on when there is no
-CUDA device; on a GPU the same tests run the compiled kernels on CUDA tensors.
+The eager engine (``medloss.backends.eager.softmax``) is held to the one-hot path and MONAI (test_fused.py); here the Triton
+kernels must give its tables and gradient for every option, label dtype, class count (padded tiles), block tails,
+half-precision logits and saturated logits; raise the same typed errors on bad input when checking; skip invalid
+labels without a host read when not checking; and be deterministic. tests/conftest.py turns the interpreter on
+when there is no CUDA device; on a GPU the same tests run the compiled kernels on CUDA tensors.
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import math
 import pytest
 import torch
 
+from medloss.errors import InputRangeError, LabelValueError
 from medloss.backends import triton as triton_tables
 from medloss.backends.triton import status
-from medloss.errors import InputRangeError, LabelValueError
-from medloss.functional.tables import TableOptions
-from tests._helpers import native_case as _case
+from medloss.backends.options import TableOptions
 from tests._helpers import softmax_tables
+from tests._helpers import native_case as _case
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif(
@@ -39,7 +39,7 @@ def _tables(engine, x, y, ignore, squared, voxel_term, gamma, log_clamp=NO_CLAMP
     out = softmax_tables(xf, lab, engine, TableOptions(ignore, squared, voxel_term, gamma, log_clamp, check=check))
     gen = torch.Generator().manual_seed(1)
     weights = [torch.rand(b, c, generator=gen, dtype=torch.float64).to(out[0].dtype).to(DEVICE) for _ in out]
-    total = sum((o * w).sum() for o, w in zip(out, weights, strict=True) if o.requires_grad)
+    total = sum((o * w).sum() for o, w in zip(out, weights) if o.requires_grad)
     (grad,) = torch.autograd.grad(total, xf)
     return [o.detach().cpu() for o in out], grad.cpu()
 
@@ -54,7 +54,7 @@ def _checked(call):
 
 def _close(got, ref, rtol):
     (tg, gg), (tr, gr) = got, ref
-    for a, b in zip(tg, tr, strict=True):
+    for a, b in zip(tg, tr):
         torch.testing.assert_close(a.double(), b.double(), rtol=rtol, atol=rtol * (1 + float(b.abs().max())))
     scale = float(gr.abs().max()) or 1.0
     torch.testing.assert_close(gg.double(), gr.double(), rtol=rtol, atol=rtol * scale)
@@ -93,7 +93,7 @@ def test_half_logits_are_read_natively(dtype):
     (tables, grad) = _tables("triton", x, y, 255, True, "focal", 2.0)
     assert all(t.dtype == torch.float32 for t in tables) and grad.dtype == dtype
     _close((tables, grad.float()), ref, 1e-2 if dtype == torch.bfloat16 else 2e-3)
-    for a, b in zip(tables, ref[0], strict=True):
+    for a, b in zip(tables, ref[0]):
         torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
 
 
@@ -167,7 +167,7 @@ def test_deterministic():
     x, y = _case((2, 3, 20, 20, 8), torch.float32, ignore=255)
     first = _tables("triton", x, y, 255, True, "ce", 0.0)
     second = _tables("triton", x, y, 255, True, "ce", 0.0)
-    for a, b in zip(first[0] + [first[1]], second[0] + [second[1]], strict=True):
+    for a, b in zip(first[0] + [first[1]], second[0] + [second[1]]):
         assert torch.equal(a, b)
 
 
@@ -227,8 +227,8 @@ def test_losses_take_the_triton_engine_when_asked(monkeypatch):
 
 
 def test_backend_switch_is_validated(monkeypatch):
-    from medloss import backends as backend
     from medloss.errors import InvalidOptionError
+    from medloss import backends as backend
 
     monkeypatch.setenv("MEDLOSS_BACKEND", "cuda")
     with pytest.raises(InvalidOptionError, match="MEDLOSS_BACKEND"):

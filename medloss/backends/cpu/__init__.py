@@ -1,6 +1,6 @@
-"""The compiled CPU kernel (``medloss/backends/cpu/_kernels.c``): the ``native`` engine of the table operator.
+"""The compiled CPU kernel (``medloss/backends/cpu/_kernels.c``): the ``cpu`` engine of the table operator.
 
-:func:`forward` / :func:`backward` (called by :mod:`medloss.functional.tables`) compute exactly what
+:func:`forward` / :func:`backward` (called by :mod:`medloss.backends.op`) compute exactly what
 :func:`medloss.backends.eager.softmax.forward_tables` / ``backward_grad`` compute (the math is in that module's
 docstring) in two passes over the data: forward reads logits and labels once and keeps nothing; backward reads
 them again, recomputes the softmax per block of 512 voxels in cache and writes the gradient. The sigmoid tables
@@ -23,8 +23,7 @@ import os
 
 import torch
 
-from medloss import backends
-from medloss.functional import prepare
+from medloss import backends, checks
 
 try:  # built at install time by setup.py; optional
     from medloss.backends.cpu import _kernels  # type: ignore[attr-defined]
@@ -96,8 +95,6 @@ def takes(logits: torch.Tensor, target: object, options) -> bool:
 
 def _raise_for_status(status: int, logits: torch.Tensor, label_check) -> None:
     """Turn a kernel status into the typed error the eager path raises (its own check words the message)."""
-    if status == _STATUS_NONFINITE:
-        prepare.check_finite(logits)  # raises InputRangeError with min/max in the message
     if status == _STATUS_LABEL:
         label_check()  # raises LabelValueError naming the value
     if status == _STATUS_NOMEM:
@@ -163,30 +160,20 @@ def _run_sigmoid(backward, logits, target, options, out, out2) -> int:
     )
 
 
-def _eager_instead(status: int, options) -> bool:
-    """Statuses the eager engine answers instead of an error: non-finite logits without checks (torch's NaN
-    arithmetic, as the other engines give), and fractional targets the sigmoid focal sums need binary (meant as
-    given with ``soft`` or without checks)."""
-    if status == _STATUS_NONFINITE:
-        return not options.check
-    return status == _STATUS_SOFT and (options.soft or not options.check)
-
-
 def forward(logits, target, options):
-    """Engine entry (see :mod:`medloss.functional.tables`): (TP, PRED, TARGET, VOXELS, VPOS, VNEG) in the compute
+    """Engine entry (see :mod:`medloss.backends.op`): (TP, PRED, TARGET, VOXELS, VPOS, VNEG) in the compute
     dtype. The kernel checks logits and targets inside its pass whatever ``options.check`` says (it costs nothing
-    there); what it finds raises the eager path's typed error, or, where the eager engine defines the result
-    (:func:`_eager_instead`), the eager engine computes it."""
+    there): a bad label raises the eager path's typed error; non-finite logits and fractional targets its focal sums
+    need binary are declined (:func:`medloss.backends.engine_for` says who takes them)."""
     batch, num_classes = logits.shape[:2]
     target = _dense_target(target, logits, options)
     sigmoid = options.activation == "sigmoid"
     sums, counts = _tables(5 if sigmoid else 3, batch, num_classes)
     status = (_run_sigmoid if sigmoid else _run)(False, logits, target, options, sums, counts)
-    if status and _eager_instead(status, options):
-        return _eager().forward(logits, target, options)
-    _raise_for_status(_STATUS_LABEL if status == _STATUS_SOFT else status, logits,
-                      lambda: _eager().check_target(logits, target, options))
-    dtype = prepare.compute_dtype(logits)
+    if status in (_STATUS_NONFINITE, _STATUS_SOFT):
+        raise backends.Declined(status)
+    _raise_for_status(status, logits, lambda: _eager().check_target(logits, target, options))
+    dtype = checks.compute_dtype(logits)
     if sigmoid:
         tp, pred, tgt, vpos, vneg = sums.to(dtype).unbind(0)
         return tp, pred, tgt, counts[:, :1].to(dtype), vpos, vneg
@@ -195,8 +182,8 @@ def forward(logits, target, options):
 
 
 def backward(logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg):
-    """Engine entry: dL/dlogits from the (B, C) gradients of TP, PRED, VPOS and VNEG (the eager engine's, where
-    forward handed the inputs to it)."""
+    """Engine entry: dL/dlogits from the (B, C) gradients of TP, PRED, VPOS and VNEG; inputs the forward pass
+    declined are declined again."""
     target = _dense_target(target, logits, options)
     grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
     if options.activation == "sigmoid":
@@ -206,7 +193,7 @@ def backward(logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg):
         coef = _coefficients((grad_pred, grad_tp, grad_vpos))
         status = _run(True, logits, target, options, coef, grad)
     if status:
-        return _eager().backward(logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg)
+        raise backends.Declined(status)
     return grad
 
 

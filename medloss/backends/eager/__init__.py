@@ -7,14 +7,11 @@ nowhere. Nothing here reads a tensor back to the host unless ``options.check`` a
 """
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
-from medloss import backends
+from medloss import backends, checks
 from medloss.backends.eager import sigmoid, softmax
-from medloss.functional import prepare
-from medloss.functional.options import TableOptions
+from medloss.backends.options import TableOptions
 
 __all__ = ["forward", "backward", "check_target"]
 
@@ -30,13 +27,13 @@ def _labels(logits, labels, options: TableOptions):
             counted &= labels != options.ignore_index
     if counted is None:
         return labels.long(), None
-    return labels.masked_fill(~counted, 0).long(), counted.to(prepare.compute_dtype(logits))
+    return labels.masked_fill(~counted, 0).long(), counted.to(checks.compute_dtype(logits))
 
 
 def check_target(logits, target, options: TableOptions) -> None:
     """Raise the typed error for an invalid target (also wording the errors the kernels flag in their pass)."""
     if options.activation == "softmax":
-        prepare.check_labels(target, logits.shape[1], options.ignore_index)
+        checks.check_labels(target, logits.shape[1], options.ignore_index)
     else:
         sigmoid.check_target(logits, target, options)
 
@@ -45,7 +42,7 @@ def forward(logits: torch.Tensor, target: torch.Tensor, options: TableOptions):
     """(TP, PRED, TARGET, VOXELS (B, 1), VPOS, VNEG) in the compute dtype; softmax tables carry their voxel term
     in VPOS (VNEG is 0)."""
     if options.check:
-        prepare.check_finite(logits)
+        checks.check_finite(logits)
         check_target(logits, target, options)
     if options.activation == "sigmoid":
         g, valid = sigmoid.target_and_valid(logits, target, options)
@@ -57,8 +54,8 @@ def forward(logits: torch.Tensor, target: torch.Tensor, options: TableOptions):
 
 
 def backward(logits, target, options: TableOptions, grad_tp, grad_pred, grad_vpos, grad_vneg):
-    """dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED, VPOS and VNEG."""
-    options = dataclasses.replace(options, check=False)  # checked in forward
+    """dL/dlogits (logits' dtype) from the (B, C) gradients of TP, PRED, VPOS and VNEG. Forward checked the inputs
+    when ``options.check`` asked, so they are read here as the options say, with no check."""
     if options.activation == "sigmoid":
         g, valid = sigmoid.target_and_valid(logits, target, options)
         return sigmoid.backward_grad(logits, g, valid, options, grad_tp, grad_pred, grad_vpos, grad_vneg)

@@ -28,8 +28,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from medloss.functional import prepare
-from medloss.functional.options import TableOptions
+from medloss import checks
+from medloss.backends.options import TableOptions
 
 __all__ = ["check_target", "target_and_valid", "forward_tables", "backward_grad"]
 
@@ -40,23 +40,24 @@ def check_target(logits: torch.Tensor, target: torch.Tensor, options: TableOptio
     ``options.check`` and by the kernels to word an error they flagged."""
     num_classes = logits.shape[1]
     if not options.dense:
-        prepare.check_labels(target, max(num_classes, 2), options.ignore_index,
-                             range_fix=prepare.channels_fix(num_classes))
+        checks.check_labels(target, max(num_classes, 2), options.ignore_index,
+                             range_fix=checks.channels_fix(num_classes))
         return
     if options.voxel_term == "bce":  # BCE's own wording (its losses take no label map to one-hot encode)
         counted = target if options.ignore_index is None else target.masked_fill(target == options.ignore_index, 0)
-        prepare.check_bce_target(counted)
+        checks.check_bce_target(counted)
         if options.soft:
             return
     # the tables do not know whether their loss has a `soft_label` option: word the error without advising it
-    prepare.dense_target(target, logits, to_onehot_y=False, ignore_index=options.ignore_index,
-                         soft_label=True if options.soft else None, check_input=True)
+    held = checks.representable_ignore(options.ignore_index, target.dtype)
+    counted = target if held is None else target.masked_fill((target == held).any(dim=1, keepdim=True), 0)
+    checks.check_dense_values(counted, True if options.soft else None, checks.compute_dtype(logits))
 
 
 def target_and_valid(logits: torch.Tensor, target: torch.Tensor, options: TableOptions):
     """(g (B, C, N) in the compute dtype, valid (B, 1, N) or None), without a host read. Unchecked label-map values
     outside the classes count nowhere, as in the kernels."""
-    dtype = prepare.compute_dtype(logits)
+    dtype = checks.compute_dtype(logits)
     num_classes = logits.shape[1]
     ignore = options.ignore_index
     if options.dense:

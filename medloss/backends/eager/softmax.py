@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from medloss.functional import prepare
+from medloss import checks
 
 _BLOCK = 1 << 20  # elements per (B, C, block) temporary in the backward's final pass
 
@@ -66,15 +66,20 @@ def _clamped(log_py: torch.Tensor, log_clamp: tuple[float, float]) -> torch.Tens
     return log_py if lo == -math.inf and hi == math.inf else log_py.clamp(lo, hi)
 
 
-def _voxel_term(log_py: torch.Tensor, kind: str, gamma: float, log_clamp: tuple[float, float]) -> torch.Tensor:
+def voxel_value(log_py: torch.Tensor, kind: str, gamma: float,
+                log_clamp: tuple[float, float] = (-math.inf, math.inf)) -> torch.Tensor:
     """phi(p_y) per voxel from l = log p_y clamped to ``log_clamp``: -l (ce), -(1 - e^l)^gamma l (focal),
-    (-l)^gamma (explog)."""
-    log_p = _clamped(log_py, log_clamp)
+    (-l)^gamma (explog). The one definition of the softmax voxel terms: the engine evaluates it without autograd
+    (in place), the formulas' dense paths with autograd (on any log-probabilities, e.g. of every channel)."""
+    l = _clamped(log_py, log_clamp)
     if kind == "ce":
-        return -log_p
+        return -l
     if kind == "explog":
-        return log_p.neg().pow(gamma)
-    return torch.expm1(log_p).neg_().pow_(gamma).mul_(log_p).neg_()
+        return l.neg().pow(gamma)
+    q = torch.expm1(l).neg()  # 1 - p, accurate near p = 1
+    if q.requires_grad:
+        return -(q.pow(gamma) * l)
+    return q.pow_(gamma).mul_(l).neg_()
 
 
 def _voxel_slope(log_py: torch.Tensor, kind: str, gamma: float, log_clamp: tuple[float, float]) -> torch.Tensor:
@@ -103,7 +108,7 @@ def forward_tables(logits, labels, valid, squared, voxel_term, gamma, log_clamp,
     where ignored), valid (B, 1, N) or None. See the module docstring. With ``region=False`` (a voxel loss alone)
     TP and PRED are not computed (zeros). No autograd: :func:`backward_grad` is the gradient."""
     num_classes = logits.shape[1]
-    dtype = prepare.compute_dtype(logits)
+    dtype = checks.compute_dtype(logits)
     p = torch.softmax(logits, dim=1, dtype=dtype)
     target = labelled_sums(valid, labels, num_classes, dtype)
     if region:
@@ -121,7 +126,7 @@ def forward_tables(logits, labels, valid, squared, voxel_term, gamma, log_clamp,
     else:
         tp = pred = torch.zeros_like(target)
     if voxel_term:
-        phi = _voxel_term(_label_log_prob(p, logits, labels), voxel_term, gamma, log_clamp)
+        phi = voxel_value(_label_log_prob(p, logits, labels), voxel_term, gamma, log_clamp)
         del p
         vox = labelled_sums(phi if valid is None else phi.mul_(valid), labels, num_classes, dtype)
     else:
@@ -131,7 +136,7 @@ def forward_tables(logits, labels, valid, squared, voxel_term, gamma, log_clamp,
 
 def backward_grad(logits, labels, valid, squared, voxel_term, gamma, log_clamp, region, grad_tp, grad_pred, grad_vox):
     """dL/dlogits (logits' dtype) from the incoming (B, C) gradients of TP, PRED and VOX."""
-    dtype = prepare.compute_dtype(logits)
+    dtype = checks.compute_dtype(logits)
     batch, num_classes, n = logits.shape
     p = torch.softmax(logits, dim=1, dtype=dtype)
 

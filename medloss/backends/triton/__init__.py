@@ -38,7 +38,7 @@ import os
 
 import torch
 
-from medloss.functional import prepare
+from medloss import backends, checks
 
 __all__ = ["available", "interpreted", "takes", "forward", "backward", "STATUS_NONFINITE", "STATUS_LABEL",
            "STATUS_SOFT"]
@@ -192,16 +192,16 @@ def raise_for_status(status: torch.Tensor, logits: torch.Tensor, labels: torch.T
     """Read the forward pass's status flags (one host sync) and raise the eager path's typed error."""
     flags = int(status[-1])
     if flags & STATUS_NONFINITE:
-        prepare.check_finite(logits)
+        checks.check_finite(logits)
     if flags & STATUS_LABEL:
-        prepare.check_labels(labels, logits.shape[1], ignore_index)
+        checks.check_labels(labels, logits.shape[1], ignore_index)
     if flags:
         raise RuntimeError(f"medloss Triton kernel flagged invalid input (status {flags}) that the eager checks "
                            "accept (please report this).")
 
 
 def forward(logits, labels, options):
-    """Engine entry (see :mod:`medloss.functional.tables`): (TP, PRED, TARGET, VOXELS, VPOS, VNEG)."""
+    """Engine entry (see :mod:`medloss.backends.op`): (TP, PRED, TARGET, VOXELS, VPOS, VNEG)."""
     if options.activation == "sigmoid":
         from medloss.backends.triton import sigmoid
 
@@ -225,7 +225,7 @@ def packed_tables(logits, options, launch):
     all. Nothing is created on the host."""
     batch, num_classes, n = logits.shape
     block_n, block_c = blocks(num_classes, options, logits.dtype)
-    dtype = prepare.compute_dtype(logits)
+    dtype = checks.compute_dtype(logits)
     nprog = forward_programs(-(-n // block_n), batch)
     part = torch.empty(batch, nprog, ROWS, block_c, dtype=dtype, device=logits.device)
     status = torch.empty(batch * nprog + 1, dtype=torch.int32, device=logits.device)

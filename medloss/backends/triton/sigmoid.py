@@ -14,8 +14,8 @@ import functools
 
 import torch
 
+from medloss import checks
 from medloss.backends import triton as api
-from medloss.functional import prepare
 
 __all__ = ["takes", "forward", "backward"]
 
@@ -67,7 +67,7 @@ def _raise_for_status(status: torch.Tensor, logits, target, options) -> None:
     """One host read of the flags; the eager engine's checks word the error."""
     flags = int(status[-1])
     if flags & api.STATUS_NONFINITE:
-        prepare.check_finite(logits)
+        checks.check_finite(logits)
     if flags & api.STATUS_LABEL or (flags & api.STATUS_SOFT and not options.soft):
         from medloss.backends import eager
 

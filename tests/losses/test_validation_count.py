@@ -1,0 +1,56 @@
+"""Options are validated once, in the constructor; a training step checks its input tensor once and builds no
+options (counted by wrapping the validators)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medloss import checks
+from medloss.backends.options import TableOptions
+from medloss.functional import prepare
+from medloss.losses import DiceCELoss, DiceLoss, TverskyLoss
+
+LOSSES = {
+    "DiceCELoss": lambda: DiceCELoss(softmax=True, to_onehot_y=True),
+    "DiceLoss": lambda: DiceLoss(softmax=True, to_onehot_y=True),
+    "TverskyLoss": lambda: TverskyLoss(softmax=True, to_onehot_y=True, alpha=0.3, beta=0.7),
+    "DiceLoss-ignore": lambda: DiceLoss(softmax=True, to_onehot_y=True, ignore_index=255, batch=True),
+    "DiceLoss-sigmoid": lambda: DiceLoss(sigmoid=True, to_onehot_y=True),
+}
+
+
+@pytest.fixture
+def counts(monkeypatch):
+    """{"options": TableOptions validations, "input": input-tensor checks}, counting from the fixture's start."""
+    seen = {"options": 0, "input": 0}
+    post_init, check = TableOptions.__post_init__, checks.check_input_tensor
+
+    def counting_post_init(self):
+        seen["options"] += 1
+        post_init(self)
+
+    def counting_check(*args, **kwargs):
+        seen["input"] += 1
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(TableOptions, "__post_init__", counting_post_init)
+    monkeypatch.setattr(checks, "check_input_tensor", counting_check)
+    monkeypatch.setattr(prepare, "check_input_tensor", counting_check)
+    return seen
+
+
+@pytest.mark.parametrize("engine", ["auto", "eager"])
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_a_step_builds_no_options_and_checks_the_input_once(name, engine, counts, monkeypatch):
+    monkeypatch.setenv("MEDLOSS_BACKEND", engine)
+    loss = LOSSES[name]()
+    built_in_init = counts["options"]
+    logits = torch.randn(2, 3, 6, 6, 6, requires_grad=True)
+    labels = torch.randint(0, 3 if "sigmoid" not in name else 2, (2, 1, 6, 6, 6))
+    for step in range(2):
+        counts["options"] = counts["input"] = 0
+        value = loss(logits, labels)
+        value.backward()
+        assert counts == {"options": 0, "input": 1}, f"step {step}"
+        assert torch.isfinite(value) and logits.grad is not None
+    assert built_in_init >= 1  # the constructor built (and validated) the options the steps use
