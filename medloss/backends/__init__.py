@@ -9,10 +9,10 @@ sigmoid (label maps or dense targets) alike:
 * ``eager``: plain torch (:mod:`medloss.backends.eager`), everything else (other devices, no compiler, no
   Triton); it is also the reference the other two are tested against.
 
-``MEDLOSS_BACKEND`` picks one: ``auto`` (default: cpu on CPU, triton on CUDA, eager otherwise), ``cpu``,
-``triton`` or ``eager`` (``native``, the C kernel's former name, still means ``cpu`` for one release); an engine that cannot take the inputs falls back to ``eager``, and so do inputs an engine
-declines inside its pass (:class:`Declined`): :func:`engine_for` decides both. ``MEDLOSS_NATIVE=0`` (older switch)
-still turns the C kernel off.
+``MEDLOSS_BACKEND`` picks one: ``auto`` (default: cpu on CPU, triton on CUDA, eager otherwise), ``cpu``, ``triton``
+or ``eager`` (``native``, the C kernel's former name, still means ``cpu`` for one release); an engine that cannot
+take the inputs falls back to ``eager``, and so do inputs an engine declines inside its pass (:class:`Declined`):
+:func:`engine_for` decides both. ``MEDLOSS_NATIVE=0`` (older switch) still turns the C kernel off.
 
 Each engine module (or namespace) has ``takes(logits, target, options)`` (except eager, which takes anything),
 ``forward(logits, target, options)`` -> (TP, PRED, TARGET, VOXELS, VPOS, VNEG) and
@@ -44,7 +44,8 @@ def selected() -> str:
         choice = _RENAMED[choice]
     if choice not in BACKENDS:
         raise InvalidOptionError(
-            f"environment variable MEDLOSS_BACKEND={choice!r} is not one of {', '.join(BACKENDS)}; unset it or pick one."
+            f"environment variable MEDLOSS_BACKEND={choice!r} is not one of {', '.join(BACKENDS)}; "
+            "unset it or pick one."
         )
     return choice
 
@@ -66,9 +67,9 @@ def engine_for(logits: torch.Tensor, target: torch.Tensor, options, *, declined_
     choice = selected()
     if choice in ("auto", "cpu") and ENGINES["cpu"].takes(logits, target, options):
         return "cpu"
-    if choice == "triton" or (choice == "auto" and logits.is_cuda):
-        if ENGINES["triton"].takes(logits, target, options):
-            return "triton"
+    wants_triton = choice == "triton" or (choice == "auto" and logits.is_cuda)
+    if wants_triton and ENGINES["triton"].takes(logits, target, options):
+        return "triton"
     return "eager"
 
 

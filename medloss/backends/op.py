@@ -20,7 +20,7 @@ Adding a voxel term: its formula and slope in ``backends/eager/`` (eager), one c
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 
@@ -54,7 +54,7 @@ def _options(activation, dense, soft, ignore_index, squared, voxel_term, gamma, 
 
 @torch.library.custom_op("medloss::tables", mutates_args=())
 def _tables_op(logits: torch.Tensor, target: torch.Tensor, engine: str, activation: str, dense: bool, soft: bool,
-               ignore_index: Optional[int], squared: bool, voxel_term: Optional[str], gamma: float, lo: float,
+               ignore_index: int | None, squared: bool, voxel_term: str | None, gamma: float, lo: float,
                hi: float, region: bool, check: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                                                               torch.Tensor, torch.Tensor]:
     options = _options(activation, dense, soft, ignore_index, squared, voxel_term, gamma, lo, hi, region, check)
@@ -74,7 +74,7 @@ def _(logits, target, engine, activation, dense, soft, ignore_index, squared, vo
 @torch.library.custom_op("medloss::tables_backward", mutates_args=())
 def _tables_backward_op(logits: torch.Tensor, target: torch.Tensor, grad_tp: torch.Tensor, grad_pred: torch.Tensor,
                         grad_vpos: torch.Tensor, grad_vneg: torch.Tensor, engine: str, activation: str, dense: bool,
-                        soft: bool, ignore_index: Optional[int], squared: bool, voxel_term: Optional[str],
+                        soft: bool, ignore_index: int | None, squared: bool, voxel_term: str | None,
                         gamma: float, lo: float, hi: float, region: bool) -> torch.Tensor:
     options = _options(activation, dense, soft, ignore_index, squared, voxel_term, gamma, lo, hi, region, False)
     return backends.backward(engine, logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg)

@@ -86,7 +86,8 @@ def flatten(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
-LABEL_MAP_ONLY = "this loss takes class indices: pass the label map (e.g. `target.argmax(1, keepdim=True)` of a one-hot)"
+LABEL_MAP_ONLY = ("this loss takes class indices: pass the label map "
+                  "(e.g. `target.argmax(1, keepdim=True)` of a one-hot)")
 
 
 def label_map(

@@ -68,10 +68,8 @@ def _dense_stats(
     """Plain tensor-op statistics for probabilities and dense targets, both (B, C, N)."""
     if valid is not None:
         p, g = p * valid, g * valid
-    if soft_label and not squared:
-        tp = 0.5 * (p + g - (p - g).abs()).sum(dim=2)  # = sum min(p, g), MONAI's soft-label TP
-    else:
-        tp = (p * g).sum(dim=2)
+    # 0.5 (p + g - |p - g|) = min(p, g): MONAI's soft-label TP
+    tp = 0.5 * (p + g - (p - g).abs()).sum(dim=2) if soft_label and not squared else (p * g).sum(dim=2)
     if squared:
         return tp, p.square().sum(dim=2), g.square().sum(dim=2)
     return tp, p.sum(dim=2), g.sum(dim=2)

@@ -3,21 +3,21 @@
 Use them in training loops, or in MONAI bundle configs by full dotted path, e.g.
 ``{"_target_": "medloss.losses.DiceLoss", "softmax": true, "to_onehot_y": true}``.
 """
-from medloss.losses.deep_supervision import DeepSupervisionLoss
-from medloss.losses.compound import BCEDiceLoss, DiceCELoss, DiceFocalLoss, GeneralizedDiceFocalLoss
-from medloss.losses.dice import DiceLoss, GeneralizedDiceLoss, JaccardLoss, MaskedDiceLoss
-from medloss.losses.calibration import NACLLoss
-from medloss.losses.mcc import MCCLoss
-from medloss.losses.wasserstein import GeneralizedWassersteinDiceLoss
-from medloss.losses.lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
-from medloss.losses.explog_anatomynet import AnatomyNetLoss, ExpLogLoss
-from medloss.losses.tversky import FocalTverskyLoss, TverskyLoss
-from medloss.losses.voxel import BCELoss, CrossEntropyLoss, FocalLoss
-from medloss.losses.boundary import BoundaryLoss, HausdorffDTLoss, LogHausdorffDTLoss
-from medloss.losses.topk import DiceTopKLoss, TopKLoss
-from medloss.losses.unified_focal import AsymmetricUnifiedFocalLoss, UnifiedFocalLoss
 from medloss.losses.blob import BlobLoss
+from medloss.losses.boundary import BoundaryLoss, HausdorffDTLoss, LogHausdorffDTLoss
+from medloss.losses.calibration import NACLLoss
+from medloss.losses.compound import BCEDiceLoss, DiceCELoss, DiceFocalLoss, GeneralizedDiceFocalLoss
+from medloss.losses.deep_supervision import DeepSupervisionLoss
+from medloss.losses.dice import DiceLoss, GeneralizedDiceLoss, JaccardLoss, MaskedDiceLoss
+from medloss.losses.explog_anatomynet import AnatomyNetLoss, ExpLogLoss
+from medloss.losses.lovasz import LovaszHingeLoss, LovaszSoftmaxLoss
+from medloss.losses.mcc import MCCLoss
+from medloss.losses.topk import DiceTopKLoss, TopKLoss
 from medloss.losses.topology import SkeletonRecallLoss, SoftclDiceLoss, SoftDiceclDiceLoss
+from medloss.losses.tversky import FocalTverskyLoss, TverskyLoss
+from medloss.losses.unified_focal import AsymmetricUnifiedFocalLoss, UnifiedFocalLoss
+from medloss.losses.voxel import BCELoss, CrossEntropyLoss, FocalLoss
+from medloss.losses.wasserstein import GeneralizedWassersteinDiceLoss
 
 # MONAI's lower-case and short aliases (monai.losses.dice), so that switching the import is the whole migration
 Dice = DiceLoss

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 import medloss.losses as L
-from medloss.errors import InputRangeError, LabelValueError
 from medloss.backends import cpu as native
 from medloss.backends.options import TableOptions
-from tests._helpers import softmax_tables
+from medloss.errors import InputRangeError, LabelValueError
 from tests._helpers import native_case as _case
+from tests._helpers import softmax_tables
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="compiled kernel not built")
 

@@ -12,9 +12,9 @@ import torch
 
 import medloss.losses as L
 from medloss.backends import cpu as native
+from medloss.backends.op import TableOptions, tables
 from medloss.errors import InputRangeError, LabelValueError
 from medloss.functional.stats import region_stats, sigmoid_tables
-from medloss.backends.op import TableOptions, tables
 from tests._helpers import native_case as _case
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="compiled kernel not built")

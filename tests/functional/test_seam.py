@@ -8,12 +8,11 @@ import pytest
 import torch
 
 import medloss.losses as L
-from medloss.errors import InvalidOptionError
 from medloss.backends import cpu as native
 from medloss.backends import triton as triton_engine
 from medloss.backends.options import TableOptions
-from tests._helpers import softmax_tables
-from tests._helpers import native_case
+from medloss.errors import InvalidOptionError
+from tests._helpers import native_case, softmax_tables
 
 S = dict(softmax=True, to_onehot_y=True)
 FUSED = {

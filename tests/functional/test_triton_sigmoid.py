@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import medloss.losses as L
-from medloss.errors import InputRangeError, LabelValueError
 from medloss.backends import triton as triton_tables
-from medloss.backends.triton import status
 from medloss.backends.op import TableOptions, tables
+from medloss.backends.triton import status
+from medloss.errors import InputRangeError, LabelValueError
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif(

@@ -13,12 +13,12 @@ import math
 import pytest
 import torch
 
-from medloss.errors import InputRangeError, LabelValueError
 from medloss.backends import triton as triton_tables
-from medloss.backends.triton import status
 from medloss.backends.options import TableOptions
-from tests._helpers import softmax_tables
+from medloss.backends.triton import status
+from medloss.errors import InputRangeError, LabelValueError
 from tests._helpers import native_case as _case
+from tests._helpers import softmax_tables
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif(
@@ -227,8 +227,8 @@ def test_losses_take_the_triton_engine_when_asked(monkeypatch):
 
 
 def test_backend_switch_is_validated(monkeypatch):
-    from medloss.errors import InvalidOptionError
     from medloss import backends as backend
+    from medloss.errors import InvalidOptionError
 
     monkeypatch.setenv("MEDLOSS_BACKEND", "cuda")
     with pytest.raises(InvalidOptionError, match="MEDLOSS_BACKEND"):

@@ -71,15 +71,15 @@ def voxel_value(log_py: torch.Tensor, kind: str, gamma: float,
     """phi(p_y) per voxel from l = log p_y clamped to ``log_clamp``: -l (ce), -(1 - e^l)^gamma l (focal),
     (-l)^gamma (explog). The one definition of the softmax voxel terms: the engine evaluates it without autograd
     (in place), the formulas' dense paths with autograd (on any log-probabilities, e.g. of every channel)."""
-    l = _clamped(log_py, log_clamp)
+    log_p = _clamped(log_py, log_clamp)
     if kind == "ce":
-        return -l
+        return -log_p
     if kind == "explog":
-        return l.neg().pow(gamma)
-    q = torch.expm1(l).neg()  # 1 - p, accurate near p = 1
+        return log_p.neg().pow(gamma)
+    q = torch.expm1(log_p).neg()  # 1 - p, accurate near p = 1
     if q.requires_grad:
-        return -(q.pow(gamma) * l)
-    return q.pow_(gamma).mul_(l).neg_()
+        return -(q.pow(gamma) * log_p)
+    return q.pow_(gamma).mul_(log_p).neg_()
 
 
 def _voxel_slope(log_py: torch.Tensor, kind: str, gamma: float, log_clamp: tuple[float, float]) -> torch.Tensor:

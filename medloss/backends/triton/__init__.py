@@ -38,7 +38,7 @@ import os
 
 import torch
 
-from medloss import backends, checks
+from medloss import checks
 
 __all__ = ["available", "interpreted", "takes", "forward", "backward", "STATUS_NONFINITE", "STATUS_LABEL",
            "STATUS_SOFT"]
