@@ -37,9 +37,10 @@ from medloss.errors import InvalidOptionError, MedlossError
 from medloss.nnunet.adapter import REGION_IGNORE, NnunetLoss, WeightedSum
 from medloss.nnunet.maps import MAP_KINDS, LabelMapTransform, split_maps
 
-#: losses that need a map from the label which medloss's trainers do not compute (signed distances: one map per
-#: class, too large to pack with the target at every scale); recomputing it inside the loss at every step would
-#: be slow, so they are refused. Skeleton Recall and blob loss get theirs from :mod:`medloss.nnunet.maps`.
+#: losses that need a map from the label which medloss's trainers do not compute (signed distances: C float maps
+#: per scale, which do not ride in nnU-Net's integer segmentation tensor); recomputing them inside the loss at
+#: every step would be slow, so they are refused. Skeleton Recall and blob loss get theirs from
+#: :mod:`medloss.nnunet.maps`.
 UNSUPPORTED_MAP_LOSSES = {"BoundaryLoss": "signed distance", "HausdorffDTLoss": "distance",
                           "LogHausdorffDTLoss": "distance"}
 
@@ -238,7 +239,8 @@ class MapTrainer(MedlossTrainer):
         nnU-Net's own code, and the online Dice sees the label only."""
         target, maps = split_maps(batch["target"])
         device = self.device
-        maps = [m.to(device, non_blocking=True) for m in maps] if isinstance(maps, list) else maps.to(device)
+        maps = ([m.to(device, non_blocking=True) for m in maps] if isinstance(maps, list)
+                else maps.to(device, non_blocking=True))
         loss: Callable[..., torch.Tensor] = self.loss  # type: ignore[has-type]
 
         def with_maps(output: list[torch.Tensor] | torch.Tensor, target: list[torch.Tensor] | torch.Tensor
