@@ -204,7 +204,8 @@ def timed(impls: dict, outputs, targets, device, warmup: int, repeats: int) -> d
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shapes", default="2x2x128,2x14x96", help="comma-separated BxCxS (S^3 patch, full resolution); empty: none")
+    ap.add_argument("--shapes", default="2x2x128,2x14x96",
+                    help="comma-separated BxCxS (S^3 patch, full resolution); empty: none")
     ap.add_argument("--levels", type=int, default=5, help="deep-supervision outputs (S, S/2, ...)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")

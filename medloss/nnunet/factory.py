@@ -148,6 +148,7 @@ def _check_options(loss: str, options: Mapping, arg: str) -> None:
 
 def _conventions(loss: str, *, regions: bool, batch_dice: bool, ignore_label: int | None) -> dict:
     """nnU-Net's settings for ``loss``, limited to the arguments its constructor has."""
+    wanted: dict[str, object]
     if regions:
         wanted = {"sigmoid": True, "include_background": True, "batch": batch_dice}
         if ignore_label is not None:
@@ -168,7 +169,7 @@ def build_loss(spec: LossSpec, *, regions: bool, batch_dice: bool, ignore_label:
             f"this trainer's loss {spec.loss} has no region-based (sigmoid) form configured, and the dataset uses "
             "regions; use a trainer with a region loss (e.g. nnUNetTrainerMedlossDiceCE) or pass `region_loss=` "
             "to make_trainer.")
-    name = spec.region_loss if regions else spec.loss
+    name = spec.region_loss if regions and spec.region_loss is not None else spec.loss
     options = {**_conventions(name, regions=regions, batch_dice=batch_dice, ignore_label=ignore_label),
                **(spec.region_options if regions else spec.options)}
     if spec.match_nnunet and regions and ignore_label is not None and "lambda_bce" in registry.defaults(name):
@@ -274,7 +275,8 @@ def make_trainer(loss: str, *, name: str, ce: float = 0.0, region_loss: str | No
     if not (isinstance(name, str) and name.isidentifier()):
         raise InvalidOptionError(f"`name` must be a Python identifier (nnU-Net's -tr takes the class name), "
                                  f"got {name!r}.")
-    caller = inspect.currentframe().f_back
+    frame = inspect.currentframe()
+    caller = frame.f_back if frame is not None else None
     module = caller.f_globals.get("__name__", __name__) if caller is not None else __name__
     if name.startswith(RESERVED_PREFIX) and module != "medloss.nnunet.trainers":
         # medloss nnunet train resolves these names to medloss's own trainers first
