@@ -40,7 +40,8 @@ def path() -> None:
 
 @nnunet.command("trainers")
 def trainers() -> None:
-    """List medloss's named trainers: -tr name, loss, options, extra (B)CE weight and region-based form."""
+    """List medloss's named trainers: -tr name, loss, options, extra (B)CE weight, map from the label and
+    region-based form."""
     _require_nnunet("trainers")
     from medloss.nnunet.factory import spec_of
     from medloss.nnunet.trainers import TRAINERS
@@ -51,7 +52,8 @@ def trainers() -> None:
         extra = f" + {spec.ce:g} x CE" if spec.ce else ""
         regions = spec.region_loss or "not supported"
         parity = "  [values as nnU-Net's]" if spec.match_nnunet else ""
-        click.echo(f"{name}\t{spec.loss}{extra} ({options}); regions: {regions}{parity}")
+        label_map = f"; {spec.map_kind} map computed in the data pipeline" if spec.map_kind else ""
+        click.echo(f"{name}\t{spec.loss}{extra} ({options}){label_map}; regions: {regions}{parity}")
 
 
 def _run(command: str, args: tuple[str, ...]) -> None:

@@ -10,12 +10,15 @@ nnU-Net hands a trainer's loss, at every scale, the network's logits (B, C, *S) 
 :data:`REGION_IGNORE` in every region channel, as medloss's losses mark them), returns a zero loss with a zero
 gradient for a patch in which every voxel is ignored (sparse annotations give such patches; a mean over no voxel
 would be NaN), and subtracts a constant so that values compare with nnU-Net's logs (nnU-Net's Dice term is -Dice,
-medloss's 1 - Dice: the gradients are the same).
+medloss's 1 - Dice: the gradients are the same). A map-based loss (``map_key``) gets the scale's map, which the
+trainer takes from the batch (:mod:`medloss.nnunet.maps`), as its forward keyword.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from medloss.errors import InvalidOptionError
 
 #: the target value that marks an ignored voxel in region (sigmoid) targets handed to medloss's losses
 REGION_IGNORE = -1
@@ -29,16 +32,30 @@ class NnunetLoss(nn.Module):
         ignore_label: nnU-Net's ignore label (``label_manager.ignore_label``), None without one.
         regions: region-based training (``label_manager.has_regions``): the target is (B, R[+1], *S) masks.
         offset: subtracted from the loss (the Dice weight for trainers that reproduce nnU-Net's values).
+        map_key: the forward keyword of the map ``loss`` needs ("skeleton", "components"); None for none. The map
+            is then required: a loss that computed it itself would do it at every step.
     """
 
-    def __init__(self, loss: nn.Module, *, ignore_label: int | None, regions: bool, offset: float = 0.0) -> None:
+    def __init__(self, loss: nn.Module, *, ignore_label: int | None, regions: bool, offset: float = 0.0,
+                 map_key: str | None = None) -> None:
         super().__init__()
         self.loss = loss
         self.ignore_label = ignore_label
         self.regions = bool(regions)
         self.offset = float(offset)
+        self.map_key = map_key
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: torch.Tensor, target: torch.Tensor, reference_map: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        maps = {}
+        if self.map_key is not None:
+            if reference_map is None:
+                raise InvalidOptionError(
+                    f"this loss needs the {self.map_key} map of the batch as its third argument; medloss's "
+                    "map-based nnU-Net trainers take it from the batch (medloss.nnunet.maps.LabelMapTransform).")
+            maps[self.map_key] = reference_map
+        elif reference_map is not None:
+            raise InvalidOptionError("a map was passed to a loss that takes none; pass (input, target) only.")
         if self.regions:
             # region masks in the logits' dtype: medloss's fused sigmoid path takes floating targets, an int16 one
             # goes the eager way (8x the time, 7x the memory of BCEDiceLoss at 2x14x96^3 on CPU)
@@ -52,16 +69,18 @@ class NnunetLoss(nn.Module):
                 supervised = bool((target != self.ignore_label).any())
             if not supervised:  # nothing to learn from this patch: no NaN, no gradient, nnU-Net's value
                 return input.sum() * 0.0 - self.offset
-        return self.loss(input, target) - self.offset
+        return self.loss(input, target, **maps) - self.offset
 
 
 class WeightedSum(nn.Module):
-    """``sum_i weight_i * loss_i(input, target)``: a medloss loss plus a (B)CE term, e.g. Tversky + CE."""
+    """``sum_i weight_i * loss_i(input, target)``: a medloss loss plus a (B)CE term, e.g. Tversky + CE; a map
+    (keyword) goes to the first term, the medloss loss, only."""
 
     def __init__(self, terms: list[tuple[float, nn.Module]]) -> None:
         super().__init__()
         self.weights = [float(w) for w, _ in terms]
         self.terms = nn.ModuleList([loss for _, loss in terms])
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return sum(w * loss(input, target) for w, loss in zip(self.weights, self.terms, strict=True) if w != 0.0)
+    def forward(self, input: torch.Tensor, target: torch.Tensor, **maps: torch.Tensor) -> torch.Tensor:
+        return sum(w * (loss(input, target, **maps) if i == 0 else loss(input, target))
+                   for i, (w, loss) in enumerate(zip(self.weights, self.terms, strict=True)) if w != 0.0)

@@ -8,7 +8,10 @@ The trainer's ``_build_loss`` builds the medloss loss from the dataset's plans, 
 * region-based training (``label_manager.has_regions``): the sigmoid form, ``sigmoid=True,
   include_background=True`` (every region is foreground), ``batch`` from the plans, ignored voxels marked by
   :class:`~medloss.nnunet.adapter.NnunetLoss` after it strips nnU-Net's ignore channel;
-* with deep supervision (nnU-Net's default), nnU-Net's ``DeepSupervisionWrapper`` and its weights.
+* with deep supervision (nnU-Net's default), nnU-Net's ``DeepSupervisionWrapper`` and its weights;
+* a loss that takes a map of the label (Skeleton Recall's skeleton, blob loss's components) gets a
+  :class:`MapTrainer`: the map is computed in nnU-Net's data pipeline at every scale and handed to the loss
+  (:mod:`medloss.nnunet.maps`); losses whose maps it does not compute (:data:`UNSUPPORTED_MAP_LOSSES`) are refused.
 
 Each convention is passed only to a loss whose constructor has that argument, and the options given to
 :func:`make_trainer` override them. The trainer class must be a module-level name in a file of a folder listed in
@@ -18,11 +21,13 @@ name) by class name there.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
+from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
@@ -30,11 +35,14 @@ from torch import nn
 from medloss import registry
 from medloss.errors import InvalidOptionError, MedlossError
 from medloss.nnunet.adapter import REGION_IGNORE, NnunetLoss, WeightedSum
+from medloss.nnunet.maps import MAP_KINDS, LabelMapTransform, split_maps
 
-#: losses that need a map computed from the label (skeleton, components, distances) in nnU-Net's data pipeline,
-#: which these trainers do not compute yet (recomputing it inside the loss at every step would be slow)
-MAP_LOSSES = {"SkeletonRecallLoss": "skeleton", "BlobLoss": "components", "BoundaryLoss": "distance",
-              "HausdorffDTLoss": "distance"}
+#: losses that need a map from the label which medloss's trainers do not compute (signed distances: C float maps
+#: per scale, which do not ride in nnU-Net's integer segmentation tensor); recomputing them inside the loss at
+#: every step would be slow, so they are refused. Skeleton Recall and blob loss get theirs from
+#: :mod:`medloss.nnunet.maps`.
+UNSUPPORTED_MAP_LOSSES = {"BoundaryLoss": "signed distance", "HausdorffDTLoss": "distance",
+                          "LogHausdorffDTLoss": "distance"}
 
 
 #: the class-name prefix of medloss's named trainers (medloss.nnunet.trainers)
@@ -79,6 +87,20 @@ class LossSpec:
         if self.region_loss is not None:
             _try_loss(self, regions=True)
 
+    @property
+    def map_kind(self) -> str | None:
+        """The map the label-map loss takes from the batch ("skeleton", "components"), None for none."""
+        return MAP_KINDS.get(self.loss)
+
+
+def map_transform(spec: LossSpec, *, ignore_label: int | None) -> LabelMapTransform:
+    """The transform that computes ``spec``'s map, with the loss's own map options (``tube``, ``connectivity``)."""
+    if spec.map_kind is None:
+        raise InvalidOptionError(f"{spec.loss} takes no map from the label; it needs no LabelMapTransform.")
+    options = {**registry.defaults(spec.loss), **spec.options}
+    return LabelMapTransform(spec.map_kind, ignore_label=ignore_label, tube=bool(options.get("tube", True)),
+                             connectivity=options.get("connectivity"))
+
 
 def _try_loss(spec: LossSpec, *, regions: bool) -> None:
     """Build ``spec``'s loss for placeholder plans (batch Dice, an ignore label) and run it on a small batch."""
@@ -88,8 +110,12 @@ def _try_loss(spec: LossSpec, *, regions: bool) -> None:
     labels = torch.randint(0, 4, (2, 1, 6, 6, 6), generator=gen).to(torch.int16)  # 3: the ignore label
     target = torch.cat([labels == 1, labels == 2, labels == 3], 1).to(torch.int16) if regions else labels
     name = spec.region_loss if regions else spec.loss
+    maps = []
+    if not regions and spec.map_kind is not None:
+        transform = map_transform(spec, ignore_label=3)
+        maps = [split_maps(torch.stack([transform(segmentation=sample)["segmentation"] for sample in labels]))[1]]
     try:
-        loss(logits, target)
+        loss(logits, target, *maps)
     except MedlossError as exc:
         kind = "region-based (sigmoid) training" if regions else "label maps (softmax)"
         raise InvalidOptionError(f"{name} with these options cannot train on nnU-Net's {kind}: {exc}") from exc
@@ -99,11 +125,16 @@ def _check_loss_name(arg: str, name: str) -> str:
     if not isinstance(name, str):
         raise InvalidOptionError(f"`{arg}` must be a registered loss name (`medloss losses list`), got {name!r}.")
     resolved = registry.get(name).name
-    if resolved in MAP_LOSSES:
+    if resolved in UNSUPPORTED_MAP_LOSSES:
         raise InvalidOptionError(
-            f"`{arg}`={name!r}: {resolved} needs a {MAP_LOSSES[resolved]} map computed from the label in nnU-Net's "
-            "data pipeline, which medloss's nnU-Net trainers do not provide yet; pick a loss that takes only "
-            "(input, target).")
+            f"`{arg}`={name!r}: {resolved} needs a {UNSUPPORTED_MAP_LOSSES[resolved]} map computed from the label in "
+            "nnU-Net's data pipeline, which medloss's nnU-Net trainers do not provide; pick a loss that takes only "
+            f"(input, target) or one whose map they compute ({', '.join(sorted(MAP_KINDS))}).")
+    if arg == "region_loss" and resolved in MAP_KINDS:
+        raise InvalidOptionError(
+            f"`{arg}`={name!r}: {resolved}'s {MAP_KINDS[resolved]} map is computed from a label map, and "
+            "region-based training has overlapping regions instead; leave `region_loss` out (region datasets are "
+            "then refused) or pick a loss without a map.")
     return resolved
 
 
@@ -117,8 +148,9 @@ def _check_options(loss: str, options: Mapping, arg: str) -> None:
 
 def _conventions(loss: str, *, regions: bool, batch_dice: bool, ignore_label: int | None) -> dict:
     """nnU-Net's settings for ``loss``, limited to the arguments its constructor has."""
+    wanted: dict[str, object]
     if regions:
-        wanted: dict[str, object] = {"sigmoid": True, "include_background": True, "batch": batch_dice}
+        wanted = {"sigmoid": True, "include_background": True, "batch": batch_dice}
         if ignore_label is not None:
             wanted["ignore_index"] = REGION_IGNORE
     else:
@@ -137,8 +169,7 @@ def build_loss(spec: LossSpec, *, regions: bool, batch_dice: bool, ignore_label:
             f"this trainer's loss {spec.loss} has no region-based (sigmoid) form configured, and the dataset uses "
             "regions; use a trainer with a region loss (e.g. nnUNetTrainerMedlossDiceCE) or pass `region_loss=` "
             "to make_trainer.")
-    name = spec.region_loss if regions else spec.loss
-    assert name is not None  # a missing region loss was refused above
+    name = spec.region_loss if regions and spec.region_loss is not None else spec.loss
     options = {**_conventions(name, regions=regions, batch_dice=batch_dice, ignore_label=ignore_label),
                **(spec.region_options if regions else spec.options)}
     if spec.match_nnunet and regions and ignore_label is not None and "lambda_bce" in registry.defaults(name):
@@ -152,7 +183,8 @@ def build_loss(spec: LossSpec, *, regions: bool, batch_dice: bool, ignore_label:
             term = registry.load("CrossEntropyLoss")(**({"ignore_index": ignore_label}
                                                           if ignore_label is not None else {}))
         loss = WeightedSum([(1.0, loss), (spec.ce, term)])
-    return NnunetLoss(loss, ignore_label=ignore_label, regions=regions, offset=offset)
+    return NnunetLoss(loss, ignore_label=ignore_label, regions=regions, offset=offset,
+                      map_key=None if regions else spec.map_kind)
 
 
 def deep_supervision_weights(levels: int, *, ddp_without_compile: bool) -> np.ndarray:
@@ -180,6 +212,49 @@ class MedlossTrainer(nnUNetTrainer):
         return loss
 
 
+class MapTrainer(MedlossTrainer):
+    """A :class:`MedlossTrainer` whose loss takes a map of the label (:mod:`medloss.nnunet.maps`).
+
+    Its training and validation transforms end with the map's :class:`~medloss.nnunet.maps.LabelMapTransform`, so
+    the validation loss is the training loss (the same function, logged side by side in nnU-Net's progress plot);
+    the maps of the validation batches cost the loader workers what the training batches' do, per batch.
+    """
+
+    def get_training_transforms(self, *args, **kwargs) -> BasicTransform:
+        base = super().get_training_transforms(*args, **kwargs)
+        return ComposeTransforms([base, map_transform(self.spec, ignore_label=self.label_manager.ignore_label)])
+
+    def get_validation_transforms(self, *args, **kwargs) -> BasicTransform:
+        base = super().get_validation_transforms(*args, **kwargs)
+        return ComposeTransforms([base, map_transform(self.spec, ignore_label=self.label_manager.ignore_label)])
+
+    def train_step(self, batch: dict) -> dict:
+        return self._step_with_maps(super().train_step, batch)
+
+    def validation_step(self, batch: dict) -> dict:
+        return self._step_with_maps(super().validation_step, batch)
+
+    def _step_with_maps(self, step: Callable[[dict], dict], batch: dict) -> dict:
+        """Run nnU-Net's ``step`` on the batch without its map channels, its ``self.loss(output, target)`` calls
+        bound to the batch's maps: nnU-Net's steps (autocast, gradient scaling and clipping, the online Dice) stay
+        nnU-Net's own code, and the online Dice sees the label only."""
+        target, maps = split_maps(batch["target"])
+        device = self.device
+        maps = ([m.to(device, non_blocking=True) for m in maps] if isinstance(maps, list)
+                else maps.to(device, non_blocking=True))
+        loss: Callable[..., torch.Tensor] = self.loss  # type: ignore[has-type]
+
+        def with_maps(output: list[torch.Tensor] | torch.Tensor, target: list[torch.Tensor] | torch.Tensor
+                      ) -> torch.Tensor:
+            return loss(output, target, maps)
+
+        self.loss = with_maps
+        try:
+            return step({**batch, "target": target})
+        finally:
+            self.loss = loss
+
+
 def make_trainer(loss: str, *, name: str, ce: float = 0.0, region_loss: str | None = None,
                  region_options: Mapping | None = None, match_nnunet: bool = False, **options) -> type:
     """An ``nnUNetTrainer`` subclass that trains with the registered loss ``loss`` and its ``options``.
@@ -200,7 +275,8 @@ def make_trainer(loss: str, *, name: str, ce: float = 0.0, region_loss: str | No
     if not (isinstance(name, str) and name.isidentifier()):
         raise InvalidOptionError(f"`name` must be a Python identifier (nnU-Net's -tr takes the class name), "
                                  f"got {name!r}.")
-    caller = getattr(inspect.currentframe(), "f_back", None)  # no frame support outside CPython: None
+    frame = inspect.currentframe()
+    caller = frame.f_back if frame is not None else None
     module = caller.f_globals.get("__name__", __name__) if caller is not None else __name__
     if name.startswith(RESERVED_PREFIX) and module != "medloss.nnunet.trainers":
         # medloss nnunet train resolves these names to medloss's own trainers first
@@ -211,7 +287,8 @@ def make_trainer(loss: str, *, name: str, ce: float = 0.0, region_loss: str | No
     doc = (f"nnU-Net trainer with medloss's {spec.loss}{f' + {spec.ce} x (B)CE' if spec.ce else ''} "
            f"(options {dict(spec.options)}; region-based: {spec.region_loss or 'not supported'}).")
     # the caller's module, so pickling and nnU-Net's lookup by class name find the class where it is assigned
-    return type(name, (MedlossTrainer,), {"spec": spec, "__module__": module, "__qualname__": name, "__doc__": doc})
+    base = MapTrainer if spec.map_kind is not None else MedlossTrainer
+    return type(name, (base,), {"spec": spec, "__module__": module, "__qualname__": name, "__doc__": doc})
 
 
 def spec_of(trainer: type) -> LossSpec:
@@ -222,12 +299,14 @@ def spec_of(trainer: type) -> LossSpec:
 
 
 __all__ = [
-    "MAP_LOSSES",
+    "UNSUPPORTED_MAP_LOSSES",
     "RESERVED_PREFIX",
     "LossSpec",
+    "MapTrainer",
     "MedlossTrainer",
     "build_loss",
     "deep_supervision_weights",
     "make_trainer",
+    "map_transform",
     "spec_of",
 ]

@@ -35,9 +35,16 @@ nnUNetTrainerMedlossLovaszSoftmax = make_trainer("LovaszSoftmaxLoss", name="nnUN
 # the soft skeleton of the reference is computed in the loss (clDice's own definition), not a map from the loader
 nnUNetTrainerMedlossSoftDiceclDice = make_trainer(
     "SoftDiceclDiceLoss", name="nnUNetTrainerMedlossSoftDiceclDice", region_loss="SoftDiceclDiceLoss")
+# maps from the label, computed in nnU-Net's data pipeline at every deep-supervision scale (MapTrainer); the
+# skeleton and components are of a label map, so neither has a region-based variant
+# Kirchhoff et al.'s trainer: CE + Dice + recall of the tubed skeleton, weights 1 / 1 / 1
+nnUNetTrainerMedlossSkeletonRecall = make_trainer("SkeletonRecallLoss", name="nnUNetTrainerMedlossSkeletonRecall")
+# Kofler et al.'s blob Dice: 2 x global Dice + 1 x mean Dice per reference component
+nnUNetTrainerMedlossBlob = make_trainer("BlobLoss", name="nnUNetTrainerMedlossBlob")
 
 __all__ = [
     "nnUNetTrainerMedlossAnatomyNet",
+    "nnUNetTrainerMedlossBlob",
     "nnUNetTrainerMedlossDiceCE",
     "nnUNetTrainerMedlossDiceFocal",
     "nnUNetTrainerMedlossDiceTopK10",
@@ -45,6 +52,7 @@ __all__ = [
     "nnUNetTrainerMedlossFocalTverskyCE",
     "nnUNetTrainerMedlossGDLCE",
     "nnUNetTrainerMedlossLovaszSoftmax",
+    "nnUNetTrainerMedlossSkeletonRecall",
     "nnUNetTrainerMedlossSoftDiceclDice",
     "nnUNetTrainerMedlossTverskyCE",
 ]
@@ -53,4 +61,4 @@ TRAINERS: dict[str, type] = {trainer.__name__: trainer for trainer in (
     nnUNetTrainerMedlossDiceCE, nnUNetTrainerMedlossDiceTopK10, nnUNetTrainerMedlossDiceFocal,
     nnUNetTrainerMedlossTverskyCE, nnUNetTrainerMedlossFocalTverskyCE, nnUNetTrainerMedlossGDLCE,
     nnUNetTrainerMedlossExpLog, nnUNetTrainerMedlossAnatomyNet, nnUNetTrainerMedlossLovaszSoftmax,
-    nnUNetTrainerMedlossSoftDiceclDice)}
+    nnUNetTrainerMedlossSoftDiceclDice, nnUNetTrainerMedlossSkeletonRecall, nnUNetTrainerMedlossBlob)}

@@ -56,3 +56,15 @@ def batch(*, regions: bool, ignore: bool, seed: int = 0, shape=(16, 16, 16)):
         else:
             targets.append(torch.where(ignored, 3, labels).to(torch.int16))
     return outputs, targets
+
+
+def with_maps(trainer_cls: type, targets: list[torch.Tensor], *, ignore: bool) -> list[torch.Tensor]:
+    """``targets`` with each scale's map packed as its last channel, by the trainer's own map transform (as
+    nnU-Net's loader batches it); the targets unchanged for a trainer without a map."""
+    from medloss.nnunet.factory import map_transform
+
+    spec = trainer_cls.spec
+    if spec.map_kind is None:
+        return targets
+    transform = map_transform(spec, ignore_label=3 if ignore else None)
+    return [torch.stack([transform(segmentation=sample)["segmentation"] for sample in scale]) for scale in targets]

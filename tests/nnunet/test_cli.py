@@ -44,6 +44,8 @@ def test_trainers_lists_each_named_trainer_with_its_loss():
     assert [line.split("\t")[0] for line in lines] == list(TRAINERS)
     assert "nnUNetTrainerMedlossTverskyCE\tTverskyLoss + 1 x CE (alpha=0.3, beta=0.7); regions: TverskyLoss" in lines
     assert lines[1].endswith("regions: not supported  [values as nnU-Net's]")
+    assert ("nnUNetTrainerMedlossBlob\tBlobLoss (defaults); components map computed in the data pipeline; "
+            "regions: not supported") in lines
 
 
 @needs_nnunet

@@ -17,6 +17,7 @@ from medloss.losses import BCELoss, CrossEntropyLoss, TverskyLoss
 from medloss.nnunet import EXT_MODULE, trainer_folder
 from medloss.nnunet.adapter import REGION_IGNORE
 from medloss.nnunet.factory import deep_supervision_weights, make_trainer, spec_of
+from medloss.nnunet.maps import split_maps
 from medloss.nnunet.trainers import TRAINERS, nnUNetTrainerMedlossDiceTopK10, nnUNetTrainerMedlossTverskyCE
 from tests.nnunet import _nnunet_helpers as helpers
 
@@ -74,8 +75,10 @@ def test_ddp_keeps_the_lowest_scale_with_a_tiny_weight_as_nnunet():
 @pytest.mark.parametrize("call, message", [
     (lambda: make_trainer("DiceLoss", name="T", alpah=0.3), "unknown option.*alpah.*takes"),
     (lambda: make_trainer("NoSuchLoss", name="T"), "unknown loss 'NoSuchLoss'"),
-    (lambda: make_trainer("SkeletonRecallLoss", name="T"), "needs a skeleton map .* data pipeline"),
-    (lambda: make_trainer("DiceLoss", name="T", region_loss="BlobLoss"), "`region_loss`='BlobLoss'.*components"),
+    (lambda: make_trainer("BoundaryLoss", name="T"), "needs a signed distance map .* do not provide.*BlobLoss"),
+    (lambda: make_trainer("LogHausdorffDTLoss", name="T"), "needs a distance map"),
+    (lambda: make_trainer("DiceLoss", name="T", region_loss="BlobLoss"),
+     "`region_loss`='BlobLoss'.*components map is computed from a label map"),
     (lambda: make_trainer("DiceLoss", name="T", ce=-1), "`ce` must be a weight >= 0"),
     (lambda: make_trainer("DiceLoss", name="my trainer"), "`name` must be a Python identifier"),
     (lambda: make_trainer("DiceCELoss", name="nnUNetTrainerMedlossDiceCE"),
@@ -112,7 +115,10 @@ def test_every_named_trainer_trains_nothing_on_ignored_voxels(name, regions, tmp
         return
     loss = trainer._build_loss()
     outputs, targets = helpers.batch(regions=regions, ignore=True)
-    value = loss(outputs, targets)
+    if spec_of(TRAINERS[name]).map_kind is None:
+        value = loss(outputs, targets)
+    else:  # the map from the batch, as the trainer's steps pass it
+        value = loss(outputs, *split_maps(helpers.with_maps(TRAINERS[name], targets, ignore=True)))
     grads = torch.autograd.grad(value, outputs[:2])
     assert torch.isfinite(value)
     for grad, target in zip(grads, targets, strict=True):
