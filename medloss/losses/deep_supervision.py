@@ -355,7 +355,7 @@ class DeepSupervisionLoss(_Loss):
                     "before: use reduction='mean' or 'sum' in the inner loss."
                 )
             total = w * value if total is None else total + w * value
-        assert total is not None  # get_weights refuses all-zero weights
+        assert total is not None  # every weight mode weighs output 0, and all-zero `weights` are refused
         # zero-weight heads stay in the graph with a zero gradient (DDP-safe)
         for y, w in zip(outputs, weights, strict=True):
             if w == 0.0 and y.requires_grad:

@@ -222,8 +222,8 @@ def _finish(t: _Tally, cfg: LesionConfig, empty: str, instances: bool) -> dict:
             out["sq_hd95"] = (float(np.mean(hd[tp_ids])) if tp else cfg.penalty_mm if denom
                               else (undefined if undefined is not None else 0.0))
         if cfg.lesion_nsd:
-            assert t.nsd is not None  # computed whenever lesion_nsd is set
-            out["sq_nsd"] = (float(np.mean(t.nsd[tp_ids])) if tp else 0.0 if denom
+            nsd = t.nsd if t.nsd is not None else np.full(t.n_ref + 1, np.nan)  # None: no lesion to measure
+            out["sq_nsd"] = (float(np.mean(nsd[tp_ids])) if tp else 0.0 if denom
                              else (undefined if undefined is not None else 1.0))
     if instances:
         out["instances"] = _instance_rows(t, hd, cfg)
