@@ -27,22 +27,23 @@ import numpy as np
 from medloss.errors import InvalidOptionError, LabelValueError, OptionTypeError, ShapeMismatchError, check_choice
 from medloss.scoring.coverage import COVERAGE_POLICIES, check_coverage
 from medloss.scoring.lesion import LesionConfig, lesion_columns, lesion_config, lesion_scores
+from medloss.scoring.metrics import LabelMasks, empty_values, metric_columns, specs
+from medloss.scoring.overlap import bounding_box
 from medloss.scoring.presets import parse_region, preset_defaults
-from medloss.scoring.overlap import bounding_box, confusion_counts, overlap_metrics
 from medloss.scoring.surface import SURFACE_CONVENTIONS, distance_metrics, mean_directed_nsd, surface_distances
 
 EMPTY_POLICIES = ("worst", "nan")
-BASE_COLUMNS = ["case", "label", "dice", "iou", "precision", "recall", "vol_ref_ml", "vol_pred_ml", "hd", "hd95",
-                "assd", "nsd"]
-EXTRA_COLUMNS = ["vol_diff_ml", "abs_vol_diff_ml", "asd_ref_to_pred", "asd_pred_to_ref", "n_ref", "n_pred", "n_tp",
-                 "empty", "surface", "tolerance_mm", "spacing_mm"]
-DISTANCE_KEYS = ("hd", "hd95", "assd", "asd_ref_to_pred", "asd_pred_to_ref")
+_BOOKKEEPING = ["n_ref", "n_pred", "n_tp", "empty", "surface", "tolerance_mm", "spacing_mm"]
+BASE_COLUMNS = ["case", "label"] + metric_columns()[0]
+EXTRA_COLUMNS = metric_columns()[1] + _BOOKKEEPING
 
 
-def columns(lesions: bool | LesionConfig = False, lesion_hd95: bool = False) -> list[str]:
-    """Column order of the CSV (and of the JSON row keys): ``lesions`` is a :class:`LesionConfig` (its columns),
-    or a bool (the ``overlap``-rule columns, with ``lesion_hd95`` if asked)."""
-    cols = BASE_COLUMNS + EXTRA_COLUMNS
+def columns(lesions: bool | LesionConfig = False, lesion_hd95: bool = False, metrics=None) -> list[str]:
+    """Column order of the CSV (and of the JSON row keys): the per-label ``metrics``' columns
+    (:mod:`medloss.scoring.metrics`; default the default metrics), then, if ``lesions`` is a :class:`LesionConfig`,
+    its columns, or if it is ``True``, the ``overlap``-rule columns (with ``lesion_hd95`` if asked)."""
+    main, secondary = metric_columns(metrics)
+    cols = ["case", "label"] + main + secondary + _BOOKKEEPING
     if isinstance(lesions, LesionConfig):
         cols += lesion_columns(lesions)
     elif lesions:
@@ -95,20 +96,6 @@ def worst_distance_mm(shape, spacing, worst_distance="diagonal") -> float:
     if not (value >= 0) or math.isinf(value):
         raise InvalidOptionError(f"`worst_distance` must be a finite number >= 0, got {worst_distance!r}.")
     return value
-
-
-def _empty_values(n_ref: int, n_pred: int, policy: str, worst: float) -> dict[str, float]:
-    nan = math.nan
-    if n_ref == 0 and n_pred == 0:
-        if policy == "nan":
-            return dict.fromkeys(("dice", "iou", "precision", "recall", "nsd") + DISTANCE_KEYS, nan)
-        return {**dict.fromkeys(("dice", "iou", "precision", "recall", "nsd"), 1.0),
-                **dict.fromkeys(DISTANCE_KEYS, 0.0)}
-    dist = nan if policy == "nan" else worst
-    out = {**dict.fromkeys(("dice", "iou", "precision", "recall", "nsd"), 0.0), **dict.fromkeys(DISTANCE_KEYS, dist)}
-    if policy == "nan":
-        out["recall" if n_ref == 0 else "precision"] = nan  # the 0/0 ratio
-    return out
 
 
 def _panoptica_global(r, p, box, n_tp: int, empty: str, worst: float, workers: int) -> dict[str, float]:
@@ -176,7 +163,7 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, reg
                  surface: str | None = None, tolerance: float = 1.0, lesions: bool | str | LesionConfig = False,
                  ignore_index: int | None = None, empty: str | None = None, worst_distance=None,
                  percentile: float = 95.0, case: str = "", workers: int = -1, connectivity: int | None = None,
-                 instances: bool = False, uncovered: str | None = None) -> list[dict]:
+                 instances: bool = False, uncovered: str | None = None, metrics=None) -> list[dict]:
     """Score an integer prediction against an integer reference, one dict per label and per region.
 
     Args:
@@ -203,6 +190,8 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, reg
             :class:`~medloss.errors.LabelValueError`) or ``"warn"`` (default:
             :class:`~medloss.scoring.UncoveredLabelWarning`, whose ``labels`` lists them). ``medloss score`` makes
             it an error for a lesion preset's regions (``--allow-uncovered-labels`` to warn).
+        metrics: names of the per-label metrics to compute (:data:`medloss.scoring.metrics.PER_LABEL_METRICS`,
+            e.g. ``["overlap", "volume", "distance", "boundary_iou"]``); default the default ones.
 
     Returns:
         ``[{column: value}, ...]`` with the columns of :func:`columns` (plus ``instances`` if asked).
@@ -233,8 +222,8 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, reg
         check_coverage(labels_in(pred, ignore_index), labels_in(ref, ignore_index), labels, regions,
                        policy=uncovered or "warn", case=case, preset=cfg.preset if cfg is not None else None)
     valid = (ref != ignore_index) if ignore_index is not None and np.any(ref == ignore_index) else None
-    voxel_mm3 = float(np.prod(sp))
-    cols = columns(cfg if cfg is not None else False)
+    chosen = specs(metrics)
+    cols = columns(cfg if cfg is not None else False, metrics=metrics)
     rows = []
     targets = [(lab, (lab,)) for lab in labels] + regions
     for lab, values in targets:
@@ -243,17 +232,17 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, reg
         if valid is not None:
             p &= valid
         box = bounding_box(r | p)
-        rc, pc = (r[box], p[box]) if box is not None else (r, p)
-        n_ref, n_pred, n_tp = confusion_counts(rc, pc)
-        row = {"case": case, "label": lab, **overlap_metrics(n_ref, n_pred, n_tp, voxel_mm3)}
-        if n_ref and n_pred:
-            sd = surface_distances(r, p, sp, surface, box=box, workers=workers)
-            row.update(distance_metrics(sd, tolerance, percentile))
-            row["empty"] = "none"
-        else:
-            vals = _empty_values(n_ref, n_pred, empty, worst)
-            row.update(vals)
-            row["empty"] = "both" if not (n_ref or n_pred) else ("ref" if not n_ref else "pred")
+        masks = LabelMasks(r, p, box, sp, surface=surface, tolerance=float(tolerance), percentile=percentile,
+                           workers=workers)
+        n_ref, n_pred, n_tp = masks.n_ref, masks.n_pred, masks.n_tp
+        row = {"case": case, "label": lab}
+        for spec in chosen:
+            if n_ref and n_pred or any(c.both is None for c in spec.columns):
+                row.update(spec.compute(masks))
+            if not (n_ref and n_pred):
+                row.update(empty_values(spec, n_ref, n_pred, empty, worst))
+        row["empty"] = "none" if n_ref and n_pred else "both" if not (n_ref or n_pred) else \
+            ("ref" if not n_ref else "pred")
         row.update({"n_ref": n_ref, "n_pred": n_pred, "n_tp": n_tp, "surface": surface,
                     "tolerance_mm": float(tolerance), "spacing_mm": "x".join(f"{s:.6g}" for s in sp)})
         if cfg is not None:
