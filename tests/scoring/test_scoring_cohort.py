@@ -147,3 +147,23 @@ def test_config_round_trips_its_recipe_with_the_metrics():
     assert cfg.recipe()["metrics"] == ["overlap", "boundary_iou"]
     assert cfg.columns()[:5] == ["case", "label", "dice", "iou", "precision"] and "boundary_iou" in cfg.columns()
     assert "hd95" not in cfg.columns()
+
+
+def test_executor_arguments_are_checked(monkeypatch, cohort):
+    import sys
+
+    from medloss.errors import OptionTypeError
+    from medloss.scoring.executors import DaskExecutor, LocalExecutor, resolve_executor
+
+    assert isinstance(resolve_executor(None), LocalExecutor) and resolve_executor(3).workers == 3
+    assert isinstance(resolve_executor("dask", scheduler="tcp://127.0.0.1:8786"), DaskExecutor)
+    with pytest.raises(OptionTypeError, match="`executor` must be 'local', 'dask'"):
+        resolve_executor("spark")
+    with pytest.raises(InvalidOptionError, match="`scheduler` is a Dask address"):
+        resolve_executor("local", scheduler="tcp://127.0.0.1:8786")
+    with pytest.raises(InvalidOptionError, match="`workers` must be an integer >= 1"):
+        LocalExecutor(0)
+    monkeypatch.setitem(sys.modules, "distributed", None)  # dask not installed
+    pred, ref = cohort
+    with pytest.raises(InvalidOptionError, match=r"pip install 'medloss\[dask\]'"):
+        score_folders(str(pred), str(ref), scoring_config(), executor="dask")
