@@ -167,3 +167,19 @@ def test_executor_arguments_are_checked(monkeypatch, cohort):
     pred, ref = cohort
     with pytest.raises(InvalidOptionError, match=r"pip install 'medloss\[dask\]'"):
         score_folders(str(pred), str(ref), scoring_config(), executor="dask")
+
+
+def test_surfel_distances_do_not_depend_on_the_blas_thread_count():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from medloss.scoring.surface import SurfaceDistances, distance_metrics; "
+            "rng = np.random.default_rng(0); d = [rng.random(300000) * 9 for _ in range(4)]; "
+            "print(repr(distance_metrics(SurfaceDistances(d[0], d[1], d[2], d[3], 'surfel'))))")
+    out = set()
+    for threads in ("1", "2"):  # Dask workers run with 1 BLAS thread, a local pool with the machine's count
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        out.add(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                               check=True).stdout)
+    assert len(out) == 1, out
