@@ -104,3 +104,14 @@ def test_a_worker_killed_mid_run_still_yields_every_row(client, tmp_path):
     assert not res.errors and res.summary["n_cases"] == 16
     assert same(res.rows, score_folders(str(pred), str(ref), cfg).rows)
     client.wait_for_workers(2, timeout=60)
+
+
+@pytest.mark.slow
+def test_its_own_cluster_keeps_glibcs_adaptive_malloc_thresholds():
+    # Dask's default MALLOC_TRIM_THRESHOLD_=65536 made every array of a case an mmap: 11x the page faults
+    with DaskExecutor(workers=1) as ex:
+        client = ex.client
+        env = client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
+        assert list(env.values()) == [None]
+        assert urlparse(client.scheduler.address).hostname == "127.0.0.1"
+    assert ex.client is None and client.status == "closed"
