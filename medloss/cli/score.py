@@ -267,6 +267,7 @@ def _run(pred: str, ref: str, options: dict, outs: dict, where: dict, *, pred_su
         _info(f"resumed: {result.resumed} case(s) were already scored in {part}.")
     summary = result.summary
     if not summary["n_rows"]:
+        _remove(part)  # it holds failures only, which --resume would score again anyway
         if not result.batch and result.errors:
             return 1
         _err(f"no case could be scored ({len(result.errors)} error(s)); nothing written.")

@@ -20,10 +20,12 @@ both-empty row from the same scorer, so every case has the same labels.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,7 +152,7 @@ class ScoringResult:
         from medloss.io.outputs import OutputSet
         from medloss.scoring.report import write_csv, write_instances_csv, write_json, write_plot
 
-        with OutputSet() if outputs is None else _Borrowed(outputs) as out:
+        with OutputSet() if outputs is None else contextlib.nullcontext(outputs) as out:
             if csv:
                 write_csv(csv, self.iter_rows(), self.columns, self.summary if csv_summary else None, outputs=out)
             if json:
@@ -159,19 +161,6 @@ class ScoringResult:
                 write_plot(plot, self.iter_rows(), outputs=out)
             if instances_csv:
                 write_instances_csv(instances_csv, self.iter_rows(), outputs=out)
-
-
-class _Borrowed:
-    """A caller's OutputSet, used without committing it."""
-
-    def __init__(self, outputs: Any) -> None:
-        self.outputs = outputs
-
-    def __enter__(self) -> Any:
-        return self.outputs
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 def score_pairs(pairs: Sequence[tuple[str, str, str]], config: ScoringConfig, *, executor: Any = None,
@@ -187,44 +176,47 @@ def score_pairs(pairs: Sequence[tuple[str, str, str]], config: ScoringConfig, *,
     if resume and part_file is None:
         raise InvalidOptionError("`resume` needs the `part_file` of the earlier run.")
     cases = [c for c, _, _ in pairs]
-    if len(set(cases)) != len(cases):
-        raise InvalidOptionError("every pair needs its own case id; "
-                                 f"{sorted({c for c in cases if cases.count(c) > 1})[:5]} appear more than once.")
+    twice = sorted(c for c, n in Counter(cases).items() if n > 1)
+    if twice:
+        raise InvalidOptionError(f"every pair needs its own case id; {twice[:5]} appear more than once.")
     ex = resolve_executor(executor)
     config = dataclasses.replace(config, kd_workers=1 if ex.parallel else config.kd_workers)
-    store: RecordStore = PartFile(part_file, config.fingerprint(), resume) if part_file else RecordStore()
-    done: set[str] = getattr(store, "resumed", set())
-    todo = [(c, str(p), str(r)) for c, p, r in pairs if c not in done]
-    try:
-        _run(ex, todo, config, store, progress, on_error)
-        return _finish(config, store, list(errors), resumed=len(pairs) - len(todo))
-    finally:
-        if isinstance(store, PartFile):
-            store.close()
+    with ex:  # a cluster that cannot start leaves no part file behind
+        store: RecordStore = PartFile(part_file, config.fingerprint(), resume) if part_file else RecordStore()
+        try:
+            done: set[str] = getattr(store, "resumed", set())
+            todo = [(c, str(p), str(r)) for c, p, r in pairs if c not in done]
+            _run(ex, todo, config, store, progress, on_error)
+            return _finish(config, store, list(errors), set(cases), resumed=len(pairs) - len(todo))
+        finally:
+            if isinstance(store, PartFile):
+                store.close()
 
 
 def _run(ex: Any, todo: list, config: ScoringConfig, store: RecordStore, progress, on_error) -> None:
     start = time.perf_counter()
     if progress is not None:
         progress(Progress(0, len(todo), 0.0))
-    with ex:
-        for n, (i, result) in enumerate(ex.map_unordered(score_case, todo, config), start=1):
-            case, p, r = todo[i]
-            if isinstance(result, BaseException):
-                result = record_line(case, p, r, [], f"{p}: scoring failed ({type(result).__name__}: {result})")
-            store.add(case, result)
-            failed = record_error(result) if on_error is not None else None
-            if failed is not None:
-                on_error(failed)
-            if progress is not None:
-                progress(Progress(n, len(todo), time.perf_counter() - start, case))
+    for n, (i, result) in enumerate(ex.map_unordered(score_case, todo, config), start=1):
+        case, p, r = todo[i]
+        if isinstance(result, BaseException):
+            result = record_line(case, p, r, [], f"{p}: scoring failed ({type(result).__name__}: {result})")
+        store.add(case, result)
+        failed = record_error(result) if on_error is not None else None
+        if failed is not None:
+            on_error(failed)
+        if progress is not None:
+            progress(Progress(n, len(todo), time.perf_counter() - start, case))
 
 
-def _finish(config: ScoringConfig, store: RecordStore, errors: list[dict], resumed: int) -> ScoringResult:
+def _finish(config: ScoringConfig, store: RecordStore, errors: list[dict], cases: set[str],
+            resumed: int) -> ScoringResult:
     labels: set = set()
     spacing: dict[str, str] = {}
     ok: list[str] = []
     for rec in store.records():
+        if rec["case"] not in cases:  # in a resumed part file but no longer among the pairs
+            continue
         if rec["error"] is not None:
             errors.append({k: rec[k] for k in ("case", "pred", "ref", "error")})
             continue

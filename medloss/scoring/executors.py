@@ -101,14 +101,7 @@ class DaskExecutor:
                 self.client = Client(self.scheduler)
                 self._own = [self.client]
             else:
-                import dask
-
-                # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which fixes glibc's mmap threshold at
-                # 128 kB: every array of a case is then mapped, faulted in page by page and unmapped (11x the page
-                # faults, +0.25 s of system time per BraTS case here). Unset it: glibc's adaptive default reuses them
-                with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-                    cluster = LocalCluster(n_workers=self.workers or os.cpu_count() or 1, threads_per_worker=1,
-                                           processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0")
+                cluster = _local_cluster(LocalCluster, self.workers or os.cpu_count() or 1)
                 self.client = Client(cluster)
                 self._own = [self.client, cluster]
         return self
@@ -139,6 +132,28 @@ class DaskExecutor:
         except BaseException:
             self.client.cancel(futures)
             raise
+
+
+def _local_cluster(local_cluster: Any, workers: int) -> Any:
+    """A loopback ``LocalCluster`` of single-threaded workers started without ``MALLOC_TRIM_THRESHOLD_``.
+
+    Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which fixes glibc's mmap threshold at 128 kB: every
+    array of a case is then mapped, faulted in page by page and unmapped (11x the page faults, +0.25 s of system
+    time per BraTS case here); glibc's adaptive default reuses the memory instead. Dask's nanny also writes its
+    worker variables into this process's environment (inherited by the next cluster); it is restored here.
+    """
+    import dask
+
+    saved = dict(os.environ)
+    os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            return local_cluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                 dashboard_address="127.0.0.1:0")
+    finally:
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
+        os.environ.update(saved)
 
 
 def _is_client(obj: Any) -> bool:

@@ -105,3 +105,17 @@ def test_metrics_option_error_names_the_choices(cases, tmp_path):
     res = CliRunner().invoke(score, [str(pred), str(ref), "--metrics", "overlap,bioU", "--csv",
                                      str(tmp_path / "s.csv")])
     assert res.exit_code == 1 and "`metrics` must be one of" in res.stderr and not (tmp_path / "s.csv").exists()
+
+
+def test_a_run_where_no_case_scores_leaves_no_part_file(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    for side, shape in (("p", (4, 4, 4)), ("r", (5, 5, 5))):
+        (tmp_path / side).mkdir()
+        for c in ("a", "b"):
+            nib.save(nib.Nifti1Image(np.ones(shape, np.uint8), np.eye(4)), str(tmp_path / side / f"{c}.nii.gz"))
+    res = CliRunner().invoke(score, [str(tmp_path / "p"), str(tmp_path / "r"), "-q", "--json",
+                                     str(tmp_path / "s.json")])
+    assert res.exit_code == 1 and "no case could be scored (2 error(s)); nothing written." in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p", "r"]

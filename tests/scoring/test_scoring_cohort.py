@@ -135,6 +135,11 @@ def test_part_file_resume_keeps_finished_cases_and_refuses_other_options(cohort,
     assert same(again.rows, full.rows) and same(again.summary, full.summary)
     cases = [json.loads(line)["case"] for line in part.read_bytes().splitlines()[1:]]
     assert sorted(cases) == sorted(set(cases)) and len(cases) == 12  # no case scored twice
+    fewer = [(f"c00{i}", str(pred / f"c00{i}.nii.gz"), str(ref / f"c00{i}.nii.gz")) for i in range(3)]
+    part.write_bytes(b"".join(lines))
+    subset = score_pairs(fewer, cfg, part_file=str(part), resume=True)  # cases of the part file not asked for
+    assert subset.resumed == 3 and sorted({r["case"] for r in subset.rows}) == ["c000", "c001", "c002"]
+    assert subset.summary["n_cases"] == 3
     with pytest.raises(InvalidOptionError, match="written with other scoring options"):
         score_folders(str(pred), str(ref), scoring_config(tolerance=2.0), part_file=str(part), resume=True)
     with pytest.raises(InvalidOptionError, match="`resume` needs the `part_file`"):
@@ -165,8 +170,10 @@ def test_executor_arguments_are_checked(monkeypatch, cohort):
         LocalExecutor(0)
     monkeypatch.setitem(sys.modules, "distributed", None)  # dask not installed
     pred, ref = cohort
+    part = pred.parent / "never.part.jsonl"
     with pytest.raises(InvalidOptionError, match=r"pip install 'medloss\[dask\]'"):
-        score_folders(str(pred), str(ref), scoring_config(), executor="dask")
+        score_folders(str(pred), str(ref), scoring_config(), executor="dask", part_file=str(part))
+    assert not part.exists()
 
 
 def test_surfel_distances_do_not_depend_on_the_blas_thread_count():
