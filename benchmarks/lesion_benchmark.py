@@ -70,7 +70,8 @@ def official_once(pred_path, ref_path) -> dict:
 
 def score_case(case, pred_path, ref_path, preset):
     """``(rows, error)`` of :func:`medloss.scoring.score_case` under a lesion preset's defaults."""
-    from medloss.scoring import score_case as score_one, scoring_config
+    from medloss.scoring import score_case as score_one
+    from medloss.scoring import scoring_config
 
     rec = json.loads(score_one(case, pred_path, ref_path, scoring_config(preset, allow_uncovered_labels=True)))
     return rec["rows"], rec["error"]

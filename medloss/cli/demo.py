@@ -39,8 +39,8 @@ def demo(output_dir: str, epochs: int, num_samples: int, size: int, roi_size: in
     """
     from rich.console import Console
 
-    from medloss.tour import run_demo
     from medloss.errors import MedlossError
+    from medloss.tour import run_demo
 
     console = Console(highlight=False)
     try:

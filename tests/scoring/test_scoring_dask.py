@@ -114,7 +114,8 @@ def test_its_own_cluster_keeps_glibcs_adaptive_malloc_thresholds(client):
     before = dict(os.environ)
     with DaskExecutor(workers=1) as ex:
         own = ex.client
-        seen = own.run(lambda: "MALLOC_TRIM_THRESHOLD_=" in open("/proc/self/environ").read())  # what glibc read
+        seen = own.run(lambda: b"MALLOC_TRIM_THRESHOLD_=" in __import__("pathlib").Path("/proc/self/environ")
+                       .read_bytes())  # the environment the worker started with, which glibc read
         assert list(seen.values()) == [False]
         assert urlparse(own.scheduler.address).hostname == "127.0.0.1"
     assert ex.client is None and own.status == "closed"
