@@ -120,3 +120,18 @@ def test_its_own_cluster_keeps_glibcs_adaptive_malloc_thresholds(client):
         assert urlparse(own.scheduler.address).hostname == "127.0.0.1"
     assert ex.client is None and own.status == "closed"
     assert dict(os.environ) == before
+
+
+def test_the_cli_scores_on_a_running_cluster_by_its_address(client, cohort, tmp_path):
+    from click.testing import CliRunner
+
+    from medloss.cli.score import score
+
+    pred, ref = cohort
+    res = CliRunner().invoke(score, [str(pred), str(ref), "-q", "--scheduler", client.scheduler.address, "--json",
+                                     str(tmp_path / "s.json")])
+    assert res.exit_code == 0, res.output
+    got = json.loads((tmp_path / "s.json").read_text())
+    want = score_folders(str(pred), str(ref), scoring_config())
+    assert same(got["rows"], json.loads(json.dumps(want.rows))) and got["summary"]["n_cases"] == 40
+    assert client.status == "running" and len(client.scheduler_info()["workers"]) == 2  # the cluster is not ours
