@@ -7,7 +7,7 @@ official, medloss, ...), each from the files to the WT/TC/ET numbers:
 * official: ``get_LesionWiseResults`` of rachitsaluja/BraTS-2023-Metrics in its own interpreter (it needs its pinned
   NumPy 1.24 / pandas 1.3: ``BRATS23_PYTHON`` = that venv's python, ``BRATS23_METRICS_DIR`` = the checkout); only
   the call is timed, not the interpreter start or imports;
-* medloss: :func:`medloss.cli.score.score_case` (read both files, check geometry, score the three regions) after
+* medloss: :func:`medloss.scoring.score_case` (read both files, check geometry, score the three regions) after
   one untimed warm-up, in this process.
 
 The numbers of both are compared (counts equal, scores to 1e-6) before the times are printed::
@@ -68,15 +68,18 @@ def official_once(pred_path, ref_path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def medloss_once(pred_path, ref_path):
-    from medloss.cli.score import score_case
-    from medloss.scoring import lesion_config
+def score_case(case, pred_path, ref_path, preset):
+    """``(rows, error)`` of :func:`medloss.scoring.score_case` under a lesion preset's defaults."""
+    from medloss.scoring import score_case as score_one
+    from medloss.scoring import scoring_config
 
-    opts = dict(labels=None, regions=None, surface="surfel", tolerance=1.0, lesions=lesion_config("brats23"),
-                ignore_index=None, empty="worst", worst_distance=374.0, percentile=95.0, connectivity=None,
-                geometry_tolerance=1e-3, kd_workers=-1)
+    rec = json.loads(score_one(case, pred_path, ref_path, scoring_config(preset, allow_uncovered_labels=True)))
+    return rec["rows"], rec["error"]
+
+
+def medloss_once(pred_path, ref_path):
     t0 = time.perf_counter()
-    rows, err = score_case("bench", pred_path, ref_path, opts)
+    rows, err = score_case("bench", pred_path, ref_path, "brats23")
     if err:
         raise RuntimeError(err)
     return time.perf_counter() - t0, rows
@@ -94,12 +97,7 @@ BRATS25_KEYS = {"tp": "lesions_detected", "fp": "lesions_fp", "fn": "lesions_mis
 def brats25(p, r, repeats):
     from official_runners import run_brats25
 
-    from medloss.cli.score import score_case
-    from medloss.scoring import lesion_config
-
-    opts = dict(labels=None, regions=None, surface="voxel", tolerance=1.0, lesions=lesion_config("brats25"),
-                ignore_index=None, empty="nan", worst_distance=373.0, percentile=95.0, connectivity=None,
-                geometry_tolerance=1e-3, kd_workers=-1)
+    opts = "brats25"
     score_case("bench", p, r, opts)
     t_off, t_med = [], []
     for _ in range(repeats):

@@ -1,6 +1,6 @@
 """``medloss demo``: train a lesion-segmentation bundle on synthetic data, predict, score — no download, CPU-friendly.
 
-The pipeline lives in :func:`medloss.demo.run_demo`; this module only parses flags and prints where things are.
+The pipeline lives in :func:`medloss.tour.run_demo`; this module only parses flags and prints where things are.
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from medloss.demo import DEMO_DEFAULTS, plural
+from medloss.tour import DEMO_DEFAULTS, plural
 
 
 @click.command(name="demo", context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,8 +39,8 @@ def demo(output_dir: str, epochs: int, num_samples: int, size: int, roi_size: in
     """
     from rich.console import Console
 
-    from medloss.demo import run_demo
     from medloss.errors import MedlossError
+    from medloss.tour import run_demo
 
     console = Console(highlight=False)
     try:

@@ -31,7 +31,7 @@ _PRESETS = ("default", "autopet", "isles", "brats23", "brats23-ssa", "brats23-pe
 _METRIC_ONLY = ("labels", "ignore_index", "regions", "surface", "tolerance", "percentile", "empty", "worst_distance",
                 "lesions", "lesion_preset", "lesion_matching", "lesion_threshold", "instances_path", "connectivity",
                 "lesion_dilation", "lesion_min_volume", "plot_path", "no_csv_summary", "workers",
-                "allow_uncovered_labels")
+                "allow_uncovered_labels", "executor", "scheduler", "resume", "metrics")
 _LOSS_ONLY = ("activation", "loss_options")
 _LESION_OPTIONS = ("lesions", "lesion_preset", "lesion_matching", "lesion_threshold", "connectivity",
                    "lesion_dilation", "lesion_min_volume")
@@ -64,6 +64,13 @@ def _usage_error(ctx: click.Context, loss_name: str | None) -> str | None:
     if _given(ctx, ("instances_path",)) and not _given(ctx, _LESION_OPTIONS):
         return ("--instances-csv lists reference lesions and predicted components, which only lesion scoring finds: "
                 "add --lesions (or --lesion-preset NAME), or leave --instances-csv out.")
+    params = ctx.params
+    if params["scheduler"] and params["executor"] == "local":
+        return "--scheduler is the address of a Dask scheduler: use it with --executor dask, or leave it out."
+    if params["scheduler"] and params["workers"]:
+        return "--workers sets the size of a local pool or cluster; the workers of --scheduler are the cluster's own."
+    if params["resume"] and not (params["csv_path"] or params["json_path"]):
+        return "--resume reads the part file written beside --json (or --csv): give the same --json/--csv as the run."
     return None
 
 
@@ -74,69 +81,6 @@ def _parse_targets(labels: str | None, regions: tuple[str, ...]) -> list[int] | 
     label_list = list(parse_label_list(labels, "'--labels'")) if labels is not None else None
     check_target_names(label_list or [], resolve_regions(regions))
     return label_list
-
-
-def score_case(case: str, pred_path: str, ref_path: str, opts: dict) -> tuple[list[dict], str | None]:
-    """Read, check and score one case; return ``(rows, None)`` or ``([], "one-line error")``."""
-    import warnings
-
-    from medloss.errors import MedlossError
-    from medloss.io import as_label_array, check_geometry, read_volume
-    from medloss.scoring import UncoveredLabelWarning, score_arrays
-
-    try:
-        ref = read_volume(ref_path)
-        pred = read_volume(pred_path)
-        check_geometry(pred, ref, opts["geometry_tolerance"])
-        ref_arr = as_label_array(ref.array, ref_path, opts["ignore_index"])
-        pred_arr = as_label_array(pred.array, pred_path, opts["ignore_index"])
-        with warnings.catch_warnings(record=True) as caught:  # the run reports unscored labels once, at its end
-            warnings.simplefilter("always", UncoveredLabelWarning)
-            rows = score_arrays(pred_arr, ref_arr, ref.spacing, labels=opts["labels"], surface=opts["surface"],
-                                tolerance=opts["tolerance"], lesions=opts["lesions"],
-                                ignore_index=opts["ignore_index"], empty=opts["empty"],
-                                worst_distance=opts["worst_distance"], percentile=opts["percentile"], case=case,
-                                workers=opts["kd_workers"], connectivity=opts["connectivity"],
-                                regions=opts["regions"], instances=opts["lesions"] is not None,
-                                uncovered=opts["uncovered"])
-        for w in caught:
-            if isinstance(w.message, UncoveredLabelWarning):
-                for row in rows:
-                    row["unscored_labels"] = w.message.labels
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        return rows, None
-    except MedlossError as exc:
-        return [], str(exc)
-    except MemoryError:
-        return [], f"{pred_path}: out of memory while scoring this case."
-
-
-def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
-    """Folder mode with default labels: a label scored in some case but absent from both volumes of another case
-    gets that case's both-empty row (from the same scorer), so every case has the same labels."""
-    import numpy as np
-
-    from medloss.scoring import score_arrays
-
-    labels = sorted({r["label"] for r in rows})  # integer labels only: not called when regions are scored
-    by_case: dict[str, dict] = {}
-    for r in rows:
-        by_case.setdefault(r["case"], {})[r["label"]] = r
-    zeros = np.zeros((1, 1, 1), np.uint8)
-    for case, have in by_case.items():
-        missing = [lab for lab in labels if lab not in have]
-        if not missing:
-            continue
-        template = next(iter(have.values()))
-        spacing = [float(v) for v in template["spacing_mm"].split("x")]
-        for row in score_arrays(zeros, zeros, spacing, labels=missing, surface=opts["surface"],
-                                tolerance=opts["tolerance"], lesions=opts["lesions"], empty=opts["empty"],
-                                worst_distance=opts["worst_distance"], percentile=opts["percentile"], case=case,
-                                instances=opts["lesions"] is not None):
-            row["spacing_mm"] = template["spacing_mm"]
-            rows.append(row)
-    rows.sort(key=lambda r: (r["case"], r["label"]))
 
 
 @click.command(name="score", context_settings={"help_option_names": ["-h", "--help"]})
@@ -152,8 +96,7 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
 @click.option("--surface", type=click.Choice(_SURFACES), default=None,
               help="Surface convention: 'voxel' = MONAI voxel centres, 'surfel' = DeepMind area-weighted surfels "
                    "[default: the lesion preset's (brats23: surfel), else voxel].")
-@click.option("--tolerance", type=click.FloatRange(min=0, max=1e6), default=1.0, show_default=True,
-              help="NSD tolerance in mm.")
+@click.option("--tolerance", type=click.FloatRange(min=0, max=1e6), default=1.0, show_default=True, help="NSD tolerance in mm.")
 @click.option("--percentile", type=click.FloatRange(0, 100), default=95.0, show_default=True,
               help="Percentile of the robust Hausdorff distance (column hd95).")
 @click.option("--empty", type=click.Choice(("worst", "nan")), default=None,
@@ -194,8 +137,21 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Write a PNG box/strip plot of Dice and HD95 per label across cases.")
 @click.option("--no-csv-summary", is_flag=True, help="Leave the summary rows out of the CSV.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes scoring cases in parallel (folders).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes scoring cases in parallel (folders) [default: 1; with --executor dask and no "
+                   "--scheduler: the CPU count, as a local Dask cluster].")
+@click.option("--executor", type=click.Choice(("local", "dask")), default=None,
+              help="Where cases are scored: 'local' processes (the default) or a Dask cluster (pip install "
+                   "'medloss[dask]'): --scheduler ADDRESS, else a local cluster on 127.0.0.1.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Dask scheduler address (e.g. tcp://10.0.0.5:8786; implies --executor dask). The workers read "
+                   "the files themselves: PRED and REF must be paths they can see.")
+@click.option("--resume", is_flag=True,
+              help="Keep the cases already scored in the part file beside --json/--csv (left by an interrupted run "
+                   "with the same options) and score only the others.")
+@click.option("--metrics", default=None, metavar="NAME,...",
+              help="Per-label metrics to compute: overlap, volume, distance (the default set), boundary_iou "
+                   "(README table).")
 @click.option("--pred-suffix", default="", help="Suffix stripped from prediction names to get case ids (e.g. _pred).")
 @click.option("--ref-suffix", default="", help="Suffix stripped from reference names to get case ids (e.g. _seg).")
 @click.option("--quiet", "-q", is_flag=True, help="No table on the terminal.")
@@ -212,7 +168,8 @@ def _fill_absent_labels(rows: list[dict], opts: dict) -> None:
 def score(pred, ref, labels, ignore_index, regions, surface, tolerance, percentile, empty, worst_distance, lesions,
           lesion_preset, lesion_matching, lesion_threshold, instances_path, connectivity, lesion_dilation,
           lesion_min_volume, allow_uncovered_labels, geometry_tolerance, csv_path, json_path, plot_path,
-          no_csv_summary, workers, pred_suffix, ref_suffix, quiet, loss_name, activation, loss_options):
+          no_csv_summary, workers, executor, scheduler, resume, metrics, pred_suffix, ref_suffix, quiet, loss_name,
+          activation, loss_options):
     """Score predicted label volumes PRED against reference volumes REF.
 
     PRED and REF are two volumes (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd, or a DICOM series folder) or two
@@ -244,12 +201,16 @@ def score(pred, ref, labels, ignore_index, regions, surface, tolerance, percenti
             _err(str(exc))
             sys.exit(1)
         sys.exit(code)
+    options = dict(labels=label_list, ignore_index=ignore_index, regions=regions, surface=surface,
+                   tolerance=tolerance, percentile=percentile, empty=empty, worst_distance=worst_distance,
+                   lesions=lesions, lesion_preset=lesion_preset, connectivity=connectivity, dilation=lesion_dilation,
+                   min_volume=lesion_min_volume, matching=lesion_matching, threshold=lesion_threshold,
+                   metrics=metrics, allow_uncovered=allow_uncovered_labels, geometry_tolerance=geometry_tolerance)
+    outputs = dict(csv_path=csv_path, json_path=json_path, plot_path=plot_path, instances_path=instances_path,
+                   no_csv_summary=no_csv_summary)
     try:
-        code = _run(pred, ref, label_list, ignore_index, surface, tolerance, percentile, empty, worst_distance,
-                    lesions, lesion_preset, (connectivity, lesion_dilation, lesion_min_volume, lesion_matching,
-                                             lesion_threshold), geometry_tolerance, csv_path, json_path, plot_path,
-                    no_csv_summary, workers, pred_suffix, ref_suffix, quiet, regions, instances_path,
-                    allow_uncovered_labels)
+        code = _run(pred, ref, options, outputs, dict(executor=executor, scheduler=scheduler, workers=workers),
+                    pred_suffix=pred_suffix, ref_suffix=ref_suffix, quiet=quiet, resume=resume)
     except MedlossError as exc:
         _err(str(exc))
         sys.exit(1)
@@ -260,88 +221,86 @@ def _err(msg: str) -> None:
     click.echo("medloss score: error: " + " ".join(str(msg).split()), err=True)
 
 
-def _run(pred, ref, labels, ignore_index, surface, tolerance, percentile, empty, worst_distance, lesions,
-         lesion_preset, lesion_opts, geometry_tolerance, csv_path, json_path, plot_path, no_csv_summary, workers,
-         pred_suffix, ref_suffix, quiet, regions=(), instances_path=None, allow_uncovered=False) -> int:
+def _config(o: dict):
+    from medloss.scoring import LesionOverrides, scoring_config
+
+    lesion = LesionOverrides(connectivity=int(o["connectivity"]) if o["connectivity"] else None,
+                             dilation=o["dilation"], min_volume_mm3=o["min_volume"], matching=o["matching"],
+                             threshold=o["threshold"])
+    return scoring_config(o["lesion_preset"], lesions=o["lesions"], lesion=lesion, labels=o["labels"],
+                          regions=o["regions"] or None, surface=o["surface"], tolerance=o["tolerance"],
+                          percentile=o["percentile"], empty=o["empty"], worst_distance=o["worst_distance"],
+                          ignore_index=o["ignore_index"], metrics=o["metrics"],
+                          allow_uncovered_labels=o["allow_uncovered"], geometry_tolerance=o["geometry_tolerance"])
+
+
+def part_path(csv_path: str | None, json_path: str | None) -> str | None:
+    """The part file of a run: beside its JSON (else CSV) output, ``scores.json`` -> ``scores.part.jsonl``."""
+    import os
+
+    out = json_path or csv_path
+    return None if out is None else os.path.splitext(out)[0] + ".part.jsonl"
+
+
+def _executor(executor: str | None, scheduler: str | None, workers: int | None):
+    from medloss.scoring.executors import resolve_executor
+
+    return resolve_executor("dask" if scheduler or executor == "dask" else "local", scheduler=scheduler,
+                            workers=workers)
+
+
+def _run(pred: str, ref: str, options: dict, outs: dict, where: dict, *, pred_suffix: str, ref_suffix: str,
+         quiet: bool, resume: bool) -> int:
     from rich.console import Console
 
-    from medloss.cli.processes import run_outputs
-    from medloss.io import resolve_inputs
-    from medloss.scoring import columns, coverage_summary, lesion_config, resolve_regions, worst_distance_mm
-    from medloss.scoring.presets import preset_defaults
-    from medloss.scoring.report import (
-        print_report,
-        recipe,
-        summarize,
-        write_csv,
-        write_instances_csv,
-        write_json,
-        write_plot,
-    )
+    from medloss.cli.processes import RunInterrupted, run_outputs
+    from medloss.scoring import score_folders
+    from medloss.scoring.report import print_report
 
-    connectivity, dilation, min_volume, matching, threshold = lesion_opts
-    spec = lesion_preset if lesion_preset else bool(lesions or any(v is not None for v in lesion_opts))
-    cfg = lesion_config(spec, connectivity=int(connectivity) if connectivity else None, dilation=dilation,
-                        exclude_volume_mm3=min_volume, matching=matching, threshold=threshold)
-    surface, worst_distance, empty, regions = preset_defaults(cfg, surface=surface, worst_distance=worst_distance,
-                                                              empty=empty, labels=labels, regions=regions or None)
-    worst_distance_mm((1, 1, 1), (1, 1, 1), worst_distance)  # validate early
-    preset_regions = bool(regions) and labels is None and regions is getattr(cfg, "regions", None)
-    region_list = resolve_regions(regions) if regions else None
-    batch, pairing = resolve_inputs(pred, ref, pred_suffix, ref_suffix)
-    opts = dict(labels=labels, regions=region_list, surface=surface, tolerance=tolerance, lesions=cfg,
-                ignore_index=ignore_index, empty=empty, worst_distance=worst_distance, percentile=percentile,
-                connectivity=None, geometry_tolerance=geometry_tolerance, kd_workers=1 if workers > 1 else -1,
-                uncovered="error" if preset_regions and not allow_uncovered else "warn")
-    errors: list[dict[str, Any]] = [
-        {"case": c, "pred": p, "ref": None, "error": f"{p}: no reference for case {c!r} in {ref}"}
-        for c, p in pairing.missing_reference]
-    errors += [{"case": c, "pred": None, "ref": r, "error": f"{r}: no prediction for case {c!r} in {pred}"}
-               for c, r in pairing.missing_prediction]
-    errors += [{"case": c, "pred": None, "ref": None, "error": msg} for c, _, msg in pairing.unreadable]
-    for e in errors:
-        _err(e["error"])
-    rows: list[dict] = []
-    results = _score_all(pairing.pairs, opts, workers, show_progress=batch)
-    for (case, p, r), (case_rows, err) in zip(pairing.pairs, results, strict=True):
-        if err:
-            _err(err)
-            errors.append({"case": case, "pred": p, "ref": r, "error": err})
-        rows.extend(case_rows)
-    if not rows:
-        if not batch and errors:
+    config = _config(options)
+    part = part_path(outs["csv_path"], outs["json_path"])
+    with _ProgressLine() as progress:
+        result = score_folders(pred, ref, config, pred_suffix=pred_suffix, ref_suffix=ref_suffix,
+                               executor=_executor(**where), progress=progress, on_error=lambda e: _err(e["error"]),
+                               part_file=part, resume=resume)
+    if result.resumed:
+        _info(f"resumed: {result.resumed} case(s) were already scored in {part}.")
+    summary = result.summary
+    if not summary["n_rows"]:
+        _remove(part)  # it holds failures only, which --resume would score again anyway
+        if not result.batch and result.errors:
             return 1
-        _err(f"no case could be scored ({len(errors)} error(s)); nothing written.")
+        _err(f"no case could be scored ({len(result.errors)} error(s)); nothing written.")
         return 1
-    if batch and labels is None and region_list is None:
-        _fill_absent_labels(rows, opts)
-    summary = summarize(rows, n_cases=len({r["case"] for r in rows}))
-    summary["n_errors"] = len(errors)
-    summary.update(_coverage_warnings(coverage_summary(rows), summary["n_cases"]))
-    spacing: dict[str, Any] = {}
-    for row in rows:
-        spacing.setdefault(row["case"], row["spacing_mm"])
-    rec = recipe(surface=surface, tolerance=tolerance, percentile=percentile, empty=empty,
-                 worst_distance=worst_distance, labels=labels, ignore_index=ignore_index, lesion_cfg=cfg,
-                 geometry_tolerance=geometry_tolerance, spacing=spacing, regions=region_list)
-    cols = columns(cfg if cfg is not None else False)
+    _coverage_warnings(summary, summary["n_cases"])
     if not quiet:
-        print_report(Console(width=None if sys.stdout.isatty() else 160), rows, summary, rec)
-    with run_outputs() as outputs:  # all written, then renamed together: the last step of the run
-        if csv_path:
-            write_csv(csv_path, rows, cols, None if no_csv_summary else summary, outputs=outputs)
-        if json_path:
-            write_json(json_path, rows, summary, rec, errors, outputs=outputs)
-        if plot_path:
-            write_plot(plot_path, rows, outputs=outputs)
-        if instances_path:
-            write_instances_csv(instances_path, rows, outputs=outputs)
-    return 1 if errors else 0
+        rows = result.rows if summary["n_rows"] <= 40 else []
+        print_report(Console(width=None if sys.stdout.isatty() else 160), rows, summary, result.recipe)
+    try:
+        with run_outputs() as outputs:  # all written, then renamed together: the last step of the run
+            result.write(csv=outs["csv_path"], json=outs["json_path"], plot=outs["plot_path"],
+                         instances_csv=outs["instances_path"], csv_summary=not outs["no_csv_summary"],
+                         outputs=outputs)
+    except RunInterrupted as exc:
+        if exc.outputs_written:
+            _remove(part)
+        raise
+    _remove(part)
+    return 1 if result.errors else 0
 
 
-def _coverage_warnings(coverage: dict, n_cases: int) -> dict:
-    """One stderr line for the cases with unscored labels and one for the labels/regions no case holds; returns
-    the findings for the JSON summary."""
+def _remove(part: str | None) -> None:
+    """The outputs hold every row now: the part file, kept for an unfinished run, is no longer needed."""
+    import contextlib
+    import os
+
+    if part is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(part)
+
+
+def _coverage_warnings(coverage: dict, n_cases: int) -> None:
+    """One stderr line for the cases with unscored labels and one for the labels/regions no case holds."""
     unscored = coverage["unscored_labels"]
     if unscored:
         labels = sorted({v for labs in unscored.values() for v in labs})
@@ -354,51 +313,39 @@ def _coverage_warnings(coverage: dict, n_cases: int) -> dict:
         _warn(f"{names}: absent from the reference and the prediction of every case, so "
               f"{'their' if len(absent) > 1 else 'its'} scores are those of two empty masks, not of a segmentation "
               "(check the label values; JSON summary: absent_everywhere).")
-    return coverage
 
 
 def _warn(msg: str) -> None:
     click.echo("medloss score: warning: " + " ".join(str(msg).split()), err=True)
 
 
-def _score_all(pairs, opts: dict, workers: int, show_progress: bool) -> list[tuple[list[dict], str | None]]:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _info(msg: str) -> None:
+    click.echo("medloss score: " + " ".join(str(msg).split()), err=True)
 
-    results: list = [None] * len(pairs)
-    progress = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=Console(stderr=True), disable=not show_progress or len(pairs) < 2, transient=False)
-    if workers <= 1 or len(pairs) < 2:
-        with progress:
-            task = progress.add_task("scoring", total=len(pairs))
-            for i, (case, p, r) in enumerate(pairs):
-                results[i] = score_case(case, p, r, opts)
-                progress.advance(task)
-        return results
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from medloss.cli.processes import end_pool, init_worker
+class _ProgressLine:
+    """The stderr progress bar of a run of two or more cases, with cases/s and the ETA, fed by the scoring API's
+    ``progress`` callback whatever the executor. It starts at the first finished case: a local pool forks its
+    workers before that, never while the display's refresh thread runs."""
 
-    # fork (Linux) reuses the imported modules; every job is submitted, so every worker is forked, before the
-    # progress display starts its refresh thread. Elsewhere, spawn. Workers die with this process (init_worker).
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() and sys.platform == "linux" else "spawn"
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(pairs)), mp_context=multiprocessing.get_context(method),
-                               initializer=init_worker, initargs=(os.getpid(),))
-    try:
-        futures = {pool.submit(score_case, case, p, r, opts): i for i, (case, p, r) in enumerate(pairs)}
-        with progress:
-            task = progress.add_task("scoring", total=len(pairs))
-            for fut in as_completed(futures):
-                i = futures[fut]
-                try:
-                    results[i] = fut.result()
-                except Exception as exc:  # a crashed worker: report the case, keep the others
-                    results[i] = ([], f"{pairs[i][1]}: scoring failed ({type(exc).__name__}: {exc})")
-                progress.advance(task)
-    except BaseException:  # SIGINT/SIGTERM (RunInterrupted) or a failure here: no job may go on running
-        end_pool(pool)
-        raise
-    pool.shutdown()
-    return results
+    def __enter__(self) -> _ProgressLine:
+        self._bar: Any = None
+        return self
+
+    def __call__(self, p) -> None:
+        if p.done == 0 or p.total < 2:
+            return
+        if self._bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 TextColumn("{task.fields[rate]}"), console=Console(stderr=True), transient=False)
+            self._task = self._bar.add_task("scoring", total=p.total, rate="")
+            self._bar.start()
+        eta = "" if p.eta_s is None else f", ETA {int(p.eta_s // 60)}:{int(p.eta_s % 60):02d}"
+        self._bar.update(self._task, completed=p.done, rate=f"{p.rate:.2f} cases/s{eta}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()

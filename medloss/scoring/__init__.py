@@ -1,7 +1,9 @@
 """Hard-label scoring of predicted volumes: overlap, exact surface distances (MONAI voxel or DeepMind surfel
 convention), lesion-wise detection, and reports. Imports neither torch nor MONAI.
 
-Main entry point: :func:`score_arrays`.
+Entry points: :func:`score_arrays` (one case in memory), :func:`score_folders` / :func:`score_pairs` (a cohort of
+files, on this machine or a Dask cluster, streamed to a resumable part file) with a :class:`ScoringConfig` from
+:func:`scoring_config`.
 """
 from medloss.scoring.api import (
     BASE_COLUMNS,
@@ -14,8 +16,12 @@ from medloss.scoring.api import (
     score_arrays,
     worst_distance_mm,
 )
+from medloss.scoring.cohort import Progress, ScoringResult, score_case, score_folders, score_pairs
+from medloss.scoring.config import LesionOverrides, ScoringConfig, scoring_config
 from medloss.scoring.coverage import UncoveredLabelWarning, coverage_summary
+from medloss.scoring.executors import DaskExecutor, LocalExecutor
 from medloss.scoring.lesion import LESION_COLUMNS, lesion_columns, lesion_scores
+from medloss.scoring.metrics import DEFAULT_METRICS, METRIC_NAMES, PER_LABEL_METRICS, MetricSpec
 from medloss.scoring.presets import (
     LESION_PRESETS,
     MATCHING_RULES,
@@ -28,12 +34,22 @@ from medloss.scoring.surface import SURFACE_CONVENTIONS, distance_metrics, surfa
 
 __all__ = [
     "BASE_COLUMNS",
+    "DEFAULT_METRICS",
     "EMPTY_POLICIES",
     "LESION_COLUMNS",
     "LESION_PRESETS",
     "MATCHING_RULES",
     "SURFACE_CONVENTIONS",
+    "DaskExecutor",
     "LesionConfig",
+    "LesionOverrides",
+    "LocalExecutor",
+    "METRIC_NAMES",
+    "MetricSpec",
+    "PER_LABEL_METRICS",
+    "Progress",
+    "ScoringConfig",
+    "ScoringResult",
     "UncoveredLabelWarning",
     "check_target_names",
     "columns",
@@ -48,6 +64,10 @@ __all__ = [
     "parse_region",
     "resolve_regions",
     "score_arrays",
+    "score_case",
+    "score_folders",
+    "score_pairs",
+    "scoring_config",
     "surface_distances",
     "worst_distance_mm",
 ]

@@ -21,29 +21,29 @@ can have) or a number of mm (BraTS uses 374). The ``empty`` column says which ma
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from medloss.errors import InvalidOptionError, LabelValueError, OptionTypeError, ShapeMismatchError, check_choice
 from medloss.scoring.coverage import COVERAGE_POLICIES, check_coverage
 from medloss.scoring.lesion import LesionConfig, lesion_columns, lesion_config, lesion_scores
-from medloss.scoring.overlap import bounding_box, confusion_counts, overlap_metrics
+from medloss.scoring.metrics import LabelMasks, empty_values, metric_columns, specs
+from medloss.scoring.overlap import bounding_box
 from medloss.scoring.presets import parse_region, preset_defaults
 from medloss.scoring.surface import SURFACE_CONVENTIONS, distance_metrics, mean_directed_nsd, surface_distances
 
 EMPTY_POLICIES = ("worst", "nan")
-BASE_COLUMNS = ["case", "label", "dice", "iou", "precision", "recall", "vol_ref_ml", "vol_pred_ml", "hd", "hd95",
-                "assd", "nsd"]
-EXTRA_COLUMNS = ["vol_diff_ml", "abs_vol_diff_ml", "asd_ref_to_pred", "asd_pred_to_ref", "n_ref", "n_pred", "n_tp",
-                 "empty", "surface", "tolerance_mm", "spacing_mm"]
-DISTANCE_KEYS = ("hd", "hd95", "assd", "asd_ref_to_pred", "asd_pred_to_ref")
+_BOOKKEEPING = ["n_ref", "n_pred", "n_tp", "empty", "surface", "tolerance_mm", "spacing_mm"]
+BASE_COLUMNS = ["case", "label"] + metric_columns()[0]
+EXTRA_COLUMNS = metric_columns()[1] + _BOOKKEEPING
 
 
-def columns(lesions: bool | LesionConfig = False, lesion_hd95: bool = False) -> list[str]:
-    """Column order of the CSV (and of the JSON row keys): ``lesions`` is a :class:`LesionConfig` (its columns),
-    or a bool (the ``overlap``-rule columns, with ``lesion_hd95`` if asked)."""
-    cols = BASE_COLUMNS + EXTRA_COLUMNS
+def columns(lesions: bool | LesionConfig = False, lesion_hd95: bool = False, metrics=None) -> list[str]:
+    """Column order of the CSV (and of the JSON row keys): the per-label ``metrics``' columns
+    (:mod:`medloss.scoring.metrics`; default the default metrics), then, if ``lesions`` is a :class:`LesionConfig`,
+    its columns, or if it is ``True``, the ``overlap``-rule columns (with ``lesion_hd95`` if asked)."""
+    main, secondary = metric_columns(metrics)
+    cols = ["case", "label"] + main + secondary + _BOOKKEEPING
     if isinstance(lesions, LesionConfig):
         cols += lesion_columns(lesions)
     elif lesions:
@@ -51,9 +51,7 @@ def columns(lesions: bool | LesionConfig = False, lesion_hd95: bool = False) -> 
     return cols
 
 
-def resolve_regions(
-    regions: Mapping[str, Iterable[int]] | Iterable[str | tuple[str, Iterable[int]]],
-) -> list[tuple[str, tuple[int, ...]]]:
+def resolve_regions(regions) -> list[tuple[str, tuple[int, ...]]]:
     """``{"WT": [1, 2, 3]}``, ``[("WT", (1, 2, 3))]`` or ``["WT=1,2,3"]`` -> ``[("WT", (1, 2, 3)), ...]``."""
     items = regions.items() if isinstance(regions, dict) else regions
     out = []
@@ -62,8 +60,8 @@ def resolve_regions(
             name, labs = parse_region(item)
         else:
             try:
-                name, raw = item
-                labs = tuple(int(v) for v in raw)
+                name, labs = item
+                labs = tuple(int(v) for v in labs)
             except (TypeError, ValueError):
                 raise OptionTypeError(f"`regions` entries must be (name, labels) or 'NAME=L1,L2', got {item!r}.") \
                     from None
@@ -75,7 +73,7 @@ def resolve_regions(
     return out
 
 
-def check_target_names(labels: Iterable[int], regions: Iterable[tuple[str, tuple[int, ...]]]) -> None:
+def check_target_names(labels, regions) -> None:
     """Each scored label and region is one row named by its ``label``: a label listed twice, or a region named
     like a label (``--region 1=2 --labels 1``), would give two rows one name and merge them in the summary."""
     names = [str(v) for v in labels] + [str(name) for name, _ in regions]
@@ -86,11 +84,10 @@ def check_target_names(labels: Iterable[int], regions: Iterable[tuple[str, tuple
                                  "rename the region or drop the repeated label.")
 
 
-def worst_distance_mm(shape: Sequence[int], spacing: Sequence[float],
-                      worst_distance: str | float = "diagonal") -> float:
+def worst_distance_mm(shape, spacing, worst_distance="diagonal") -> float:
     """The distance given to HD/HD95/ASSD when exactly one mask is empty (see the module docstring)."""
     if worst_distance == "diagonal":
-        return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing, strict=False))))
+        return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing))))
     try:
         value = float(worst_distance)
     except (TypeError, ValueError):
@@ -101,22 +98,7 @@ def worst_distance_mm(shape: Sequence[int], spacing: Sequence[float],
     return value
 
 
-def _empty_values(n_ref: int, n_pred: int, policy: str, worst: float) -> dict[str, float]:
-    nan = math.nan
-    if n_ref == 0 and n_pred == 0:
-        if policy == "nan":
-            return dict.fromkeys(("dice", "iou", "precision", "recall", "nsd") + DISTANCE_KEYS, nan)
-        return {**dict.fromkeys(("dice", "iou", "precision", "recall", "nsd"), 1.0),
-                **dict.fromkeys(DISTANCE_KEYS, 0.0)}
-    dist = nan if policy == "nan" else worst
-    out = {**dict.fromkeys(("dice", "iou", "precision", "recall", "nsd"), 0.0), **dict.fromkeys(DISTANCE_KEYS, dist)}
-    if policy == "nan":
-        out["recall" if n_ref == 0 else "precision"] = nan  # the 0/0 ratio
-    return out
-
-
-def _panoptica_global(r: np.ndarray, p: np.ndarray, box: tuple[slice, ...] | None, n_tp: int, empty: str,
-                      worst: float, workers: int) -> dict[str, float]:
+def _panoptica_global(r, p, box, n_tp: int, empty: str, worst: float, workers: int) -> dict[str, float]:
     """brats-evaluation's whole-region ``global_hd95`` (pooled percentile of voxel-surface distances) and
     ``global_nsd`` (:func:`~medloss.scoring.surface.mean_directed_nsd` at 0.5). panoptica 2.1.7 computes these
     without the spacing, so both are in voxel units (the same as mm on 1 mm BraTS volumes). Masks sharing no voxel
@@ -128,12 +110,10 @@ def _panoptica_global(r: np.ndarray, p: np.ndarray, box: tuple[slice, ...] | Non
         return ({"global_hd95": math.nan, "global_nsd": math.nan} if empty == "nan"
                 else {"global_hd95": 0.0, "global_nsd": 1.0})
     sd = surface_distances(r, p, (1.0, 1.0, 1.0), "voxel", box=box, workers=workers)
-    assert sd is not None  # both masks hold a true-positive voxel
     return {"global_hd95": distance_metrics(sd, pooled=True)["hd95"], "global_nsd": mean_directed_nsd(sd, 0.5)}
 
 
-def _check_arrays(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
-                  ignore_index: int | None = None) -> tuple[float, ...]:
+def _check_arrays(pred, ref, spacing, ignore_index=None):
     for name, a in (("pred", pred), ("ref", ref)):
         if not isinstance(a, np.ndarray):
             raise OptionTypeError(f"`{name}` must be a NumPy array, got {type(a).__name__}.")
@@ -179,12 +159,11 @@ def default_labels(pred: np.ndarray, ref: np.ndarray, ignore_index: int | None =
     return sorted(labels_in(ref, ignore_index) | labels_in(pred, ignore_index))
 
 
-def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], *, labels: Iterable[int] | None = None,
-                 regions: Mapping[str, Iterable[int]] | Iterable[str | tuple[str, Iterable[int]]] | None = None,
+def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, regions=None,
                  surface: str | None = None, tolerance: float = 1.0, lesions: bool | str | LesionConfig = False,
-                 ignore_index: int | None = None, empty: str | None = None, worst_distance: str | float | None = None,
+                 ignore_index: int | None = None, empty: str | None = None, worst_distance=None,
                  percentile: float = 95.0, case: str = "", workers: int = -1, connectivity: int | None = None,
-                 instances: bool = False, uncovered: str | None = None) -> list[dict]:
+                 instances: bool = False, uncovered: str | None = None, metrics=None) -> list[dict]:
     """Score an integer prediction against an integer reference, one dict per label and per region.
 
     Args:
@@ -211,6 +190,8 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], *,
             :class:`~medloss.errors.LabelValueError`) or ``"warn"`` (default:
             :class:`~medloss.scoring.UncoveredLabelWarning`, whose ``labels`` lists them). ``medloss score`` makes
             it an error for a lesion preset's regions (``--allow-uncovered-labels`` to warn).
+        metrics: names of the per-label metrics to compute (:data:`medloss.scoring.metrics.PER_LABEL_METRICS`,
+            e.g. ``["overlap", "volume", "distance", "boundary_iou"]``); default the default ones.
 
     Returns:
         ``[{column: value}, ...]`` with the columns of :func:`columns` (plus ``instances`` if asked).
@@ -241,8 +222,8 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], *,
         check_coverage(labels_in(pred, ignore_index), labels_in(ref, ignore_index), labels, regions,
                        policy=uncovered or "warn", case=case, preset=cfg.preset if cfg is not None else None)
     valid = (ref != ignore_index) if ignore_index is not None and np.any(ref == ignore_index) else None
-    voxel_mm3 = float(np.prod(sp))
-    cols = columns(cfg if cfg is not None else False)
+    chosen = specs(metrics)
+    cols = columns(cfg if cfg is not None else False, metrics=metrics)
     rows = []
     targets = [(lab, (lab,)) for lab in labels] + regions
     for lab, values in targets:
@@ -251,18 +232,17 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], *,
         if valid is not None:
             p &= valid
         box = bounding_box(r | p)
-        rc, pc = (r[box], p[box]) if box is not None else (r, p)
-        n_ref, n_pred, n_tp = confusion_counts(rc, pc)
-        row = {"case": case, "label": lab, **overlap_metrics(n_ref, n_pred, n_tp, voxel_mm3)}
-        if n_ref and n_pred:
-            sd = surface_distances(r, p, sp, surface, box=box, workers=workers)
-            assert sd is not None  # both masks are non-empty
-            row.update(distance_metrics(sd, tolerance, percentile))
-            row["empty"] = "none"
-        else:
-            vals = _empty_values(n_ref, n_pred, empty, worst)
-            row.update(vals)
-            row["empty"] = "both" if not (n_ref or n_pred) else ("ref" if not n_ref else "pred")
+        masks = LabelMasks(r, p, box, sp, surface=surface, tolerance=float(tolerance), percentile=percentile,
+                           workers=workers)
+        n_ref, n_pred, n_tp = masks.n_ref, masks.n_pred, masks.n_tp
+        row = {"case": case, "label": lab}
+        for spec in chosen:
+            if n_ref and n_pred or any(c.both is None for c in spec.columns):
+                row.update(spec.compute(masks))
+            if not (n_ref and n_pred):
+                row.update(empty_values(spec, n_ref, n_pred, empty, worst))
+        row["empty"] = "none" if n_ref and n_pred else "both" if not (n_ref or n_pred) else \
+            ("ref" if not n_ref else "pred")
         row.update({"n_ref": n_ref, "n_pred": n_pred, "n_tp": n_tp, "surface": surface,
                     "tolerance_mm": float(tolerance), "spacing_mm": "x".join(f"{s:.6g}" for s in sp)})
         if cfg is not None:

@@ -56,9 +56,9 @@ def coverage_summary(rows: list[dict]) -> dict:
     """``{"unscored_labels": {case: [labels]}, "absent_everywhere": [labels and region names]}`` of a run's rows:
     the cases with labels no scored label or region covers, and the scored labels/regions empty in both volumes of
     every case."""
-    unscored = {str(r["case"]): list(r["unscored_labels"]) for r in rows if r.get("unscored_labels")}
-    empty_everywhere: dict = {}
+    from medloss.scoring.summary import SummaryAccumulator
+
+    acc = SummaryAccumulator()
     for r in rows:
-        name = r["label"]
-        empty_everywhere[name] = empty_everywhere.get(name, True) and r.get("empty") == "both"
-    return {"unscored_labels": unscored, "absent_everywhere": [k for k, v in empty_everywhere.items() if v]}
+        acc.add(r)
+    return acc.coverage()

@@ -5,32 +5,25 @@
   ``case`` values starting with ``[`` out before aggregating). Missing values (NaN) are empty cells.
 * JSON: ``{"rows": [...], "summary": {...}, "recipe": {...}, "errors": [...]}``; NaN is written as ``null``.
 * Summary statistics ignore NaN and say how many there were (``n_nan``), so nothing is dropped silently.
-* Files are written to a temporary name and moved into place (:func:`medloss.io.atomic_write_text`); with
+* Files are streamed from the rows to a temporary name and moved into place (:func:`medloss.io.atomic_output`); with
   ``outputs=`` (a :class:`medloss.io.OutputSet`) they are staged and moved with the run's other outputs.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
-import os
 import platform
-from collections import defaultdict
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator
+from typing import TextIO
 
 import numpy as np
 
-from medloss.io.outputs import OutputSet, atomic_output, atomic_write_text
+from medloss.io.outputs import OutputSet, atomic_output
+from medloss.scoring.summary import STATS, SummaryAccumulator, as_number
 
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from medloss.scoring.presets import LesionConfig
-
-STATS = ("mean", "std", "median", "min", "max")
-NON_METRIC = {"case", "label", "empty", "surface", "tolerance_mm", "spacing_mm", "instances", "unscored_labels"}
 SURFACE_TEXT = {
     "voxel": "voxel: inner-boundary voxels (6-neighbourhood) at voxel centres, every point weighs 1 "
              "(MONAI 1.6.1 HausdorffDistanceMetric / SurfaceDistanceMetric / SurfaceDiceMetric)",
@@ -39,40 +32,13 @@ SURFACE_TEXT = {
 }
 
 
-def _num(v: object) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        return None
-    return float(v)
-
-
-def summarize(rows: list[dict], n_cases: int | None = None) -> dict:
-    """Per-label statistics of every numeric column, NaN-aware, plus empty-mask counts."""
-    by_label: dict[str, list[dict]] = defaultdict(list)
+def summarize(rows, n_cases: int | None = None) -> dict:
+    """Per-label statistics of every numeric column, NaN-aware, plus empty-mask counts
+    (:class:`~medloss.scoring.summary.SummaryAccumulator`)."""
+    acc = SummaryAccumulator()
     for r in rows:
-        by_label[str(r["label"])].append(r)
-    per_label = {}
-    for lab, rs in sorted(by_label.items(), key=lambda kv: (len(kv[0]), kv[0])):
-        stats = {}
-        for key in rs[0]:
-            if key in NON_METRIC:
-                continue
-            vals = [_num(r.get(key)) for r in rs]
-            vals = [v for v in vals if v is not None]
-            arr = np.asarray(vals, dtype=np.float64)
-            ok = arr[np.isfinite(arr)]
-            entry: dict[str, float | None] = {"n": int(ok.size), "n_nan": int(arr.size - ok.size)}
-            if ok.size:
-                entry.update(mean=float(ok.mean()), std=float(ok.std(ddof=0)), median=float(np.median(ok)),
-                             min=float(ok.min()), max=float(ok.max()))
-            else:
-                entry.update(dict.fromkeys(STATS))
-            stats[key] = entry
-        empties: defaultdict[str, int] = defaultdict(int)
-        for r in rs:
-            empties[str(r.get("empty"))] += 1
-        per_label[lab] = {"n_rows": len(rs), "empty": dict(empties), "metrics": stats}
-    return {"n_cases": n_cases if n_cases is not None else len({r["case"] for r in rows}),
-            "n_rows": len(rows), "per_label": per_label}
+        acc.add(r)
+    return acc.summary(n_cases)
 
 
 def _versions(surface: str) -> dict[str, str]:
@@ -90,10 +56,9 @@ def _versions(surface: str) -> dict[str, str]:
     return out
 
 
-def recipe(*, surface: str, tolerance: float, percentile: float, empty: str, worst_distance: str | float,
-           labels: Iterable[int] | None, ignore_index: int | None, lesion_cfg: LesionConfig | None = None,
-           geometry_tolerance: float | None = None, spacing: dict | None = None,
-           regions: Iterable[tuple[str, Iterable[int]]] | None = None) -> dict:
+def recipe(*, surface: str, tolerance: float, percentile: float, empty: str, worst_distance, labels, ignore_index,
+           lesion_cfg=None, geometry_tolerance: float | None = None, spacing: dict | None = None,
+           regions=None) -> dict:
     """Everything needed to reproduce or interpret the numbers."""
     from medloss.scoring.matching import is_unique
 
@@ -134,7 +99,7 @@ def recipe(*, surface: str, tolerance: float, percentile: float, empty: str, wor
     return out
 
 
-def _cell(v: object) -> object:
+def _cell(v):
     if v is None:
         return ""
     if isinstance(v, float):
@@ -142,9 +107,8 @@ def _cell(v: object) -> object:
     return v
 
 
-def csv_text(rows: list[dict], cols: list[str], summary: dict | None = None) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+def _csv_rows(fh, rows, cols: list[str], summary: dict | None = None) -> None:
+    w = csv.writer(fh, lineterminator="\n")
     w.writerow(cols)
     for r in rows:
         w.writerow([_cell(r.get(c)) for c in cols])
@@ -154,39 +118,56 @@ def csv_text(rows: list[dict], cols: list[str], summary: dict | None = None) -> 
                 metrics = entry["metrics"]
                 w.writerow([f"[{stat}]" if c == "case" else lab if c == "label"
                             else _cell(metrics[c][stat]) if c in metrics else "" for c in cols])
+
+
+def csv_text(rows, cols: list[str], summary: dict | None = None) -> str:
+    buf = io.StringIO()
+    _csv_rows(buf, rows, cols, summary)
     return buf.getvalue()
 
 
-def _write_text(path: str | os.PathLike, text: str, outputs: OutputSet | None) -> None:
-    (atomic_write_text if outputs is None else outputs.write_text)(path, text)
+@contextlib.contextmanager
+def _text_output(path, outputs: OutputSet | None) -> Iterator[TextIO]:
+    """A text file written to a temporary and moved into place with the run's other outputs (streamed: the rows
+    of a large run are never all in memory)."""
+    target = atomic_output(path) if outputs is None else outputs.output(path)
+    with target as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        yield fh
 
 
-def write_csv(path: str | os.PathLike, rows: list[dict], cols: list[str], summary: dict | None = None, *,
+def write_csv(path, rows, cols: list[str], summary: dict | None = None, *,
               outputs: OutputSet | None = None) -> None:
-    _write_text(path, csv_text(rows, cols, summary), outputs)
+    """Rows (any iterable, written as it is read), then the summary rows (module docstring)."""
+    with _text_output(path, outputs) as fh:
+        _csv_rows(fh, rows, cols, summary)
 
 
 INSTANCE_COLUMNS = ["case", "label", "side", "id", "voxels", "volume_ml", "partners", "iou", "dice", "hd95", "excluded"]
 
 
-def instances_csv_text(rows: list[dict]) -> str:
-    """One line per reference lesion / predicted component of every row (``partners``: ids joined by ``;``)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+def _instance_rows(fh, rows) -> None:
+    w = csv.writer(fh, lineterminator="\n")
     w.writerow(INSTANCE_COLUMNS)
     for r in rows:
         for inst in r.get("instances") or []:
             cell = {**inst, "case": r["case"], "label": r["label"],
                     "partners": ";".join(str(v) for v in inst["partners"])}
             w.writerow([_cell(cell.get(c)) for c in INSTANCE_COLUMNS])
+
+
+def instances_csv_text(rows) -> str:
+    """One line per reference lesion / predicted component of every row (``partners``: ids joined by ``;``)."""
+    buf = io.StringIO()
+    _instance_rows(buf, rows)
     return buf.getvalue()
 
 
-def write_instances_csv(path: str | os.PathLike, rows: list[dict], *, outputs: OutputSet | None = None) -> None:
-    _write_text(path, instances_csv_text(rows), outputs)
+def write_instances_csv(path, rows, *, outputs: OutputSet | None = None) -> None:
+    with _text_output(path, outputs) as fh:
+        _instance_rows(fh, rows)
 
 
-def _jsonable(o: object) -> Any:
+def _jsonable(o):
     if isinstance(o, dict):
         return {str(k): _jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
@@ -199,13 +180,20 @@ def _jsonable(o: object) -> Any:
     return o
 
 
-def write_json(path: str | os.PathLike, rows: list[dict], summary: dict, recipe_: dict, errors: list[dict], *,
+def write_json(path, rows, summary: dict, recipe_: dict, errors: list[dict], *,
                outputs: OutputSet | None = None) -> None:
-    doc = {"rows": rows, "summary": summary, "recipe": recipe_, "errors": errors}
-    _write_text(path, json.dumps(_jsonable(doc), indent=1, allow_nan=False) + "\n", outputs)
+    """``{"rows", "summary", "recipe", "errors"}``; the rows (any iterable) are written one by one as read."""
+    with _text_output(path, outputs) as fh:
+        fh.write('{"rows": [')
+        for i, row in enumerate(rows):
+            fh.write(("," if i else "") + "\n " + json.dumps(_jsonable(row), allow_nan=False))
+        fh.write("\n],\n")
+        for i, (key, value) in enumerate((("summary", summary), ("recipe", recipe_), ("errors", errors))):
+            fh.write(f'"{key}": ' + json.dumps(_jsonable(value), indent=1, allow_nan=False) + (",\n" if i < 2 else ""))
+        fh.write("\n}\n")
 
 
-def _fmt(v: object, nd: int = 4) -> str:
+def _fmt(v, nd=4) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -218,22 +206,24 @@ LESION_TABLE = ["lesions_ref", "lesions_detected", "lesions_fp", "lesion_f1", "p
 SUMMARY_COLUMNS = ["dice", "iou", "hd95", "assd", "nsd", "lesion_f1", "lesion_dice", "pq"]
 
 
-def print_report(console: Console, rows: list[dict], summary: dict, recipe_: dict, max_rows: int = 40) -> None:
-    """Per-row table (up to ``max_rows`` rows), per-label summary and a line naming the conventions."""
+def print_report(console, rows: list[dict], summary: dict, recipe_: dict, max_rows: int = 40) -> None:
+    """Per-row table (when the run has at most ``max_rows`` rows; ``rows`` may be left empty otherwise), per-label
+    summary and a line naming the conventions."""
     from rich.table import Table
 
     cols = TABLE_COLUMNS + ([c for c in LESION_TABLE if rows and c in rows[0]])
-    if rows and len(rows) <= max_rows:
+    if rows and summary["n_rows"] <= max_rows:
         t = Table(title="medloss score", title_justify="left")
         for c in cols:
             t.add_column(c, justify="left" if c in ("case", "empty") else "right")
         for r in rows:
             t.add_row(*[_fmt(r.get(c)) for c in cols])
         console.print(t)
-    elif rows:
-        console.print(f"{len(rows)} rows (table omitted; see --csv / --json).")
+    elif summary["n_rows"]:
+        console.print(f"{summary['n_rows']} rows (table omitted; see --csv / --json).")
     s = Table(title=f"summary over {summary['n_cases']} case(s): mean ± std", title_justify="left")
-    metric_cols = [c for c in SUMMARY_COLUMNS if rows and c in rows[0]]
+    present = {c for entry in summary["per_label"].values() for c in entry["metrics"]}
+    metric_cols = [c for c in SUMMARY_COLUMNS if c in present]
     s.add_column("label")
     for c in metric_cols:
         s.add_column(c, justify="right")
@@ -251,20 +241,27 @@ def print_report(console: Console, rows: list[dict], summary: dict, recipe_: dic
                   f"(worst distance: {recipe_['worst_distance']}).", highlight=False)
 
 
-def write_plot(path: str | os.PathLike, rows: list[dict], *, outputs: OutputSet | None = None) -> None:
+def write_plot(path, rows: Iterable[dict], *, outputs: OutputSet | None = None) -> None:
     """PNG with, per label, a box plot and the case points (strip) of Dice and of HD95 across cases."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    labels = sorted({r["label"] for r in rows}, key=lambda v: (str(type(v)), v))
+    values: dict = {}  # label -> (dice values, hd95 values); one pass, so ``rows`` may be a stream
+    cases = set()
+    for r in rows:
+        d, h = values.setdefault(r["label"], ([], []))
+        d.append(as_number(r.get("dice")))
+        h.append(as_number(r.get("hd95")))
+        cases.add(r["case"])
+    labels = sorted(values, key=lambda v: (str(type(v)), v))
     fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 1.2 * len(labels) + 4), 4.0))
     rng = np.random.default_rng(0)
-    for ax, key, unit in ((axes[0], "dice", ""), (axes[1], "hd95", " (mm)")):
+    for i_key, (ax, key, unit) in enumerate(((axes[0], "dice", ""), (axes[1], "hd95", " (mm)"))):
         data = []
         for lab in labels:
-            vals = np.asarray([_num(r.get(key)) for r in rows if r["label"] == lab], dtype=np.float64)
+            vals = np.asarray(values[lab][i_key], dtype=np.float64)
             data.append(vals[np.isfinite(vals)])
         ax.boxplot([d if d.size else np.array([np.nan]) for d in data], showfliers=False)
         ax.set_xticks(range(1, len(labels) + 1), [str(lab) for lab in labels])
@@ -272,7 +269,7 @@ def write_plot(path: str | os.PathLike, rows: list[dict], *, outputs: OutputSet 
             ax.plot(i + rng.uniform(-0.12, 0.12, d.size), d, "o", ms=3, alpha=0.6)
         ax.set_xlabel("label")
         ax.set_ylabel(key + unit)
-        ax.set_title(f"{key} across {len({r['case'] for r in rows})} case(s)")
+        ax.set_title(f"{key} across {len(cases)} case(s)")
     fig.tight_layout()
     try:
         target = atomic_output(path, suffix=".png") if outputs is None else outputs.output(path, suffix=".png")

@@ -223,7 +223,9 @@ def distance_metrics(sd: SurfaceDistances, tolerance: float = 1.0, percentile: f
         wr, wp = sd.ref_weights, sd.pred_weights
         assert wp is not None  # the surfel convention sets both weights
         q = max(weighted_percentile(drp, wr, percentile), weighted_percentile(dpr, wp, percentile))
-        srp, spr = float(np.dot(drp, wr)), float(np.dot(dpr, wp))
+        # np.sum's pairwise order, not np.dot: a multi-threaded BLAS sums in an order that depends on its thread
+        # count, which differs between a local pool and Dask workers (OMP/OPENBLAS_NUM_THREADS=1)
+        srp, spr = float(np.sum(drp * wr)), float(np.sum(dpr * wp))
         wr_sum, wp_sum = float(wr.sum()), float(wp.sum())
         ok = float(wr[drp <= tolerance].sum() + wp[dpr <= tolerance].sum())
     return {

@@ -86,3 +86,30 @@ def test_demo_on_a_missing_cuda_device_is_one_line(tmp_path):
 def test_demo_is_listed_by_the_cli():
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0 and "demo" in result.output
+
+
+def test_the_tour_scores_through_the_api_without_importing_the_cli():
+    import subprocess
+    import sys
+
+    code = ("import sys, medloss.tour; from medloss.tour import _score; "
+            "print(sorted(m for m in sys.modules if m.startswith('medloss.cli')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_tour_scores_the_predictions_with_score_folders(tmp_path):
+    import numpy as np
+
+    from medloss.tour import _score
+
+    for side, shift in (("p", 1), ("r", 0)):
+        (tmp_path / side).mkdir()
+        mask = np.zeros((10, 10, 10), np.uint8)
+        mask[2 + shift:7 + shift, 2:7, 2:7] = 1
+        name = "case_seg.nii.gz" if side == "p" else "case.nii.gz"
+        nib.save(nib.Nifti1Image(mask, np.eye(4)), str(tmp_path / side / name))
+    mean = _score(tmp_path / "p", tmp_path / "r", tmp_path / "s.csv", tmp_path / "s.json")
+    assert mean == pytest.approx(2 * 100 / 250)  # 4 of 5 slices overlap: Dice = 2·100 / (125 + 125)
+    assert json.loads((tmp_path / "s.json").read_text())["rows"][0]["case"] == "case"
+    assert (tmp_path / "s.csv").read_text().startswith("case,label,dice")

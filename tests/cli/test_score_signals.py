@@ -20,9 +20,10 @@ import pytest
 from click.testing import CliRunner
 
 import medloss
-from medloss.cli.processes import RunInterrupted, init_worker
+from medloss.cli.processes import RunInterrupted
 from medloss.cli.score import score
 from medloss.io import write_volume
+from medloss.scoring.workers import init_worker
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads the process table from /proc")
 
@@ -153,8 +154,14 @@ def test_a_signal_mid_run_leaves_no_process_no_temporary_and_old_or_new_outputs(
     finally:
         _kill_all([proc.pid, *seen, *_processes_with(str(out))])
         proc.wait()
-    assert sorted(p.name for p in out.iterdir()) == sorted(OLD)  # no temporary, visible or hidden
-    _assert_old_or_complete(out)
+    # no temporary, visible or hidden; an unfinished run leaves its part file (the cases it finished, for --resume)
+    left_files = sorted(p.name for p in out.iterdir())
+    state = _assert_old_or_complete(out)
+    assert left_files == sorted(OLD) + (["scores.part.jsonl"] if state == "old" else [])
+    if state == "old":
+        lines = (out / "scores.part.jsonl").read_bytes().splitlines(keepends=True)
+        records = [json.loads(line) for line in lines[1:] if line.endswith(b"\n")]
+        assert len({r["case"] for r in records}) == len(records) <= N_CASES
     stderr = (tmp_path / "stderr.txt").read_text()
     if sig == signal.SIGKILL:
         assert code == -signal.SIGKILL
@@ -169,7 +176,7 @@ def _script_parent_with_child(tmp_path: Path, child_body: str) -> subprocess.Pop
     script = tmp_path / "parent.py"
     script.write_text(
         "import multiprocessing, os, sys, time\n"
-        "from medloss.cli.processes import init_worker, watch_parent\n"
+        "from medloss.scoring.workers import init_worker, watch_parent\n"
         "def child(parent):\n"
         f"    {child_body}\n"
         "    time.sleep(60)\n"
@@ -254,9 +261,9 @@ def test_a_failure_before_the_renames_leaves_the_old_outputs_and_no_temporary(tw
     for name, data in OLD.items():
         (out / name).write_bytes(data)
     if failure == "interrupt":  # SIGTERM while the last file is written, after the CSV and JSON are staged
-        def last_file(rows):
+        def last_file(fh, rows):
             raise RunInterrupted(signal.SIGTERM)
-        monkeypatch.setattr(report, "instances_csv_text", last_file)
+        monkeypatch.setattr(report, "_instance_rows", last_file)
     else:
         real = outputs_mod._fsync
 
@@ -277,7 +284,9 @@ def test_a_failure_before_the_renames_leaves_the_old_outputs_and_no_temporary(tw
         assert res.exit_code == 1
         assert lines[0].startswith("medloss score: error: cannot write") and "instances.csv" in lines[0]
     assert {name: (out / name).read_bytes() for name in OLD} == OLD
-    assert sorted(p.name for p in out.iterdir()) == sorted(OLD)
+    # no temporary; the part file of the unfinished run stays, with both cases, for --resume
+    assert sorted(p.name for p in out.iterdir()) == sorted([*OLD, "scores.part.jsonl"])
+    assert len((out / "scores.part.jsonl").read_text().splitlines()) == 1 + 2
 
 
 def test_sigterm_during_the_renames_is_delivered_after_the_last(two_cases, monkeypatch):

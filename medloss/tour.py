@@ -1,4 +1,4 @@
-"""The ``medloss demo`` pipeline: synthetic lesions → short bundle training → inference → ``medloss score``.
+"""The guided tour behind ``medloss demo``: synthetic lesions → short bundle training → inference → scoring.
 
 :func:`run_demo` does, in one process and with no download:
 
@@ -7,17 +7,17 @@
    saving ``<out>/models/model.pt`` (best validation Dice), ``<out>/metrics.csv`` and ``<out>/training_curves.png``;
 3. runs the bundle's ``configs/inference.json`` on the validation cases, writing ``<out>/predictions/*_seg.nii.gz``
    with each input's geometry;
-4. scores the predictions against the reference labels with ``medloss score`` (``<out>/scores.csv`` and
-   ``<out>/scores.json``).
+4. scores the predictions against the reference labels with :func:`medloss.scoring.score_folders`, the API under
+   ``medloss score`` (``<out>/scores.csv`` and ``<out>/scores.json``).
 
-The CLI command in :mod:`medloss.cli.demo` wraps it. Time taken by the defaults (torch 2.13 CPU): 80 s wall with
-``OMP_NUM_THREADS=1`` and 58 s with 2 threads on an idle 2-core VM; 6 min 20 s wall (76 s of CPU time, one
-thread) on a 2-core machine shared with other jobs at load average 6-7.
+The ``medloss demo`` command (:mod:`medloss.cli.demo`) only parses its flags and prints where things are. Time
+taken by the defaults (torch 2.13 CPU): 80 s wall with ``OMP_NUM_THREADS=1`` and 58 s with 2 threads on an idle
+2-core VM; 6 min 20 s wall (76 s of CPU time, one thread) on a 2-core machine shared with other jobs at load
+average 6-7.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import shutil
 import time
@@ -197,7 +197,7 @@ def run_demo(
         _run_workflow(_workflow(bundle_dir, ["inference.json"], "infer", common))
         times["inference"] = time.perf_counter() - t0
 
-        echo("[4/4] scoring with `medloss score`")
+        echo("[4/4] scoring the predictions (medloss.scoring.score_folders, as `medloss score`)")
         t0 = time.perf_counter()
         reference = out / "reference"
         reference.mkdir(exist_ok=True)
@@ -273,20 +273,16 @@ def _attach_progress(wf: Any, best: dict, echo: Callable[[str], None], start: fl
 
 
 def _score(pred_dir: Path, ref_dir: Path, csv_path: Path, json_path: Path) -> float:
-    """Run ``medloss score`` on the two folders; return the mean Dice over the scored cases."""
-    from medloss.cli.score import score
+    """Score the predictions with :func:`medloss.scoring.score_folders` (the API under ``medloss score``), write
+    the CSV and JSON, and return the mean Dice over the scored cases."""
+    from medloss.scoring import score_folders, scoring_config
 
-    args = [str(pred_dir), str(ref_dir), "--pred-suffix", "_seg", "--csv", str(csv_path), "--json", str(json_path),
-            "--quiet"]
-    try:
-        code = score.main(args=args, prog_name="medloss score", standalone_mode=False)
-    except SystemExit as done:  # the command ends with sys.exit(status)
-        code = done.code
-    if code in (130, 143):  # the scorer ended on SIGINT/SIGTERM and said so: stop the demo the same way
-        raise KeyboardInterrupt
-    if code not in (0, None) or not json_path.is_file():
-        raise RuntimeError(f"`medloss score {' '.join(args)}` failed with status {code}; see its messages above.")
-    return _mean_dice(json.loads(json_path.read_text()))
+    result = score_folders(str(pred_dir), str(ref_dir), scoring_config(), pred_suffix="_seg")
+    if result.errors or not result.summary["n_rows"]:
+        raise RuntimeError(f"scoring {pred_dir} against {ref_dir} failed: "
+                           f"{'; '.join(e['error'] for e in result.errors) or 'no case scored'}")
+    result.write(csv=str(csv_path), json=str(json_path))
+    return _mean_dice({"rows": result.rows})
 
 
 def _mean_dice(report: Any) -> float:
