@@ -43,11 +43,6 @@ def _graph() -> dict[str, set[str]]:
 
 
 GRAPH = _graph()
-# medloss/demo.py imports the CLI until issue 21's scoring rewrite lands: that one arrow is asserted on its own below
-# (a strict xfail, so it flips when the arrow goes); every other import is checked by every test now
-PENDING = ("medloss.demo", "medloss.cli")
-PENDING_ARROWS = {name for name in GRAPH.get(PENDING[0], ()) if name == PENDING[1] or name.startswith(PENDING[1] + ".")}
-GRAPH[PENDING[0]] = GRAPH.get(PENDING[0], set()) - PENDING_ARROWS
 
 
 def _package(module: str) -> str | None:
@@ -100,9 +95,3 @@ def _cli_importers() -> list[str]:
 
 def test_only_the_cli_imports_the_cli():
     assert _cli_importers() == []
-
-
-@pytest.mark.xfail(bool(PENDING_ARROWS), strict=True,
-                   reason="medloss/demo.py imports medloss.cli until issue 21's scoring rewrite moves what it takes")
-def test_demo_does_not_import_the_cli():
-    assert sorted(PENDING_ARROWS) == []

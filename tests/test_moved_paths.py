@@ -7,7 +7,7 @@ import importlib
 import pytest
 import torch
 
-from medloss import backends
+from medloss import backends, tour
 from medloss.backends import op, options
 from medloss.functional import explog_anatomynet
 from medloss.losses import explog_anatomynet as explog_anatomynet_losses
@@ -19,6 +19,7 @@ MOVED = [
     ("medloss.functional.options", "VOXEL_TERMS", options.VOXEL_TERMS),
     ("medloss.functional.paper", "explog_loss", explog_anatomynet.explog_loss),
     ("medloss.losses.paper", "AnatomyNetLoss", explog_anatomynet_losses.AnatomyNetLoss),
+    ("medloss.demo", "run_demo", tour.run_demo),
 ]
 
 
