@@ -6,8 +6,6 @@ import ast
 import itertools
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1] / "medloss"
 BELOW_BACKENDS = ("functional", "losses", "scoring", "data", "cli")
 
