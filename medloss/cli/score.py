@@ -96,7 +96,8 @@ def _parse_targets(labels: str | None, regions: tuple[str, ...]) -> list[int] | 
 @click.option("--surface", type=click.Choice(_SURFACES), default=None,
               help="Surface convention: 'voxel' = MONAI voxel centres, 'surfel' = DeepMind area-weighted surfels "
                    "[default: the lesion preset's (brats23: surfel), else voxel].")
-@click.option("--tolerance", type=click.FloatRange(min=0, max=1e6), default=1.0, show_default=True, help="NSD tolerance in mm.")
+@click.option("--tolerance", type=click.FloatRange(min=0, max=1e6), default=1.0, show_default=True,
+              help="NSD tolerance in mm.")
 @click.option("--percentile", type=click.FloatRange(0, 100), default=95.0, show_default=True,
               help="Percentile of the robust Hausdorff distance (column hd95).")
 @click.option("--empty", type=click.Choice(("worst", "nan")), default=None,

@@ -21,6 +21,8 @@ can have) or a number of mm (BraTS uses 374). The ``empty`` column says which ma
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +40,8 @@ BASE_COLUMNS = ["case", "label"] + metric_columns()[0]
 EXTRA_COLUMNS = metric_columns()[1] + _BOOKKEEPING
 
 
-def columns(lesions: bool | LesionConfig = False, lesion_hd95: bool = False, metrics=None) -> list[str]:
+def columns(lesions: bool | LesionConfig = False, lesion_hd95: bool = False,
+            metrics: Iterable[str] | None = None) -> list[str]:
     """Column order of the CSV (and of the JSON row keys): the per-label ``metrics``' columns
     (:mod:`medloss.scoring.metrics`; default the default metrics), then, if ``lesions`` is a :class:`LesionConfig`,
     its columns, or if it is ``True``, the ``overlap``-rule columns (with ``lesion_hd95`` if asked)."""
@@ -51,7 +54,9 @@ def columns(lesions: bool | LesionConfig = False, lesion_hd95: bool = False, met
     return cols
 
 
-def resolve_regions(regions) -> list[tuple[str, tuple[int, ...]]]:
+def resolve_regions(
+    regions: Mapping[str, Iterable[int]] | Iterable[str | tuple[str, Iterable[int]]],
+) -> list[tuple[str, tuple[int, ...]]]:
     """``{"WT": [1, 2, 3]}``, ``[("WT", (1, 2, 3))]`` or ``["WT=1,2,3"]`` -> ``[("WT", (1, 2, 3)), ...]``."""
     items = regions.items() if isinstance(regions, dict) else regions
     out = []
@@ -60,8 +65,8 @@ def resolve_regions(regions) -> list[tuple[str, tuple[int, ...]]]:
             name, labs = parse_region(item)
         else:
             try:
-                name, labs = item
-                labs = tuple(int(v) for v in labs)
+                name, raw = item
+                labs = tuple(int(v) for v in raw)
             except (TypeError, ValueError):
                 raise OptionTypeError(f"`regions` entries must be (name, labels) or 'NAME=L1,L2', got {item!r}.") \
                     from None
@@ -73,7 +78,7 @@ def resolve_regions(regions) -> list[tuple[str, tuple[int, ...]]]:
     return out
 
 
-def check_target_names(labels, regions) -> None:
+def check_target_names(labels: Iterable[int], regions: Iterable[tuple[str, tuple[int, ...]]]) -> None:
     """Each scored label and region is one row named by its ``label``: a label listed twice, or a region named
     like a label (``--region 1=2 --labels 1``), would give two rows one name and merge them in the summary."""
     names = [str(v) for v in labels] + [str(name) for name, _ in regions]
@@ -84,10 +89,11 @@ def check_target_names(labels, regions) -> None:
                                  "rename the region or drop the repeated label.")
 
 
-def worst_distance_mm(shape, spacing, worst_distance="diagonal") -> float:
+def worst_distance_mm(shape: Sequence[int], spacing: Sequence[float],
+                      worst_distance: str | float = "diagonal") -> float:
     """The distance given to HD/HD95/ASSD when exactly one mask is empty (see the module docstring)."""
     if worst_distance == "diagonal":
-        return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing))))
+        return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing, strict=True))))
     try:
         value = float(worst_distance)
     except (TypeError, ValueError):
@@ -98,7 +104,8 @@ def worst_distance_mm(shape, spacing, worst_distance="diagonal") -> float:
     return value
 
 
-def _panoptica_global(r, p, box, n_tp: int, empty: str, worst: float, workers: int) -> dict[str, float]:
+def _panoptica_global(r: np.ndarray, p: np.ndarray, box: tuple[slice, ...] | None, n_tp: int, empty: str,
+                      worst: float, workers: int) -> dict[str, float]:
     """brats-evaluation's whole-region ``global_hd95`` (pooled percentile of voxel-surface distances) and
     ``global_nsd`` (:func:`~medloss.scoring.surface.mean_directed_nsd` at 0.5). panoptica 2.1.7 computes these
     without the spacing, so both are in voxel units (the same as mm on 1 mm BraTS volumes). Masks sharing no voxel
@@ -110,10 +117,12 @@ def _panoptica_global(r, p, box, n_tp: int, empty: str, worst: float, workers: i
         return ({"global_hd95": math.nan, "global_nsd": math.nan} if empty == "nan"
                 else {"global_hd95": 0.0, "global_nsd": 1.0})
     sd = surface_distances(r, p, (1.0, 1.0, 1.0), "voxel", box=box, workers=workers)
+    assert sd is not None  # both masks hold a true-positive voxel
     return {"global_hd95": distance_metrics(sd, pooled=True)["hd95"], "global_nsd": mean_directed_nsd(sd, 0.5)}
 
 
-def _check_arrays(pred, ref, spacing, ignore_index=None):
+def _check_arrays(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
+                  ignore_index: int | None = None) -> tuple[float, ...]:
     for name, a in (("pred", pred), ("ref", ref)):
         if not isinstance(a, np.ndarray):
             raise OptionTypeError(f"`{name}` must be a NumPy array, got {type(a).__name__}.")
@@ -159,11 +168,13 @@ def default_labels(pred: np.ndarray, ref: np.ndarray, ignore_index: int | None =
     return sorted(labels_in(ref, ignore_index) | labels_in(pred, ignore_index))
 
 
-def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, regions=None,
+def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], *, labels: Iterable[int] | None = None,
+                 regions: Mapping[str, Iterable[int]] | Iterable[str | tuple[str, Iterable[int]]] | None = None,
                  surface: str | None = None, tolerance: float = 1.0, lesions: bool | str | LesionConfig = False,
-                 ignore_index: int | None = None, empty: str | None = None, worst_distance=None,
+                 ignore_index: int | None = None, empty: str | None = None, worst_distance: str | float | None = None,
                  percentile: float = 95.0, case: str = "", workers: int = -1, connectivity: int | None = None,
-                 instances: bool = False, uncovered: str | None = None, metrics=None) -> list[dict]:
+                 instances: bool = False, uncovered: str | None = None,
+                 metrics: Iterable[str] | None = None) -> list[dict]:
     """Score an integer prediction against an integer reference, one dict per label and per region.
 
     Args:
@@ -235,7 +246,7 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing, *, labels=None, reg
         masks = LabelMasks(r, p, box, sp, surface=surface, tolerance=float(tolerance), percentile=percentile,
                            workers=workers)
         n_ref, n_pred, n_tp = masks.n_ref, masks.n_pred, masks.n_tp
-        row = {"case": case, "label": lab}
+        row: dict[str, Any] = {"case": case, "label": lab}
         for spec in chosen:
             if n_ref and n_pred or any(c.both is None for c in spec.columns):
                 row.update(spec.compute(masks))

@@ -193,7 +193,8 @@ def score_pairs(pairs: Sequence[tuple[str, str, str]], config: ScoringConfig, *,
                 store.close()
 
 
-def _run(ex: Any, todo: list, config: ScoringConfig, store: RecordStore, progress, on_error) -> None:
+def _run(ex: Any, todo: list, config: ScoringConfig, store: RecordStore,
+         progress: Callable[[Progress], None] | None, on_error: Callable[[dict], None] | None) -> None:
     start = time.perf_counter()
     if progress is not None:
         progress(Progress(0, len(todo), 0.0))
@@ -203,7 +204,7 @@ def _run(ex: Any, todo: list, config: ScoringConfig, store: RecordStore, progres
             result = record_line(case, p, r, [], f"{p}: scoring failed ({type(result).__name__}: {result})")
         store.add(case, result)
         failed = record_error(result) if on_error is not None else None
-        if failed is not None:
+        if failed is not None and on_error is not None:
             on_error(failed)
         if progress is not None:
             progress(Progress(n, len(todo), time.perf_counter() - start, case))

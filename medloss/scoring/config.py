@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from medloss.errors import InvalidOptionError, check_choice
@@ -83,7 +84,7 @@ class ScoringConfig:
         return out
 
 
-def _labels(labels) -> tuple[int, ...] | None:
+def _labels(labels: str | Iterable[int] | None) -> tuple[int, ...] | None:
     if labels is None:
         return None
     if isinstance(labels, str):
@@ -97,7 +98,7 @@ def _labels(labels) -> tuple[int, ...] | None:
     return out
 
 
-def _number(name: str, value, low: float, high: float = math.inf) -> float:
+def _number(name: str, value: float | str, low: float, high: float = math.inf) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -108,9 +109,11 @@ def _number(name: str, value, low: float, high: float = math.inf) -> float:
 
 
 def scoring_config(preset: str | None = None, *, lesions: bool = False, lesion: LesionOverrides | None = None,
-                   labels=None, regions=None, surface: str | None = None, tolerance: float = 1.0,
-                   percentile: float = 95.0, empty: str | None = None, worst_distance=None,
-                   ignore_index: int | None = None, metrics=None, allow_uncovered_labels: bool = False,
+                   labels: str | Iterable[int] | None = None,
+                   regions: Mapping[str, Iterable[int]] | Iterable[str | tuple[str, Iterable[int]]] | None = None,
+                   surface: str | None = None, tolerance: float = 1.0, percentile: float = 95.0,
+                   empty: str | None = None, worst_distance: str | float | None = None, ignore_index: int | None = None,
+                   metrics: str | Iterable[str] | None = None, allow_uncovered_labels: bool = False,
                    geometry_tolerance: float = 1e-3, kd_workers: int = -1) -> ScoringConfig:
     """Resolve a :class:`ScoringConfig`: ``preset`` is a lesion preset name (:data:`LESION_PRESETS`, implies lesion
     scoring), ``lesions=True`` turns on the default lesion rules, ``lesion`` overrides the preset's rules; the other

@@ -12,13 +12,17 @@ column's ratio is 0/0 (``undefined_if``: ``"ref"`` / ``"pred"``, the empty side)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medloss.errors import InvalidOptionError, check_choice
+
+if TYPE_CHECKING:
+    from medloss.scoring.surface import SurfaceDistances
 
 WORST = "worst_distance"
 
@@ -39,8 +43,8 @@ class LabelMasks:
     to the union bounding box ``box``), the voxel counts, the spacing and the scoring options. Surface distances
     are computed once, on first use."""
 
-    def __init__(self, r: np.ndarray, p: np.ndarray, box, spacing: tuple[float, ...], *, surface: str,
-                 tolerance: float, percentile: float, workers: int) -> None:
+    def __init__(self, r: np.ndarray, p: np.ndarray, box: tuple[slice, ...] | None, spacing: tuple[float, ...], *,
+                 surface: str, tolerance: float, percentile: float, workers: int) -> None:
         from medloss.scoring.overlap import confusion_counts
 
         self.r, self.p, self.box = r, p, box
@@ -52,7 +56,7 @@ class LabelMasks:
         self.surface, self.tolerance, self.percentile, self.workers = surface, tolerance, percentile, workers
 
     @cached_property
-    def surface_distances(self):
+    def surface_distances(self) -> SurfaceDistances | None:
         from medloss.scoring.surface import surface_distances
 
         return surface_distances(self.r, self.p, self.spacing, self.surface, box=self.box, workers=self.workers)
@@ -87,7 +91,9 @@ def _volume(m: LabelMasks) -> dict[str, float]:
 def _distance(m: LabelMasks) -> dict[str, float]:
     from medloss.scoring.surface import distance_metrics
 
-    return distance_metrics(m.surface_distances, m.tolerance, m.percentile)
+    sd = m.surface_distances
+    assert sd is not None  # computed only when both masks are non-empty
+    return distance_metrics(sd, m.tolerance, m.percentile)
 
 
 def boundary_width(shape: tuple[int, ...]) -> int:
@@ -137,7 +143,7 @@ METRIC_NAMES = tuple(spec.name for spec in PER_LABEL_METRICS)
 DEFAULT_METRICS = tuple(spec.name for spec in PER_LABEL_METRICS if spec.default)
 
 
-def resolve_metrics(metrics) -> tuple[str, ...]:
+def resolve_metrics(metrics: str | Iterable[str] | None) -> tuple[str, ...]:
     """The metric names to compute, in declaration order: ``None`` -> the defaults; a comma-separated string or a
     sequence of names otherwise."""
     if metrics is None:
@@ -150,12 +156,12 @@ def resolve_metrics(metrics) -> tuple[str, ...]:
     return tuple(n for n in METRIC_NAMES if n in names)
 
 
-def specs(metrics=None) -> list[MetricSpec]:
+def specs(metrics: str | Iterable[str] | None = None) -> list[MetricSpec]:
     chosen = resolve_metrics(metrics)
     return [s for s in PER_LABEL_METRICS if s.name in chosen]
 
 
-def metric_columns(metrics=None) -> tuple[list[str], list[str]]:
+def metric_columns(metrics: str | Iterable[str] | None = None) -> tuple[list[str], list[str]]:
     """``(main, secondary)`` column names of the chosen metrics, in CSV order."""
     cols = [c for s in specs(metrics) for c in s.columns]
     return [c.name for c in cols if not c.secondary], [c.name for c in cols if c.secondary]

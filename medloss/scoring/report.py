@@ -15,14 +15,20 @@ import csv
 import io
 import json
 import math
+import os
 import platform
 from collections.abc import Iterable, Iterator
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from medloss.io.outputs import OutputSet, atomic_output
 from medloss.scoring.summary import STATS, SummaryAccumulator, as_number
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from medloss.scoring.presets import LesionConfig
 
 SURFACE_TEXT = {
     "voxel": "voxel: inner-boundary voxels (6-neighbourhood) at voxel centres, every point weighs 1 "
@@ -32,7 +38,7 @@ SURFACE_TEXT = {
 }
 
 
-def summarize(rows, n_cases: int | None = None) -> dict:
+def summarize(rows: Iterable[dict], n_cases: int | None = None) -> dict:
     """Per-label statistics of every numeric column, NaN-aware, plus empty-mask counts
     (:class:`~medloss.scoring.summary.SummaryAccumulator`)."""
     acc = SummaryAccumulator()
@@ -56,9 +62,10 @@ def _versions(surface: str) -> dict[str, str]:
     return out
 
 
-def recipe(*, surface: str, tolerance: float, percentile: float, empty: str, worst_distance, labels, ignore_index,
-           lesion_cfg=None, geometry_tolerance: float | None = None, spacing: dict | None = None,
-           regions=None) -> dict:
+def recipe(*, surface: str, tolerance: float, percentile: float, empty: str, worst_distance: str | float,
+           labels: Iterable[int] | None, ignore_index: int | None, lesion_cfg: LesionConfig | None = None,
+           geometry_tolerance: float | None = None, spacing: dict | None = None,
+           regions: Iterable[tuple[str, Iterable[int]]] | None = None) -> dict:
     """Everything needed to reproduce or interpret the numbers."""
     from medloss.scoring.matching import is_unique
 
@@ -99,7 +106,7 @@ def recipe(*, surface: str, tolerance: float, percentile: float, empty: str, wor
     return out
 
 
-def _cell(v):
+def _cell(v: object) -> object:
     if v is None:
         return ""
     if isinstance(v, float):
@@ -107,7 +114,7 @@ def _cell(v):
     return v
 
 
-def _csv_rows(fh, rows, cols: list[str], summary: dict | None = None) -> None:
+def _csv_rows(fh: TextIO, rows: Iterable[dict], cols: list[str], summary: dict | None = None) -> None:
     w = csv.writer(fh, lineterminator="\n")
     w.writerow(cols)
     for r in rows:
@@ -120,14 +127,14 @@ def _csv_rows(fh, rows, cols: list[str], summary: dict | None = None) -> None:
                             else _cell(metrics[c][stat]) if c in metrics else "" for c in cols])
 
 
-def csv_text(rows, cols: list[str], summary: dict | None = None) -> str:
+def csv_text(rows: Iterable[dict], cols: list[str], summary: dict | None = None) -> str:
     buf = io.StringIO()
     _csv_rows(buf, rows, cols, summary)
     return buf.getvalue()
 
 
 @contextlib.contextmanager
-def _text_output(path, outputs: OutputSet | None) -> Iterator[TextIO]:
+def _text_output(path: str | os.PathLike, outputs: OutputSet | None) -> Iterator[TextIO]:
     """A text file written to a temporary and moved into place with the run's other outputs (streamed: the rows
     of a large run are never all in memory)."""
     target = atomic_output(path) if outputs is None else outputs.output(path)
@@ -135,7 +142,7 @@ def _text_output(path, outputs: OutputSet | None) -> Iterator[TextIO]:
         yield fh
 
 
-def write_csv(path, rows, cols: list[str], summary: dict | None = None, *,
+def write_csv(path: str | os.PathLike, rows: Iterable[dict], cols: list[str], summary: dict | None = None, *,
               outputs: OutputSet | None = None) -> None:
     """Rows (any iterable, written as it is read), then the summary rows (module docstring)."""
     with _text_output(path, outputs) as fh:
@@ -145,7 +152,7 @@ def write_csv(path, rows, cols: list[str], summary: dict | None = None, *,
 INSTANCE_COLUMNS = ["case", "label", "side", "id", "voxels", "volume_ml", "partners", "iou", "dice", "hd95", "excluded"]
 
 
-def _instance_rows(fh, rows) -> None:
+def _instance_rows(fh: TextIO, rows: Iterable[dict]) -> None:
     w = csv.writer(fh, lineterminator="\n")
     w.writerow(INSTANCE_COLUMNS)
     for r in rows:
@@ -155,19 +162,19 @@ def _instance_rows(fh, rows) -> None:
             w.writerow([_cell(cell.get(c)) for c in INSTANCE_COLUMNS])
 
 
-def instances_csv_text(rows) -> str:
+def instances_csv_text(rows: Iterable[dict]) -> str:
     """One line per reference lesion / predicted component of every row (``partners``: ids joined by ``;``)."""
     buf = io.StringIO()
     _instance_rows(buf, rows)
     return buf.getvalue()
 
 
-def write_instances_csv(path, rows, *, outputs: OutputSet | None = None) -> None:
+def write_instances_csv(path: str | os.PathLike, rows: Iterable[dict], *, outputs: OutputSet | None = None) -> None:
     with _text_output(path, outputs) as fh:
         _instance_rows(fh, rows)
 
 
-def _jsonable(o):
+def _jsonable(o: object) -> Any:
     if isinstance(o, dict):
         return {str(k): _jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
@@ -180,7 +187,7 @@ def _jsonable(o):
     return o
 
 
-def write_json(path, rows, summary: dict, recipe_: dict, errors: list[dict], *,
+def write_json(path: str | os.PathLike, rows: Iterable[dict], summary: dict, recipe_: dict, errors: list[dict], *,
                outputs: OutputSet | None = None) -> None:
     """``{"rows", "summary", "recipe", "errors"}``; the rows (any iterable) are written one by one as read."""
     with _text_output(path, outputs) as fh:
@@ -193,7 +200,7 @@ def write_json(path, rows, summary: dict, recipe_: dict, errors: list[dict], *,
         fh.write("\n}\n")
 
 
-def _fmt(v, nd=4) -> str:
+def _fmt(v: object, nd: int = 4) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -206,7 +213,7 @@ LESION_TABLE = ["lesions_ref", "lesions_detected", "lesions_fp", "lesion_f1", "p
 SUMMARY_COLUMNS = ["dice", "iou", "hd95", "assd", "nsd", "lesion_f1", "lesion_dice", "pq"]
 
 
-def print_report(console, rows: list[dict], summary: dict, recipe_: dict, max_rows: int = 40) -> None:
+def print_report(console: Console, rows: list[dict], summary: dict, recipe_: dict, max_rows: int = 40) -> None:
     """Per-row table (when the run has at most ``max_rows`` rows; ``rows`` may be left empty otherwise), per-label
     summary and a line naming the conventions."""
     from rich.table import Table
@@ -241,7 +248,7 @@ def print_report(console, rows: list[dict], summary: dict, recipe_: dict, max_ro
                   f"(worst distance: {recipe_['worst_distance']}).", highlight=False)
 
 
-def write_plot(path, rows: Iterable[dict], *, outputs: OutputSet | None = None) -> None:
+def write_plot(path: str | os.PathLike, rows: Iterable[dict], *, outputs: OutputSet | None = None) -> None:
     """PNG with, per label, a box plot and the case points (strip) of Dice and of HD95 across cases."""
     import matplotlib
 

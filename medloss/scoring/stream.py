@@ -21,7 +21,7 @@ from medloss.errors import InvalidOptionError, OutputPathError
 PART_VERSION = 1
 
 
-def _np_default(o):
+def _np_default(o: object) -> int | float | list:
     import numpy as np
 
     if isinstance(o, np.integer):

@@ -20,7 +20,7 @@ STATS = ("mean", "std", "median", "min", "max")
 NON_METRIC = {"case", "label", "empty", "surface", "tolerance_mm", "spacing_mm", "instances", "unscored_labels"}
 
 
-def as_number(v) -> float | None:
+def as_number(v: object) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
         return None
     return float(v)
