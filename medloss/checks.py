@@ -7,6 +7,8 @@ whatever the input dtype (:func:`compute_dtype`), so fp16/bf16 inputs neither ov
 """
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 
 from medloss.errors import InputRangeError, InvalidOptionError, LabelValueError, OptionTypeError, ShapeMismatchError
@@ -56,8 +58,9 @@ def check_input_tensor(input: object, *, arg: str = "input") -> torch.Tensor:
     return input
 
 _INT64 = torch.iinfo(torch.int64)
+_Ignore = TypeVar("_Ignore", int, float)
 
-def representable_ignore(ignore_index: int | float | None, dtype: torch.dtype) -> int | float | None:
+def representable_ignore(ignore_index: _Ignore | None, dtype: torch.dtype) -> _Ignore | None:
     """``ignore_index`` if labels of ``dtype`` can hold it exactly, else None: no label can equal it, so nothing is
     ignored (comparing would wrap it, e.g. -100 to 156 for uint8, and ignore a real label value)."""
     if ignore_index is None:

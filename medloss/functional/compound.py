@@ -124,7 +124,7 @@ def dice_ce_loss(
     # the CE weight covers every class; Dice scores class 0 only with include_background (MONAI's convention)
     # (a scalar weight weighs every class alike)
     keep_all = weight is None or weight.ndim == 0 or opts.include_background
-    dice_weight = weight if keep_all else weight[1:]
+    dice_weight = weight if keep_all or weight is None else weight[1:]
     if _path(input, opts) == "softmax" and label_smoothing == 0.0 and lambda_dice and lambda_ce:
         stats, vox = label_map_tables(input, target, options=opts.compound_tables)
         dice = _dice_on_tables(stats, opts, dice_weight, reduction)
@@ -201,8 +201,8 @@ def dice_focal_loss(
         return (lambda_dice * region + lambda_focal * focal).to(input.dtype)
     total = input.new_zeros((), dtype=prepare.compute_dtype(input))
     if lambda_dice:
-        region = generalized_dice_loss if generalized else dice_loss
-        region_value = region(
+        region_loss = generalized_dice_loss if generalized else dice_loss
+        region_value = region_loss(
             input, target, ignore_index=ignore_index, reduction=reduction, check_input=check_input, **region_options
         )
         if reduction == "none":  # (B, C') -> (B, C', 1, ..., 1), broadcast over the voxels

@@ -137,7 +137,7 @@ def anatomynet_loss(
     gamma: float = 2.0,
     lambda_focal: float = 0.1,
     class_weights: torch.Tensor | None = None,
-    class_mask: torch.Tensor | None = None,
+    class_mask: torch.Tensor | list | tuple | None = None,
     include_background: bool = True,
     to_onehot_y: bool = False,
     softmax: bool = False,
@@ -182,7 +182,7 @@ def anatomynet_loss(
             check_input=check_input,
         )
     mask = _class_mask(class_mask, batch_size, num_classes, stats.tp, include_background)
-    masked = RegionStats(*(t * mask for t in stats[:3]), stats.voxels)
+    masked = RegionStats(stats.tp * mask, stats.pred * mask, stats.target * mask, stats.voxels)
     pooled = RegionStats(*(distributed_sum(t.sum(dim=0, keepdim=True)) for t in masked))
     # paper: TP / (TP + alpha FN + beta FP); overlap_index takes (a on FP, b on FN)
     index = overlap_index(pooled, k=1.0, a=beta, b=alpha, smooth_nr=smooth_nr, smooth_dr=smooth_dr)

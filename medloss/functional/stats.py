@@ -63,7 +63,7 @@ def _voxel_count(valid: torch.Tensor | None, tp: torch.Tensor, num_voxels: int) 
 
 
 def _dense_stats(
-    p: torch.Tensor, g: torch.Tensor, valid: torch.Tensor | None, *, squared: bool, soft_label: bool
+    p: torch.Tensor, g: torch.Tensor, valid: torch.Tensor | None, *, squared: bool, soft_label: bool | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Plain tensor-op statistics for probabilities and dense targets, both (B, C, N)."""
     if valid is not None:
@@ -148,8 +148,8 @@ def stats_for(input: torch.Tensor, target: torch.Tensor, options: RegionOptions)
             soft_label=options.soft_label, check_input=check,
         )
         p = prepare.flatten(prepare.activate(input, **options.flags(), check_input=check))
-        stats = _dense_stats(p, g, valid, squared=options.squared_pred, soft_label=options.soft_label)
-        stats = RegionStats(*stats, _voxel_count(valid, stats[0], p.shape[2]))
+        tp, pred, tgt = _dense_stats(p, g, valid, squared=options.squared_pred, soft_label=options.soft_label)
+        stats = RegionStats(tp, pred, tgt, _voxel_count(valid, tp, p.shape[2]))
     return finish_stats(stats, include_background=options.include_background, batch=options.batch)
 
 

@@ -43,7 +43,7 @@ class RegionLoss(MedlossLoss):
         smooth_dr: float = 1e-5,
         batch: bool = False,
         soft_label: bool | None = None,
-        **extra,
+        **extra: bool | float | str | None,
     ) -> None:
         super().__init__(reduction=reduction, check_input=check_input)
         self.options = RegionOptions.from_flags(

@@ -2,6 +2,8 @@
 :mod:`medloss.functional.boundary`)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence, Sized
+
 import torch
 
 from medloss.errors import check_number
@@ -13,13 +15,16 @@ from medloss.losses._base import RegionLoss
 class _DistanceLoss(RegionLoss):
     """Options shared by the distance-map losses."""
 
-    def __init__(self, *, include_background, to_onehot_y, sigmoid, softmax, other_act, ignore_index, spacing,
-                 reduction, check_input, batch: bool = False) -> None:
+    def __init__(self, *, include_background: bool, to_onehot_y: bool, sigmoid: bool, softmax: bool,
+                 other_act: Callable[[torch.Tensor], torch.Tensor] | None, ignore_index: int | None,
+                 spacing: float | Sequence[float] | None, reduction: str, check_input: bool,
+                 batch: bool = False) -> None:
         super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
                          softmax=softmax, other_act=other_act, ignore_index=ignore_index, reduction=reduction,
                          check_input=check_input, batch=batch)
         scalar = isinstance(spacing, (int, float)) and not isinstance(spacing, bool)
-        self.spacing = check_spacing(spacing, 1 if scalar or not hasattr(spacing, "__len__") else len(spacing))
+        checked = check_spacing(spacing, 1 if scalar or not isinstance(spacing, Sized) else len(spacing))
+        self.spacing: float | Sequence[float] | None = checked
         self.spacing = spacing if scalar else self.spacing  # a number is expanded to the input's axes per call
 
     def distance_kwargs(self) -> dict:
@@ -68,17 +73,17 @@ class BoundaryLoss(_DistanceLoss):
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act=None,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         reduction: str = "mean",
         ignore_index: int | None = None,
-        spacing=None,
+        spacing: float | Sequence[float] | None = None,
         check_input: bool = True,
     ) -> None:
         super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
                          softmax=softmax, other_act=other_act, ignore_index=ignore_index, spacing=spacing,
                          reduction=reduction, check_input=check_input)
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None):
+    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None) -> torch.Tensor:
         return boundary_loss(input, target, distance, **self.distance_kwargs())
 
 
@@ -115,11 +120,11 @@ class HausdorffDTLoss(_DistanceLoss):
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act=None,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         reduction: str = "mean",
         batch: bool = False,
         ignore_index: int | None = None,
-        spacing=None,
+        spacing: float | Sequence[float] | None = None,
         check_input: bool = True,
     ) -> None:
         super().__init__(include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
@@ -127,7 +132,7 @@ class HausdorffDTLoss(_DistanceLoss):
                          reduction=reduction, check_input=check_input, batch=batch)
         self.alpha = check_number("alpha", alpha, low=0, low_open=True)
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None):
+    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None) -> torch.Tensor:
         return hausdorff_dt_loss(input, target, distance, alpha=self.alpha, batch=self.batch,
                                  **self.distance_kwargs())
 
@@ -144,5 +149,5 @@ class LogHausdorffDTLoss(HausdorffDTLoss):
         Neural Networks", IEEE TMI 2020, arXiv:1904.10030.
     """
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None):
+    def forward(self, input: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None = None) -> torch.Tensor:
         return torch.log1p(super().forward(input, target, distance))

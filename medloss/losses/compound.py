@@ -1,6 +1,8 @@
 """Compound losses: a region term plus a voxel term (thin shells over :mod:`medloss.functional.compound`)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch.nn.modules.loss import _Loss
 
@@ -19,8 +21,9 @@ from medloss.losses._base import check_ignore_index
 from medloss.losses.voxel import check_focal_alpha
 
 
-def _region_options(include_background, to_onehot_y, sigmoid, softmax, other_act, squared_pred, jaccard, smooth_nr,
-                    smooth_dr, batch) -> dict:
+def _region_options(include_background: bool, to_onehot_y: bool, sigmoid: bool, softmax: bool,
+                    other_act: Callable[[torch.Tensor], torch.Tensor] | None, squared_pred: bool, jaccard: bool,
+                    smooth_nr: float, smooth_dr: float, batch: bool) -> dict:
     """The Dice-term options of a compound, validated and normalised (passed on to the functional Dice)."""
     check_region_options(smooth_nr=smooth_nr, smooth_dr=smooth_dr)
     return dict(
@@ -33,7 +36,8 @@ def _region_options(include_background, to_onehot_y, sigmoid, softmax, other_act
 class _CompoundLoss(_Loss):
     """Validates the options shared by the Dice + voxel-term compounds."""
 
-    def __init__(self, *, name: str, reduction: str, sigmoid: bool, softmax: bool, other_act, ignore_index,
+    def __init__(self, *, name: str, reduction: str, sigmoid: bool, softmax: bool,
+                 other_act: Callable[[torch.Tensor], torch.Tensor] | None, ignore_index: int | None,
                  check_input: bool, lambdas: dict, elementwise: bool = False) -> None:
         super().__init__(reduction=check_compound_reduction(reduction, name, elementwise=elementwise))
         prepare.check_activation_options(sigmoid, softmax, other_act)
@@ -63,20 +67,24 @@ class DiceCELoss(_CompoundLoss):
         Taghanaki et al., "Combo loss", CMIG 2019, arXiv:1805.02798.
     """
 
+    lambda_dice: float
+    lambda_ce: float
+    weight: torch.Tensor | None
+
     def __init__(
         self,
         include_background: bool = True,
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act=None,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         squared_pred: bool = False,
         jaccard: bool = False,
         reduction: str = "mean",
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         batch: bool = False,
-        weight=None,
+        weight: Sequence[float] | float | torch.Tensor | None = None,
         lambda_dice: float = 1.0,
         lambda_ce: float = 1.0,
         label_smoothing: float = 0.0,
@@ -126,13 +134,17 @@ class DiceFocalLoss(_CompoundLoss):
         Lin et al., "Focal loss for dense object detection", ICCV 2017.
     """
 
+    lambda_dice: float
+    lambda_focal: float
+    weight: torch.Tensor | None
+
     def __init__(
         self,
         include_background: bool = True,
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act=None,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         squared_pred: bool = False,
         jaccard: bool = False,
         reduction: str = "mean",
@@ -140,10 +152,10 @@ class DiceFocalLoss(_CompoundLoss):
         smooth_dr: float = 1e-5,
         batch: bool = False,
         gamma: float = 2.0,
-        weight=None,
+        weight: Sequence[float] | float | torch.Tensor | None = None,
         lambda_dice: float = 1.0,
         lambda_focal: float = 1.0,
-        alpha=None,
+        alpha: float | Sequence[float] | torch.Tensor | None = None,
         ignore_index: int | None = None,
         check_input: bool = True,
     ) -> None:
@@ -190,17 +202,17 @@ class GeneralizedDiceFocalLoss(DiceFocalLoss):
         to_onehot_y: bool = False,
         sigmoid: bool = False,
         softmax: bool = False,
-        other_act=None,
+        other_act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         w_type: str = "square",
         reduction: str = "mean",
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         batch: bool = False,
         gamma: float = 2.0,
-        weight=None,
+        weight: Sequence[float] | float | torch.Tensor | None = None,
         lambda_gdl: float = 1.0,
         lambda_focal: float = 1.0,
-        alpha=None,
+        alpha: float | Sequence[float] | torch.Tensor | None = None,
         empty: str = "penalize",
         ignore_index: int | None = None,
         check_input: bool = True,
@@ -242,6 +254,9 @@ class BCEDiceLoss(DiceCELoss):
         Isensee et al., nnU-Net (``DC_and_BCE_loss`` for region-based training), Nature Methods 2021.
     """
 
+    lambda_bce: float
+    pos_weight: torch.Tensor | None
+
     def __init__(
         self,
         include_background: bool = True,
@@ -250,7 +265,7 @@ class BCEDiceLoss(DiceCELoss):
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         batch: bool = False,
-        pos_weight=None,
+        pos_weight: Sequence[float] | float | torch.Tensor | None = None,
         lambda_dice: float = 1.0,
         lambda_bce: float = 1.0,
         ignore_index: int | None = None,

@@ -1,6 +1,9 @@
 """Paper-faithful losses: Exponential Logarithmic (Wong 2018) and AnatomyNet Dice + focal (Zhu 2019)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 
 from medloss.errors import InvalidOptionError, OptionTypeError, ShapeMismatchError, check_number
@@ -46,6 +49,9 @@ class ExpLogLoss(MedlossLoss):
         MICCAI 2018, arXiv:1809.00076.
     """
 
+    class_counts: torch.Tensor
+    class_frequencies: torch.Tensor | None
+
     def __init__(
         self,
         *,
@@ -53,7 +59,7 @@ class ExpLogLoss(MedlossLoss):
         w_cross: float = 0.2,
         gamma_dice: float = 0.3,
         gamma_cross: float = 0.3,
-        class_frequencies=None,
+        class_frequencies: Sequence[float] | float | torch.Tensor | None = None,
         include_background: bool = True,
         to_onehot_y: bool = False,
         softmax: bool = False,
@@ -96,7 +102,7 @@ class ExpLogLoss(MedlossLoss):
                 )
         self.register_buffer("class_frequencies", frequencies)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         key = prefix + "class_counts"
         if self.running and key in state_dict:  # the buffer's size is only known once labels were seen
             counts = state_dict[key]
@@ -168,6 +174,8 @@ class AnatomyNetLoss(MedlossLoss):
         whole-volume segmentation of head and neck anatomy", Medical Physics 46(2), 2019, arXiv:1808.05238.
     """
 
+    class_weights: torch.Tensor | None
+
     def __init__(
         self,
         *,
@@ -175,7 +183,7 @@ class AnatomyNetLoss(MedlossLoss):
         beta: float = 0.5,
         gamma: float = 2.0,
         lambda_focal: float = 0.1,
-        class_weights=None,
+        class_weights: Sequence[float] | float | torch.Tensor | None = None,
         include_background: bool = True,
         to_onehot_y: bool = False,
         softmax: bool = False,
@@ -197,7 +205,8 @@ class AnatomyNetLoss(MedlossLoss):
         self.smooth_dr = check_number("smooth_dr", smooth_dr, low=0)
         self.register_buffer("class_weights", _reduce.class_weight_tensor(class_weights, arg="class_weights"))
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, class_mask=None) -> torch.Tensor:
+    def forward(self, input: torch.Tensor, target: torch.Tensor,
+                class_mask: torch.Tensor | Sequence | None = None) -> torch.Tensor:
         if class_mask is None:
             meta = getattr(target, "meta", None)
             if isinstance(meta, dict) and "class_mask" in meta:
