@@ -10,9 +10,10 @@ sigmoid (label maps or dense targets) alike:
   Triton); it is also the reference the other two are tested against.
 
 ``MEDLOSS_BACKEND`` picks one: ``auto`` (default: cpu on CPU, triton on CUDA, eager otherwise), ``cpu``,
-``triton`` or ``eager`` (``native``, the C kernel's former name, still means ``cpu`` for one release); an engine that cannot take the inputs falls back to ``eager``, and so do inputs an engine
-declines inside its pass (:class:`Declined`): :func:`engine_for` decides both. ``MEDLOSS_NATIVE=0`` (older switch)
-still turns the C kernel off.
+``triton`` or ``eager`` (``native``, the C kernel's former name, still means ``cpu`` for one release); an engine
+that cannot take the inputs falls back to ``eager``, and so do inputs an engine declines inside its pass
+(:class:`Declined`): :func:`engine_for` decides both. ``MEDLOSS_NATIVE=0`` (older switch) still turns the C kernel
+off.
 
 Each engine module (or namespace) has ``takes(logits, target, options)`` (except eager, which takes anything),
 ``forward(logits, target, options)`` -> (TP, PRED, TARGET, VOXELS, VPOS, VNEG) and

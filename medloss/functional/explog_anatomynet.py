@@ -170,7 +170,8 @@ def anatomynet_loss(
                 f"`input` has values outside [0, 1] (min {lo:.4g}, max {hi:.4g}) but `softmax=False`: these look "
                 "like logits. Pass `softmax=True`, or give probabilities."
             )
-    fused = tables_path(prepare.activation_of(softmax=softmax), label_map=to_onehot_y, channels=num_classes) == "softmax"
+    activation = prepare.activation_of(softmax=softmax)
+    fused = tables_path(activation, label_map=to_onehot_y, channels=num_classes) == "softmax"
     if fused:  # one pass for the Dice tables and the focal sums
         stats, focal_sums = label_map_tables(input, target, ignore_index=ignore_index, voxel_term="focal",
                                              gamma=gamma, log_clamp=(math.log(p_min), math.inf),
