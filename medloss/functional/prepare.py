@@ -23,6 +23,7 @@ from medloss.checks import (  # noqa: F401  (the shared checks, re-exported: the
     check_bce_target,
     check_dense_values,
     check_finite,
+    check_ignore_index,
     check_input_tensor,
     check_labels,
     compute_dtype,

@@ -224,9 +224,7 @@ class RunningClassCounts:
 
     def __init__(self, num_classes: int, ignore_index: int | None = None, momentum: float | None = None) -> None:
         self.num_classes = _check_num_classes(num_classes)
-        if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
-            raise OptionTypeError(f"`ignore_index` must be an int or None, got {ignore_index!r}.")
-        self.ignore_index = ignore_index
+        self.ignore_index = prepare.check_ignore_index(ignore_index)
         if momentum is not None:
             if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 < momentum <= 1.0:
                 raise InvalidOptionError(

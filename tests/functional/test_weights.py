@@ -252,3 +252,11 @@ def test_running_counts_state_dict_roundtrip(momentum):
         RunningClassCounts(3, ignore_index=255, momentum=momentum).load_state_dict(counter.state_dict())
     with pytest.raises(InvalidOptionError, match="ignore_index"):
         RunningClassCounts(4, momentum=momentum).load_state_dict(counter.state_dict())
+
+
+def test_running_counts_check_ignore_index_as_the_losses_do():
+    """One ignore_index check for the losses and the counter: a bool or a value no int64 label holds is refused."""
+    with pytest.raises(OptionTypeError, match="must be an int or None, got True"):
+        RunningClassCounts(3, ignore_index=True)
+    with pytest.raises(InvalidOptionError, match="does not fit in int64"):
+        RunningClassCounts(3, ignore_index=2**70)
