@@ -1,9 +1,10 @@
 """The compiled softmax-table kernel (medloss/backends/cpu/_kernels.c) against the eager implementation.
 
-The eager engine (``medloss.backends.eager.softmax``) is itself held to the plain one-hot path and MONAI (test_fused.py),
-so here the kernel must give the same tables and the same gradient for every option it takes, every label dtype, block
-tails, thread counts and saturated logits; it must raise the same typed errors on bad input (also with
-``check_input=False``: the kernel never reads out of bounds); and inputs it does not take must fall back.
+The eager engine (``medloss.backends.eager.softmax``) is itself held to the plain one-hot path and MONAI
+(tests/functional/test_fused.py), so here the kernel must give the same tables and the same gradient for every option it
+takes, every label dtype, block tails, thread counts and saturated logits; it must raise the same typed errors on bad
+input (also with ``check_input=False``: the kernel never reads out of bounds); and inputs it does not take must fall
+back.
 """
 from __future__ import annotations
 

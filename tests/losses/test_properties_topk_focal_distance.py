@@ -1,5 +1,6 @@
-"""Contracts of TopK, DiceTopK, Unified Focal, Boundary and Hausdorff DT losses: gradcheck, half precision,
-ignore invariance, reduction="none" shapes, bundle configs (the shared contracts of test_properties.py)."""
+"""The contracts of test_properties.py for the top-k, unified focal and distance losses (TopK, DiceTopK, Unified
+Focal, Boundary, Hausdorff DT): gradcheck, half precision, ignore invariance, reduction="none" shapes, and a bundle
+config that builds them with the distance-map transform."""
 from __future__ import annotations
 
 import warnings
