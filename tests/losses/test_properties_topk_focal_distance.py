@@ -56,6 +56,7 @@ def test_half_precision_outside_autocast(name, factory, shape, dtype):
     assert float(x.grad.float().abs().max()) > 0
 
 
+@pytest.mark.usefixtures("table_engine")
 @pytest.mark.parametrize("name,factory,shape", CASES, ids=IDS)
 def test_ignored_voxels_change_nothing(name, factory, shape):
     logits, labels = random_case((2, 3, 6, 5, 4), ignore_index=255, seed=4)
@@ -100,6 +101,7 @@ BUNDLE_SNIPPET = {
 }
 
 
+@pytest.mark.usefixtures("table_engine")
 def test_bundle_config_snippet_instantiates_and_runs_with_the_transform():
     from monai.bundle import ConfigParser
 
