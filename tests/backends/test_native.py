@@ -125,7 +125,7 @@ def test_saturated_logits(dtype):
 
 
 def test_gradcheck():
-    x, y = _case((2, 3, 3, 4, 5), torch.float64, ignore=9)
+    x, y = _case((2, 3, 2, 2, 3), torch.float64, ignore=9)
     x.requires_grad_()
     lab = y.reshape(2, 1, -1)
     for vt, gamma, clamp in ((None, 0.0, NO_CLAMP), ("ce", 0.0, NO_CLAMP), ("focal", 2.0, NO_CLAMP),
