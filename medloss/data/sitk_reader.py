@@ -10,7 +10,7 @@ Use it in a bundle config (NIfTI still goes to MONAI's nibabel reader, because t
 suffixes in :data:`SITK_SUFFIXES`)::
 
     {"_target_": "LoadImaged", "keys": ["image", "label"],
-     "reader": {"_target_": "medloss.data.transforms.SimpleITKReader"}}
+     "reader": {"_target_": "medloss.data.sitk_reader.SimpleITKReader"}}
 """
 from __future__ import annotations
 
