@@ -62,7 +62,7 @@ class Setup:
     with_dice: float = 0.0
 
 
-#: one entry per registered loss (tests/test_convergence.py checks that none is missing and trains each briefly)
+#: one entry per registered loss (tests/losses/test_convergence.py checks that none is missing and trains each briefly)
 SETUPS: dict[str, Setup] = {
     "DiceLoss": Setup(REGION),
     "JaccardLoss": Setup(REGION),

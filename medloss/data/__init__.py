@@ -25,7 +25,7 @@ _EXPORTS = {
     "load_datalist": "medloss.data.datalist",
     "check_case": "medloss.data.datalist",
     "volume_shape": "medloss.data.datalist",
-    "SimpleITKReader": "medloss.data.transforms",
+    "SimpleITKReader": "medloss.data.sitk_reader",
     "EpochSeeder": "medloss.data.handlers",
     "InferenceSummary": "medloss.data.handlers",
     "concise_errors": "medloss.data.console",

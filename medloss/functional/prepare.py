@@ -8,8 +8,8 @@ Conventions (MONAI's):
     target: (B, 1, *S) or (B, *S) label map (``to_onehot_y=True``), or (B, C, *S) one-hot / soft target.
 
 Inside medloss everything is flattened to (B, C, N) with N = prod(S). Arithmetic runs in float32 (float64 when the
-input is float64), whatever the input dtype, so fp16/bf16 inputs outside autocast neither overflow nor lose the
-sums.
+input is float64), whatever the input dtype, so fp16/bf16 inputs outside autocast neither overflow (float16 ends at
+65504) nor lose the sums (a half-precision sum over a volume stops growing once one voxel is below its rounding step).
 """
 from __future__ import annotations
 

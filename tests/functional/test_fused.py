@@ -22,7 +22,7 @@ from tests._helpers import random_case, value_and_grad
 def engine(request, monkeypatch):
     """Run each test with the compiled kernel, the eager torch path and the Triton kernels (interpreted on CPU)."""
     if request.param == "cpu" and not native.available():
-        pytest.skip("the compiled kernel is not built here (tests/functional/test_native.py says why)")
+        pytest.skip("the compiled kernel is not built here (tests/backends/test_native.py says why)")
     if request.param == "triton" and not (triton_tables.available() and triton_tables.interpreted()):
         pytest.skip("Triton (with TRITON_INTERPRET=1 on CPU) is not available here")
     monkeypatch.setenv("MEDLOSS_BACKEND", request.param)

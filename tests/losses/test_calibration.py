@@ -11,6 +11,8 @@ from medloss.errors import InvalidOptionError, OptionTypeError, ShapeMismatchErr
 from medloss.losses import NACLLoss
 from tests.reference import calibration as ref
 
+pytestmark = pytest.mark.usefixtures("table_engine")  # every engine is held to these numbers
+
 monai_losses = pytest.importorskip("monai.losses")
 
 

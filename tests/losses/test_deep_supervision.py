@@ -142,6 +142,7 @@ def _by_hand(inner, outputs, target, weights, resize):
     return total
 
 
+@pytest.mark.usefixtures("table_engine")
 @pytest.mark.parametrize("weight_mode", ["nnunet", "halving", "exp"])
 @pytest.mark.parametrize(
     "make_inner",
@@ -157,6 +158,7 @@ def test_equals_weighted_sum_of_inner_losses(make_inner, weight_mode):
     assert torch.allclose(got, want)
 
 
+@pytest.mark.usefixtures("table_engine")
 def test_label_map_with_ignore_through_cross_entropy():
     outputs = _outputs(2, 3, SIZES[:3], seed=1)
     lab = _labels((2, 1, 8, 8, 8), ignore_fraction=0.3)
@@ -184,6 +186,7 @@ def test_pooled_onehot_needs_soft_label_and_says_which_scale():
         DeepSupervisionLoss(DiceLoss(softmax=True), weight_mode="halving", target_mode="dense")(outputs, target)
 
 
+@pytest.mark.usefixtures("table_engine")
 def test_onehot_target_is_resized_by_nearest_unless_the_inner_loss_takes_soft_labels():
     """MONAI resizes every target by nearest neighbour, so a one-hot target stays one-hot for a hard-label loss."""
     outputs = _outputs(1, 3, SIZES[:2])
@@ -196,6 +199,7 @@ def test_onehot_target_is_resized_by_nearest_unless_the_inner_loss_takes_soft_la
     assert torch.allclose(soft, want)
 
 
+@pytest.mark.usefixtures("table_engine")
 def test_gradients_reach_every_scale_and_nnunet_skips_the_lowest():
     lab = _labels((2, 1, 8, 8, 8))
     outputs = _outputs(2, 3, SIZES)
@@ -208,6 +212,7 @@ def test_gradients_reach_every_scale_and_nnunet_skips_the_lowest():
     assert outputs[3].grad is not None and float(outputs[3].grad.abs().sum()) == 0.0
 
 
+@pytest.mark.usefixtures("table_engine")
 def test_zero_weight_output_changes_nothing_even_when_non_finite():
     lab = _labels((2, 1, 8, 8, 8))
     outputs = _outputs(2, 3, SIZES)
@@ -235,6 +240,7 @@ def test_stacked_dynunet_output_and_single_tensor():
     assert torch.allclose(loss_2d(stacked_2d, lab_2d), want_2d)
 
 
+@pytest.mark.usefixtures("table_engine")
 @pytest.mark.parametrize("weight_mode", ["exp", "same", "two"])
 def test_monai_parity(weight_mode):
     monai_losses = pytest.importorskip("monai.losses")

@@ -103,6 +103,7 @@ def _messages(cls) -> list[tuple[str, str]]:
     return found
 
 
+@pytest.mark.usefixtures("table_engine")
 def test_the_provocations_reach_the_advice():
     """The bad inputs do provoke advice (a guard: a provocation set that raises nothing would test nothing)."""
     advised = [opts for cls in (L.DiceLoss, L.BoundaryLoss, L.TopKLoss, L.CrossEntropyLoss)
@@ -111,6 +112,7 @@ def test_the_provocations_reach_the_advice():
     assert {"soft_label", "to_onehot_y", "softmax", "ignore_index"} <= set().union(*advised)
 
 
+@pytest.mark.usefixtures("table_engine")
 @pytest.mark.parametrize("cls", LOSSES, ids=lambda c: c.__name__)
 def test_every_advised_option_exists(cls):
     params = _parameters(cls)

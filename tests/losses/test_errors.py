@@ -68,6 +68,7 @@ CALL_CASES = [
 ]
 
 
+@pytest.mark.usefixtures("table_engine")
 @pytest.mark.parametrize("case_id,make,inp,target,exc,pattern", CALL_CASES, ids=[c[0] for c in CALL_CASES])
 def test_bad_input_raises_typed_error(case_id, make, inp, target, exc, pattern):
     with pytest.raises(exc, match=pattern) as info:

@@ -81,6 +81,7 @@ def test_bad_skeleton_maps_are_refused_when_checking(cls, bad, text):
         cls(softmax=True, to_onehot_y=True)(logits, labels, skeleton=skeleton)
 
 
+@pytest.mark.usefixtures("table_engine")
 @pytest.mark.parametrize("cls", [L.SoftclDiceLoss, L.SkeletonRecallLoss])
 def test_unchecked_float_skeletons_are_rounded_as_component_maps(cls):
     """One conversion rule for float maps without checks: round (a skeleton of 1.7 was truncated to class 1)."""

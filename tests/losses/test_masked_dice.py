@@ -53,6 +53,7 @@ def test_matches_monai_value_and_gradient(to_onehot_y, act, include_background, 
     torch.testing.assert_close(g_ours, g_theirs, rtol=1e-5, atol=1e-10)
 
 
+@pytest.mark.usefixtures("table_engine")
 def test_without_a_mask_it_is_dice_with_monais_warning():
     x, y, _ = _case(4)
     with pytest.warns(UserWarning, match="No mask value specified"):

@@ -10,6 +10,8 @@ import torch
 from medloss.losses import MCCLoss
 from tests.reference import mcc as ref
 
+pytestmark = pytest.mark.usefixtures("table_engine")  # every engine is held to these numbers
+
 monai_losses = pytest.importorskip("monai.losses")
 
 SHAPE = (2, 3, 5, 4, 3)

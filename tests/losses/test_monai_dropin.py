@@ -14,6 +14,8 @@ import torch
 
 import medloss.losses as L
 
+pytestmark = pytest.mark.usefixtures("table_engine")  # every engine is held to these numbers
+
 M = pytest.importorskip("monai.losses")
 
 

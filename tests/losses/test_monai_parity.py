@@ -15,6 +15,8 @@ import torch.nn.functional as F
 import medloss.losses as L
 from tests._helpers import random_case, value_and_grad
 
+pytestmark = pytest.mark.usefixtures("table_engine")  # every engine is held to these numbers
+
 RTOL = 1e-5
 
 

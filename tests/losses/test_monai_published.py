@@ -19,6 +19,8 @@ import torch
 import medloss.losses as L
 from medloss.errors import InputRangeError, LabelValueError
 
+pytestmark = pytest.mark.usefixtures("table_engine")  # every engine is held to these numbers
+
 CASES = json.loads((pathlib.Path(__file__).parent / "data" / "monai_cases.json").read_text())
 ACTIVATIONS = {"tanh": torch.tanh, "log_softmax": lambda x: torch.log_softmax(x, dim=1)}
 

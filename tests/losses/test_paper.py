@@ -8,6 +8,8 @@ import medloss.losses as L
 from medloss.errors import OptionTypeError, ShapeMismatchError
 from tests._helpers import random_case
 
+pytestmark = pytest.mark.usefixtures("table_engine")  # every engine is held to these numbers
+
 
 def test_explog_running_frequencies_accumulate_in_training_only():
     logits, labels = random_case((2, 3, 5, 4, 3))

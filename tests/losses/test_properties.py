@@ -8,6 +8,8 @@ import medloss.losses as L
 from medloss import registry
 from tests._helpers import loss_study, random_case, value_and_grad
 
+pytestmark = pytest.mark.usefixtures("table_engine")  # every engine is held to these numbers
+
 # (name, factory, target kind); target kinds: "labels" (B,1,*S) label map, "onehot", "soft", "binary" (B,C,*S).
 CASES = [
     ("dice-softmax-labels", lambda **k: L.DiceLoss(softmax=True, to_onehot_y=True, **k), "labels"),

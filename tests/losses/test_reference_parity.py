@@ -29,6 +29,8 @@ except ImportError:  # tests/ is not a package (or not importable): put tests/ o
     from reference import anatomynet, explog, lovasz, region, voxel  # noqa: E402
     from reference._common import one_hot_np, sigmoid_np, softmax_np  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("table_engine")  # every engine is held to these numbers
+
 medloss_losses = pytest.importorskip("medloss.losses")
 
 SHAPE = (2, 3, 6, 5, 4)

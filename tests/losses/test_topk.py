@@ -43,6 +43,7 @@ def test_equals_nnunet_topk_loss_value_and_gradient(k):
     torch.testing.assert_close(g.flatten(), torch.tensor(grad, dtype=torch.float64), rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.usefixtures("table_engine")
 @pytest.mark.parametrize("batch_dice", [False, True])
 def test_dice_topk_equals_nnunet_dc_and_topk_plus_one(batch_dice):
     """nnU-Net's Dice term is -Dice, ours 1 - Dice: same gradient, values 1 apart (its Dice sums in float32)."""
@@ -77,6 +78,7 @@ def test_ignored_voxels_change_nothing():
     assert float(gb[~kept.expand_as(gb)].abs().max()) == 0.0
 
 
+@pytest.mark.usefixtures("table_engine")
 def test_k_100_is_the_cross_entropy_mean_and_soft_targets_work():
     logits, labels = random_case((2, 3, 4, 4, 3))
     torch.testing.assert_close(L.TopKLoss(k=100.0)(logits, labels), L.CrossEntropyLoss()(logits, labels))
@@ -113,6 +115,7 @@ def test_bad_inputs():
         L.DiceTopKLoss(softmax=True, to_onehot_y=True)(logits, labels[..., :2])
 
 
+@pytest.mark.usefixtures("table_engine")
 @pytest.mark.parametrize("batch", [False, True])
 @pytest.mark.parametrize("ignore", [None, 255])
 def test_dice_topk_matches_the_references(batch, ignore):

@@ -160,3 +160,19 @@ def test_cuda_step_never_synchronises_without_checks(name, monkeypatch):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert torch.isfinite(x.grad).all()
+
+
+def test_the_table_engine_fixture_runs_the_engine_it_names(table_engine, monkeypatch):
+    """The engine-dependent loss tests (``usefixtures("table_engine")``) run on the engine in their id: a spy on each
+    engine's forward counts the calls of a CPU label-map loss."""
+    from medloss import backends
+
+    calls = dict.fromkeys(backends.ENGINES, 0)
+    for name, engine in backends.ENGINES.items():
+        def spy(*args, _name=name, _forward=engine.forward, **kwargs):
+            calls[_name] += 1
+            return _forward(*args, **kwargs)
+
+        monkeypatch.setattr(engine, "forward", spy)
+    L.DiceCELoss(**S)(*native_case((2, 3, 4, 4, 4), torch.float32))
+    assert {name: count > 0 for name, count in calls.items()} == {name: name == table_engine for name in calls}

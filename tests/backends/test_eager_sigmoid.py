@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from medloss.backends.op import TableOptions, tables
 
-B, N = 2, 40
+B, N = 2, 16  # 13 counted voxels a sample reach every label and target value; gradcheck costs grow with B * C * N
 
 
 def _case(channels, layout, seed=0):

@@ -1,5 +1,6 @@
-"""Contracts of TopK, DiceTopK, Unified Focal, Boundary and Hausdorff DT losses: gradcheck, half precision,
-ignore invariance, reduction="none" shapes, bundle configs (the shared contracts of test_properties.py)."""
+"""The contracts of test_properties.py for the top-k, unified focal and distance losses (TopK, DiceTopK, Unified
+Focal, Boundary, Hausdorff DT): gradcheck, half precision, ignore invariance, reduction="none" shapes, and a bundle
+config that builds them with the distance-map transform."""
 from __future__ import annotations
 
 import warnings
@@ -55,6 +56,7 @@ def test_half_precision_outside_autocast(name, factory, shape, dtype):
     assert float(x.grad.float().abs().max()) > 0
 
 
+@pytest.mark.usefixtures("table_engine")
 @pytest.mark.parametrize("name,factory,shape", CASES, ids=IDS)
 def test_ignored_voxels_change_nothing(name, factory, shape):
     logits, labels = random_case((2, 3, 6, 5, 4), ignore_index=255, seed=4)
@@ -99,6 +101,7 @@ BUNDLE_SNIPPET = {
 }
 
 
+@pytest.mark.usefixtures("table_engine")
 def test_bundle_config_snippet_instantiates_and_runs_with_the_transform():
     from monai.bundle import ConfigParser
 

@@ -1,10 +1,11 @@
 """The Triton softmax-table kernels against the eager implementation (on CPU under the Triton interpreter).
 
-The eager engine (``medloss.backends.eager.softmax``) is held to the one-hot path and MONAI (test_fused.py); here the Triton
-kernels must give its tables and gradient for every option, label dtype, class count (padded tiles), block tails,
-half-precision logits and saturated logits; raise the same typed errors on bad input when checking; skip invalid
-labels without a host read when not checking; and be deterministic. tests/conftest.py turns the interpreter on
-when there is no CUDA device; on a GPU the same tests run the compiled kernels on CUDA tensors.
+The eager engine (``medloss.backends.eager.softmax``) is held to the one-hot path and MONAI
+(tests/functional/test_fused.py); here the Triton kernels must give its tables and gradient for every option, label
+dtype, class count (padded tiles), block tails, half-precision logits and saturated logits; raise the same typed errors
+on bad input when checking; skip invalid labels without a host read when not checking; and be deterministic.
+tests/conftest.py turns the interpreter on when there is no CUDA device; on a GPU the same tests run the compiled
+kernels on CUDA tensors.
 """
 from __future__ import annotations
 

@@ -59,3 +59,20 @@ def test_missing_and_broken_files(tmp_path):
     (tmp_path / "broken.nrrd").write_text("NRRD0004\ngarbage\n")
     with pytest.raises(VolumeReadError, match="broken.nrrd"):
         SimpleITKReader().read(tmp_path / "broken.nrrd")
+
+
+def test_the_old_module_path_warns_and_gives_the_same_reader():
+    """``medloss.data.transforms`` (the module's old name) works for one release, with a DeprecationWarning naming
+    the new path, also for a bundle config's ``_target_``."""
+    import importlib
+
+    from monai.bundle import ConfigParser
+
+    old = importlib.import_module("medloss.data.transforms")
+    with pytest.warns(DeprecationWarning, match=r"use medloss\.data\.sitk_reader\.SimpleITKReader"):
+        assert old.SimpleITKReader is SimpleITKReader
+    config = {"reader": {"_target_": "medloss.data.transforms.SimpleITKReader"}}
+    with pytest.warns(DeprecationWarning, match="medloss.data.transforms.SimpleITKReader is deprecated"):
+        assert isinstance(ConfigParser(config).get_parsed_content("reader"), SimpleITKReader)
+    with pytest.raises(AttributeError, match="no attribute 'ClassCountsd'"):
+        old.ClassCountsd  # noqa: B018  (the transforms were never here)

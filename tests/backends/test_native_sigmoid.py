@@ -63,7 +63,7 @@ def test_sigmoid_native_equals_eager(dtype, rtol, channels, layout, squared, ign
 
 
 def test_sigmoid_gradcheck():
-    x, y = _case((2, 3, 3, 4, 5), torch.float64, ignore=7)
+    x, y = _case((2, 3, 2, 2, 3), torch.float64, ignore=7)
     x.requires_grad_()
     dense = torch.nn.functional.one_hot(y[:, 0].clamp(0, 2), 3).movedim(-1, 1).double()
     for target, is_dense in ((y.reshape(2, 1, -1), False), (dense.reshape(2, 3, -1), True)):
