@@ -43,7 +43,7 @@ def _tables(engine, x, y, ignore, squared, voxel_term, gamma, log_clamp=NO_CLAMP
     out = softmax_tables(xf, lab, engine, TableOptions(ignore, squared, voxel_term, gamma, log_clamp))
     gen = torch.Generator().manual_seed(1)
     weights = [torch.rand(b, c, generator=gen, dtype=torch.float64).to(out[0].dtype) for _ in out]
-    total = sum((o * w).sum() for o, w in zip(out, weights) if o.requires_grad)
+    total = sum((o * w).sum() for o, w in zip(out, weights, strict=True) if o.requires_grad)
     (grad,) = torch.autograd.grad(total, xf)
     return [o.detach() for o in out], grad
 
@@ -67,7 +67,7 @@ def test_native_equals_eager(dtype, rtol, voxel_term, gamma, log_clamp, squared,
     if dtype == torch.float32:
         rtol = 1e-4
         t2, g2 = [t.float() for t in t2], g2.float()
-    for name, a, b in zip(("TP", "PRED", "TARGET", "VOX"), t1, t2):
+    for name, a, b in zip(("TP", "PRED", "TARGET", "VOX"), t1, t2, strict=True):
         torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * float(b.abs().max()) + 1e-30, msg=name)
     torch.testing.assert_close(g1, g2, rtol=rtol, atol=rtol * float(g2.abs().max()))
 
@@ -78,7 +78,7 @@ def test_label_dtypes(label_dtype):
     x, y = _case((2, 4, 7, 8, 9), torch.float64)
     ref = _tables("eager", x, y, None, False, "ce", 0.0)
     got = _tables("cpu", x, y.to(label_dtype), None, False, "ce", 0.0)
-    for a, b in zip(got[0] + [got[1]], ref[0] + [ref[1]]):
+    for a, b in zip(got[0] + [got[1]], ref[0] + [ref[1]], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
@@ -88,7 +88,7 @@ def test_block_tails(spatial):
     x, y = _case((3, 5, *spatial), torch.float64, ignore=-1)
     t1, g1 = _tables("cpu", x, y, -1, True, "focal", 2.0)
     t2, g2 = _tables("eager", x, y, -1, True, "focal", 2.0)
-    for a, b in zip(t1 + [g1], t2 + [g2]):
+    for a, b in zip(t1 + [g1], t2 + [g2], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
@@ -103,7 +103,7 @@ def test_thread_count_does_not_change_results():
     finally:
         torch.set_num_threads(before)
     for t, g in results[1:]:
-        for a, b in zip(t + [g], results[0][0] + [results[0][1]]):
+        for a, b in zip(t + [g], results[0][0] + [results[0][1]], strict=True):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
@@ -120,7 +120,7 @@ def test_saturated_logits(dtype):
         t1, g1 = _tables("cpu", x, y, None, False, vt, gamma)
         t2, g2 = _tables("eager", x, y, None, False, vt, gamma)
         assert all(torch.isfinite(t).all() for t in t1) and torch.isfinite(g1).all()
-        for a, b in zip(t1 + [g1], t2 + [g2]):
+        for a, b in zip(t1 + [g1], t2 + [g2], strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6 * max(1.0, float(b.abs().max())))
 
 
@@ -131,10 +131,10 @@ def test_gradcheck():
     for vt, gamma, clamp in ((None, 0.0, NO_CLAMP), ("ce", 0.0, NO_CLAMP), ("focal", 2.0, NO_CLAMP),
                              ("focal", 0.6, NO_CLAMP), ("explog", 0.3, EXPLOG_CLAMP), ("focal", 2.0, ANATOMYNET_CLAMP)):
         for squared in (False, True):
-            def f(inp):
-                tp, pred, _, vox = softmax_tables(
-                    inp.reshape(2, 3, -1), lab, "cpu", TableOptions(9, squared, vt, gamma, clamp)
-                )
+            opts = TableOptions(9, squared, vt, gamma, clamp)
+
+            def f(inp, opts=opts):
+                tp, pred, _, vox = softmax_tables(inp.reshape(2, 3, -1), lab, "cpu", opts)
                 return tp, pred, vox
             assert torch.autograd.gradcheck(f, (x,))
 

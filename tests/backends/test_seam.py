@@ -124,7 +124,7 @@ def test_options_are_validated_once():
     with pytest.raises(InvalidOptionError, match="log_clamp"):
         TableOptions(log_clamp=(0.5, -1.0))
     opts = TableOptions(ignore_index=255, voxel_term="ce")
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):  # dataclasses.FrozenInstanceError is one
         opts.squared = True  # frozen
 
 

@@ -52,13 +52,13 @@ def _run(engine, x, target, options):
     out = tables(xf, target.to(DEVICE), options, engine)
     gen = torch.Generator().manual_seed(1)
     weights = [torch.rand(o.shape, generator=gen, dtype=torch.float64).to(o.dtype).to(DEVICE) for o in out]
-    total = sum((o * w).sum() for o, w in zip(out, weights) if o.requires_grad)
+    total = sum((o * w).sum() for o, w in zip(out, weights, strict=True) if o.requires_grad)
     (grad,) = torch.autograd.grad(total, xf)
     return [o.detach().cpu().double() for o in out], grad.cpu().double()
 
 
 def _close(got, ref, rtol):
-    for a, b in zip(got[0], ref[0]):
+    for a, b in zip(got[0], ref[0], strict=True):
         torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * (1 + float(b.abs().max())))
     scale = float(ref[1].abs().max()) or 1.0
     torch.testing.assert_close(got[1], ref[1], rtol=rtol, atol=rtol * scale)

@@ -40,7 +40,7 @@ def _tables(engine, x, y, ignore, squared, voxel_term, gamma, log_clamp=NO_CLAMP
     out = softmax_tables(xf, lab, engine, TableOptions(ignore, squared, voxel_term, gamma, log_clamp, check=check))
     gen = torch.Generator().manual_seed(1)
     weights = [torch.rand(b, c, generator=gen, dtype=torch.float64).to(out[0].dtype).to(DEVICE) for _ in out]
-    total = sum((o * w).sum() for o, w in zip(out, weights) if o.requires_grad)
+    total = sum((o * w).sum() for o, w in zip(out, weights, strict=True) if o.requires_grad)
     (grad,) = torch.autograd.grad(total, xf)
     return [o.detach().cpu() for o in out], grad.cpu()
 
@@ -55,7 +55,7 @@ def _checked(call):
 
 def _close(got, ref, rtol):
     (tg, gg), (tr, gr) = got, ref
-    for a, b in zip(tg, tr):
+    for a, b in zip(tg, tr, strict=True):
         torch.testing.assert_close(a.double(), b.double(), rtol=rtol, atol=rtol * (1 + float(b.abs().max())))
     scale = float(gr.abs().max()) or 1.0
     torch.testing.assert_close(gg.double(), gr.double(), rtol=rtol, atol=rtol * scale)
@@ -94,7 +94,7 @@ def test_half_logits_are_read_natively(dtype):
     (tables, grad) = _tables("triton", x, y, 255, True, "focal", 2.0)
     assert all(t.dtype == torch.float32 for t in tables) and grad.dtype == dtype
     _close((tables, grad.float()), ref, 1e-2 if dtype == torch.bfloat16 else 2e-3)
-    for a, b in zip(tables, ref[0]):
+    for a, b in zip(tables, ref[0], strict=True):
         torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
 
 
@@ -168,7 +168,7 @@ def test_deterministic():
     x, y = _case((2, 3, 20, 20, 8), torch.float32, ignore=255)
     first = _tables("triton", x, y, 255, True, "ce", 0.0)
     second = _tables("triton", x, y, 255, True, "ce", 0.0)
-    for a, b in zip(first[0] + [first[1]], second[0] + [second[1]]):
+    for a, b in zip(first[0] + [first[1]], second[0] + [second[1]], strict=True):
         assert torch.equal(a, b)
 
 
