@@ -22,7 +22,7 @@ from medloss.functional import reduce as _reduce
 from medloss.functional.compound import check_compound_reduction
 from medloss.functional.region import dice_loss
 from medloss.functional.stats import distributed_sum
-from medloss.functional.voxel import cross_entropy_loss
+from medloss.functional.voxel import cross_entropy
 
 
 def check_k(k: object) -> float:
@@ -86,8 +86,8 @@ def voxel_ce(input: torch.Tensor, target: torch.Tensor, *, weight, ignore_index,
     """Per-voxel cross-entropy (B, N) in the compute dtype, and the voxels that count (B, N) bool or None."""
     prepare.check_input_tensor(input)
     x = input.to(prepare.compute_dtype(input))
-    ce = cross_entropy_loss(x, target, weight=weight, ignore_index=ignore_index, reduction="none",
-                            label_smoothing=label_smoothing, check_input=check_input)
+    ce = cross_entropy(x, target, weight=weight, ignore_index=ignore_index, reduction="none",
+                       label_smoothing=label_smoothing, check_input=check_input)
     ce = ce.reshape(ce.shape[0], -1)
     soft = target.is_floating_point() and tuple(target.shape) == tuple(input.shape)
     if ignore_index is None or soft:
