@@ -60,10 +60,9 @@ _CE_TARGETS = "for class probabilities pass a float target of the input's shape 
 def voxel_tables_options(voxel_term: str, *, activation: str = "softmax", ignore_index: float | None = None,
                          gamma: float = 0.0, to_onehot_y: bool = False, check_input: bool = True
                          ) -> TableOptions | None:
-    """The table operator's options of a voxel loss's fused pass, built (and validated) once by the loss module and
-    per call by a functional loss called directly. Softmax tables take a label map; sigmoid ones a label map with
-    ``to_onehot_y`` else one target per logit, fractional values meant. None where the sigmoid tables cannot hold
-    ``ignore_index`` (not an integer): the plain path serves it."""
+    """The table operator's options of a voxel loss's fused pass, built once by the loss module (per call by a direct
+    functional call). Sigmoid tables take a label map with ``to_onehot_y``, else one (fractional) target per logit;
+    None where they cannot hold ``ignore_index`` (not an integer): the plain path serves it."""
     if activation == "softmax":  # a label value: a non-integer gets TableOptions' typed error
         return TableOptions(ignore_index=cast("int | None", ignore_index), voxel_term=voxel_term,
                             gamma=float(gamma), region=False, check=check_input)
@@ -313,9 +312,7 @@ def focal_loss(
     """Sigmoid or softmax focal loss on logits. See :class:`medloss.losses.FocalLoss`.
 
     (N, C) classification logits (no spatial axis, as MONAI accepts) are scored as (N, C, 1); ``reduction="none"``
-    then returns (N, C). ``options``: the loss's validated :func:`voxel_tables_options` (built from the keyword
-    arguments when None).
-    """
+    then returns (N, C). ``options``: the loss's :func:`voxel_tables_options` (from the keywords when None)."""
     if isinstance(input, torch.Tensor) and input.ndim == 2:
         if not isinstance(target, torch.Tensor) or target.ndim != 2:
             raise ShapeMismatchError(
@@ -329,6 +326,15 @@ def focal_loss(
                           options=options)
         return loss.squeeze(-1) if reduction == "none" else loss
     prepare.check_input_tensor(input)
+    return focal(input, target, include_background=include_background, to_onehot_y=to_onehot_y, gamma=gamma,
+                 alpha=alpha, weight=weight, reduction=reduction, use_softmax=use_softmax, ignore_index=ignore_index,
+                 check_input=check_input, options=options)
+
+
+def focal(input: torch.Tensor, target: torch.Tensor, *, include_background: bool, to_onehot_y: bool, gamma: float,
+          alpha, weight: torch.Tensor | None, reduction: str, use_softmax: bool, ignore_index: int | None,
+          check_input: bool, options: TableOptions | None = None) -> torch.Tensor:
+    """:func:`focal_loss` of a (B, C, *S) input its caller checked (a compound checks it once)."""
     prepare.warn_onehot_single_channel(input, to_onehot_y)
     alpha = softmax_alpha(alpha, use_softmax, include_background)
     if use_softmax and input.shape[1] == 1:

@@ -8,7 +8,18 @@ import torch
 from medloss import checks
 from medloss.backends.options import TableOptions
 from medloss.functional import prepare
-from medloss.losses import BCELoss, CrossEntropyLoss, DiceCELoss, DiceLoss, FocalLoss, TopKLoss, TverskyLoss
+from medloss.losses import (
+    BCELoss,
+    CrossEntropyLoss,
+    DiceCELoss,
+    DiceFocalLoss,
+    DiceLoss,
+    DiceTopKLoss,
+    FocalLoss,
+    GeneralizedDiceFocalLoss,
+    TopKLoss,
+    TverskyLoss,
+)
 
 LOSSES = {
     "DiceCELoss": lambda: DiceCELoss(softmax=True, to_onehot_y=True),
@@ -24,6 +35,12 @@ LOSSES = {
     "FocalLoss-sigmoid-dense": lambda: FocalLoss(),
     "TopKLoss": lambda: TopKLoss(k=10),
     "TopKLoss-sample": lambda: TopKLoss(k=10, batch=False, ignore_index=255),
+    "DiceFocalLoss-softmax": lambda: DiceFocalLoss(softmax=True, to_onehot_y=True, ignore_index=255),
+    "DiceFocalLoss-sigmoid": lambda: DiceFocalLoss(sigmoid=True, to_onehot_y=True, alpha=0.25),
+    "DiceFocalLoss-none": lambda: DiceFocalLoss(softmax=True, to_onehot_y=True, reduction="none"),
+    "GeneralizedDiceFocalLoss": lambda: GeneralizedDiceFocalLoss(softmax=True, to_onehot_y=True),
+    "GeneralizedDiceFocalLoss-focal": lambda: GeneralizedDiceFocalLoss(sigmoid=True, to_onehot_y=True, lambda_gdl=0),
+    "DiceTopKLoss": lambda: DiceTopKLoss(softmax=True, to_onehot_y=True, include_background=False),
 }
 NO_TABLES = {"TopKLoss", "TopKLoss-sample"}  # per-voxel values (torch's cross-entropy), no table options to build
 DENSE_TARGET = {"BCELoss-dense", "FocalLoss-sigmoid-dense"}  # (B, C, *S) binary targets, one per logit
@@ -61,7 +78,7 @@ def test_a_step_builds_no_options_and_checks_the_input_once(name, engine, counts
         labels = torch.randint(0, 2, (2, 3, 6, 6, 6)).float()
     for step in range(2):
         counts["options"] = counts["input"] = 0
-        value = loss(logits, labels)
+        value = loss(logits, labels).sum()  # "none" gives the elements
         value.backward()
         assert counts == {"options": 0, "input": 1}, f"step {step}"
         assert torch.isfinite(value) and logits.grad is not None
