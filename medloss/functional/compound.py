@@ -6,6 +6,8 @@ For label-map targets both terms come from one pass over the tables (no one-hot 
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from medloss.errors import InvalidOptionError, ShapeMismatchError, check_choice
@@ -14,9 +16,7 @@ from medloss.functional import reduce as _reduce
 from medloss.functional.region import (
     apply_dice_weight,
     dice_from_stats,
-    dice_loss,
     generalized_dice_from_stats,
-    generalized_dice_loss,
 )
 from medloss.functional.region_options import RegionOptions
 from medloss.functional.stats import (
@@ -32,7 +32,7 @@ from medloss.functional.voxel import (
     bce_with_logits,
     ce_from_tables,
     cross_entropy,
-    focal_loss,
+    focal,
     sigmoid_focal_from_tables,
     softmax_alpha,
     softmax_focal_from_tables,
@@ -55,38 +55,43 @@ def _path(input: torch.Tensor, options: RegionOptions | dict) -> str | None:
 
 
 def compound_options(dice_options: RegionOptions | dict, *, ignore_index, check_input: bool,
-                     voxel_terms: dict) -> RegionOptions:
+                     voxel_terms: dict, gamma: float = 0.0) -> RegionOptions:
     """A compound's Dice options: the loss's validated object, or (a direct call) built from the dict of region
-    options and validated here; ``voxel_terms``: activation -> the voxel term the fused pass sums with them."""
+    options and validated here; ``voxel_terms``: activation -> the voxel term the fused pass sums with them (exponent
+    ``gamma``)."""
     if isinstance(dice_options, RegionOptions):
         return dice_options
     activation = prepare.activation_of(sigmoid=dice_options.get("sigmoid", False),
                                        softmax=dice_options.get("softmax", False))
     return RegionOptions.from_flags(**dice_options, ignore_index=ignore_index, check_input=check_input,
-                                    voxel_term=voxel_terms.get(activation))
+                                    voxel_term=voxel_terms.get(activation), gamma=gamma)
 
 
 def _dice_on_tables(stats: RegionStats, options: RegionOptions | dict, weight, reduction: str) -> torch.Tensor:
     """The Dice term of a compound from the all-class tables of the fused pass."""
-    return _dice_term(finish_stats(stats, include_background=_get(options, "include_background"),
+    return dice_term(finish_stats(stats, include_background=_get(options, "include_background"),
                                    batch=_get(options, "batch")), options, weight, reduction)
 
 
-def _dice_term(kept: RegionStats, options: RegionOptions | dict, weight, reduction: str) -> torch.Tensor:
+def dice_term(kept: RegionStats, options: RegionOptions | dict, weight, reduction: str) -> torch.Tensor:
     """The reduced Dice term from the tables of the scored classes."""
     loss = dice_from_stats(kept, jaccard=_get(options, "jaccard", False), smooth_nr=_get(options, "smooth_nr"),
                            smooth_dr=_get(options, "smooth_dr"))
     return _reduce.reduce_table(apply_dice_weight(loss, weight), reduction)
 
 
-def _region_on_tables(stats: RegionStats, options: dict, generalized: bool, reduction: str) -> torch.Tensor:
-    """The Dice or Generalized Dice term of DiceFocal from the all-class tables of a single pass."""
+def _finish(stats: RegionStats, options: RegionOptions) -> RegionStats:
+    """The scored classes' tables from the all-class tables of a fused pass."""
+    return finish_stats(stats, include_background=options.include_background, batch=options.batch)
+
+
+def _region_term(kept: RegionStats, *, options: RegionOptions, generalized: bool, weight: torch.Tensor | None,
+                 w_type: str, empty: str, reduction: str) -> torch.Tensor:
+    """The reduced Dice (``weight``) or Generalized Dice (``w_type``, ``empty``) term of DiceFocal."""
     if not generalized:
-        return _dice_on_tables(stats, options, options.get("weight"), reduction)
-    kept = finish_stats(stats, include_background=options["include_background"], batch=options["batch"])
+        return dice_term(kept, options, weight, reduction)
     return _reduce.reduce_table(generalized_dice_from_stats(
-        kept, w_type=options["w_type"], empty=options["empty"], smooth_nr=options["smooth_nr"],
-        smooth_dr=options["smooth_dr"]), reduction)
+        kept, w_type=w_type, empty=empty, smooth_nr=options.smooth_nr, smooth_dr=options.smooth_dr), reduction)
 
 
 def check_compound_reduction(reduction: str, name: str, *, elementwise: bool = False) -> str:
@@ -132,7 +137,7 @@ def dice_ce_loss(
         return (lambda_dice * dice + lambda_ce * ce).to(input.dtype)
     total = input.new_zeros((), dtype=prepare.compute_dtype(input))
     if lambda_dice:
-        total = total + lambda_dice * _dice_term(stats_for(input, target, opts), opts, dice_weight, reduction)
+        total = total + lambda_dice * dice_term(stats_for(input, target, opts), opts, dice_weight, reduction)
     if lambda_ce:
         if input.shape[1] == 1:
             ce = bce_with_logits(
@@ -159,59 +164,61 @@ def dice_focal_loss(
     lambda_dice: float = 1.0,
     lambda_focal: float = 1.0,
     generalized: bool = False,
-    region_options: dict,
+    region_options: RegionOptions | dict,
     focal_options: dict,
+    dice_weight: torch.Tensor | None = None,
+    w_type: str = "square",
+    empty: str = "penalize",
     reduction: str = "mean",
     ignore_index: int | None = None,
     check_input: bool = True,
 ) -> torch.Tensor:
     """lambda_dice (Generalized) Dice + lambda_focal focal. See :class:`medloss.losses.DiceFocalLoss`.
 
-    ``reduction="none"``: the region term's (B, C') table (GDL: (B, 1)) broadcast over the focal term's
-    (B, C', *S) elements, MONAI's shape.
+    ``region_options``: a loss's validated :class:`RegionOptions` (which then also holds ``ignore_index`` and
+    ``check_input``, and the fused pass's focal term), or a dict of region options validated here;
+    ``focal_options``: the focal term's keyword arguments of :func:`focal_loss`; ``dice_weight`` weighs the Dice
+    term, ``w_type`` and ``empty`` the Generalized Dice term. ``reduction="none"``: the region term's (B, C') table
+    (GDL: (B, 1)) broadcast over the focal term's (B, C', *S) elements, MONAI's shape.
     """
     prepare.check_input_tensor(input)
+    opts = compound_options(region_options, ignore_index=ignore_index, check_input=check_input,
+                            voxel_terms={"softmax": "focal", "sigmoid": "focal"}, gamma=focal_options["gamma"])
+    ignore_index, check_input = opts.ignore_index, opts.check_input
     focal_options = dict(focal_options, alpha=softmax_alpha(focal_options["alpha"], focal_options["use_softmax"],
                                                             focal_options["include_background"]))
+    region = functools.partial(_region_term, options=opts, generalized=generalized, weight=dice_weight,
+                               w_type=w_type, empty=empty, reduction=reduction)
     both = lambda_dice and lambda_focal and reduction != "none"
-    path = _path(input, region_options)
+    path = _path(input, opts)
     if path == "softmax" and focal_options["use_softmax"] and both:
-        stats, vox = label_map_tables(input, target, ignore_index=ignore_index, check_input=check_input,
-                                      squared_pred=region_options.get("squared_pred", False), voxel_term="focal",
-                                      gamma=focal_options["gamma"])
-        region = _region_on_tables(stats, region_options, generalized, reduction)
-        focal = softmax_focal_from_tables(stats, vox, alpha=focal_options["alpha"], weight=focal_options["weight"],
-                                          include_background=focal_options["include_background"],
-                                          reduction=reduction)
-        return (lambda_dice * region + lambda_focal * focal).to(input.dtype)
+        stats, vox = label_map_tables(input, target, options=opts.compound_tables)
+        focal_value = softmax_focal_from_tables(stats, vox, alpha=focal_options["alpha"],
+                                                weight=focal_options["weight"],
+                                                include_background=focal_options["include_background"],
+                                                reduction=reduction)
+        return (lambda_dice * region(_finish(stats, opts)) + lambda_focal * focal_value).to(input.dtype)
     tables = None
     if (path == "sigmoid" and not focal_options["use_softmax"] and both
-            and tables_take_alpha(focal_options["alpha"], region_options["to_onehot_y"])):
-        prepare.warn_onehot_single_channel(input, region_options["to_onehot_y"])
-        tables = sigmoid_tables(input, target, to_onehot_y=region_options["to_onehot_y"], ignore_index=ignore_index,
-                                voxel_term="focal", gamma=focal_options["gamma"], check_input=check_input,
-                                squared_pred=region_options.get("squared_pred", False))
+            and tables_take_alpha(focal_options["alpha"], opts.to_onehot_y)):
+        prepare.warn_onehot_single_channel(input, opts.to_onehot_y)
+        tables = sigmoid_tables(input, target, options=opts.compound_tables)
     if tables is not None:  # one kernel pass for both terms (binary targets)
         stats, vpos, vneg = tables
-        region = _region_on_tables(stats, region_options, generalized, reduction)
-        focal = sigmoid_focal_from_tables(stats, vpos, vneg, alpha=focal_options["alpha"],
-                                          weight=focal_options["weight"],
-                                          include_background=focal_options["include_background"],
-                                          reduction=reduction)
-        return (lambda_dice * region + lambda_focal * focal).to(input.dtype)
+        focal_value = sigmoid_focal_from_tables(stats, vpos, vneg, alpha=focal_options["alpha"],
+                                                weight=focal_options["weight"],
+                                                include_background=focal_options["include_background"],
+                                                reduction=reduction)
+        return (lambda_dice * region(_finish(stats, opts)) + lambda_focal * focal_value).to(input.dtype)
     total = input.new_zeros((), dtype=prepare.compute_dtype(input))
     if lambda_dice:
-        region_loss = generalized_dice_loss if generalized else dice_loss
-        region_value = region_loss(
-            input, target, ignore_index=ignore_index, reduction=reduction, check_input=check_input, **region_options
-        )
+        region_value = region(stats_for(input, target, opts)).to(input.dtype)
         if reduction == "none":  # (B, C') -> (B, C', 1, ..., 1), broadcast over the voxels
             region_value = region_value.reshape(*region_value.shape, *([1] * (input.ndim - 2)))
         total = total + lambda_dice * region_value
     if lambda_focal:
-        total = total + lambda_focal * focal_loss(
-            input, target, ignore_index=ignore_index, reduction=reduction, check_input=check_input, **focal_options
-        )
+        total = total + lambda_focal * focal(input, target, ignore_index=ignore_index, reduction=reduction,
+                                             check_input=check_input, **focal_options)
     if reduction == "none":  # the elementwise shape also when one lambda is 0
         total = total.expand(*total.shape[:2], *input.shape[2:])
     return total.to(input.dtype)
@@ -257,5 +264,5 @@ def bce_dice_loss(
             check_input=check_input,
         )
     if lambda_dice:
-        total = total + lambda_dice * _dice_term(stats_for(input, target, opts), opts, None, reduction)
+        total = total + lambda_dice * dice_term(stats_for(input, target, opts), opts, None, reduction)
     return total.to(input.dtype)

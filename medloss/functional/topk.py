@@ -19,10 +19,10 @@ import torch
 from medloss.errors import check_number
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
-from medloss.functional.compound import check_compound_reduction
-from medloss.functional.region import dice_loss
-from medloss.functional.stats import distributed_sum
-from medloss.functional.voxel import cross_entropy_loss
+from medloss.functional.compound import check_compound_reduction, compound_options, dice_term
+from medloss.functional.region_options import RegionOptions
+from medloss.functional.stats import distributed_sum, stats_for
+from medloss.functional.voxel import cross_entropy
 
 
 def check_k(k: object) -> float:
@@ -83,11 +83,11 @@ def topk_mean(values: torch.Tensor, valid: torch.Tensor | None, k: float, *, acr
 
 
 def voxel_ce(input: torch.Tensor, target: torch.Tensor, *, weight, ignore_index, label_smoothing, check_input):
-    """Per-voxel cross-entropy (B, N) in the compute dtype, and the voxels that count (B, N) bool or None."""
-    prepare.check_input_tensor(input)
+    """Per-voxel cross-entropy (B, N) in the compute dtype, and the voxels that count (B, N) bool or None, of an
+    input tensor its caller checked."""
     x = input.to(prepare.compute_dtype(input))
-    ce = cross_entropy_loss(x, target, weight=weight, ignore_index=ignore_index, reduction="none",
-                            label_smoothing=label_smoothing, check_input=check_input)
+    ce = cross_entropy(x, target, weight=weight, ignore_index=ignore_index, reduction="none",
+                       label_smoothing=label_smoothing, check_input=check_input)
     ce = ce.reshape(ce.shape[0], -1)
     soft = target.is_floating_point() and tuple(target.shape) == tuple(input.shape)
     if ignore_index is None or soft:
@@ -117,9 +117,18 @@ def topk_loss(
     check_input: bool = True,
 ) -> torch.Tensor:
     """Top-k cross-entropy. See :class:`medloss.losses.TopKLoss`."""
+    prepare.check_input_tensor(input)
+    return topk_value(input, target, k=check_k(k), weight=weight, ignore_index=ignore_index,
+                      label_smoothing=label_smoothing, batch=batch, reduction=reduction, check_input=check_input)
+
+
+def topk_value(input: torch.Tensor, target: torch.Tensor, *, k: float, weight: torch.Tensor | None,
+               ignore_index: int | None, label_smoothing: float, batch: bool, reduction: str,
+               check_input: bool) -> torch.Tensor:
+    """:func:`topk_loss` of an input tensor its caller checked, with a checked ``k`` (a compound checks once)."""
     ce, valid = voxel_ce(input, target, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
                          check_input=check_input)
-    rows = topk_rows(ce, valid, check_k(k), batch=batch)
+    rows = topk_rows(ce, valid, k, batch=batch)
     if reduction == "mean" and not batch and valid is not None:
         # a sample none of whose voxels counts has no top k: it is left out of the mean (its row is 0), as its
         # voxels are left out of the pooled (batch=True) top k, instead of diluting the others' mean
@@ -140,20 +149,26 @@ def dice_topk_loss(
     topk_batch: bool = True,
     ignore_index: int | None = None,
     reduction: str = "mean",
-    dice_options: dict,
+    dice_options: RegionOptions | dict,
     check_input: bool = True,
 ) -> torch.Tensor:
-    """lambda_dice (1 - Dice) + lambda_topk TopK. See :class:`medloss.losses.DiceTopKLoss`."""
+    """lambda_dice (1 - Dice) + lambda_topk TopK. See :class:`medloss.losses.DiceTopKLoss`. ``dice_options``: a
+    loss's validated :class:`RegionOptions` (which then also holds ``ignore_index`` and ``check_input``, and ``k``
+    is taken as checked), or a dict of the Dice term's region options validated here."""
     check_compound_reduction(reduction, "DiceTopKLoss")
+    prepare.check_input_tensor(input)
+    if not isinstance(dice_options, RegionOptions):  # a direct call
+        k = check_k(k)
+    opts = compound_options(dice_options, ignore_index=ignore_index, check_input=check_input, voxel_terms={})
     total = input.new_zeros((), dtype=prepare.compute_dtype(input))
     if lambda_dice:
-        total = total + lambda_dice * dice_loss(input, target, ignore_index=ignore_index, reduction=reduction,
-                                                check_input=check_input, **dice_options)
+        dice = dice_term(stats_for(input, target, opts), opts, None, reduction).to(input.dtype)
+        total = total + lambda_dice * dice
     if lambda_topk:
-        if not dice_options.get("to_onehot_y", False) and tuple(target.shape) == tuple(input.shape):
+        if not opts.to_onehot_y and tuple(target.shape) == tuple(input.shape):
             target = target.to(prepare.compute_dtype(input))  # one-hot / soft target: class probabilities
-        total = total + lambda_topk * topk_loss(
-            input, target, k=k, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
-            batch=topk_batch, reduction=reduction, check_input=check_input,
+        total = total + lambda_topk * topk_value(
+            input, target, k=k, weight=weight, ignore_index=opts.ignore_index, label_smoothing=label_smoothing,
+            batch=topk_batch, reduction=reduction, check_input=opts.check_input,
         )
     return total.to(input.dtype)

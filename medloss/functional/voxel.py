@@ -7,11 +7,13 @@ float64 input); the result is returned in the input's dtype.
 from __future__ import annotations
 
 import warnings
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 
 from medloss.backends.op import voxel_value
+from medloss.backends.options import TableOptions
 from medloss.errors import InvalidOptionError, LabelValueError, ShapeMismatchError
 from medloss.functional import prepare
 from medloss.functional.stats import RegionStats, label_map_tables, sigmoid_tables, tables_path
@@ -55,6 +57,21 @@ def softmax_focal_from_tables(
 _CE_TARGETS = "for class probabilities pass a float target of the input's shape (B, C, *S)"
 
 
+def voxel_tables_options(voxel_term: str, *, activation: str = "softmax", ignore_index: float | None = None,
+                         gamma: float = 0.0, to_onehot_y: bool = False, check_input: bool = True
+                         ) -> TableOptions | None:
+    """The table operator's options of a voxel loss's fused pass, built once by the loss module (per call by a direct
+    functional call). Sigmoid tables take a label map with ``to_onehot_y``, else one (fractional) target per logit;
+    None where they cannot hold ``ignore_index`` (not an integer): the plain path serves it."""
+    if activation == "softmax":  # a label value: a non-integer gets TableOptions' typed error
+        return TableOptions(ignore_index=cast("int | None", ignore_index), voxel_term=voxel_term,
+                            gamma=float(gamma), region=False, check=check_input)
+    if ignore_index is not None and not float(ignore_index).is_integer():
+        return None
+    return TableOptions(ignore_index=None if ignore_index is None else int(ignore_index), voxel_term=voxel_term,
+                        gamma=float(gamma), check=check_input, activation="sigmoid", dense=not to_onehot_y, soft=True)
+
+
 def _soft_target(target: torch.Tensor, input: torch.Tensor) -> bool:
     """A float target with the input's shape and C > 1 is a probability target; anything else is a label map."""
     return target.is_floating_point() and tuple(target.shape) == tuple(input.shape) and input.shape[1] > 1
@@ -69,15 +86,19 @@ def cross_entropy_loss(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     check_input: bool = True,
+    options: TableOptions | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy with torch's semantics on (B, C, *S) logits. See :class:`medloss.losses.CrossEntropyLoss`."""
+    """Cross-entropy with torch's semantics on (B, C, *S) logits. See :class:`medloss.losses.CrossEntropyLoss`.
+
+    ``options``: the loss's validated :func:`voxel_tables_options` (built from the keyword arguments when None)."""
     prepare.check_input_tensor(input)
     return cross_entropy(input, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                         label_smoothing=label_smoothing, check_input=check_input)
+                         label_smoothing=label_smoothing, check_input=check_input, options=options)
 
 
 def cross_entropy(input: torch.Tensor, target: torch.Tensor, *, weight: torch.Tensor | None, ignore_index: int | None,
-                  reduction: str, label_smoothing: float, check_input: bool) -> torch.Tensor:
+                  reduction: str, label_smoothing: float, check_input: bool,
+                  options: TableOptions | None = None) -> torch.Tensor:
     """:func:`cross_entropy_loss` of an input tensor its caller checked (a compound checks it once)."""
     num_classes = input.shape[1]
     if num_classes < 2:
@@ -94,8 +115,9 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, *, weight: torch.Te
     path = tables_path("softmax", label_map=not _soft_target(target, input), channels=num_classes)
     if path == "softmax" and reduction != "none" and label_smoothing == 0.0:
         # one-hot-free fused path, a formula on per-label sums (the operator checks the input inside its pass)
-        stats, vox = label_map_tables(input, target, ignore_index=ignore_index, voxel_term="ce", region=False,
-                                      check_input=check_input)
+        if options is None:
+            options = voxel_tables_options("ce", ignore_index=ignore_index, check_input=check_input)
+        stats, vox = label_map_tables(input, target, options=options)
         return ce_from_tables(stats, vox, w, reduction).to(input.dtype)
     if check_input:
         prepare.check_finite(input)
@@ -137,15 +159,19 @@ def bce_with_logits_loss(
     ignore_index: float | None = None,
     reduction: str = "mean",
     check_input: bool = True,
+    options: TableOptions | None = None,
 ) -> torch.Tensor:
-    """Binary cross-entropy on logits with an ignore mask. See :class:`medloss.losses.BCELoss`."""
+    """Binary cross-entropy on logits with an ignore mask. See :class:`medloss.losses.BCELoss`.
+
+    ``options``: the loss's validated :func:`voxel_tables_options` (built from the keyword arguments when None)."""
     prepare.check_input_tensor(input)
     return bce_with_logits(input, target, pos_weight=pos_weight, ignore_index=ignore_index, reduction=reduction,
-                           check_input=check_input)
+                           check_input=check_input, options=options)
 
 
 def bce_with_logits(input: torch.Tensor, target: torch.Tensor, *, pos_weight: torch.Tensor | None,
-                    ignore_index: float | None, reduction: str, check_input: bool) -> torch.Tensor:
+                    ignore_index: float | None, reduction: str, check_input: bool,
+                    options: TableOptions | None = None) -> torch.Tensor:
     """:func:`bce_with_logits_loss` of an input tensor its caller checked (a compound checks it once)."""
     if isinstance(target, torch.Tensor) and target.ndim == input.ndim - 1 and input.shape[1] == 1:
         target = target.unsqueeze(1)
@@ -158,8 +184,10 @@ def bce_with_logits(input: torch.Tensor, target: torch.Tensor, *, pos_weight: to
     # one kernel pass (element-wise ignore equals the kernel's voxel-wise one for one channel)
     path = tables_path("sigmoid", label_map=False, channels=input.shape[1])
     if path == "sigmoid" and reduction != "none" and (ignore_index is None or input.shape[1] == 1):
-        tables = sigmoid_tables(input, target, to_onehot_y=False, ignore_index=ignore_index, voxel_term="bce",
-                                soft=True, check_input=check_input)
+        if options is None:
+            options = voxel_tables_options("bce", activation="sigmoid", ignore_index=ignore_index,
+                                           check_input=check_input)
+        tables = None if options is None else sigmoid_tables(input, target, options=options)
         if tables is not None:
             return bce_from_tables(*tables, pos_weight=pos_weight, reduction=reduction).to(input.dtype)
     x = input.to(prepare.compute_dtype(input))
@@ -279,12 +307,12 @@ def focal_loss(
     use_softmax: bool = False,
     ignore_index: int | None = None,
     check_input: bool = True,
+    options: TableOptions | None = None,
 ) -> torch.Tensor:
     """Sigmoid or softmax focal loss on logits. See :class:`medloss.losses.FocalLoss`.
 
     (N, C) classification logits (no spatial axis, as MONAI accepts) are scored as (N, C, 1); ``reduction="none"``
-    then returns (N, C).
-    """
+    then returns (N, C). ``options``: the loss's :func:`voxel_tables_options` (from the keywords when None)."""
     if isinstance(input, torch.Tensor) and input.ndim == 2:
         if not isinstance(target, torch.Tensor) or target.ndim != 2:
             raise ShapeMismatchError(
@@ -294,22 +322,33 @@ def focal_loss(
             )
         loss = focal_loss(input.unsqueeze(-1), target.unsqueeze(-1), include_background=include_background,
                           to_onehot_y=to_onehot_y, gamma=gamma, alpha=alpha, weight=weight, reduction=reduction,
-                          use_softmax=use_softmax, ignore_index=ignore_index, check_input=check_input)
+                          use_softmax=use_softmax, ignore_index=ignore_index, check_input=check_input,
+                          options=options)
         return loss.squeeze(-1) if reduction == "none" else loss
     prepare.check_input_tensor(input)
+    return focal(input, target, include_background=include_background, to_onehot_y=to_onehot_y, gamma=gamma,
+                 alpha=alpha, weight=weight, reduction=reduction, use_softmax=use_softmax, ignore_index=ignore_index,
+                 check_input=check_input, options=options)
+
+
+def focal(input: torch.Tensor, target: torch.Tensor, *, include_background: bool, to_onehot_y: bool, gamma: float,
+          alpha, weight: torch.Tensor | None, reduction: str, use_softmax: bool, ignore_index: int | None,
+          check_input: bool, options: TableOptions | None = None) -> torch.Tensor:
+    """:func:`focal_loss` of a (B, C, *S) input its caller checked (a compound checks it once)."""
     prepare.warn_onehot_single_channel(input, to_onehot_y)
     alpha = softmax_alpha(alpha, use_softmax, include_background)
     if use_softmax and input.shape[1] == 1:
         raise InvalidOptionError("`use_softmax=True` needs C >= 2 channels; use the sigmoid focal loss for C = 1.")
     path = tables_path("softmax" if use_softmax else "sigmoid", label_map=to_onehot_y, channels=input.shape[1])
+    if options is None and path is not None and reduction != "none":
+        options = voxel_tables_options("focal", activation=path, ignore_index=ignore_index, gamma=gamma,
+                                       to_onehot_y=to_onehot_y, check_input=check_input)
     if path == "softmax" and reduction != "none":  # one-hot-free fused path
-        stats, vox = label_map_tables(input, target, ignore_index=ignore_index, voxel_term="focal", gamma=gamma,
-                                      region=False, check_input=check_input)
+        stats, vox = label_map_tables(input, target, options=options)
         return softmax_focal_from_tables(stats, vox, alpha=alpha, weight=weight,
                                          include_background=include_background, reduction=reduction).to(input.dtype)
     if path == "sigmoid" and reduction != "none" and tables_take_alpha(alpha, to_onehot_y):
-        tables = sigmoid_tables(input, target, to_onehot_y=to_onehot_y, ignore_index=ignore_index,
-                                voxel_term="focal", gamma=gamma, soft=True, check_input=check_input)
+        tables = None if options is None else sigmoid_tables(input, target, options=options)
         if tables is not None:
             return sigmoid_focal_from_tables(*tables, alpha=alpha, weight=weight,
                                              include_background=include_background, reduction=reduction

@@ -17,6 +17,7 @@ from medloss.functional.compound import (
     dice_focal_loss,
 )
 from medloss.functional.region import EMPTY_POLICIES, W_TYPES, check_region_options
+from medloss.functional.voxel import voxel_tables_options
 from medloss.losses._base import check_ignore_index
 from medloss.losses.voxel import check_focal_alpha
 
@@ -165,20 +166,27 @@ class DiceFocalLoss(_CompoundLoss):
         if other_act is not None:
             raise InvalidOptionError(f"`other_act` is not supported by {type(self).__name__}: its focal term needs "
                                      "logits with `sigmoid=True` or `softmax=True`.")
-        self.region_options = _region_options(include_background, to_onehot_y, sigmoid, softmax, None,
-                                              squared_pred, jaccard, smooth_nr, smooth_dr, batch)
-        self.focal_options = dict(
-            include_background=bool(include_background), to_onehot_y=bool(to_onehot_y),
-            gamma=check_number("gamma", gamma, low=0), alpha=check_focal_alpha(alpha),
-            weight=_reduce.class_weight_tensor(weight), use_softmax=bool(softmax),
+        gamma = check_number("gamma", gamma, low=0)
+        self.dice_weight = _reduce.class_weight_tensor(weight)  # both terms, as MONAI 1.6.1
+        self.region_options = compound_options(
+            _region_options(include_background, to_onehot_y, sigmoid, softmax, None, squared_pred, jaccard,
+                            smooth_nr, smooth_dr, batch),
+            ignore_index=self.ignore_index, check_input=self.check_input,
+            voxel_terms={"softmax": "focal", "sigmoid": "focal"}, gamma=gamma,
         )
-        self.region_options["weight"] = self.focal_options["weight"]  # both terms, as MONAI 1.6.1
+        self.focal_options = dict(
+            include_background=bool(include_background), to_onehot_y=bool(to_onehot_y), gamma=gamma,
+            alpha=check_focal_alpha(alpha), weight=self.dice_weight, use_softmax=bool(softmax),
+            options=voxel_tables_options("focal", activation="softmax" if softmax else "sigmoid",
+                                         ignore_index=self.ignore_index, gamma=gamma, to_onehot_y=to_onehot_y,
+                                         check_input=self.check_input),
+        )
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return dice_focal_loss(
             input, target, lambda_dice=self.lambda_dice, lambda_focal=self.lambda_focal,
-            region_options=self.region_options, focal_options=self.focal_options, reduction=self.reduction,
-            ignore_index=self.ignore_index, check_input=self.check_input,
+            region_options=self.region_options, focal_options=self.focal_options, dice_weight=self.dice_weight,
+            reduction=self.reduction,
         )
 
 
@@ -225,16 +233,14 @@ class GeneralizedDiceFocalLoss(DiceFocalLoss):
             ignore_index=ignore_index, check_input=check_input,
         )
         self.lambda_gdl = self.lambda_dice
-        for key in ("squared_pred", "jaccard", "weight"):  # MONAI's GDFL weighs the focal term only
-            del self.region_options[key]
-        self.region_options.update(w_type=check_choice("w_type", str(w_type), W_TYPES),
-                                   empty=check_choice("empty", empty, EMPTY_POLICIES))
+        self.w_type = check_choice("w_type", str(w_type), W_TYPES)
+        self.empty = check_choice("empty", empty, EMPTY_POLICIES)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return dice_focal_loss(
             input, target, lambda_dice=self.lambda_gdl, lambda_focal=self.lambda_focal, generalized=True,
-            region_options=self.region_options, focal_options=self.focal_options, reduction=self.reduction,
-            ignore_index=self.ignore_index, check_input=self.check_input,
+            region_options=self.region_options, focal_options=self.focal_options, w_type=self.w_type,
+            empty=self.empty, reduction=self.reduction,
         )
 
 

@@ -7,7 +7,7 @@ import torch
 
 from medloss.errors import check_number
 from medloss.functional import reduce as _reduce
-from medloss.functional.voxel import bce_with_logits_loss, cross_entropy_loss, focal_loss
+from medloss.functional.voxel import bce_with_logits_loss, cross_entropy_loss, focal_loss, voxel_tables_options
 from medloss.losses._base import MedlossLoss, check_ignore_index
 
 
@@ -67,11 +67,12 @@ class CrossEntropyLoss(MedlossLoss):
         self.ignore_index = check_ignore_index(ignore_index)
         self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
         self.register_buffer("weight", _reduce.class_weight_tensor(weight))
+        self.table_options = voxel_tables_options("ce", ignore_index=self.ignore_index, check_input=self.check_input)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return cross_entropy_loss(
             input, target, weight=self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
-            label_smoothing=self.label_smoothing, check_input=self.check_input,
+            label_smoothing=self.label_smoothing, check_input=self.check_input, options=self.table_options,
         )
 
 
@@ -106,11 +107,13 @@ class BCELoss(MedlossLoss):
         super().__init__(reduction=reduction, check_input=check_input)
         self.register_buffer("pos_weight", _reduce.class_weight_tensor(pos_weight, arg="pos_weight"))
         self.ignore_index = None if ignore_index is None else check_number("ignore_index", ignore_index)
+        self.table_options = voxel_tables_options("bce", activation="sigmoid", ignore_index=self.ignore_index,
+                                                  check_input=self.check_input)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return bce_with_logits_loss(
             input, target, pos_weight=self.pos_weight, ignore_index=self.ignore_index, reduction=self.reduction,
-            check_input=self.check_input,
+            check_input=self.check_input, options=self.table_options,
         )
 
 
@@ -174,10 +177,15 @@ class FocalLoss(MedlossLoss):
         self.use_softmax = bool(use_softmax if softmax is None else softmax)
         self.ignore_index = check_ignore_index(ignore_index)
         self.register_buffer("class_weight", _reduce.class_weight_tensor(weight))
+        self.table_options = voxel_tables_options(
+            "focal", activation="softmax" if self.use_softmax else "sigmoid", ignore_index=self.ignore_index,
+            gamma=self.gamma, to_onehot_y=self.to_onehot_y, check_input=self.check_input,
+        )
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return focal_loss(
             input, target, include_background=self.include_background, to_onehot_y=self.to_onehot_y,
             gamma=self.gamma, alpha=self.alpha, weight=self.class_weight, reduction=self.reduction,
             use_softmax=self.use_softmax, ignore_index=self.ignore_index, check_input=self.check_input,
+            options=self.table_options,
         )

@@ -8,7 +8,18 @@ import torch
 from medloss import checks
 from medloss.backends.options import TableOptions
 from medloss.functional import prepare
-from medloss.losses import DiceCELoss, DiceLoss, TverskyLoss
+from medloss.losses import (
+    BCELoss,
+    CrossEntropyLoss,
+    DiceCELoss,
+    DiceFocalLoss,
+    DiceLoss,
+    DiceTopKLoss,
+    FocalLoss,
+    GeneralizedDiceFocalLoss,
+    TopKLoss,
+    TverskyLoss,
+)
 
 LOSSES = {
     "DiceCELoss": lambda: DiceCELoss(softmax=True, to_onehot_y=True),
@@ -16,7 +27,23 @@ LOSSES = {
     "TverskyLoss": lambda: TverskyLoss(softmax=True, to_onehot_y=True, alpha=0.3, beta=0.7),
     "DiceLoss-ignore": lambda: DiceLoss(softmax=True, to_onehot_y=True, ignore_index=255, batch=True),
     "DiceLoss-sigmoid": lambda: DiceLoss(sigmoid=True, to_onehot_y=True),
+    "CrossEntropyLoss": lambda: CrossEntropyLoss(),
+    "CrossEntropyLoss-ignore": lambda: CrossEntropyLoss(ignore_index=255),
+    "BCELoss-dense": lambda: BCELoss(ignore_index=255),
+    "FocalLoss-sigmoid": lambda: FocalLoss(to_onehot_y=True, alpha=0.25),
+    "FocalLoss-softmax": lambda: FocalLoss(to_onehot_y=True, use_softmax=True, ignore_index=255),
+    "FocalLoss-sigmoid-dense": lambda: FocalLoss(),
+    "TopKLoss": lambda: TopKLoss(k=10),
+    "TopKLoss-sample": lambda: TopKLoss(k=10, batch=False, ignore_index=255),
+    "DiceFocalLoss-softmax": lambda: DiceFocalLoss(softmax=True, to_onehot_y=True, ignore_index=255),
+    "DiceFocalLoss-sigmoid": lambda: DiceFocalLoss(sigmoid=True, to_onehot_y=True, alpha=0.25),
+    "DiceFocalLoss-none": lambda: DiceFocalLoss(softmax=True, to_onehot_y=True, reduction="none"),
+    "GeneralizedDiceFocalLoss": lambda: GeneralizedDiceFocalLoss(softmax=True, to_onehot_y=True),
+    "GeneralizedDiceFocalLoss-focal": lambda: GeneralizedDiceFocalLoss(sigmoid=True, to_onehot_y=True, lambda_gdl=0),
+    "DiceTopKLoss": lambda: DiceTopKLoss(softmax=True, to_onehot_y=True, include_background=False),
 }
+NO_TABLES = {"TopKLoss", "TopKLoss-sample"}  # per-voxel values (torch's cross-entropy), no table options to build
+DENSE_TARGET = {"BCELoss-dense", "FocalLoss-sigmoid-dense"}  # (B, C, *S) binary targets, one per logit
 
 
 @pytest.fixture
@@ -47,10 +74,12 @@ def test_a_step_builds_no_options_and_checks_the_input_once(name, engine, counts
     built_in_init = counts["options"]
     logits = torch.randn(2, 3, 6, 6, 6, requires_grad=True)
     labels = torch.randint(0, 3 if "sigmoid" not in name else 2, (2, 1, 6, 6, 6))
+    if name in DENSE_TARGET:
+        labels = torch.randint(0, 2, (2, 3, 6, 6, 6)).float()
     for step in range(2):
         counts["options"] = counts["input"] = 0
-        value = loss(logits, labels)
+        value = loss(logits, labels).sum()  # "none" gives the elements
         value.backward()
         assert counts == {"options": 0, "input": 1}, f"step {step}"
         assert torch.isfinite(value) and logits.grad is not None
-    assert built_in_init >= 1  # the constructor built (and validated) the options the steps use
+    assert built_in_init >= (name not in NO_TABLES)  # the constructor built (and validated) the options the steps use
