@@ -24,7 +24,7 @@ def test_device_loss_bench_runs_on_cpu(tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    rows = {r["loss"]: r for r in json.loads(out.read_text())}
+    rows = {r["loss"]: r for r in json.loads(out.read_text(encoding="utf-8"))}
     assert rows["dice"]["agree"] and rows["focal"]["agree"]
     assert rows["dice"]["monai_ms"] > 0 and rows["dice"]["medloss_ms"] > 0
     assert not rows["dicefocal"]["agree"] and "medloss_ms" not in rows["dicefocal"]  # differs from MONAI on purpose
@@ -66,7 +66,7 @@ def test_topology_bench_runs_and_agrees_with_monai_on_one_channel(tmp_path):
         capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT},
     )
     assert proc.returncode == 0, proc.stderr
-    rows = {(r["loss"], r["shape"]): r for r in json.loads(out.read_text())}
+    rows = {(r["loss"], r["shape"]): r for r in json.loads(out.read_text(encoding="utf-8"))}
     assert rows[("SoftclDiceLoss", "1x1x12")]["agree"] and rows[("SoftDiceclDiceLoss", "1x1x12")]["agree"]
     assert not rows[("SoftclDiceLoss", "1x3x12")]["agree"]  # per class vs MONAI's pooled channels, by design
     assert "| SoftclDiceLoss 1x1x12 | yes |" in proc.stdout

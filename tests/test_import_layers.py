@@ -36,7 +36,7 @@ def _graph() -> dict[str, set[str]]:
     graph = {}
     for path in sorted(ROOT.rglob("*.py")):
         module = _module_name(path)
-        graph[module] = _imported(ast.parse(path.read_text()), module, path.name == "__init__.py")
+        graph[module] = _imported(ast.parse(path.read_text(encoding="utf-8")), module, path.name == "__init__.py")
     return graph
 
 

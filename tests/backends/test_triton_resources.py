@@ -30,7 +30,7 @@ def test_heaviest_variants_compile_for_sm90_without_spills(tmp_path):
     if not out.exists() and "ptxas" not in proc.stderr and "Error" in proc.stderr:
         pytest.skip(f"this Triton cannot compile for sm_90: {proc.stderr[-300:]}")
     assert out.exists(), proc.stdout[-2000:] + proc.stderr[-2000:]
-    rows = json.loads(out.read_text())["rows"]
+    rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
     assert len(rows) == 9  # forward and backward, N % 16 == 0 or not, for two kernels; one finalize
     for row in rows:
         assert row["spill_bytes"] == 0 and row["local_stores"] == 0, row

@@ -63,7 +63,7 @@ def test_missing_datalist(real_like):
 
 
 def test_missing_entry_names_the_file(real_like):
-    content = json.loads((real_like / "list.json").read_text())
+    content = json.loads((real_like / "list.json").read_text(encoding="utf-8"))
     content["training"][1]["label"] = "gone.nii.gz"
     (real_like / "list.json").write_text(json.dumps(content))
     with pytest.raises(VolumeReadError, match="gone.nii.gz"):

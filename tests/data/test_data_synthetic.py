@@ -69,7 +69,7 @@ def test_bad_options_raise_typed_error(kwargs):
 
 def test_dataset_files_datalist_and_reuse(tmp_path):
     path = make_lesion_dataset(tmp_path, 5, size=32, num_channels=2, seed=4)
-    content = json.loads(path.read_text())
+    content = json.loads(path.read_text(encoding="utf-8"))
     assert len(content["training"]) == 4 and len(content["validation"]) == 1
     item = content["validation"][0]
     assert isinstance(item["image"], list) and len(item["image"]) == 2
@@ -82,7 +82,7 @@ def test_dataset_files_datalist_and_reuse(tmp_path):
     assert (tmp_path / item["label"]).stat().st_mtime_ns == stamp
     # a larger set extends the smaller one: case i depends only on (seed, i)
     other = make_lesion_dataset(tmp_path / "more", 6, size=32, num_channels=2, seed=4)
-    first = json.loads(other.read_text())["training"][0]
+    first = json.loads(other.read_text(encoding="utf-8"))["training"][0]
     np.testing.assert_array_equal(np.asarray(nib.load(str(tmp_path / "more" / first["label"])).dataobj),
                                   np.asarray(nib.load(str(tmp_path / content["training"][0]["label"])).dataobj))
 

@@ -71,7 +71,8 @@ def _write_case(folder_images, folder_labels, name, rng):
 
 
 def _run(args, env, cwd):
-    result = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=400, check=False)
+    result = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, encoding="utf-8",
+                            errors="replace", timeout=400, check=False)
     assert result.returncode == 0, f"{args[:4]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
 
@@ -115,7 +116,7 @@ def test_train_predict_score_with_a_medloss_trainer(name, prepared):
     model = Path(env["nnUNet_results"]) / DATASET / f"{trainer}__nnUNetPlans__3d_fullres" / "fold_0"
     assert (model / "checkpoint_final.pth").is_file()
     assert (model / "validation" / "summary.json").is_file() == (name == TRAINERS[0])
-    log = next(model.glob("training_log_*.txt")).read_text()
+    log = next(model.glob("training_log_*.txt")).read_text(encoding="utf-8")
     assert "train_loss" in log and "val_loss" in log
 
     out = tmp_path / f"predictions_{name}"
@@ -130,7 +131,7 @@ def test_train_predict_score_with_a_medloss_trainer(name, prepared):
                                        str(tmp_path / "labelsTs" / "test_000.nii.gz"), "--labels", "1,2",
                                        "--json", str(scores), "-q"])
     assert result.exit_code == 0, result.output
-    report = json.loads(scores.read_text())
+    report = json.loads(scores.read_text(encoding="utf-8"))
     assert report["errors"] == []
     assert sorted(row["label"] for row in report["rows"]) == [1, 2]
     assert all(0.0 <= row["dice"] <= 1.0 for row in report["rows"])  # 2 iterations: a number, not a good one

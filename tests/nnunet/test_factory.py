@@ -121,7 +121,7 @@ def test_every_named_trainer_trains_nothing_on_ignored_voxels(name, regions, tmp
         value = loss(outputs, *split_maps(helpers.with_maps(TRAINERS[name], targets, ignore=True)))
     grads = torch.autograd.grad(value, outputs[:2])
     assert torch.isfinite(value)
-    for grad, target in zip(grads, targets, strict=True):
+    for grad, target in zip(grads, targets[:2], strict=True):  # the two scales differentiated above
         ignored = (target[:, -1:] != 0) if regions else (target == 3)
         assert torch.isfinite(grad).all()
         assert grad.abs().amax() > 0

@@ -81,7 +81,7 @@ def test_the_cli_runs_on_its_own_loopback_cluster(cohort, tmp_path):
     assert res.exit_code == 0, res.output
     res_local = CliRunner().invoke(score, [str(pred), str(ref), "-q", "--json", str(tmp_path / "l.json")])
     assert res_local.exit_code == 0, res_local.output
-    got, want = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("d", "l"))
+    got, want = (json.loads((tmp_path / f"{n}.json").read_text(encoding="utf-8")) for n in ("d", "l"))
     assert same(got["rows"], want["rows"]) and same(got["summary"], want["summary"])
     assert any(line.startswith("scoring") and "cases/s" in line for line in res.stderr.splitlines()), res.stderr
 
@@ -131,7 +131,7 @@ def test_the_cli_scores_on_a_running_cluster_by_its_address(client, cohort, tmp_
     res = CliRunner().invoke(score, [str(pred), str(ref), "-q", "--scheduler", client.scheduler.address, "--json",
                                      str(tmp_path / "s.json")])
     assert res.exit_code == 0, res.output
-    got = json.loads((tmp_path / "s.json").read_text())
+    got = json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))
     want = score_folders(str(pred), str(ref), scoring_config())
     assert same(got["rows"], json.loads(json.dumps(want.rows))) and got["summary"]["n_cases"] == 40
     assert client.status == "running" and len(client.scheduler_info()["workers"]) == 2  # the cluster is not ours

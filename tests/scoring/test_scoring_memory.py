@@ -37,5 +37,5 @@ def test_peak_memory_does_not_grow_with_the_number_of_cases(tmp_path):
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-3000:]
         peak[n] = int(out.split()[-1]) / 1024  # MB (Linux reports KiB)
-    assert (tmp_path / "s2000.csv").read_text().count("\n") > 6000
+    assert (tmp_path / "s2000.csv").read_text(encoding="utf-8").count("\n") > 6000
     assert peak[2000] - peak[500] < 5.0, peak

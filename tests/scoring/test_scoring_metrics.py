@@ -85,7 +85,7 @@ def test_columns_come_from_the_declarations_in_order():
 
 
 def test_readme_metric_table_is_the_generated_one():
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     block = re.search(r"<!-- metrics-table -->\n(.*?)<!-- /metrics-table -->", text, re.S)
     assert block is not None, "README lacks the generated per-label metric table"
     assert block.group(1) == metrics_table(), "regenerate it: python -c 'from medloss.scoring.metrics import " \

@@ -21,7 +21,7 @@ from _lesion_cases import CASES, load
 from medloss.scoring import lesion_config, score_arrays
 
 HERE = Path(__file__).resolve().parent
-RECORDED = json.loads((HERE / "data" / "official_lesion_numbers.json").read_text())
+RECORDED = json.loads((HERE / "data" / "official_lesion_numbers.json").read_text(encoding="utf-8"))
 BRATS23_KEYS = {"Num_TP": "lesions_detected", "Num_FP": "lesions_fp", "Num_FN": "lesions_missed", "Legacy_Dice": "dice",
                 "Legacy_HD95": "hd95", "LesionWise_Score_Dice": "lesion_dice", "LesionWise_Score_HD95": "lesion_hd95"}
 BRATS25_KEYS = {"tp": "lesions_detected", "fp": "lesions_fp", "fn": "lesions_missed", "rq": "rq",

@@ -49,7 +49,7 @@ def test_csv_and_json_layout(tmp_path):
     rec = recipe(surface="voxel", tolerance=1.0, percentile=95, empty="nan", worst_distance="diagonal", labels=None,
                  ignore_index=None)
     write_json(tmp_path / "o.json", rows, s, rec, [{"case": "x", "error": "boom"}])
-    doc = json.loads((tmp_path / "o.json").read_text())
+    doc = json.loads((tmp_path / "o.json").read_text(encoding="utf-8"))
     assert set(doc) == {"rows", "summary", "recipe", "errors"}
     assert doc["rows"][2]["hd95"] is None and doc["recipe"]["surface"] == "voxel"
     assert "numpy" in doc["recipe"]["versions"] and doc["errors"][0]["case"] == "x"
@@ -69,7 +69,7 @@ def test_failed_write_leaves_old_file(tmp_path, monkeypatch):
 
     with pytest.raises(OutputPathError, match="cannot write .*o.csv: disk full"):  # one typed line naming the file
         write_csv(target, _rows(), columns())
-    assert target.read_text() == "old"
+    assert target.read_text(encoding="utf-8") == "old"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
 
 
@@ -86,4 +86,4 @@ def test_plot_png(tmp_path):
 def test_nan_never_written_as_json_nan(tmp_path):
     rows = [{"case": "a", "label": 1, "dice": math.nan}]
     write_json(tmp_path / "o.json", rows, summarize(rows), {}, [])
-    assert "NaN" not in (tmp_path / "o.json").read_text()
+    assert "NaN" not in (tmp_path / "o.json").read_text(encoding="utf-8")
