@@ -40,8 +40,8 @@ def path() -> None:
 
 @nnunet.command("trainers")
 def trainers() -> None:
-    """List medloss's named trainers: -tr name, loss, options, extra (B)CE weight, map from the label and
-    region-based form."""
+    """List medloss's named trainers: -tr name, loss, options, extra (B)CE weight, map from the label, scheduled
+    region loss and region-based form."""
     _require_nnunet("trainers")
     from medloss.nnunet.factory import spec_of
     from medloss.nnunet.trainers import TRAINERS
@@ -53,7 +53,10 @@ def trainers() -> None:
         regions = spec.region_loss or "not supported"
         parity = "  [values as nnU-Net's]" if spec.match_nnunet else ""
         label_map = f"; {spec.map_kind} map computed in the data pipeline" if spec.map_kind else ""
-        click.echo(f"{name}\t{spec.loss}{extra} ({options}){label_map}; regions: {regions}{parity}")
+        plan = spec.rebalance
+        scheduled = (f"; at epoch e: x ({plan.alpha_start:g} + {plan.alpha_step:g} e) + {plan.loss} x "
+                     f"max({plan.region_floor:g}, 1 - {plan.alpha_step:g} e)" if plan is not None else "")
+        click.echo(f"{name}\t{spec.loss}{extra} ({options}){label_map}{scheduled}; regions: {regions}{parity}")
 
 
 def _run(command: str, args: tuple[str, ...]) -> None:

@@ -28,12 +28,12 @@ class NnunetLoss(nn.Module):
     """``loss(input, target) - offset`` with nnU-Net's targets converted to medloss's (see the module docstring).
 
     Args:
-        loss: a medloss loss (or :class:`WeightedSum`) taking (input, target).
+        loss: a medloss loss (or :class:`WeightedSum`, :class:`RebalancedSum`) taking (input, target).
         ignore_label: nnU-Net's ignore label (``label_manager.ignore_label``), None without one.
         regions: region-based training (``label_manager.has_regions``): the target is (B, R[+1], *S) masks.
         offset: subtracted from the loss (the Dice weight for trainers that reproduce nnU-Net's values).
-        map_key: the forward keyword of the map ``loss`` needs ("skeleton", "components"); None for none. The map
-            is then required: a loss that computed it itself would do it at every step.
+        map_key: the forward keyword of the map ``loss`` needs ("skeleton", "components", "distance"); None for
+            none. The map is then required: a loss that computed it itself would do it at every step.
     """
 
     def __init__(self, loss: nn.Module, *, ignore_label: int | None, regions: bool, offset: float = 0.0,
@@ -84,3 +84,47 @@ class WeightedSum(nn.Module):
     def forward(self, input: torch.Tensor, target: torch.Tensor, **maps: torch.Tensor) -> torch.Tensor:
         return sum(w * (loss(input, target, **maps) if i == 0 else loss(input, target))
                    for i, (w, loss) in enumerate(zip(self.weights, self.terms, strict=True)) if w != 0.0)
+
+
+class RebalancedSum(nn.Module):
+    """``w_R(e) * (region(input, target) - region_offset) + alpha(e) * loss(input, target, **maps)``.
+
+    Kervadec et al.'s schedule for adding the boundary loss to a region loss: the boundary term starts small, as
+    its value (the distance-weighted probabilities) says little while the prediction is far from the reference,
+    and gains weight every epoch. At epoch e (0-based, set by :meth:`set_epoch`)::
+
+        alpha(e) = alpha_start + alpha_step * e
+        w_R(e)   = max(region_floor, 1 - alpha_step * e)
+
+    With the defaults (0.01, 0.01, 0.1) this is the "rebalance" schedule of the authors' released code (their
+    ``StealWeight`` scheduler: initial weights 1 and 0.01, 0.01 moved from the region term to the boundary term
+    after each epoch, the region weight never below 0.1). Note that nnU-Net's 1000 epochs take alpha to 10.
+
+    References:
+        Kervadec, Bouchtiba, Desrosiers, Granger, Dolz, Ben Ayed, "Boundary loss for highly unbalanced
+        segmentation", MIDL 2019 / Medical Image Analysis 67 (2021), arXiv:1812.07032.
+    """
+
+    def __init__(self, region: nn.Module, loss: nn.Module, *, region_offset: float = 0.0, alpha_start: float = 0.01,
+                 alpha_step: float = 0.01, region_floor: float = 0.1) -> None:
+        super().__init__()
+        self.region = region
+        self.loss = loss
+        self.region_offset = float(region_offset)
+        self.alpha_start = float(alpha_start)
+        self.alpha_step = float(alpha_step)
+        self.region_floor = float(region_floor)
+        self.set_epoch(0)
+
+    def weights(self, epoch: int) -> tuple[float, float]:
+        """(w_R, alpha) at ``epoch``."""
+        return max(self.region_floor, 1.0 - self.alpha_step * epoch), self.alpha_start + self.alpha_step * epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use epoch ``epoch``'s weights (nnU-Net's trainer calls it at every epoch start, resumed runs included)."""
+        self.epoch = int(epoch)
+        self.region_weight, self.alpha = self.weights(self.epoch)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor, **maps: torch.Tensor) -> torch.Tensor:
+        region = self.region(input, target) - self.region_offset
+        return self.region_weight * region + self.alpha * self.loss(input, target, **maps)

@@ -8,10 +8,13 @@ nnU-Net's losses reproduce nnU-Net's numbers (``match_nnunet``), so their logs c
 * ``nnUNetTrainerMedlossDiceCE`` — nnU-Net's default ``DC_and_CE_loss`` (``DC_and_BCE_loss`` for regions);
 * ``nnUNetTrainerMedlossDiceTopK10`` — nnU-Net's ``DC_and_topk_loss`` (k = 10 %), except that voxels with the
   ignore label are left out of the top-k pool (nnU-Net counts them as zeros; see ``TopKLoss``).
+
+``nnUNetTrainerMedlossDiceBoundary``'s region term is nnU-Net's ``DC_and_CE_loss`` too (its logged loss is that
+term and the boundary term, weighted by the epoch's schedule).
 """
 from __future__ import annotations
 
-from medloss.nnunet.factory import make_trainer
+from medloss.nnunet.factory import Rebalance, make_trainer
 
 nnUNetTrainerMedlossDiceCE = make_trainer(
     "DiceCELoss", name="nnUNetTrainerMedlossDiceCE", region_loss="BCEDiceLoss", match_nnunet=True)
@@ -41,16 +44,27 @@ nnUNetTrainerMedlossSoftDiceclDice = make_trainer(
 nnUNetTrainerMedlossSkeletonRecall = make_trainer("SkeletonRecallLoss", name="nnUNetTrainerMedlossSkeletonRecall")
 # Kofler et al.'s blob Dice: 2 x global Dice + 1 x mean Dice per reference component
 nnUNetTrainerMedlossBlob = make_trainer("BlobLoss", name="nnUNetTrainerMedlossBlob")
+# Kervadec et al.'s recipe: a region loss (here nnU-Net's Dice + CE, with nnU-Net's values) plus the boundary loss
+# of the foreground classes, weighted max(0.1, 1 - 0.01 e) and 0.01 + 0.01 e at epoch e (the authors' schedule)
+nnUNetTrainerMedlossDiceBoundary = make_trainer(
+    "BoundaryLoss", name="nnUNetTrainerMedlossDiceBoundary", rebalance=Rebalance("DiceCELoss"), match_nnunet=True)
+# Karimi & Salcudean's HD-DT losses, MONAI's definition and defaults (alpha 2, no background): the reference's
+# distance field |phi| comes from the same signed distance maps; the prediction's is recomputed at every step
+nnUNetTrainerMedlossHausdorffDT = make_trainer("HausdorffDTLoss", name="nnUNetTrainerMedlossHausdorffDT")
+nnUNetTrainerMedlossLogHausdorffDT = make_trainer("LogHausdorffDTLoss", name="nnUNetTrainerMedlossLogHausdorffDT")
 
 __all__ = [
     "nnUNetTrainerMedlossAnatomyNet",
     "nnUNetTrainerMedlossBlob",
+    "nnUNetTrainerMedlossDiceBoundary",
     "nnUNetTrainerMedlossDiceCE",
     "nnUNetTrainerMedlossDiceFocal",
     "nnUNetTrainerMedlossDiceTopK10",
     "nnUNetTrainerMedlossExpLog",
     "nnUNetTrainerMedlossFocalTverskyCE",
     "nnUNetTrainerMedlossGDLCE",
+    "nnUNetTrainerMedlossHausdorffDT",
+    "nnUNetTrainerMedlossLogHausdorffDT",
     "nnUNetTrainerMedlossLovaszSoftmax",
     "nnUNetTrainerMedlossSkeletonRecall",
     "nnUNetTrainerMedlossSoftDiceclDice",
@@ -61,4 +75,5 @@ TRAINERS: dict[str, type] = {trainer.__name__: trainer for trainer in (
     nnUNetTrainerMedlossDiceCE, nnUNetTrainerMedlossDiceTopK10, nnUNetTrainerMedlossDiceFocal,
     nnUNetTrainerMedlossTverskyCE, nnUNetTrainerMedlossFocalTverskyCE, nnUNetTrainerMedlossGDLCE,
     nnUNetTrainerMedlossExpLog, nnUNetTrainerMedlossAnatomyNet, nnUNetTrainerMedlossLovaszSoftmax,
-    nnUNetTrainerMedlossSoftDiceclDice, nnUNetTrainerMedlossSkeletonRecall, nnUNetTrainerMedlossBlob)}
+    nnUNetTrainerMedlossSoftDiceclDice, nnUNetTrainerMedlossSkeletonRecall, nnUNetTrainerMedlossBlob,
+    nnUNetTrainerMedlossDiceBoundary, nnUNetTrainerMedlossHausdorffDT, nnUNetTrainerMedlossLogHausdorffDT)}

@@ -66,5 +66,13 @@ def with_maps(trainer_cls: type, targets: list[torch.Tensor], *, ignore: bool) -
     spec = trainer_cls.spec
     if spec.map_kind is None:
         return targets
-    transform = map_transform(spec, ignore_label=3 if ignore else None)
+    transform = map_transform(spec, ignore_label=3 if ignore else None, num_classes=3)
     return [torch.stack([transform(segmentation=sample)["segmentation"] for sample in scale]) for scale in targets]
+
+
+def split(trainer_cls: type, packed: list[torch.Tensor]) -> tuple:
+    """(targets, maps) of a batch packed by :func:`with_maps`, as the trainer's steps split it."""
+    from medloss.nnunet.factory import map_transform
+    from medloss.nnunet.maps import split_maps
+
+    return split_maps(packed, map_transform(trainer_cls.spec, ignore_label=None, num_classes=3).channels)

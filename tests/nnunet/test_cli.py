@@ -46,6 +46,9 @@ def test_trainers_lists_each_named_trainer_with_its_loss():
     assert lines[1].endswith("regions: not supported  [values as nnU-Net's]")
     assert ("nnUNetTrainerMedlossBlob\tBlobLoss (defaults); components map computed in the data pipeline; "
             "regions: not supported") in lines
+    assert ("nnUNetTrainerMedlossDiceBoundary\tBoundaryLoss (defaults); signed_distance map computed in the data "
+            "pipeline; at epoch e: x (0.01 + 0.01 e) + DiceCELoss x max(0.1, 1 - 0.01 e); regions: not supported  "
+            "[values as nnU-Net's]") in lines
 
 
 @needs_nnunet

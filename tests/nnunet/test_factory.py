@@ -16,8 +16,7 @@ from medloss.errors import InvalidOptionError
 from medloss.losses import BCELoss, CrossEntropyLoss, TverskyLoss
 from medloss.nnunet import EXT_MODULE, trainer_folder
 from medloss.nnunet.adapter import REGION_IGNORE
-from medloss.nnunet.factory import deep_supervision_weights, make_trainer, spec_of
-from medloss.nnunet.maps import split_maps
+from medloss.nnunet.factory import Rebalance, deep_supervision_weights, make_trainer, spec_of
 from medloss.nnunet.trainers import TRAINERS, nnUNetTrainerMedlossDiceTopK10, nnUNetTrainerMedlossTverskyCE
 from tests.nnunet import _nnunet_helpers as helpers
 
@@ -75,8 +74,18 @@ def test_ddp_keeps_the_lowest_scale_with_a_tiny_weight_as_nnunet():
 @pytest.mark.parametrize("call, message", [
     (lambda: make_trainer("DiceLoss", name="T", alpah=0.3), "unknown option.*alpah.*takes"),
     (lambda: make_trainer("NoSuchLoss", name="T"), "unknown loss 'NoSuchLoss'"),
-    (lambda: make_trainer("BoundaryLoss", name="T"), "needs a signed distance map .* do not provide.*BlobLoss"),
-    (lambda: make_trainer("LogHausdorffDTLoss", name="T"), "needs a distance map"),
+    (lambda: make_trainer("BoundaryLoss", name="T", region_loss="BoundaryLoss"),
+     "`region_loss`='BoundaryLoss'.*signed_distance map is computed from a label map"),
+    (lambda: make_trainer("BoundaryLoss", name="T", rebalance=Rebalance("BlobLoss")),
+     "rebalanced region loss must take \\(input, target\\) only; BlobLoss needs a components map"),
+    (lambda: make_trainer("BoundaryLoss", name="T", rebalance=Rebalance(alpha_step=-0.01)),
+     "`alpha_step` of Rebalance must be a finite number >= 0"),
+    (lambda: make_trainer("BoundaryLoss", name="T", rebalance=Rebalance(region_floor=2.0)),
+     "`region_floor` of Rebalance must be at most 1"),
+    (lambda: make_trainer("BoundaryLoss", name="T", rebalance=Rebalance(options={"lamda_ce": 1.0})),
+     "`rebalance options` of DiceCELoss: unknown option"),
+    (lambda: make_trainer("DiceLoss", name="T", region_loss="DiceLoss", rebalance=Rebalance()),
+     "`rebalance` schedules label-map .* leave `region_loss` out"),
     (lambda: make_trainer("DiceLoss", name="T", region_loss="BlobLoss"),
      "`region_loss`='BlobLoss'.*components map is computed from a label map"),
     (lambda: make_trainer("DiceLoss", name="T", ce=-1), "`ce` must be a weight >= 0"),
@@ -118,7 +127,8 @@ def test_every_named_trainer_trains_nothing_on_ignored_voxels(name, regions, tmp
     if spec_of(TRAINERS[name]).map_kind is None:
         value = loss(outputs, targets)
     else:  # the map from the batch, as the trainer's steps pass it
-        value = loss(outputs, *split_maps(helpers.with_maps(TRAINERS[name], targets, ignore=True)))
+        packed = helpers.with_maps(TRAINERS[name], targets, ignore=True)
+        value = loss(outputs, *helpers.split(TRAINERS[name], packed))
     grads = torch.autograd.grad(value, outputs[:2])
     assert torch.isfinite(value)
     for grad, target in zip(grads, targets[:2], strict=True):  # the two scales differentiated above

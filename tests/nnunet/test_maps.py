@@ -130,7 +130,8 @@ def test_loss_without_a_map_refuses_one():
 
 
 def test_transform_refuses_an_unknown_kind():
-    with pytest.raises(InvalidOptionError, match="`kind` must be one of \\['components', 'skeleton'\\]"):
+    kinds = "\\['components', 'signed_distance', 'skeleton'\\]"
+    with pytest.raises(InvalidOptionError, match=f"`kind` must be one of {kinds}"):
         LabelMapTransform("distance", ignore_label=None)
 
 
