@@ -12,10 +12,11 @@ lowest scale 0, targets as nnU-Net's loader gives them, int16):
 * ``dice_topk``: ``nnUNetTrainerMedlossDiceTopK10``'s loss vs ``DC_and_topk_loss`` (k = 10);
 * ``dice_bce``: the region-based DiceCE loss vs ``DC_and_BCE_loss`` with C regions and nnU-Net's ignore channel
   (5 % of the voxels ignored);
-* ``skeleton_recall`` and ``blob`` (``--maps``, on by default): the map trainers' losses
-  (``nnUNetTrainerMedlossSkeletonRecall``, ``nnUNetTrainerMedlossBlob``) given their maps, against nnU-Net's
-  ``DC_and_CE_loss`` on the same batch as the cost of nnU-Net's default (different losses: no parity gate), and
-  the time the trainers' ``LabelMapTransform`` takes for one sample's label at all scales (one loader worker).
+* ``skeleton_recall``, ``blob`` and ``dice_boundary`` (``--maps``, on by default): the map trainers' losses
+  (``nnUNetTrainerMedlossSkeletonRecall``, ``nnUNetTrainerMedlossBlob``, ``nnUNetTrainerMedlossDiceBoundary`` at
+  epoch 0) given their maps, against nnU-Net's ``DC_and_CE_loss`` on the same batch as the cost of nnU-Net's
+  default (different losses: no parity gate), and the time the trainers' ``LabelMapTransform`` takes for one
+  sample's label at all scales (one loader worker; for Dice + boundary, C - 1 signed distance maps per scale).
 
 Per case, value and gradients of every scale must agree (float32, rtol 1e-4, atol 1e-6) before timing. Time: median
 of ``--repeats`` fwd+bwd after ``--warmup``, implementations interleaved (A B, then B A, ...), synchronised on CUDA.
@@ -104,7 +105,11 @@ def map_losses(levels: int):
     from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 
     from medloss.nnunet.factory import build_loss, deep_supervision_weights
-    from medloss.nnunet.trainers import nnUNetTrainerMedlossBlob, nnUNetTrainerMedlossSkeletonRecall
+    from medloss.nnunet.trainers import (
+        nnUNetTrainerMedlossBlob,
+        nnUNetTrainerMedlossDiceBoundary,
+        nnUNetTrainerMedlossSkeletonRecall,
+    )
 
     weights = deep_supervision_weights(levels, ddp_without_compile=False)
     dice = {"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}
@@ -112,7 +117,8 @@ def map_losses(levels: int):
     return {case: (trainer, reference, DeepSupervisionWrapper(
         build_loss(trainer.spec, regions=False, batch_dice=True, ignore_label=None, n_regions=0), weights))
         for case, trainer in (("skeleton_recall", nnUNetTrainerMedlossSkeletonRecall),
-                              ("blob", nnUNetTrainerMedlossBlob))}
+                              ("blob", nnUNetTrainerMedlossBlob),
+                              ("dice_boundary", nnUNetTrainerMedlossDiceBoundary))}
 
 
 def map_rows(shape, levels: int, device, where: str, warmup: int, repeats: int) -> list[dict]:
@@ -124,13 +130,13 @@ def map_rows(shape, levels: int, device, where: str, warmup: int, repeats: int) 
     cpu_targets = [t.cpu() for t in targets]
     rows = []
     for case, (trainer, reference, loss) in map_losses(levels).items():
-        transform = map_transform(trainer.spec, ignore_label=None)
+        transform = map_transform(trainer.spec, ignore_label=None, num_classes=shape[1])
         t0 = time.perf_counter()
         per_sample = [transform(segmentation=[t[b] for t in cpu_targets])["segmentation"]
                       for b in range(shape[0])]
         transform_ms = 1e3 * (time.perf_counter() - t0) / shape[0]
         packed = [torch.stack([sample[level] for sample in per_sample]) for level in range(levels)]
-        _, maps = split_maps(packed)
+        _, maps = split_maps(packed, transform.channels)
         maps = [m.to(device) for m in maps]
 
         def with_maps(xs, ts, loss=loss, maps=maps):

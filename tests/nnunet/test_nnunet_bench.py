@@ -26,8 +26,9 @@ def test_nnunet_loss_bench_runs_parity_gated(tmp_path):
     assert [(r["case"], r["impl"].split()[0]) for r in rows] == [
         ("dice_ce", "nnU-Net"), ("dice_ce", "medloss"), ("dice_topk", "nnU-Net"), ("dice_topk", "medloss"),
         ("dice_bce", "nnU-Net"), ("dice_bce", "medloss"), ("skeleton_recall", "nnU-Net"),
-        ("skeleton_recall", "medloss"), ("blob", "nnU-Net"), ("blob", "medloss")]
+        ("skeleton_recall", "medloss"), ("blob", "nnU-Net"), ("blob", "medloss"), ("dice_boundary", "nnU-Net"),
+        ("dice_boundary", "medloss")]
     assert all(r["agree"] is not False and r["ms"] > 0 and r["peak_mib"] > 0 for r in rows)
-    assert [r["agree"] for r in rows[6:]] == [None] * 4  # different losses: no parity gate
+    assert [r["agree"] for r in rows[6:]] == [None] * 6  # different losses: no parity gate
     assert all(r["transform_ms_per_sample"] > 0 for r in rows[7::2])
     assert "| dice_bce | 1x3x16 | medloss DiceCE trainer (regions) | yes |" in proc.stdout
