@@ -13,8 +13,8 @@ trainer search fails (see :mod:`medloss.nnunet.launch`).
 * :mod:`medloss.nnunet.adapter` — one scale's loss in nnU-Net's target conventions (torch only).
 * :mod:`medloss.nnunet.factory` — :func:`~medloss.nnunet.factory.make_trainer`: an ``nnUNetTrainer`` subclass
   for any registered loss and options (needs ``nnunetv2``: ``pip install medloss[nnunet]``).
-* :mod:`medloss.nnunet.maps` — the skeleton and component maps of the map-based losses, computed in nnU-Net's data
-  pipeline at every deep-supervision scale.
+* :mod:`medloss.nnunet.maps` — the skeleton, component and signed distance maps of the map-based losses, computed
+  in nnU-Net's data pipeline at every deep-supervision scale.
 * :mod:`medloss.nnunet.trainers` — the named trainers (``medloss nnunet trainers`` lists them).
 
 Nothing else in medloss imports this package; this module itself imports neither torch nor nnU-Net.
