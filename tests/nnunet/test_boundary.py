@@ -145,3 +145,19 @@ def test_region_datasets_are_refused_naming_the_label_map(tmp_path, monkeypatch)
 def test_signed_distance_transform_needs_the_number_of_classes():
     with pytest.raises(InvalidOptionError, match="need `num_classes` >= 1 .* and `classes` within it"):
         LabelMapTransform("signed_distance", ignore_label=None, num_classes=2, classes=(1, 2))
+
+
+def test_make_trainer_with_another_region_loss_and_schedule(tmp_path, monkeypatch):
+    from medloss.losses import GeneralizedDiceLoss
+    from medloss.nnunet.factory import Rebalance, make_trainer
+
+    trainer_cls = make_trainer("BoundaryLoss", name="nnUNetTrainerGDLBoundary",
+                               rebalance=Rebalance("GeneralizedDiceLoss", alpha_start=0.1, alpha_step=0.05,
+                                                   region_floor=0.5))
+    outputs, targets = helpers.batch(regions=False, ignore=True, seed=2)
+    trainer = _trainer_at_epoch(trainer_cls, outputs, 3, tmp_path, monkeypatch)  # weights 0.85 and 0.25
+    _, maps = split_maps(helpers.with_maps(trainer_cls, targets, ignore=True), 3)
+    gdl = GeneralizedDiceLoss(softmax=True, to_onehot_y=True, include_background=False, batch=True, ignore_index=3)
+    boundary = BoundaryLoss(softmax=True, to_onehot_y=True, include_background=False, ignore_index=3)
+    expected = 0.85 * gdl(outputs[0], targets[0]) + 0.25 * boundary(outputs[0], targets[0], distance=maps[0])
+    torch.testing.assert_close(trainer.loss.loss(outputs[0], targets[0], maps[0]), expected, rtol=1e-12, atol=0)
