@@ -31,7 +31,8 @@ class NnunetLoss(nn.Module):
         loss: a medloss loss (or :class:`WeightedSum`, :class:`RebalancedSum`) taking (input, target).
         ignore_label: nnU-Net's ignore label (``label_manager.ignore_label``), None without one.
         regions: region-based training (``label_manager.has_regions``): the target is (B, R[+1], *S) masks.
-        offset: subtracted from the loss (the Dice weight for trainers that reproduce nnU-Net's values).
+        offset: subtracted from the loss (the Dice weight for trainers that reproduce nnU-Net's values); a
+            :class:`RebalancedSum` subtracts its region term's weighted offset itself (its ``offset``).
         map_key: the forward keyword of the map ``loss`` needs ("skeleton", "components", "distance"); None for
             none. The map is then required: a loss that computed it itself would do it at every step.
     """
@@ -68,7 +69,7 @@ class NnunetLoss(nn.Module):
             else:
                 supervised = bool((target != self.ignore_label).any())
             if not supervised:  # nothing to learn from this patch: no NaN, no gradient, nnU-Net's value
-                return input.sum() * 0.0 - self.offset
+                return input.sum() * 0.0 - self.offset - float(getattr(self.loss, "offset", 0.0))
         return self.loss(input, target, **maps) - self.offset
 
 
@@ -124,6 +125,8 @@ class RebalancedSum(nn.Module):
         """Use epoch ``epoch``'s weights (nnU-Net's trainer calls it at every epoch start, resumed runs included)."""
         self.epoch = int(epoch)
         self.region_weight, self.alpha = self.weights(self.epoch)
+        #: the constant subtracted from the sum (what a patch without supervised voxels gives, negated)
+        self.offset = self.region_weight * self.region_offset
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, **maps: torch.Tensor) -> torch.Tensor:
         region = self.region(input, target) - self.region_offset

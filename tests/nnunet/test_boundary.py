@@ -161,3 +161,14 @@ def test_make_trainer_with_another_region_loss_and_schedule(tmp_path, monkeypatc
     boundary = BoundaryLoss(softmax=True, to_onehot_y=True, include_background=False, ignore_index=3)
     expected = 0.85 * gdl(outputs[0], targets[0]) + 0.25 * boundary(outputs[0], targets[0], distance=maps[0])
     torch.testing.assert_close(trainer.loss.loss(outputs[0], targets[0], maps[0]), expected, rtol=1e-12, atol=0)
+
+
+def test_a_patch_of_ignored_voxels_gives_the_scheduled_nnunet_value_without_gradient(tmp_path, monkeypatch):
+    outputs, targets = helpers.batch(regions=False, ignore=True)
+    trainer = _trainer_at_epoch(nnUNetTrainerMedlossDiceBoundary, outputs, 5, tmp_path, monkeypatch)
+    ignored = torch.full_like(targets[0], 3)
+    packed = helpers.with_maps(nnUNetTrainerMedlossDiceBoundary, [ignored], ignore=True)
+    (target,), (maps,) = split_maps(packed, 3)
+    value = trainer.loss.loss(outputs[0], target, maps)
+    assert float(value) == -0.95  # nnU-Net's DC_and_CE_loss gives -1 there (Dice of nothing 1, no CE), x 0.95
+    assert torch.autograd.grad(value, outputs[0])[0].abs().max() == 0
