@@ -101,6 +101,22 @@ def test_kernels_equal_eager(engine, dtype, num_classes, ignore, region, squared
     torch.testing.assert_close(grad.double(), ref_grad, rtol=rtol, atol=rtol * float(ref_grad.abs().max()))
 
 
+@pytest.mark.skipif("triton" not in KERNELS, reason="needs Triton (and a CUDA device or TRITON_INTERPRET=1)")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+def test_triton_reads_half_logits_natively(dtype):
+    """fp16/bf16 logits: float32 sums equal to those of the same (rounded) values in float64, gradient in the
+    logits' dtype."""
+    x, y = native_case((2, 5, 8, 8, 4), dtype, ignore=255)
+    options = _options(5, 255)
+    (vox, target), grad = _run("triton", x, y, options)
+    (ref_vox, ref_target), ref_grad = _run("eager", x.double(), y, options)
+    assert vox.dtype == torch.float32 and grad.dtype == dtype
+    torch.testing.assert_close(vox.double(), ref_vox, rtol=1e-5, atol=1e-5 * float(ref_vox.abs().max()))
+    torch.testing.assert_close(target.double(), ref_target, rtol=0, atol=0)
+    tol = 1e-2 if dtype == torch.bfloat16 else 2e-3
+    torch.testing.assert_close(grad.double(), ref_grad, rtol=tol, atol=tol * float(ref_grad.abs().max()))
+
+
 @pytest.mark.parametrize("engine", KERNELS + ["eager"])
 @pytest.mark.parametrize("check", [True, False], ids=["checked", "unchecked"])
 def test_out_of_range_labels_and_nonfinite_logits(engine, check, monkeypatch):
