@@ -85,6 +85,7 @@ def wasserstein_sums(input: torch.Tensor, target: torch.Tensor, options: TableOp
             f"`dist_matrix` is {size} x {size} but `input` has {num_classes} channels: the matrix needs one row and "
             "column per class."
         )
+    # shape check only: a (B, C, *S) one-hot target gets this loss's advice (the operator's would name to_onehot_y)
     prepare.label_map(target, input, channels_fix=prepare.LABEL_MAP_ONLY)
     stats, errors = label_map_tables(input, target, options=options)
     return errors, stats.target
