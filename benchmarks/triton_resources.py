@@ -35,7 +35,7 @@ from medloss.backends.options import TableOptions  # noqa: E402
 TARGET = GPUTarget("cuda", 90, 32)
 PTR = {torch.float32: "*fp32", torch.float64: "*fp64", torch.bfloat16: "*bf16", torch.float16: "*fp16",
        torch.int64: "*i64", torch.uint8: "*u8", torch.int32: "*i32"}
-SOFTMAX_TERMS = {"none": 0, "ce": 1, "focal": 2, "explog": 3}
+SOFTMAX_TERMS = {"none": 0, "ce": 1, "focal": 2, "explog": 3, "wasserstein": 4}
 SIGMOID_TERMS = {"none": 0, "bce": 1, "focal": 2}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
 
@@ -87,13 +87,15 @@ def variants(quick: bool):
             dtypes.items(), classes, SOFTMAX_TERMS.items(), (torch.int64, torch.uint8)):
         if quick and (voxel not in (0, 1) or labels != torch.int64):
             continue
-        block_n, block_c = api.blocks(c, TableOptions(voxel_term=[None, "ce", "focal", "explog"][voxel]), dtype)
+        matrix = ((0.0, 1.0), (1.0, 0.0)) if term == "wasserstein" else None  # only its presence matters here
+        block_n, block_c = api.blocks(c, TableOptions(voxel_term=[None, "ce", "focal", "explog", "wasserstein"][voxel],
+                                                      matrix=matrix), dtype)
         acc = tl.float64 if dtype == torch.float64 else tl.float32
         ctype = "*fp64" if dtype == torch.float64 else "*fp32"
         common = dict(HAS_IGNORE=True, FLOAT_LABELS=False, SQUARED=False, VOXEL=voxel, BLOCK_N=block_n,
                       BLOCK_C=block_c, ACC=acc)
         types = dict(x_ptr=PTR[dtype], y_ptr=PTR[labels], part_ptr=ctype, status_ptr="*i32", par_ptr=ctype,
-                     grad_ptr=PTR[dtype], k_ptr=ctype, a_ptr=ctype, u_ptr=ctype)
+                     grad_ptr=PTR[dtype], k_ptr=ctype, a_ptr=ctype, u_ptr=ctype, m_ptr=ctype)
         name = f"softmax C={c} {dname} {term} {str(labels)[6:]}"
         yield name + " forward", soft._forward_kernel, types, common
         yield name + " backward", soft._backward_kernel, types, dict(common, HAS_K=True, HAS_A=True, HAS_U=voxel > 0)

@@ -27,7 +27,7 @@ import warnings
 
 import torch
 
-from medloss.errors import InvalidOptionError
+from medloss.errors import InvalidOptionError, ShapeMismatchError
 
 BACKENDS = ("auto", "cpu", "triton", "eager")
 _RENAMED = {"native": "cpu"}  # former engine names, accepted with a DeprecationWarning for one release
@@ -82,6 +82,10 @@ def softmax_result(tp: torch.Tensor, pred: torch.Tensor, target: torch.Tensor, v
 def forward(engine: str, logits: torch.Tensor, target: torch.Tensor, options) -> tuple[str, tuple]:
     """(the engine that answered, its six tables): ``engine``'s forward, or the one :func:`engine_for` picks when it
     declines the inputs."""
+    if options.matrix is not None and len(options.matrix) != logits.shape[1]:
+        size = len(options.matrix)
+        raise ShapeMismatchError(f"the cost matrix is {size} x {size} but the logits have {logits.shape[1]} "
+                                 "channels: the matrix needs one row and column per class.")
     try:
         return engine, ENGINES[engine].forward(logits, target, options)
     except Declined:

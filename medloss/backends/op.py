@@ -20,6 +20,7 @@ Adding a voxel term: its formula and slope in ``backends/eager/`` (eager), one c
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import torch
@@ -46,25 +47,42 @@ class Tables(NamedTuple):
 
 
 @functools.lru_cache(maxsize=256)
-def _options(activation, dense, soft, ignore_index, squared, voxel_term, gamma, lo, hi, region, check):
+def _cached_options(activation, dense, soft, ignore_index, squared, voxel_term, gamma, lo, hi, region, check, matrix):
+    return TableOptions(ignore_index, squared, voxel_term, gamma, (lo, hi), region, check, activation, dense, soft,
+                        matrix)
+
+
+def _options(activation, dense, soft, ignore_index, squared, voxel_term, gamma, lo, hi, region, check, matrix=None):
     """The validated options a compiled graph's scalars stand for: the same object for the same scalars, so a
-    training step validates nothing (a custom operator takes scalars, not the loss's options object)."""
-    return TableOptions(ignore_index, squared, voxel_term, gamma, (lo, hi), region, check, activation, dense, soft)
+    training step validates nothing (a custom operator takes scalars and lists, not the loss's options object).
+    ``matrix``: the cost matrix flattened row by row (a ``float[]`` of the schema), or None."""
+    rows = None
+    if matrix is not None:
+        size = math.isqrt(len(matrix))
+        rows = tuple(tuple(matrix[r * size : (r + 1) * size]) for r in range(size))
+    return _cached_options(activation, dense, soft, ignore_index, squared, voxel_term, gamma, lo, hi, region, check,
+                           rows)
+
+
+def _flat(options: TableOptions) -> list[float] | None:
+    """The options' cost matrix as the operator's ``float[]`` argument (row by row), or None."""
+    return None if options.matrix is None else [float(v) for row in options.matrix for v in row]
 
 
 @torch.library.custom_op("medloss::tables", mutates_args=())
 def _tables_op(logits: torch.Tensor, target: torch.Tensor, engine: str, activation: str, dense: bool, soft: bool,
                ignore_index: int | None, squared: bool, voxel_term: str | None, gamma: float, lo: float,
-               hi: float, region: bool, check: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-                                                              torch.Tensor, torch.Tensor]:
-    options = _options(activation, dense, soft, ignore_index, squared, voxel_term, gamma, lo, hi, region, check)
+               hi: float, region: bool, check: bool, matrix: list[float] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    options = _options(activation, dense, soft, ignore_index, squared, voxel_term, gamma, lo, hi, region, check,
+                       matrix)
     _, out = backends.forward(engine, logits, target, options)
     return tuple(t.clone() for t in out)  # outputs of a custom op may not alias (each is a few hundred bytes)
 
 
 @_tables_op.register_fake
 def _(logits, target, engine, activation, dense, soft, ignore_index, squared, voxel_term, gamma, lo, hi, region,
-      check):
+      check, matrix=None):
     batch, num_classes = logits.shape[:2]
     dtype = checks.compute_dtype(logits)
     shapes = [(batch, num_classes)] * 3 + [(batch, 1)] + [(batch, num_classes)] * 2
@@ -75,21 +93,23 @@ def _(logits, target, engine, activation, dense, soft, ignore_index, squared, vo
 def _tables_backward_op(logits: torch.Tensor, target: torch.Tensor, grad_tp: torch.Tensor, grad_pred: torch.Tensor,
                         grad_vpos: torch.Tensor, grad_vneg: torch.Tensor, engine: str, activation: str, dense: bool,
                         soft: bool, ignore_index: int | None, squared: bool, voxel_term: str | None,
-                        gamma: float, lo: float, hi: float, region: bool) -> torch.Tensor:
-    options = _options(activation, dense, soft, ignore_index, squared, voxel_term, gamma, lo, hi, region, False)
+                        gamma: float, lo: float, hi: float, region: bool,
+                        matrix: list[float] | None = None) -> torch.Tensor:
+    options = _options(activation, dense, soft, ignore_index, squared, voxel_term, gamma, lo, hi, region, False,
+                       matrix)
     return backends.backward(engine, logits, target, options, grad_tp, grad_pred, grad_vpos, grad_vneg)
 
 
 @_tables_backward_op.register_fake
 def _(logits, target, grad_tp, grad_pred, grad_vpos, grad_vneg, engine, activation, dense, soft, ignore_index,
-      squared, voxel_term, gamma, lo, hi, region):
+      squared, voxel_term, gamma, lo, hi, region, matrix=None):
     return torch.empty_like(logits, memory_format=torch.contiguous_format)
 
 
 def _setup_context(ctx, inputs, output):
     logits, target, *rest = inputs
     ctx.save_for_backward(logits, target)
-    ctx.rest = rest[:-1]  # engine and options, without `check` (backward never checks)
+    ctx.rest = rest[:-2] + rest[-1:]  # engine and options, without `check` (backward never checks)
 
 
 def _zeros_if_none(grad, like):
@@ -101,7 +121,7 @@ def _backward(ctx, grad_tp, grad_pred, _grad_target, _grad_voxels, grad_vpos, gr
     grads = [_zeros_if_none(g, logits.new_empty(logits.shape[:2], dtype=checks.compute_dtype(logits)))
              for g in (grad_tp, grad_pred, grad_vpos, grad_vneg)]
     grad = _tables_backward_op(logits, target, *grads, *ctx.rest)
-    return (grad,) + (None,) * 13
+    return (grad,) + (None,) * 14
 
 
 _tables_op.register_autograd(_backward, setup_context=_setup_context)
@@ -147,6 +167,6 @@ def tables(logits: torch.Tensor, target: torch.Tensor, options: TableOptions, en
     lo, hi = options.log_clamp
     out = _tables_op(logits, target, engine, options.activation, options.dense, options.soft, options.ignore_index,
                      options.squared, options.voxel_term, float(options.gamma), float(lo), float(hi), options.region,
-                     options.check)
+                     options.check, _flat(options))
     tp, pred, tgt, voxels, vpos, vneg = out
     return Tables(tp, pred, tgt.detach(), voxels.detach(), vpos, vneg)

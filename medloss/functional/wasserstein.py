@@ -1,18 +1,20 @@
-"""Generalized Wasserstein Dice loss as a formula on a soft confusion table.
+"""Generalized Wasserstein Dice loss as a formula on two tables of the table operator.
 
 Fidon et al. score each voxel i by the Wasserstein distance between its predicted distribution p_i and its label
 y_i under a class distance matrix M: WE_i = sum_c M[y_i, c] p_ic. Every sum the loss needs runs over the voxels of
-one reference class k, so it is a function of the (B, K, C) soft confusion table and the class counts::
+one reference class k, so it needs only, per sample and class::
 
-    Q[b, k, c] = sum_{i: y_i = k} p_ic          n[b, k] = #{i: y_i = k}
-    S_k = sum_{i: y_i = k} WE_i = sum_c M[k, c] Q[k, c]
+    S_k = sum_{i: y_i = k} WE_i   (VPOS of the operator's "wasserstein" voxel term)
+    n_k = #{i: y_i = k}           (TARGET)
 
     default:  TP = sum_k a_k (n_k - S_k), a = (0, 1, ..., 1)     denominator = 2 TP + sum_k S_k
     "GDL":    TP = sum_k a_k (n_k - S_k), a_k = 1 / (n_k + 1)    denominator = sum_k a_k (2 n_k - S_k)
     loss = 1 - (2 TP + smooth_nr) / (denominator + smooth_dr)
 
-The table is built without a one-hot tensor (one masked reduction per reference class) and its gradient is a
-gather of dL/dQ at each voxel's label, so autograd keeps only the labels and the softmax.
+Both come from one pass of the table operator (:mod:`medloss.backends.op`; the term's value and slope are in
+:mod:`medloss.backends.eager.softmax`), on every engine, with its analytic backward: no one-hot, no softmax kept
+for backward. Every input takes that path (the eager engine reads any float dtype on any device), so there is no
+dense path; the cost matrix travels in the operator's options (:class:`~medloss.backends.options.TableOptions`).
 
 References:
     Fidon et al., "Generalised Wasserstein Dice Score for Imbalanced Multi-class Segmentation using Holistic
@@ -25,10 +27,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from medloss.backends.options import TableOptions
 from medloss.errors import InvalidOptionError, OptionTypeError, ShapeMismatchError
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
-from medloss.functional.stats import distributed_sum
+from medloss.functional.stats import distributed_sum, label_map_tables
 
 WEIGHTING_MODES = ("default", "GDL")
 
@@ -58,62 +61,46 @@ def distance_matrix(dist_matrix: object) -> torch.Tensor:
     return m / top if top != 1 else m
 
 
-class _ConfusionTable(torch.autograd.Function):
-    """Q[b, k, c] = sum over voxels labelled k of p[b, c, i]; labels equal to C count nowhere (ignored voxels)."""
-
-    @staticmethod
-    def forward(ctx, p: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        num_classes = p.shape[1]
-        q = torch.stack([torch.where(labels == k, p, 0).sum(dim=2) for k in range(num_classes)], dim=1)
-        ctx.save_for_backward(labels)
-        return q
-
-    @staticmethod
-    def backward(ctx, grad_q: torch.Tensor):
-        (labels,) = ctx.saved_tensors
-        b, c, n = grad_q.shape[0], grad_q.shape[2], labels.shape[2]
-        # dQ[b, k, c] / dp[b, c, i] = [y_i == k]: gather dL/dQ at each voxel's label (a zero column for ignored ones)
-        per_label = torch.cat([grad_q.transpose(1, 2), grad_q.new_zeros(b, c, 1)], dim=2)
-        return per_label.gather(2, labels.expand(b, c, n)), None
+def wasserstein_options(matrix: torch.Tensor, *, ignore_index: int | None, check_input: bool) -> TableOptions:
+    """The table operator's options for a validated cost matrix (:func:`distance_matrix`): the "wasserstein" voxel
+    term alone (no TP or PRED), built once by the loss's constructor."""
+    rows = tuple(tuple(float(v) for v in row) for row in matrix.tolist())
+    return TableOptions(ignore_index=ignore_index, voxel_term="wasserstein", region=False, check=check_input,
+                        matrix=rows)
 
 
-def confusion_table(
-    input: torch.Tensor, target: torch.Tensor, *, ignore_index: int | None, check_input: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax of ``input`` (B, C, *S) against a label map: Q (B, K, C) and the counts n (B, K), compute dtype."""
-    prepare.check_input_tensor(input)
+def wasserstein_sums(input: torch.Tensor, target: torch.Tensor, options: TableOptions) -> tuple[torch.Tensor,
+                                                                                                   torch.Tensor]:
+    """(S, n), each (B, C) in the compute dtype, of (B, C, *S) logits (a tensor the caller checked) against a label
+    map: the per-class sums of the voxels' Wasserstein errors and the voxel counts."""
     num_classes = input.shape[1]
     if num_classes < 2:
         raise ShapeMismatchError(
             f"`input` has {num_classes} channel; the Wasserstein Dice loss compares {num_classes}-class "
             "distributions and needs C >= 2 channels (one per class of `dist_matrix`)."
         )
-    if check_input:
-        prepare.check_finite(input)
+    size = len(options.matrix or ())
+    if size != num_classes:
+        raise ShapeMismatchError(
+            f"`dist_matrix` is {size} x {size} but `input` has {num_classes} channels: the matrix needs one row and "
+            "column per class."
+        )
+    # shape check only: a (B, C, *S) one-hot target gets this loss's advice (the operator's would name to_onehot_y)
     prepare.label_map(target, input, channels_fix=prepare.LABEL_MAP_ONLY)
-    labels, valid = prepare.labels_and_mask(target, input, ignore_index=ignore_index, check_input=check_input)
-    if valid is not None:
-        labels = labels.masked_fill(valid == 0, num_classes)
-    p = torch.softmax(prepare.flatten(input.to(prepare.compute_dtype(input))), dim=1)
-    q = _ConfusionTable.apply(p, labels)
-    counts = torch.stack([(labels == k).sum(dim=2)[:, 0] for k in range(num_classes)], dim=1).to(q.dtype)
-    return q, counts
+    stats, errors = label_map_tables(input, target, options=options)
+    return errors, stats.target
 
 
-def wasserstein_dice_from_tables(
-    q: torch.Tensor, counts: torch.Tensor, m: torch.Tensor, *, weighting_mode: str, smooth_nr: float,
-    smooth_dr: float,
+def wasserstein_dice_from_sums(
+    errors: torch.Tensor, counts: torch.Tensor, *, weighting_mode: str, smooth_nr: float, smooth_dr: float
 ) -> torch.Tensor:
-    """1 - generalised Wasserstein Dice per row of the tables: (B,)."""
-    errors = (m.to(q) * q).sum(dim=2)  # S_k, (B, K)
+    """1 - generalised Wasserstein Dice per row of the (B, C) sums S (``errors``) and n (``counts``): (B,)."""
     if weighting_mode == "GDL":
         alpha = torch.reciprocal(counts + 1.0)
         true_pos = (alpha * (counts - errors)).sum(dim=1)
         denom = (alpha * (2.0 * counts - errors)).sum(dim=1)
     else:
-        alpha = torch.ones_like(counts)
-        alpha[:, 0] = 0.0
-        true_pos = (alpha * (counts - errors)).sum(dim=1)
+        true_pos = (counts - errors)[:, 1:].sum(dim=1)  # a = (0, 1, ..., 1): the background scores nothing
         denom = 2.0 * true_pos + errors.sum(dim=1)
     return 1.0 - (2.0 * true_pos + smooth_nr) / (denom + smooth_dr)
 
@@ -130,19 +117,19 @@ def generalized_wasserstein_dice_loss(
     batch: bool = False,
     ignore_index: int | None = None,
     check_input: bool = True,
+    options: TableOptions | None = None,
 ) -> torch.Tensor:
     """Generalized Wasserstein Dice loss, (B,) before reduction ((1,) with ``batch``).
-    See :class:`medloss.losses.GeneralizedWassersteinDiceLoss`."""
+    See :class:`medloss.losses.GeneralizedWassersteinDiceLoss`. ``dist_matrix``: a matrix :func:`distance_matrix`
+    validated; ``options``: the loss's :func:`wasserstein_options` of it, used instead of ``dist_matrix``,
+    ``ignore_index`` and ``check_input``."""
     prepare.check_input_tensor(input)
-    if dist_matrix.shape[0] != input.shape[1]:
-        raise ShapeMismatchError(
-            f"`dist_matrix` is {dist_matrix.shape[0]} x {dist_matrix.shape[0]} but `input` has {input.shape[1]} "
-            "channels: the matrix needs one row and column per class."
-        )
-    q, counts = confusion_table(input, target, ignore_index=ignore_index, check_input=check_input)
+    if options is None:
+        options = wasserstein_options(dist_matrix, ignore_index=ignore_index, check_input=check_input)
+    errors, counts = wasserstein_sums(input, target, options)
     if batch:
-        q, counts = distributed_sum(q.sum(dim=0, keepdim=True)), distributed_sum(counts.sum(dim=0, keepdim=True))
-    loss = wasserstein_dice_from_tables(
-        q, counts, dist_matrix, weighting_mode=weighting_mode, smooth_nr=smooth_nr, smooth_dr=smooth_dr
-    )
+        errors = distributed_sum(errors.sum(dim=0, keepdim=True))
+        counts = distributed_sum(counts.sum(dim=0, keepdim=True))
+    loss = wasserstein_dice_from_sums(errors, counts, weighting_mode=weighting_mode, smooth_nr=smooth_nr,
+                                      smooth_dr=smooth_dr)
     return _reduce.reduce_table(loss, reduction).to(input.dtype)

@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from medloss.errors import check_choice
 from medloss.functional.region import check_region_options
-from medloss.functional.wasserstein import WEIGHTING_MODES, distance_matrix, generalized_wasserstein_dice_loss
+from medloss.functional.wasserstein import (
+    WEIGHTING_MODES,
+    distance_matrix,
+    generalized_wasserstein_dice_loss,
+    wasserstein_options,
+)
 from medloss.losses._base import MedlossLoss, check_ignore_index
 
 if TYPE_CHECKING:
@@ -27,8 +32,9 @@ class GeneralizedWassersteinDiceLoss(MedlossLoss):
         loss[b] = 1 - (2 TP + smooth_nr) / (2 TP + sum_i WE_i + smooth_dr)               ("default")
         loss[b] = 1 - (2 TP + smooth_nr) / (sum_i a_{y_i} (2 - WE_i) + smooth_dr)        ("GDL")
 
-    computed from a (B, C, C) soft confusion table without a one-hot tensor
-    (:mod:`medloss.functional.wasserstein`). Class 0 is the background in the "default" weighting.
+    computed from two (B, C) tables of the table operator, the per-class sums of WE_i and the class counts, in one
+    pass without a one-hot tensor on every engine (:mod:`medloss.functional.wasserstein`). Class 0 is the
+    background in the "default" weighting.
 
     Shapes:
         input: (B, C, *S) logits (softmax is always applied, as in MONAI).
@@ -81,10 +87,18 @@ class GeneralizedWassersteinDiceLoss(MedlossLoss):
         self.smooth_dr = float(smooth_dr)
         self.batch = bool(batch)
         self.ignore_index = check_ignore_index(ignore_index)
+        self._tables = wasserstein_options(self.dist_matrix, ignore_index=self.ignore_index,
+                                           check_input=self.check_input)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        # a loaded `dist_matrix` replaces the buffer's values: the operator's options must carry the same matrix
+        self._tables = wasserstein_options(self.dist_matrix, ignore_index=self.ignore_index,
+                                           check_input=self.check_input)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return generalized_wasserstein_dice_loss(
             input, target, self.dist_matrix, weighting_mode=self.weighting_mode, reduction=self.reduction,
             smooth_nr=self.smooth_nr, smooth_dr=self.smooth_dr, batch=self.batch, ignore_index=self.ignore_index,
-            check_input=self.check_input,
+            check_input=self.check_input, options=self._tables,
         )

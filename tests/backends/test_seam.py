@@ -29,6 +29,8 @@ FUSED = {
     "gdl-focal": lambda c: L.GeneralizedDiceFocalLoss(**S, check_input=c),
     "explog": lambda c: L.ExpLogLoss(**S, check_input=c),
     "anatomynet": lambda c: L.AnatomyNetLoss(**S, check_input=c),
+    "gwdl-wasserstein": lambda c: L.GeneralizedWassersteinDiceLoss([[0, 1, 0.5], [1, 0, 0.7], [0.5, 0.7, 0]],
+                                                                    check_input=c),
     # sigmoid tables: label maps ("sigmoid-" names) and dense one-hot targets ("dense-" names)
     "sigmoid-dice": lambda c: L.DiceLoss(sigmoid=True, to_onehot_y=True, check_input=c),
     "sigmoid-focal": lambda c: L.FocalLoss(to_onehot_y=True, check_input=c),
@@ -76,7 +78,7 @@ def test_uint8_labels_with_an_unheld_ignore_index_compile_without_breaks(check):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["dice-ce", "dense-bce-dice"])
+@pytest.mark.parametrize("name", ["dice-ce", "dense-bce-dice", "gwdl-wasserstein"])
 @pytest.mark.parametrize("engine", ENGINES + TRITON)
 def test_compiled_loss_equals_eager(engine, name, monkeypatch):
     """The fake implementation has the real shapes: a compiled step (softmax DiceCE, sigmoid BCE+Dice) gives the

@@ -22,7 +22,7 @@ def test_parity_and_reference_suites_pass_on_the_triton_engine():
     env = dict(os.environ, MEDLOSS_BACKEND="triton", TRITON_INTERPRET=os.environ.get("TRITON_INTERPRET", "1"))
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/losses/test_monai_parity.py",
-         "tests/losses/test_reference_parity.py"],
+         "tests/losses/test_reference_parity.py", "tests/losses/test_wasserstein.py"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

@@ -34,6 +34,9 @@ LOSSES = {
     "cldice": lambda: L.SoftclDiceLoss(softmax=True, to_onehot_y=True, batch=True),
     "dice-cldice": lambda: L.SoftDiceclDiceLoss(softmax=True, to_onehot_y=True, batch=True, include_background=False),
     "skeleton-recall": lambda: L.SkeletonRecallLoss(softmax=True, to_onehot_y=True, batch=True, lambda_ce=0.0),
+    # the Wasserstein sums and class counts of the table operator, pooled over the global batch
+    "gwdl-batch": lambda: L.GeneralizedWassersteinDiceLoss([[0, 1, 0.5], [1, 0, 0.8], [0.5, 0.8, 0]], batch=True,
+                                                           weighting_mode="GDL"),
 }
 WORLD = 2
 

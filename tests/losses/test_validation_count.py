@@ -17,6 +17,7 @@ from medloss.losses import (
     DiceTopKLoss,
     FocalLoss,
     GeneralizedDiceFocalLoss,
+    GeneralizedWassersteinDiceLoss,
     TopKLoss,
     TverskyLoss,
 )
@@ -41,6 +42,8 @@ LOSSES = {
     "GeneralizedDiceFocalLoss": lambda: GeneralizedDiceFocalLoss(softmax=True, to_onehot_y=True),
     "GeneralizedDiceFocalLoss-focal": lambda: GeneralizedDiceFocalLoss(sigmoid=True, to_onehot_y=True, lambda_gdl=0),
     "DiceTopKLoss": lambda: DiceTopKLoss(softmax=True, to_onehot_y=True, include_background=False),
+    "GeneralizedWassersteinDiceLoss": lambda: GeneralizedWassersteinDiceLoss(
+        [[0.0, 1.0, 0.5], [1.0, 0.0, 0.7], [0.5, 0.7, 0.0]], ignore_index=255, batch=True),
 }
 NO_TABLES = {"TopKLoss", "TopKLoss-sample"}  # per-voxel values (torch's cross-entropy), no table options to build
 DENSE_TARGET = {"BCELoss-dense", "FocalLoss-sigmoid-dense"}  # (B, C, *S) binary targets, one per logit

@@ -13,6 +13,7 @@ from medloss.losses import GeneralizedWassersteinDiceLoss as GWDL
 from tests.reference import wasserstein as ref
 
 monai_losses = pytest.importorskip("monai.losses")
+pytestmark = pytest.mark.usefixtures("table_engine")  # every test on the C kernel and on the eager engine
 
 
 def _matrix(c, seed=0, top=2.0):
@@ -128,3 +129,30 @@ def test_wrong_class_count_and_labels_are_typed_errors():
         GWDL(_matrix(3))(x, y + 1)
     with pytest.raises(InvalidOptionError, match="weighting_mode"):
         GWDL(_matrix(3), weighting_mode="gdl")
+
+
+def test_the_loss_is_two_tables_of_the_operator(table_engine, monkeypatch):
+    """One operator call per forward, on the engine the run is pinned to, with the "wasserstein" term alone."""
+    from medloss.backends import op
+
+    seen = []
+    original = op.backends.forward
+
+    def spy(engine, logits, target, options):
+        seen.append((engine, options.voxel_term, options.region))
+        return original(engine, logits, target, options)
+
+    monkeypatch.setattr(op.backends, "forward", spy)
+    x, y = _case(12, (2, 3, 4, 4, 4))
+    GWDL(_matrix(3))(x.requires_grad_(), y).backward()
+    assert seen == [(table_engine, "wasserstein", False)] and torch.isfinite(x.grad).all()
+
+
+def test_a_loaded_matrix_reaches_the_operator():
+    """load_state_dict replaces the `dist_matrix` buffer: the loss then scores with the loaded matrix."""
+    x, y = _case(13, (2, 3, 4, 4, 4))
+    loaded = GWDL(_matrix(3, seed=1))
+    loss = GWDL(_matrix(3, seed=2))
+    loss.load_state_dict(loaded.state_dict())
+    torch.testing.assert_close(loss(x, y), loaded(x, y), rtol=0, atol=0)
+    assert float((loss(x, y) - GWDL(_matrix(3, seed=2))(x, y)).abs()) > 1e-6

@@ -24,6 +24,7 @@ import os
 import torch
 
 from medloss import backends, checks
+from medloss.backends.options import cost_matrix
 
 try:  # built at install time by setup.py; optional
     from medloss.backends.cpu import _kernels  # type: ignore[attr-defined]
@@ -59,7 +60,7 @@ _LABELS = {
     torch.int64: 0, torch.int32: 1, torch.int16: 2, torch.uint8: 3, torch.int8: 4,
     torch.float32: 5, torch.float64: 6,
 }
-_VOXEL = {None: 0, "ce": 1, "focal": 2, "explog": 3}
+_VOXEL = {None: 0, "ce": 1, "focal": 2, "explog": 3, "wasserstein": 4}
 _STATUS_NONFINITE, _STATUS_LABEL, _STATUS_NOMEM, _STATUS_SOFT = 1, 2, 3, 5
 
 
@@ -134,9 +135,16 @@ def _run(backward, logits, labels, options, out, out2) -> int:
         int(backward), logits.data_ptr(), _LOGITS[logits.dtype], labels.data_ptr(), _LABELS[labels.dtype],
         batch, num_classes, logits[0, 0].numel(), int(ignore_index is not None),
         int(ignore_index) if ignore_index is not None else 0, int(options.squared), _VOXEL[options.voxel_term],
-        float(options.gamma), float(log_clamp[0]), float(log_clamp[1]), out.data_ptr(), out2.data_ptr(),
-        torch.get_num_threads(),
+        float(options.gamma), float(log_clamp[0]), float(log_clamp[1]), _matrix_ptr(options), out.data_ptr(),
+        out2.data_ptr(), torch.get_num_threads(),
     )
+
+
+def _matrix_ptr(options) -> int:
+    """Address of the Wasserstein term's (C, C) float64 cost matrix (cached, so a step creates no tensor), else 0."""
+    if options.matrix is None:
+        return 0
+    return cost_matrix(options.matrix, torch.float64, torch.device("cpu")).data_ptr()
 
 
 _SIGMOID_VOXEL = {None: 0, "bce": 1, "focal": 2}

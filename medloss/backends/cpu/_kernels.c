@@ -31,7 +31,7 @@
 
 enum { LAB_I64 = 0, LAB_I32 = 1, LAB_I16 = 2, LAB_U8 = 3, LAB_I8 = 4, LAB_F32 = 5, LAB_F64 = 6 };
 enum { ST_OK = 0, ST_NONFINITE = 1, ST_LABEL = 2, ST_NOMEM = 3, ST_ARGS = 4, ST_SOFT = 5 };
-enum { VT_NONE = 0, VT_CE = 1, VT_FOCAL = 2, VT_EXPLOG = 3 };
+enum { VT_NONE = 0, VT_CE = 1, VT_FOCAL = 2, VT_EXPLOG = 3, VT_WASS = 4 };
 
 typedef struct {
     const void *x;
@@ -40,6 +40,7 @@ typedef struct {
     int sigmoid, dense, check, soft; /* sigmoid kernel: dense (B, C, N) target?, check its values?, soft allowed? */
     int64_t B, C, N, nlab, ignore, nblk, blk_begin, blk_end; /* labels must lie in [0, nlab) */
     double gamma, vlo, vhi; /* voxel term: exponent and clamp range of log p_y */
+    const double *matrix;   /* VT_WASS: the (C, C) cost matrix M, row = label */
     const double *coef; /* backward: (3, B, C) = k, a, u */
     void *grad;         /* backward: (B, C, N), the logits' type */
     double *acc;        /* forward: (3, B, C) = TP, PRED, VOX */
@@ -283,26 +284,28 @@ static PyObject *launch(job_t J, int is_double, unsigned long long op, unsigned 
 }
 
 /* Python binding. softmax_tables(backward, logits_ptr, is_double, labels_ptr, label_code, B, C, N, has_ignore,
- *   ignore_index, squared, voxel_term, gamma, log_lo, log_hi, out_ptr, out2_ptr, nthreads) -> status
- * voxel_term: 0 none, 1 cross-entropy, 2 focal, 3 explog; log p_y is clamped to [log_lo, log_hi] in it.
+ *   ignore_index, squared, voxel_term, gamma, log_lo, log_hi, matrix_ptr, out_ptr, out2_ptr, nthreads) -> status
+ * voxel_term: 0 none, 1 cross-entropy, 2 focal, 3 explog (log p_y clamped to [log_lo, log_hi] in them), 4 the
+ * Wasserstein error sum_c M[y, c] p_c with matrix_ptr a contiguous (C, C) float64 M (0 for the other terms).
  * forward:  out_ptr = (3, B, C) float64 zeros (TP, PRED, VOX), out2_ptr = (B, C) int64 zeros (TARGET)
  * backward: out_ptr = (3, B, C) float64 coefficients (k, a, u), out2_ptr = gradient (B, C, N), logits' type.
  * The caller guarantees contiguous CPU buffers of these shapes (medloss/backends/cpu/__init__.py). */
 static PyObject *softmax_tables(PyObject *self, PyObject *args) {
     (void)self;
     int backward, is_double, ycode, has_ignore, squared, vterm, nthreads;
-    unsigned long long xp, yp, op, o2p;
+    unsigned long long xp, yp, mp, op, o2p;
     long long B, C, N, ignore;
     double gamma, vlo, vhi;
-    if (!PyArg_ParseTuple(args, "iKiKiLLLiLiidddKKi", &backward, &xp, &is_double, &yp, &ycode, &B, &C, &N,
-                          &has_ignore, &ignore, &squared, &vterm, &gamma, &vlo, &vhi, &op, &o2p, &nthreads))
+    if (!PyArg_ParseTuple(args, "iKiKiLLLiLiidddKKKi", &backward, &xp, &is_double, &yp, &ycode, &B, &C, &N,
+                          &has_ignore, &ignore, &squared, &vterm, &gamma, &vlo, &vhi, &mp, &op, &o2p, &nthreads))
         return NULL;
-    if (B < 1 || C < 1 || N < 1 || C > INT32_MAX || ycode < 0 || ycode > LAB_F64 || vterm < 0 || vterm > 3 ||
-        !(vlo <= vhi))
+    if (B < 1 || C < 1 || N < 1 || C > INT32_MAX || ycode < 0 || ycode > LAB_F64 || vterm < 0 || vterm > 4 ||
+        !(vlo <= vhi) || ((vterm == VT_WASS) != (mp != 0)))
         return PyLong_FromLong(ST_ARGS);
     job_t J = new_job(backward, xp, yp, ycode, B, C, N, has_ignore, ignore, squared);
     J.vterm = vterm;
     J.gamma = gamma; J.vlo = vlo; J.vhi = vhi;
+    J.matrix = (const double *)(uintptr_t)mp;
     J.gamma_kind = gamma == 2.0 ? 2 : gamma == 1.0 ? 1 : gamma == 0.0 ? 0 : 3;
     return launch(J, is_double, op, o2p, nthreads);
 }

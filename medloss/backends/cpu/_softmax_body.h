@@ -131,8 +131,9 @@ ML_CLONES static void FN(forward_range)(job_t *J) {
     const REAL *X = (const REAL *)J->x;
     REAL *E = (REAL *)J->scratch;
     REAL *m = E + C * BLK, *s = m + BLK, *inv = s + BLK, *xy = inv + BLK, *ey = xy + BLK, *so = ey + BLK;
-    REAL *phi = so + BLK;
-    int32_t *lab = (int32_t *)(phi + BLK);
+    REAL *phi = so + BLK, *we = phi + BLK;
+    int32_t *lab = (int32_t *)(we + BLK);
+    const double *M = J->matrix;
     double *tp = J->acc, *pred = J->acc + B * C, *vox = J->acc + 2 * B * C;
     for (int64_t blk = J->blk_begin; blk < J->blk_end; ++blk) {
         const int64_t b = blk / J->nblk, n0 = (blk % J->nblk) * BLK;
@@ -146,13 +147,24 @@ ML_CLONES static void FN(forward_range)(job_t *J) {
             xy[j] = 0; ey[j] = 0; so[j] = 0;
         }
         const REAL e_sq = J->squared ? (REAL)1 : (REAL)0;
-        const int gather = J->vterm != VT_NONE; /* the voxel term needs x_y, E_y and sum_{c != y} E_c */
+        const int wass = J->vterm == VT_WASS;
+        const int gather = J->vterm != VT_NONE && !wass; /* phi(l) needs x_y, E_y and sum_{c != y} E_c */
         for (int64_t c = 0; c < C; ++c) {
             const REAL *ec = E + c * BLK, *xc = xb + c * N;
             REAL tpa = 0, pra = 0;
             int32_t tga = 0;
             const int32_t cc = (int32_t)c;
-            if (gather) {
+            if (wass) { /* WE = sum_c M[y, c] p_c (M's row 0 stands in for an ignored voxel's, whose phi is 0) */
+#pragma omp simd reduction(+ : tpa, pra, tga)
+                for (int j = 0; j < len; ++j) {
+                    const REAL p = ec[j] * inv[j];
+                    const int is = lab[j] == cc, valid = lab[j] >= 0;
+                    pra += valid ? p * (e_sq * p + (1 - e_sq)) : (REAL)0;
+                    tpa += is ? p : (REAL)0;
+                    tga += is;
+                    we[j] = (c == 0 ? (REAL)0 : we[j]) + (REAL)M[(valid ? lab[j] : 0) * C + c] * p;
+                }
+            } else if (gather) {
 #pragma omp simd reduction(+ : tpa, pra, tga)
                 for (int j = 0; j < len; ++j) {
                     const REAL e = ec[j], p = e * inv[j];
@@ -180,7 +192,11 @@ ML_CLONES static void FN(forward_range)(job_t *J) {
         }
         if (J->vterm == VT_NONE) continue;
         const FN(vt_t) V = FN(vt_params)(J);
-        if (J->vterm == VT_CE) { PHI_LOOP(FN(phi_ce)) }
+        if (wass) {
+#pragma omp simd
+            for (int j = 0; j < len; ++j) phi[j] = lab[j] >= 0 ? we[j] : (REAL)0;
+        }
+        else if (J->vterm == VT_CE) { PHI_LOOP(FN(phi_ce)) }
         else if (J->vterm == VT_FOCAL && J->gamma_kind == 2) { PHI_LOOP(FN(phi_focal2)) }
         else if (J->vterm == VT_FOCAL) { PHI_LOOP(FN(phi_focal)) }
         else { PHI_LOOP(FN(phi_explog)) }
@@ -205,8 +221,10 @@ ML_CLONES static void FN(backward_range)(job_t *J) {
     REAL *G = (REAL *)J->grad;
     REAL *E = (REAL *)J->scratch;
     REAL *m = E + C * BLK, *s = m + BLK, *inv = s + BLK, *xy = inv + BLK, *ey = xy + BLK, *so = ey + BLK;
-    REAL *ay = so + BLK, *uy = ay + BLK, *tk = uy + BLK, *sn = tk + BLK, *tn = sn + BLK;
-    int32_t *lab = (int32_t *)(tn + BLK);
+    REAL *ay = so + BLK, *uy = ay + BLK, *tk = uy + BLK, *sn = tk + BLK, *tn = sn + BLK, *we = tn + BLK;
+    int32_t *lab = (int32_t *)(we + BLK);
+    const double *M = J->matrix;
+    const int wass = J->vterm == VT_WASS;
     const REAL e_sq = J->squared ? (REAL)1 : (REAL)0;
     for (int64_t blk = J->blk_begin; blk < J->blk_end; ++blk) {
         const int64_t b = blk / J->nblk, n0 = (blk % J->nblk) * BLK;
@@ -219,14 +237,26 @@ ML_CLONES static void FN(backward_range)(job_t *J) {
 #pragma omp simd
         for (int j = 0; j < len; ++j) {
             inv[j] = (REAL)1 / s[j];
-            xy[j] = 0; ey[j] = 0; so[j] = 0; ay[j] = 0; uy[j] = 0; tk[j] = 0;
+            xy[j] = 0; ey[j] = 0; so[j] = 0; ay[j] = 0; uy[j] = 0; tk[j] = 0; we[j] = 0;
         }
-        const int gather = J->vterm != VT_NONE;
+        const int gather = J->vterm != VT_NONE && !wass;
         for (int64_t c = 0; c < C; ++c) {
             const REAL *ec = E + c * BLK, *xc = xb + c * N;
             const REAL kc = (REAL)K[c] * (1 + e_sq), ac = (REAL)A[c], uc = (REAL)U[c];
             const int32_t cc = (int32_t)c;
-            if (gather) {
+            if (wass) {
+#pragma omp simd
+                for (int j = 0; j < len; ++j) {
+                    const REAL e = ec[j], p = e * inv[j];
+                    const int is = lab[j] == cc;
+                    tk[j] += kc * p * (e_sq * p + (1 - e_sq));
+                    ey[j] = is ? e : ey[j];
+                    ay[j] = is ? ac : ay[j];
+                    uy[j] = is ? uc : uy[j];
+                    so[j] += is ? (REAL)0 : e;
+                    we[j] += (REAL)M[(lab[j] >= 0 ? lab[j] : 0) * C + c] * p;
+                }
+            } else if (gather) {
 #pragma omp simd
                 for (int j = 0; j < len; ++j) {
                     const REAL e = ec[j], p = e * inv[j];
@@ -249,7 +279,7 @@ ML_CLONES static void FN(backward_range)(job_t *J) {
                 }
             }
         }
-        const REAL use_u = J->vterm == VT_NONE ? (REAL)0 : (REAL)1;
+        const REAL use_u = gather ? (REAL)1 : (REAL)0; /* the phi(l) terms' u; the Wasserstein term's is w below */
         const FN(vt_t) V = FN(vt_params)(J);
         if (J->vterm == VT_CE) { SLOPE_LOOP(FN(slope_ce)) }
         else if (J->vterm == VT_FOCAL && J->gamma_kind == 2) { SLOPE_LOOP(FN(slope_focal2)) }
@@ -264,12 +294,28 @@ ML_CLONES static void FN(backward_range)(job_t *J) {
             const REAL py = ey[j] * inv[j], slope = tn[j], a = ay[j], u = uy[j], t = tk[j];
             const REAL valid = lab[j] >= 0 ? (REAL)1 : (REAL)0;
             const REAL sj = valid * (a * py + use_u * u * slope);
-            const REAL q = gather ? so[j] * inv[j] : 1 - py; /* 1 - p_y, exact when gathered */
+            const REAL q = gather || wass ? so[j] * inv[j] : 1 - py; /* 1 - p_y, exact when gathered */
+            const REAL w = wass ? valid * u : (REAL)0; /* Wasserstein: w M[y, c] joins class c's factor, w WE t */
             sn[j] = sj;
-            tn[j] = valid * t;
+            tn[j] = valid * t + w * we[j];
             so[j] = q;
+            uy[j] = w;
         }
-        for (int64_t c = 0; c < C; ++c) {
+        for (int64_t c = 0; c < C && wass; ++c) {
+            const REAL *ec = E + c * BLK;
+            REAL *gc = gb + c * N;
+            const REAL kc = (REAL)K[c] * (1 + e_sq);
+            const int32_t cc = (int32_t)c;
+#pragma omp simd
+            for (int j = 0; j < len; ++j) {
+                const REAL p = ec[j] * inv[j], t = tn[j], sj = sn[j], q = so[j];
+                const int l = lab[j];
+                const REAL mc = (REAL)M[(l >= 0 ? l : 0) * C + c];
+                const REAL f = (l >= 0 ? kc * (e_sq * p + (1 - e_sq)) : (REAL)0) + uy[j] * mc;
+                gc[j] = p * (f - t) + (l == cc ? sj * q : -p * sj);
+            }
+        }
+        for (int64_t c = 0; c < C && !wass; ++c) {
             const REAL *ec = E + c * BLK;
             REAL *gc = gb + c * N;
             const REAL kc = (REAL)K[c] * (1 + e_sq);

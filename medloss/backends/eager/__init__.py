@@ -11,7 +11,7 @@ import torch
 
 from medloss import backends, checks
 from medloss.backends.eager import sigmoid, softmax
-from medloss.backends.options import TableOptions
+from medloss.backends.options import TableOptions, cost_matrix
 
 __all__ = ["forward", "backward", "check_target"]
 
@@ -49,8 +49,16 @@ def forward(logits: torch.Tensor, target: torch.Tensor, options: TableOptions):
         return sigmoid.forward_tables(logits, g, valid, options)
     labels, valid = _labels(logits, target, options)
     tp, pred, tgt, vox = softmax.forward_tables(logits, labels, valid, options.squared, options.voxel_term,
-                                                options.gamma, options.log_clamp, options.region)
+                                                options.gamma, options.log_clamp, options.region,
+                                                _matrix(logits, options))
     return backends.softmax_result(tp, pred, tgt, vox)
+
+
+def _matrix(logits: torch.Tensor, options: TableOptions) -> torch.Tensor | None:
+    """The Wasserstein term's cost matrix in the compute dtype on the logits' device (cached), else None."""
+    if options.matrix is None:
+        return None
+    return cost_matrix(options.matrix, checks.compute_dtype(logits), logits.device)
 
 
 def backward(logits, target, options: TableOptions, grad_tp, grad_pred, grad_vpos, grad_vneg):
@@ -61,4 +69,5 @@ def backward(logits, target, options: TableOptions, grad_tp, grad_pred, grad_vpo
         return sigmoid.backward_grad(logits, g, valid, options, grad_tp, grad_pred, grad_vpos, grad_vneg)
     labels, valid = _labels(logits, target, options)
     return softmax.backward_grad(logits, labels, valid, options.squared, options.voxel_term, options.gamma,
-                                 options.log_clamp, options.region, grad_tp, grad_pred, grad_vpos)
+                                 options.log_clamp, options.region, grad_tp, grad_pred, grad_vpos,
+                                 _matrix(logits, options))

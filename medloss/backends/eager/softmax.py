@@ -8,17 +8,20 @@ For logits x (B, C, N), labels y (B, 1, N), validity v (B, 1, N) and p = softmax
 
 with e = 2 for squared denominators and a voxel term phi of l = log p_y, optionally clamped to [lo, hi]:
 phi = -l (cross-entropy), -(1 - p)^gamma l (softmax focal; AnatomyNet clamps p below), (-l)^gamma (the
-Exponential Logarithmic loss's cross term, clamped both sides), or none. Every softmax region loss, cross-entropy,
+Exponential Logarithmic loss's cross term, clamped both sides), or none; or the Wasserstein error of the voxel
+under a class cost matrix M, phi = WE = sum_c M[y, c] p_c (the Generalized Wasserstein Dice loss), which depends
+on every p_c: dWE/dx_c = p_c (M[y, c] - WE). Every softmax region loss, cross-entropy,
 softmax focal and the paper compounds with a label-map target are formulas on these (B, C) tables, so compounds
 (Dice + CE, Dice + focal, ExpLog, AnatomyNet) cost one pass and one backward.
 
 Backward: with k = dL/dPRED, a = dL/dTP, u = dL/dVOX, the gradient through the softmax is
     dx_c = p_c (v e k_c p_c^(e-1) - t) + [c = y] s,    s = v p_y (a_y + u_y phi'(p_y)),    t = v sum_c e k_c p_c^e + s
-(p phi'(p) = -1 for cross-entropy; gamma p (1 - p)^(gamma - 1) log p - (1 - p)^gamma for focal; -gamma (-l)^(gamma-1)
-for explog; 0 where the clamp clips l). The softmax is
-recomputed in backward into the buffer that becomes the gradient, so nothing logits-sized is kept between forward
-and backward, and backward is re-entrant (``retain_graph=True`` is safe). log p_y is computed as x_y - logsumexp(x)
-(for the rare voxels where p_y underflows; elsewhere log of the softmax).
+(p phi'(p) = -1 for cross-entropy; gamma p (1 - p)^(gamma - 1) log p - (1 - p)^gamma for focal; -gamma
+(-l)^(gamma-1) for explog; 0 where the clamp clips l). The Wasserstein term instead adds w M[y, c] to each class's
+factor v e k_c p_c^(e-1) and w WE to t, with w = v u_y (s gets nothing from it): its dx_c = w p_c (M[y, c] - WE).
+The softmax is recomputed in backward into the buffer that becomes the gradient, so nothing logits-sized is kept
+between forward and backward, and backward is re-entrant (``retain_graph=True`` is safe). log p_y is computed as
+x_y - logsumexp(x) (for the rare voxels where p_y underflows; elsewhere log of the softmax).
 """
 from __future__ import annotations
 
@@ -82,6 +85,21 @@ def voxel_value(log_py: torch.Tensor, kind: str, gamma: float,
     return q.pow_(gamma).mul_(log_p).neg_()
 
 
+def wasserstein_error(p: torch.Tensor, labels: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """WE = sum_c M[y, c] p_c per voxel, (B, 1, N), for probabilities p (B, C, N), labels (B, 1, N) int64 and the
+    C x C cost matrix M in p's dtype: one gather of a matrix column per class, no (B, C, N) temporary."""
+    columns = matrix.t()
+    we = torch.zeros_like(p[:, :1])
+    for c in range(p.shape[1]):
+        we.addcmul_(p[:, c : c + 1], columns[c][labels])
+    return we
+
+
+def _label_rows(matrix: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """M[y_n, c] as (B, C, n) for labels (B, 1, n): the Wasserstein term's per-class factor."""
+    return matrix.t()[:, labels[:, 0]].transpose(0, 1)
+
+
 def _voxel_slope(log_py: torch.Tensor, kind: str, gamma: float, log_clamp: tuple[float, float]) -> torch.Tensor:
     """d phi / d l = p phi'(p) at p = p_y, from l = log p_y: -1 (cross-entropy), gamma p (1-p)^(gamma-1) l -
     (1-p)^gamma (focal, 0 where p = 1), -gamma (-l)^(gamma-1) (explog); 0 where ``log_clamp`` clips l (as
@@ -103,10 +121,11 @@ def _voxel_slope(log_py: torch.Tensor, kind: str, gamma: float, log_clamp: tuple
     return slope.masked_fill_(~inside, 0.0)
 
 
-def forward_tables(logits, labels, valid, squared, voxel_term, gamma, log_clamp, region):
+def forward_tables(logits, labels, valid, squared, voxel_term, gamma, log_clamp, region, matrix=None):
     """(TP, PRED, TARGET, VOX), each (B, C) in the compute dtype, for logits (B, C, N), labels (B, 1, N) int64 (0
     where ignored), valid (B, 1, N) or None. See the module docstring. With ``region=False`` (a voxel loss alone)
-    TP and PRED are not computed (zeros). No autograd: :func:`backward_grad` is the gradient."""
+    TP and PRED are not computed (zeros). ``matrix``: the Wasserstein term's C x C cost matrix in the compute
+    dtype. No autograd: :func:`backward_grad` is the gradient."""
     num_classes = logits.shape[1]
     dtype = checks.compute_dtype(logits)
     p = torch.softmax(logits, dim=1, dtype=dtype)
@@ -126,7 +145,10 @@ def forward_tables(logits, labels, valid, squared, voxel_term, gamma, log_clamp,
     else:
         tp = pred = torch.zeros_like(target)
     if voxel_term:
-        phi = voxel_value(_label_log_prob(p, logits, labels), voxel_term, gamma, log_clamp)
+        if voxel_term == "wasserstein":
+            phi = wasserstein_error(p, labels, matrix)
+        else:
+            phi = voxel_value(_label_log_prob(p, logits, labels), voxel_term, gamma, log_clamp)
         del p
         vox = labelled_sums(phi if valid is None else phi.mul_(valid), labels, num_classes, dtype)
     else:
@@ -134,18 +156,26 @@ def forward_tables(logits, labels, valid, squared, voxel_term, gamma, log_clamp,
     return tp, pred, target, vox
 
 
-def backward_grad(logits, labels, valid, squared, voxel_term, gamma, log_clamp, region, grad_tp, grad_pred, grad_vox):
+def backward_grad(logits, labels, valid, squared, voxel_term, gamma, log_clamp, region, grad_tp, grad_pred, grad_vox,
+                  matrix=None):
     """dL/dlogits (logits' dtype) from the incoming (B, C) gradients of TP, PRED and VOX."""
     dtype = checks.compute_dtype(logits)
     batch, num_classes, n = logits.shape
     p = torch.softmax(logits, dim=1, dtype=dtype)
 
     flat_labels = labels.view(batch, n)
+    # the Wasserstein term: w = v u_y and w WE (added to t); its w M[y, c] joins each class's factor below
+    w = w_we = None
+    if voxel_term == "wasserstein":
+        w = grad_vox.to(dtype).gather(1, flat_labels).view(batch, 1, n)
+        if valid is not None:
+            w.mul_(valid)
+        w_we = wasserstein_error(p, labels, matrix).mul_(w)
     # s_n = v p_y (a_y + u_y phi'(p_y)): the label term of the gradient, needed in t and in the final scatter
     s = None
     if region:
         s = grad_tp.to(dtype).gather(1, flat_labels).view(batch, 1, n).mul_(p.gather(1, labels))
-    if voxel_term is not None:
+    if voxel_term is not None and w is None:
         u = grad_vox.to(dtype).gather(1, flat_labels).view(batch, 1, n)
         u.mul_(_voxel_slope(_label_log_prob(p, logits, labels), voxel_term, gamma, log_clamp))
         s = u if s is None else s.add_(u)
@@ -154,8 +184,12 @@ def backward_grad(logits, labels, valid, squared, voxel_term, gamma, log_clamp, 
         s = p.new_zeros(batch, 1, n)
     if valid is not None:
         s.mul_(valid)
-    if not region:  # k = 0: dx = s (onehot - p)
-        p.mul_(s.neg())
+    if not region:  # k = 0: dx = s (onehot - p) (+ w p_c (M[y, c] - WE))
+        if w is None:
+            p.mul_(s.neg())
+        else:
+            for c in range(num_classes):
+                p[:, c : c + 1].mul_(matrix[:, c][labels].mul_(w).sub_(w_we).sub_(s))
         p.scatter_add_(1, labels, s)
         return p.to(logits.dtype)
     k = grad_pred.to(dtype)
@@ -172,6 +206,8 @@ def backward_grad(logits, labels, valid, squared, voxel_term, gamma, log_clamp, 
         if valid is not None:
             t.mul_(valid)
         t.add_(s)
+    if w_we is not None:
+        t.add_(w_we)
     # dx_c = p_c (v k_c p_c^(e-1) - t), in place over voxel blocks (a bounded (B, C, block) temporary);
     # the [c = y] term is scattered after
     kc = k.unsqueeze(-1)
@@ -182,6 +218,8 @@ def backward_grad(logits, labels, valid, squared, voxel_term, gamma, log_clamp, 
         factor = p_blk * kc if squared else kc.expand(batch, num_classes, p_blk.shape[2])
         if valid is not None:
             factor = factor * valid[:, :, sl]
+        if w is not None:
+            factor = factor + _label_rows(matrix, labels[:, :, sl]) * w[:, :, sl]
         p_blk.mul_(factor - t[:, :, sl])
     del t
     p.scatter_add_(1, labels, s)  # dx_y += s

@@ -7,11 +7,13 @@ module's docstring): for logits x (B, C, N), labels y (B, 1, N), validity v and 
     TP_c = sum_n v p_c [y = c]    PRED_c = sum_n v p_c^e    TARGET_c = sum_n v [y = c]    VOX_c = sum_n v phi(l) [y = c]
 
 with l = log p_y (optionally clamped) and phi the voxel term (cross-entropy -l, focal -(1 - p)^gamma l, explog
-(-l)^gamma). Forward reads logits and labels once: each program walks tiles of BLOCK_C x BLOCK_N logits of one
-sample (grid-stride, :data:`PROGRAMS` programs in all), recomputes the softmax in registers, accumulates its tables
-there and writes one partial row; one finalize program sums the partials (at most a few hundred kB) in float64 in
-a fixed order into the packed (B, ROWS, C) result that the operator's outputs view. There are no float atomics,
-so results are deterministic run to run (``torch.use_deterministic_algorithms(True)`` needs nothing else).
+(-l)^gamma), or the Wasserstein error phi = sum_c M[y, c] p_c under a cost matrix M (loaded as each voxel's label
+row; only the variant with that term compiles it). Forward reads logits and labels once: each program walks tiles of
+BLOCK_C x BLOCK_N logits of one sample (grid-stride, :data:`PROGRAMS` programs in all), recomputes the softmax in
+registers, accumulates its tables there and writes one partial row; one finalize program sums the partials (at most
+a few hundred kB) in float64 in a fixed order into the packed (B, ROWS, C) result that the operator's outputs view.
+There are no float atomics, so results are deterministic run to run (``torch.use_deterministic_algorithms(True)``
+needs nothing else).
 Backward reads logits and labels again and writes the gradient (in the logits' dtype)::
 
     dx_c = p_c (g_c - K) - p_c s   (c != y)        dx_y = p_y (g_y - K) + s q
@@ -43,7 +45,7 @@ from medloss import checks
 __all__ = ["available", "interpreted", "takes", "forward", "backward", "STATUS_NONFINITE", "STATUS_LABEL",
            "STATUS_SOFT"]
 
-_VOXEL = {None: 0, "ce": 1, "focal": 2, "explog": 3}
+_VOXEL = {None: 0, "ce": 1, "focal": 2, "explog": 3, "wasserstein": 4}
 STATUS_NONFINITE, STATUS_LABEL, STATUS_SOFT = 1, 2, 4  # status bits (STATUS_SOFT: fractional dense target)
 ROWS = 6  # the packed result (B, ROWS, C): TP, PRED, TARGET, VOXELS (column 0), VPOS, VNEG
 _LOGITS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -119,10 +121,13 @@ def forward_programs(nblk: int, batch: int) -> int:
 def blocks(num_classes: int, options=None, dtype: torch.dtype = torch.float32) -> tuple[int, int]:
     """(BLOCK_N, BLOCK_C) of the table kernels: 4096 tile elements per program for float32 logits, 2048 for half
     precision (the conversions hold registers) and 1024 for float64 (two registers per value), halved again for a
-    sigmoid voxel term (BCE and focal keep the most values alive per element): at 8 warps ptxas keeps these within
-    128 registers or compiles them without spilling for sm_90 (benchmarks/triton_resources.py)."""
+    sigmoid voxel term (BCE and focal keep the most values alive per element) and for the Wasserstein term on
+    float32 logits (its gathered cost rows are a second tile; the smaller half and float64 tiles hold it): at 8
+    warps ptxas keeps these within 128 registers or compiles them without spilling for sm_90
+    (benchmarks/triton_resources.py)."""
     block_c = max(2, 1 << (num_classes - 1).bit_length())
-    heavy = options is not None and options.activation == "sigmoid" and options.voxel_term is not None
+    heavy = options is not None and options.voxel_term is not None and (
+        options.activation == "sigmoid" or (options.voxel_term == "wasserstein" and dtype == torch.float32))
     elements = {torch.float32: 4096, torch.float64: 1024}.get(dtype, 2048) // (2 if heavy else 1)
     block_n = max(16, min(1024, elements // block_c))
     return block_n, block_c
@@ -136,29 +141,31 @@ def _plan(shape: tuple, dtype: torch.dtype, float_labels: bool, options, device:
     block_n, block_c = blocks(num_classes, options, dtype)
     acc = kernels().tl.float64 if dtype == torch.float64 else kernels().tl.float32
     lo, hi = max(float(options.log_clamp[0]), -1e30), min(float(options.log_clamp[1]), 1e30)  # finite in any ACC
-    par = params((lo, hi, float(options.gamma)), torch.float64 if dtype == torch.float64 else torch.float32,
-                 device)
+    acc_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    par = params((lo, hi, float(options.gamma)), acc_dtype, device)
+    # the Wasserstein term's cost matrix, row by row in ACC (the parameters stand in for it elsewhere, never read)
+    matrix = par if options.matrix is None else params(sum(options.matrix, ()), acc_dtype, device)
     grid = (-(-n // block_n), batch)
     grid_forward = (forward_programs(grid[0], batch), batch)
     ignore = int(options.ignore_index) if options.ignore_index is not None else 0
     common = dict(HAS_IGNORE=options.ignore_index is not None, FLOAT_LABELS=float_labels,
                   SQUARED=bool(options.squared), VOXEL=_VOXEL[options.voxel_term], BLOCK_N=block_n,
                   BLOCK_C=block_c, ACC=acc)
-    return grid, grid_forward, (n, num_classes, ignore, par), common
+    return grid, grid_forward, (n, num_classes, ignore, par, matrix), common
 
 
 def _launch(backward: bool, logits, labels, options, out, status=None) -> None:
-    grid, grid_forward, (n, num_classes, ignore, par), common = _plan(
+    grid, grid_forward, (n, num_classes, ignore, par, matrix), common = _plan(
         tuple(logits.shape), logits.dtype, labels.dtype.is_floating_point, options, logits.device)
     k = kernels()
     if backward:
         grads, grad = out
         ptrs, strides, has = coefficient_args(logits, grads)
-        k._backward_kernel[grid](logits, labels, *ptrs, grad, n, num_classes, ignore, par, *strides, **common,
+        k._backward_kernel[grid](logits, labels, *ptrs, grad, n, num_classes, ignore, par, matrix, *strides, **common,
                                  num_warps=WARPS, HAS_K=has[0], HAS_A=has[1], HAS_U=has[2])
     else:
         k._forward_kernel[grid_forward](logits, labels, out, status, n, num_classes, grid[0], grid_forward[0], ignore,
-                                        par, **common, num_warps=WARPS)
+                                        par, matrix, **common, num_warps=WARPS)
 
 
 def coefficient_args(logits, grads) -> tuple[list, list, list]:

@@ -85,7 +85,7 @@ def _tile(x_ptr, y_ptr, b, blk, N, C, ignore, lo, hi,
     lp = tl.where(x_y >= top, -log1p_rest, x_y - top - tl.log(total))
     lc = tl.minimum(tl.maximum(lp, lo), hi)
     unclipped = (lp >= lo) & (lp <= hi)
-    return offs_n, offs_c, inside, in_c, valid, bad, onehot, p, q, lp, lc, unclipped
+    return offs_n, offs_c, inside, in_c, y, valid, bad, onehot, p, q, lp, lc, unclipped
 
 
 @triton.jit
@@ -121,7 +121,14 @@ def _slope(lp, q, unclipped, gamma, VOXEL: tl.constexpr):
 
 
 @triton.jit
-def _forward_kernel(x_ptr, y_ptr, part_ptr, status_ptr, N, C, nblk, nprog, ignore, par_ptr,
+def _label_rows(m_ptr, y, offs_c, inside, C, ACC: tl.constexpr):
+    """M[y_n, c] as a (BLOCK_C, BLOCK_N) tile: the Wasserstein term's cost row of each voxel's label (row 0 for an
+    uncounted voxel, whose validity zeroes its use)."""
+    return tl.load(m_ptr + y[None, :] * C + offs_c[:, None], mask=inside, other=0.0).to(ACC)
+
+
+@triton.jit
+def _forward_kernel(x_ptr, y_ptr, part_ptr, status_ptr, N, C, nblk, nprog, ignore, par_ptr, m_ptr,
                     HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr, SQUARED: tl.constexpr,
                     VOXEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
     """Program (pid, b) sums the tiles pid, pid + nprog, ... of sample b in registers and writes one partial row."""
@@ -136,7 +143,7 @@ def _forward_kernel(x_ptr, y_ptr, part_ptr, status_ptr, N, C, nblk, nprog, ignor
     voxels = tl.zeros([BLOCK_N], dtype=ACC)
     flags = tl.zeros([BLOCK_N], dtype=tl.int32)
     for blk in range(pid, nblk, nprog):
-        offs_n, offs_c, inside, in_c, valid, bad, onehot, p, q, lp, lc, unclipped = _tile(
+        offs_n, offs_c, inside, in_c, y, valid, bad, onehot, p, q, lp, lc, unclipped = _tile(
             x_ptr, y_ptr, b, blk, N, C, ignore, lo, hi, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
         v = valid.to(ACC)[None, :]
         tp += tl.sum(tl.where(onehot, p, 0.0) * v, axis=1)
@@ -145,7 +152,10 @@ def _forward_kernel(x_ptr, y_ptr, part_ptr, status_ptr, N, C, nblk, nprog, ignor
         target += tl.sum(tl.where(onehot, v, 0.0), axis=1)
         voxels += valid.to(ACC)
         flags = flags | bad
-        if VOXEL != 0:
+        if VOXEL == 4:  # the Wasserstein error WE = sum_c M[y, c] p_c
+            we = tl.sum(_label_rows(m_ptr, y, offs_c, inside, C, ACC) * p, axis=0)
+            vox += tl.sum(tl.where(onehot, we[None, :] * v, 0.0), axis=1)
+        elif VOXEL != 0:
             phi = _phi(lp, lc, q, gamma, VOXEL)
             vox += tl.sum(tl.where(onehot, phi[None, :] * v, 0.0), axis=1)
     row = part_ptr + (b.to(tl.int64) * nprog + pid) * ROWS * BLOCK_C + offs_c
@@ -193,25 +203,29 @@ def _coef(ptr, b, stride_b, stride_c, offs_c, C, HAS: tl.constexpr, BLOCK_C: tl.
 
 
 @triton.jit
-def _backward_kernel(x_ptr, y_ptr, k_ptr, a_ptr, u_ptr, grad_ptr, N, C, ignore, par_ptr, kb, kc, ab, ac, ub, uc,
+def _backward_kernel(x_ptr, y_ptr, k_ptr, a_ptr, u_ptr, grad_ptr, N, C, ignore, par_ptr, m_ptr, kb, kc, ab, ac, ub,
+                     uc,
                      HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr, SQUARED: tl.constexpr,
                      VOXEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
                      HAS_K: tl.constexpr, HAS_A: tl.constexpr, HAS_U: tl.constexpr):
     blk = tl.program_id(0)
     b = tl.program_id(1)
     lo, hi, gamma = tl.load(par_ptr), tl.load(par_ptr + 1), tl.load(par_ptr + 2)  # in ACC: exact for float64
-    offs_n, offs_c, inside, in_c, valid, bad, onehot, p, q, lp, lc, unclipped = _tile(
+    offs_n, offs_c, inside, in_c, y, valid, bad, onehot, p, q, lp, lc, unclipped = _tile(
         x_ptr, y_ptr, b, blk, N, C, ignore, lo, hi, HAS_IGNORE, FLOAT_LABELS, BLOCK_N, BLOCK_C, ACC)
     k = _coef(k_ptr, b, kb, kc, offs_c, C, HAS_K, BLOCK_C, ACC)
     a = _coef(a_ptr, b, ab, ac, offs_c, C, HAS_A, BLOCK_C, ACC)
     u = _coef(u_ptr, b, ub, uc, offs_c, C, HAS_U, BLOCK_C, ACC)
     v = valid.to(ACC)
     g = 2.0 * k[:, None] * p * v[None, :] if SQUARED else tl.broadcast_to(k[:, None], (BLOCK_C, BLOCK_N)) * v[None, :]
+    if VOXEL == 4:  # Wasserstein: dWE/dx_c = p_c (M[y, c] - WE), i.e. v u_y M[y, c] joins g (and so K)
+        u_y = tl.sum(tl.where(onehot, u[:, None], 0.0), axis=0)
+        g += (u_y * v)[None, :] * _label_rows(m_ptr, y, offs_c, inside, C, ACC)
     big_k = tl.sum(g * p, axis=0)
     p_y = tl.sum(tl.where(onehot, p, 0.0), axis=0)
     a_y = tl.sum(tl.where(onehot, a[:, None], 0.0), axis=0)
     s = p_y * a_y
-    if VOXEL != 0:
+    if VOXEL != 0 and VOXEL != 4:
         u_y = tl.sum(tl.where(onehot, u[:, None], 0.0), axis=0)
         s += u_y * _slope(lp, q, unclipped, gamma, VOXEL)
     s = v * s
