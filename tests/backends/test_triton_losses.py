@@ -1,12 +1,14 @@
-"""The MONAI-parity and paper-reference suites pass on the Triton engine (interpreted on CPU, compiled on CUDA).
+"""The MONAI-parity, paper-reference and Wasserstein Dice suites pass on the Triton engine (interpreted on CPU,
+compiled on CUDA).
 
 The C kernel and the eager engine run those suites in every session (the ``table_engine`` fixture of
-tests/conftest.py); the Triton kernels take minutes under the interpreter, so they run them once here, in a
-subprocess pinned to the engine."""
+tests/conftest.py); the Triton kernels take minutes under the interpreter, so they run them once, in a subprocess
+pinned to the engine. The subprocess is a background test (``pytest.mark.background``): tests/conftest.py starts
+it when collection ends, on one thread, so that it runs beside the rest of the session on the second core, and this
+test, moved to the end of the session, waits for it."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import pytest
@@ -14,15 +16,22 @@ import pytest
 from medloss.backends import triton as triton_tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SUITES = ("tests/losses/test_monai_parity.py", "tests/losses/test_reference_parity.py",
+          "tests/losses/test_wasserstein.py")
+
+
+def background_command() -> tuple[list[str], dict[str, str]] | None:
+    """The subprocess of :func:`test_parity_and_reference_suites_pass_on_the_triton_engine`: (argv, environment)."""
+    if not triton_tables.available():
+        return None
+    env = dict(os.environ, MEDLOSS_BACKEND="triton", TRITON_INTERPRET=os.environ.get("TRITON_INTERPRET", "1"))
+    return [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *SUITES], env
 
 
 @pytest.mark.slow
+@pytest.mark.background
+@pytest.mark.timeout(1800)  # waits for the subprocess, started when collection ended
 @pytest.mark.skipif(not triton_tables.available(), reason="Triton is not installed")
-def test_parity_and_reference_suites_pass_on_the_triton_engine():
-    env = dict(os.environ, MEDLOSS_BACKEND="triton", TRITON_INTERPRET=os.environ.get("TRITON_INTERPRET", "1"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/losses/test_monai_parity.py",
-         "tests/losses/test_reference_parity.py", "tests/losses/test_wasserstein.py"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+def test_parity_and_reference_suites_pass_on_the_triton_engine(background_result):
+    returncode, output = background_result
+    assert returncode == 0, output[-5000:]
