@@ -16,7 +16,8 @@ import pytest
 from medloss.backends import triton as triton_tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SUITES = ("tests/losses/test_monai_parity.py", "tests/losses/test_reference_parity.py",
+SUITES = ("tests/losses/test_monai_parity.py", "tests/losses/test_reference_parity_region.py",
+          "tests/losses/test_reference_parity_voxel.py", "tests/losses/test_reference_parity_compound.py",
           "tests/losses/test_wasserstein.py")
 
 
