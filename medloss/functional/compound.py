@@ -10,6 +10,7 @@ import functools
 
 import torch
 
+from medloss.backends.options import TableOptions
 from medloss.errors import InvalidOptionError, ShapeMismatchError, check_choice
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
@@ -118,10 +119,13 @@ def dice_ce_loss(
     reduction: str = "mean",
     dice_options: RegionOptions | dict,
     check_input: bool = True,
+    ce_options: TableOptions | None = None,
+    bce_options: TableOptions | None = None,
 ) -> torch.Tensor:
     """lambda_dice Dice + lambda_ce CE (BCE with logits for one channel). See :class:`medloss.losses.DiceCELoss`.
     ``dice_options``: the Dice term's region options (a dict; or a loss's validated :class:`RegionOptions`, which
-    then also holds ``ignore_index`` and ``check_input``)."""
+    then also holds ``ignore_index`` and ``check_input``); ``ce_options``, ``bce_options``: the loss's
+    :func:`voxel_tables_options` of the CE (BCE) term when it is computed alone (built per call when None)."""
     prepare.check_input_tensor(input)
     opts = compound_options(dice_options, ignore_index=ignore_index, check_input=check_input,
                             voxel_terms={"softmax": "ce"})
@@ -142,7 +146,7 @@ def dice_ce_loss(
         if input.shape[1] == 1:
             ce = bce_with_logits(
                 input, target.to(input.dtype) if not target.is_floating_point() else target, pos_weight=weight,
-                ignore_index=ignore_index, reduction=reduction, check_input=check_input,
+                ignore_index=ignore_index, reduction=reduction, check_input=check_input, options=bce_options,
             )
         else:
             if not opts.to_onehot_y and target.shape[1] == input.shape[1]:
@@ -151,7 +155,7 @@ def dice_ce_loss(
                 ce_target = target
             ce = cross_entropy(
                 input, ce_target, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                label_smoothing=label_smoothing, check_input=check_input,
+                label_smoothing=label_smoothing, check_input=check_input, options=ce_options,
             )
         total = total + lambda_ce * ce
     return total.to(input.dtype)
@@ -235,9 +239,10 @@ def bce_dice_loss(
     reduction: str = "mean",
     dice_options: RegionOptions | dict,
     check_input: bool = True,
+    bce_options: TableOptions | None = None,
 ) -> torch.Tensor:
-    """lambda_bce BCE + lambda_dice sigmoid Dice. See :class:`medloss.losses.BCEDiceLoss`; ``dice_options`` as
-    :func:`dice_ce_loss`'s."""
+    """lambda_bce BCE + lambda_dice sigmoid Dice. See :class:`medloss.losses.BCEDiceLoss`; ``dice_options`` and
+    ``bce_options`` as :func:`dice_ce_loss`'s."""
     prepare.check_input_tensor(input)
     opts = compound_options(dice_options, ignore_index=ignore_index, check_input=check_input,
                             voxel_terms={"sigmoid": "bce"})
@@ -261,7 +266,7 @@ def bce_dice_loss(
     if lambda_bce:  # first: its target checks word the errors for this loss (a sum of two terms, order-free)
         total = total + lambda_bce * bce_with_logits(
             input, target, pos_weight=pos_weight, ignore_index=ignore_index, reduction=reduction,
-            check_input=check_input,
+            check_input=check_input, options=bce_options,
         )
     if lambda_dice:
         total = total + lambda_dice * dice_term(stats_for(input, target, opts), opts, None, reduction)

@@ -102,6 +102,10 @@ class DiceCELoss(_CompoundLoss):
                             smooth_nr, smooth_dr, batch),
             ignore_index=ignore_index, check_input=check_input, voxel_terms=self._VOXEL_TERMS,
         )
+        # the voxel term's own pass, when it is computed alone (one lambda 0, or an activation the Dice fuses not)
+        self.ce_options = voxel_tables_options("ce", ignore_index=self.ignore_index, check_input=self.check_input)
+        self.bce_options = voxel_tables_options("bce", activation="sigmoid", ignore_index=self.ignore_index,
+                                                check_input=self.check_input)
         self.register_buffer("weight", _reduce.class_weight_tensor(weight))
 
     #: activation -> the voxel term of the fused pass (BCE + Dice: "bce" with sigmoid)
@@ -111,7 +115,8 @@ class DiceCELoss(_CompoundLoss):
         return dice_ce_loss(
             input, target, lambda_dice=self.lambda_dice, lambda_ce=self.lambda_ce, weight=self.weight,
             label_smoothing=self.label_smoothing, ignore_index=self.ignore_index, reduction=self.reduction,
-            dice_options=self.dice_options, check_input=self.check_input,
+            dice_options=self.dice_options, check_input=self.check_input, ce_options=self.ce_options,
+            bce_options=self.bce_options,
         )
 
 
@@ -292,5 +297,5 @@ class BCEDiceLoss(DiceCELoss):
         return bce_dice_loss(
             input, target, lambda_dice=self.lambda_dice, lambda_bce=self.lambda_bce, pos_weight=self.pos_weight,
             ignore_index=self.ignore_index, reduction=self.reduction, dice_options=self.dice_options,
-            check_input=self.check_input,
+            check_input=self.check_input, bce_options=self.bce_options,
         )
