@@ -181,21 +181,22 @@ def dice_focal_loss(
 
     ``region_options``: a loss's validated :class:`RegionOptions` (which then also holds ``ignore_index`` and
     ``check_input``, and the fused pass's focal term), or a dict of region options validated here;
-    ``focal_options``: the focal term's keyword arguments of :func:`focal_loss`; ``dice_weight`` weighs the Dice
-    term, ``w_type`` and ``empty`` the Generalized Dice term. ``reduction="none"``: the region term's (B, C') table
-    (GDL: (B, 1)) broadcast over the focal term's (B, C', *S) elements, MONAI's shape.
+    ``focal_options``: the focal term's keyword arguments of :func:`focal` (its activation by name);
+    ``dice_weight`` weighs the Dice term, ``w_type`` and ``empty`` the Generalized Dice term.
+    ``reduction="none"``: the region term's (B, C') table (GDL: (B, 1)) broadcast over the focal term's
+    (B, C', *S) elements, MONAI's shape.
     """
     prepare.check_input_tensor(input)
     opts = compound_options(region_options, ignore_index=ignore_index, check_input=check_input,
                             voxel_terms={"softmax": "focal", "sigmoid": "focal"}, gamma=focal_options["gamma"])
     ignore_index, check_input = opts.ignore_index, opts.check_input
-    focal_options = dict(focal_options, alpha=softmax_alpha(focal_options["alpha"], focal_options["use_softmax"],
+    focal_options = dict(focal_options, alpha=softmax_alpha(focal_options["alpha"], focal_options["activation"],
                                                             focal_options["include_background"]))
     region = functools.partial(_region_term, options=opts, generalized=generalized, weight=dice_weight,
                                w_type=w_type, empty=empty, reduction=reduction)
     both = lambda_dice and lambda_focal and reduction != "none"
     path = _path(input, opts)
-    if path == "softmax" and focal_options["use_softmax"] and both:
+    if path == "softmax" and focal_options["activation"] == "softmax" and both:
         stats, vox = label_map_tables(input, target, options=opts.compound_tables)
         focal_value = softmax_focal_from_tables(stats, vox, alpha=focal_options["alpha"],
                                                 weight=focal_options["weight"],
@@ -203,7 +204,7 @@ def dice_focal_loss(
                                                 reduction=reduction)
         return (lambda_dice * region(_finish(stats, opts)) + lambda_focal * focal_value).to(input.dtype)
     tables = None
-    if (path == "sigmoid" and not focal_options["use_softmax"] and both
+    if (path == "sigmoid" and focal_options["activation"] == "sigmoid" and both
             and tables_take_alpha(focal_options["alpha"], opts.to_onehot_y)):
         prepare.warn_onehot_single_channel(input, opts.to_onehot_y)
         tables = sigmoid_tables(input, target, options=opts.compound_tables)

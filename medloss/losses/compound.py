@@ -179,12 +179,12 @@ class DiceFocalLoss(_CompoundLoss):
             ignore_index=self.ignore_index, check_input=self.check_input,
             voxel_terms={"softmax": "focal", "sigmoid": "focal"}, gamma=gamma,
         )
+        activation = "softmax" if softmax else "sigmoid"  # the focal term's: sigmoid also without an activation
         self.focal_options = dict(
             include_background=bool(include_background), to_onehot_y=bool(to_onehot_y), gamma=gamma,
-            alpha=check_focal_alpha(alpha), weight=self.dice_weight, use_softmax=bool(softmax),
-            options=voxel_tables_options("focal", activation="softmax" if softmax else "sigmoid",
-                                         ignore_index=self.ignore_index, gamma=gamma, to_onehot_y=to_onehot_y,
-                                         check_input=self.check_input),
+            alpha=check_focal_alpha(alpha), weight=self.dice_weight, activation=activation,
+            options=voxel_tables_options("focal", activation=activation, ignore_index=self.ignore_index, gamma=gamma,
+                                         to_onehot_y=to_onehot_y, check_input=self.check_input),
         )
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
