@@ -34,8 +34,8 @@ def _prepared(input, target, distance, *, include_background, to_onehot_y, sigmo
         prepare.check_finite(input)
     g, valid = prepare.dense_target(target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index,
                                     soft_label=None, check_input=check_input)
-    p = prepare.flatten(prepare.activate(input, sigmoid=sigmoid, softmax=softmax, other_act=other_act,
-                                         check_input=check_input))
+    p = prepare.flatten(prepare.activate(input, activation=prepare.activation_of(sigmoid=sigmoid, softmax=softmax),
+                                         other_act=other_act, check_input=check_input))
     if not include_background:
         if input.shape[1] == 1:
             prepare.warn_single_channel("include_background=False")

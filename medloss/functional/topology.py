@@ -100,7 +100,8 @@ def spatial_inputs(
     g, valid = prepare.dense_target(
         target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index, soft_label=True, check_input=check_input
     )
-    p = prepare.activate(input, sigmoid=sigmoid, softmax=softmax, other_act=other_act, check_input=check_input)
+    p = prepare.activate(input, activation=prepare.activation_of(sigmoid=sigmoid, softmax=softmax), other_act=other_act,
+                         check_input=check_input)
     shape = (input.shape[0], -1, *input.shape[2:])
     g = g.reshape(shape)
     if valid is not None:

@@ -23,7 +23,8 @@ def _probabilities_and_target(input, target, *, to_onehot_y, sigmoid, softmax, i
     """(p, g, valid): (B, C2, N) with C2 = max(C, 2) (one channel is expanded to [1 - p, p]), valid (B, 1, N)."""
     if check_input and (sigmoid or softmax):
         prepare.check_finite(input)
-    p = prepare.flatten(prepare.activate(input, sigmoid=sigmoid, softmax=softmax, check_input=check_input))
+    p = prepare.flatten(prepare.activate(input, activation=prepare.activation_of(sigmoid=sigmoid, softmax=softmax),
+                                         check_input=check_input))
     if input.shape[1] > 1:
         g, valid = prepare.dense_target(target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index,
                                         soft_label=True, check_input=check_input)
