@@ -164,37 +164,46 @@ def run_demo(
         if not verbose:
             for category in (UserWarning, FutureWarning, DeprecationWarning):
                 warnings.filterwarnings("ignore", category=category)
-        t0 = time.perf_counter()
-        echo(f"[1/4] synthetic lesion set: {num_samples} cases of {size}^3 voxels -> {out / 'data'}")
-        from medloss.data import prepare_data
-
-        data = prepare_data(None, out / "data", num_samples=num_samples, size=int(size), seed=int(seed))
-        times["data"] = time.perf_counter() - t0
-
-        echo(f"[2/4] training bundle {bundle!r} for {plural(epochs, 'epoch')} on {dev} ({bundle_dir})")
-        echo(f"      building the network and caching {plural(len(data['training']), 'training case')}...")
-        t0 = time.perf_counter()
-        best = _train(bundle_dir, {**common, "epochs": int(epochs), "learning_rate": float(learning_rate)}, echo, t0)
-        times["train"] = time.perf_counter() - t0
-
-        echo(f"[3/4] inference on {plural(len(data['validation']), 'validation case')} with the best checkpoint "
-             f"-> {out / 'predictions'}")
-        t0 = time.perf_counter()
-        _run_workflow(_workflow(bundle_dir, ["inference.json"], "infer", common))
-        times["inference"] = time.perf_counter() - t0
-
-        echo("[4/4] scoring the predictions (medloss.scoring.score_folders, as `medloss score`)")
-        t0 = time.perf_counter()
-        reference = _copy_reference(out, data["validation"])
-        scores_csv, scores_json = out / "scores.csv", out / "scores.json"
-        mean_dice = _score(out / "predictions", reference, scores_csv, scores_json)
-        times["score"] = time.perf_counter() - t0
-
+        best, mean_dice = _run_steps(out, bundle, bundle_dir, dev, common, epochs=int(epochs),
+                                     learning_rate=float(learning_rate), echo=echo, times=times)
+    scores_csv, scores_json = out / "scores.csv", out / "scores.json"
     predictions = sorted((out / "predictions").glob("*_seg.nii.gz"))
     return DemoResult(output_dir=out, bundle_dir=bundle_dir, checkpoint=out / "models" / "model.pt",
                       metrics_csv=out / "metrics.csv", plot=out / "training_curves.png", predictions=predictions,
                       scores_csv=scores_csv, scores_json=scores_json, best_val_dice=best["dice"],
                       mean_dice=mean_dice, seconds=times)
+
+
+def _run_steps(out: Path, bundle: str, bundle_dir: Path, dev: str, common: dict[str, Any], *, epochs: int,
+               learning_rate: float, echo: Callable[[str], None], times: dict[str, float]) -> tuple[dict, float]:
+    """Steps 1 to 4 (data, training, inference, scoring), each timed into ``times``; returns the best validation
+    Dice ({"dice": ...}) and the scored predictions' mean Dice."""
+    num_samples, size, seed = common["num_samples"], common["synthetic_size"][0], common["seed"]
+    t0 = time.perf_counter()
+    echo(f"[1/4] synthetic lesion set: {num_samples} cases of {size}^3 voxels -> {out / 'data'}")
+    from medloss.data import prepare_data
+
+    data = prepare_data(None, out / "data", num_samples=num_samples, size=size, seed=seed)
+    times["data"] = time.perf_counter() - t0
+
+    echo(f"[2/4] training bundle {bundle!r} for {plural(epochs, 'epoch')} on {dev} ({bundle_dir})")
+    echo(f"      building the network and caching {plural(len(data['training']), 'training case')}...")
+    t0 = time.perf_counter()
+    best = _train(bundle_dir, {**common, "epochs": epochs, "learning_rate": learning_rate}, echo, t0)
+    times["train"] = time.perf_counter() - t0
+
+    echo(f"[3/4] inference on {plural(len(data['validation']), 'validation case')} with the best checkpoint "
+         f"-> {out / 'predictions'}")
+    t0 = time.perf_counter()
+    _run_workflow(_workflow(bundle_dir, ["inference.json"], "infer", common))
+    times["inference"] = time.perf_counter() - t0
+
+    echo("[4/4] scoring the predictions (medloss.scoring.score_folders, as `medloss score`)")
+    t0 = time.perf_counter()
+    reference = _copy_reference(out, data["validation"])
+    mean_dice = _score(out / "predictions", reference, out / "scores.csv", out / "scores.json")
+    times["score"] = time.perf_counter() - t0
+    return best, mean_dice
 
 
 def _check_demo_options(*, epochs: int, num_samples: int, size: int, roi_size: int, learning_rate: float) -> None:

@@ -16,6 +16,7 @@ from medloss.backends.op import voxel_value
 from medloss.backends.options import TableOptions
 from medloss.errors import InvalidOptionError, LabelValueError, ShapeMismatchError
 from medloss.functional import prepare
+from medloss.functional import reduce as _reduce
 from medloss.functional.stats import RegionStats, label_map_tables, sigmoid_tables, tables_path
 
 
@@ -393,20 +394,4 @@ def focal(input: torch.Tensor, target: torch.Tensor, *, include_background: bool
         loss = loss * (w.view(1, -1, 1) if w.ndim == 1 else w)
     if valid is not None:
         loss = loss * valid
-    return _reduce_voxels(loss, valid, reduction, input).to(input.dtype)
-
-
-def _reduce_voxels(loss: torch.Tensor, valid: torch.Tensor | None, reduction: str, input: torch.Tensor):
-    """(B, C, N) element losses -> MONAI's focal reductions, with ignored voxels in no denominator.
-
-    mean: sum / (C * valid voxels); sum: per (b, c) the mean over valid voxels, summed (MONAI's "sum");
-    none: (B, C, *S) element losses (0 at ignored voxels).
-    """
-    if reduction == "none":
-        return loss.reshape(loss.shape[0], loss.shape[1], *input.shape[2:])
-    count = loss.shape[2] if valid is None else valid.sum(dim=2, keepdim=True).clamp_min(1.0)
-    if reduction == "sum":
-        return (loss.sum(dim=2, keepdim=True) / count).sum()
-    if valid is None:
-        return loss.mean()
-    return loss.sum() / (valid.sum() * loss.shape[1]).clamp_min(1.0)
+    return _reduce.reduce_voxels(loss, valid, reduction, input).to(input.dtype)
