@@ -96,44 +96,49 @@ def check_finite(x: torch.Tensor, *, arg: str = "input") -> tuple[float, float]:
 
 def check_labels(
     labels: torch.Tensor,
-    num_classes: int,
+    num_classes: int | None,
     ignore_index: int | None,
     *,
     arg: str = "target",
-    non_integer_fix: str = "round them, or give a one-hot/soft target with one channel per class",
+    what: str = "labels must be class indices",
+    non_integer_fix: str | None = "round them, or give a one-hot/soft target with one channel per class",
     range_fix: str = "the input has {num_classes} channels: check the number of output channels, or set "
     "`ignore_index` for unlabelled voxels",
+    noun: str = "label values",
 ) -> None:
-    """Labels must be finite integers in [0, num_classes) except where they equal ``ignore_index``.
+    """Labels (or any integer map: component ids, skeleton classes) must be finite integers in [0, num_classes)
+    (>= 0 when ``num_classes`` is None) except where they equal ``ignore_index``.
 
-    The ``*_fix`` texts end the messages (``range_fix`` may use ``{num_classes}``), so callers with another meaning
-    of the class count (e.g. class-weight counting) keep the same checks with their own advice.
+    The messages name ``arg`` and say ``what`` the values must be; the ``*_fix`` texts end them (``range_fix`` may
+    use ``{num_classes}``), so callers with another meaning of the values keep the same checks with their own
+    advice.
     """
     if labels.numel() == 0:
         return
     lo, hi = torch.aminmax(labels.detach())
-    if not (torch.isfinite(lo.float()) and torch.isfinite(hi.float())):
-        raise LabelValueError(f"`{arg}` contains NaN or infinite values; labels must be class indices.")
+    if not (torch.isfinite(lo.double()) and torch.isfinite(hi.double())):
+        raise LabelValueError(f"`{arg}` contains NaN or infinite values; {what}.")
     if labels.is_floating_point():
         fractional = labels != torch.round(labels)
         if bool(fractional.any()):
             example = float(labels[fractional].flatten()[0])
-            raise LabelValueError(
-                f"`{arg}` holds non-integer value {example}: labels must be class indices ({non_integer_fix})."
-            )
-    if float(lo) >= 0 and float(hi) < num_classes:
+            fix = "" if non_integer_fix is None else f" ({non_integer_fix})"
+            raise LabelValueError(f"`{arg}` holds non-integer value {example}: {what}{fix}.")
+    if float(lo) >= 0 and (num_classes is None or float(hi) < num_classes):
         return
-    outside = (labels < 0) | (labels >= num_classes)
+    outside = labels < 0 if num_classes is None else (labels < 0) | (labels >= num_classes)
     held = representable_ignore(ignore_index, labels.dtype)
     if held is not None:
         outside &= labels != held
     if bool(outside.any()):
         values = torch.unique(labels[outside])[:5].tolist()
         hint = "" if ignore_index is None else f" (ignore_index={ignore_index})"
+        span = "below 0" if num_classes is None else f"outside [0, {num_classes})"
         raise LabelValueError(
-            f"`{arg}` holds label values {values} outside [0, {num_classes}){hint}: "
+            f"`{arg}` holds {noun} {values} {span}{hint}: "
             + range_fix.format(num_classes=num_classes) + _unheld_hint(labels, ignore_index) + "."
         )
+
 
 def channels_fix(num_channels: int) -> str:
     """The end of a label-range error for ``num_channels`` input channels (one channel: the foreground of a binary

@@ -22,12 +22,21 @@ class LossInfo:
     family: str  # "region", "voxel", "compound", "ranking" or "distance"
     summary: str
     paper: str
+    #: the activations a caller sets on logits by the constructor flag of that name (``softmax=True``,
+    #: ``sigmoid=True``); FocalLoss and AnatomyNetLoss: softmax only (sigmoid is FocalLoss's default, and
+    #: ``softmax`` its alias of ``use_softmax``); () for a loss whose activation is fixed
+    activations: tuple[str, ...] = ("sigmoid", "softmax")
 
     @property
     def target(self) -> str:
         """The ``_target_`` string for MONAI bundle configs."""
         return f"medloss.losses.{self.name}"
 
+
+#: MONAI's option names that choose a loss's activation (the flags of :attr:`LossInfo.activations` among them)
+ACTIVATION_OPTIONS = ("softmax", "sigmoid", "use_softmax", "other_act")
+FIXED: tuple[str, ...] = ()  # a loss whose activation is fixed (or none): no activation flag
+SOFTMAX_ONLY = ("softmax",)
 
 _ENTRIES = [
     LossInfo("DiceLoss", "medloss.losses.dice", "region",
@@ -46,19 +55,19 @@ _ENTRIES = [
              "Sudre et al., DLMIA 2017, arXiv:1707.03237"),
     LossInfo("CrossEntropyLoss", "medloss.losses.voxel", "voxel",
              "torch's cross-entropy on MONAI label layouts: weights, ignore_index, smoothing, soft targets.",
-             "Szegedy et al., CVPR 2016 (label smoothing), arXiv:1512.00567"),
+             "Szegedy et al., CVPR 2016 (label smoothing), arXiv:1512.00567", FIXED),
     LossInfo("BCELoss", "medloss.losses.voxel", "voxel",
              "Binary cross-entropy on logits with pos_weight and an ignore mask.",
-             "(standard)"),
+             "(standard)", FIXED),
     LossInfo("FocalLoss", "medloss.losses.voxel", "voxel",
              "Sigmoid or softmax focal loss, per-class alpha and weight, ignore_index.",
-             "Lin et al., ICCV 2017, arXiv:1708.02002"),
+             "Lin et al., ICCV 2017, arXiv:1708.02002", SOFTMAX_ONLY),
     LossInfo("LovaszSoftmaxLoss", "medloss.losses.lovasz", "region",
              "Lovász extension of the per-class Jaccard loss (softmax); classes present/all/list, per_image.",
              "Berman et al., CVPR 2018, arXiv:1705.08790"),
     LossInfo("LovaszHingeLoss", "medloss.losses.lovasz", "ranking",
              "Binary Lovász hinge on logits (per image by default).",
-             "Berman et al., CVPR 2018, arXiv:1705.08790"),
+             "Berman et al., CVPR 2018, arXiv:1705.08790", FIXED),
     LossInfo("DiceCELoss", "medloss.losses.compound", "compound",
              "Dice + cross-entropy (MONAI-compatible, with ignore_index).",
              "Isensee et al., nnU-Net, Nature Methods 2021"),
@@ -69,13 +78,13 @@ _ENTRIES = [
              "Sudre et al., DLMIA 2017; Lin et al., ICCV 2017"),
     LossInfo("BCEDiceLoss", "medloss.losses.compound", "compound",
              "BCE + sigmoid Dice for binary / multi-label (region) targets.",
-             "Isensee et al., nnU-Net, Nature Methods 2021"),
+             "Isensee et al., nnU-Net, Nature Methods 2021", FIXED),
     LossInfo("ExpLogLoss", "medloss.losses.explog_anatomynet", "compound",
              "Exponential logarithmic: 0.8 (-ln Dice)^0.3 + 0.2 w_l (-ln p)^0.3, per class.",
              "Wong et al., MICCAI 2018, arXiv:1809.00076"),
     LossInfo("AnatomyNetLoss", "medloss.losses.explog_anatomynet", "compound",
              "Batch Dice summed over classes + lambda focal, with a class-availability mask.",
-             "Zhu et al., AnatomyNet, Med. Phys. 2019, arXiv:1808.05238"),
+             "Zhu et al., AnatomyNet, Med. Phys. 2019, arXiv:1808.05238", SOFTMAX_ONLY),
     LossInfo("SoftclDiceLoss", "medloss.losses.topology", "region",
              "Soft clDice per class: harmonic mean of topology precision and sensitivity on soft skeletons.",
              "Shit et al., clDice, CVPR 2021, arXiv:2003.07311"),
@@ -92,7 +101,7 @@ _ENTRIES = [
 _ENTRIES += [
     LossInfo("TopKLoss", "medloss.losses.topk", "voxel",
              "Mean of the k% largest voxel cross-entropies (nnU-Net's TopK10), pooled over the (DDP) batch.",
-             "Wu et al., arXiv:1605.06885; Ma et al., Loss Odyssey, MedIA 2021, arXiv:2005.13449"),
+             "Wu et al., arXiv:1605.06885; Ma et al., Loss Odyssey, MedIA 2021, arXiv:2005.13449", FIXED),
     LossInfo("DiceTopKLoss", "medloss.losses.topk", "compound",
              "Dice + top-k cross-entropy (nnU-Net's DC_and_topk_loss, DiceTopK10).",
              "Isensee et al., nnU-Net, Nature Methods 2021; Ma et al., MedIA 2021"),
@@ -118,10 +127,10 @@ _ENTRIES += [
              "Abhishek & Hamarneh, ISBI 2021, arXiv:2010.13454"),
     LossInfo("GeneralizedWassersteinDiceLoss", "medloss.losses.wasserstein", "region",
              "Dice on Wasserstein errors under a class distance matrix: cheap confusions of similar classes.",
-             "Fidon et al., BrainLes 2017, arXiv:1707.00478"),
+             "Fidon et al., BrainLes 2017, arXiv:1707.00478", FIXED),
     LossInfo("NACLLoss", "medloss.losses.calibration", "compound",
              "CE + alpha |K * onehot(y) - logits|: logits pulled to the local class mix (calibration).",
-             "Murugesan et al., MICCAI 2023, arXiv:2303.06268"),
+             "Murugesan et al., MICCAI 2023, arXiv:2303.06268", FIXED),
     LossInfo("LogHausdorffDTLoss", "medloss.losses.boundary", "distance", "log(1 + HausdorffDTLoss), MONAI's numbers.",
              "Karimi & Salcudean, IEEE TMI 2020, arXiv:1904.10030"),
 ]

@@ -139,14 +139,8 @@ def run_demo(
             (:class:`~medloss.errors.OutputPathError`) before anything is written or trained.
         echo: where progress lines go.
     """
-    for flag, value, low in (("--epochs", epochs, 1), ("--num-samples", num_samples, 2), ("--size", size, 16),
-                             ("--roi-size", roi_size, 16)):
-        if int(value) < low:
-            raise InvalidOptionError(f"`{flag}` must be at least {low}, got {value}.")
-    if not 0.0 < float(learning_rate) <= 1.0:
-        raise InvalidOptionError(f"`--learning-rate` must be in (0, 1], got {learning_rate}.")
-    if roi_size > size:
-        raise InvalidOptionError(f"`--roi-size` ({roi_size}) must not exceed `--size` ({size}).")
+    _check_demo_options(epochs=epochs, num_samples=num_samples, size=size, roi_size=roi_size,
+                        learning_rate=learning_rate)
     out = Path(output_dir).resolve()
     bundle_dir = find_bundle(bundle)
     earlier = _earlier_outputs(out)
@@ -159,11 +153,7 @@ def run_demo(
     import torch
 
     dev = _device(device, torch)
-    for stale in earlier:  # only with --overwrite; data/ is regenerated in place by prepare_data
-        if stale != "data":
-            path = out / stale
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    _clear_earlier(out, earlier)
     times: dict[str, float] = {"load": time.perf_counter() - t0}
 
     common = {"bundle_root": str(bundle_dir), "output_dir": str(out), "ckpt_dir": str(out / "models"),
@@ -172,47 +162,88 @@ def run_demo(
               "device": f"$torch.device('{dev}')", "amp": dev.startswith("cuda")}
     with warnings.catch_warnings(), _quiet_logs(not verbose):
         if not verbose:
-            warnings.filterwarnings("ignore", category=UserWarning)
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-        t0 = time.perf_counter()
-        echo(f"[1/4] synthetic lesion set: {num_samples} cases of {size}^3 voxels -> {out / 'data'}")
-        from medloss.data import prepare_data
-
-        data = prepare_data(None, out / "data", num_samples=num_samples, size=int(size), seed=int(seed))
-        times["data"] = time.perf_counter() - t0
-
-        echo(f"[2/4] training bundle {bundle!r} for {plural(epochs, 'epoch')} on {dev} ({bundle_dir})")
-        echo(f"      building the network and caching {plural(len(data['training']), 'training case')}...")
-        t0 = time.perf_counter()
-        train = _workflow(bundle_dir, ["train.json"], "train",
-                          {**common, "epochs": int(epochs), "learning_rate": float(learning_rate)})
-        best = {"dice": float("nan")}
-        _run_workflow(train, lambda wf: _attach_progress(wf, best, echo, t0))
-        times["train"] = time.perf_counter() - t0
-
-        echo(f"[3/4] inference on {plural(len(data['validation']), 'validation case')} with the best checkpoint "
-             f"-> {out / 'predictions'}")
-        t0 = time.perf_counter()
-        _run_workflow(_workflow(bundle_dir, ["inference.json"], "infer", common))
-        times["inference"] = time.perf_counter() - t0
-
-        echo("[4/4] scoring the predictions (medloss.scoring.score_folders, as `medloss score`)")
-        t0 = time.perf_counter()
-        reference = out / "reference"
-        reference.mkdir(exist_ok=True)
-        for item in data["validation"]:
-            with atomic_output(reference / Path(item["label"]).name, suffix=".nii.gz") as tmp:
-                shutil.copyfile(item["label"], tmp)
-        scores_csv, scores_json = out / "scores.csv", out / "scores.json"
-        mean_dice = _score(out / "predictions", reference, scores_csv, scores_json)
-        times["score"] = time.perf_counter() - t0
-
+            for category in (UserWarning, FutureWarning, DeprecationWarning):
+                warnings.filterwarnings("ignore", category=category)
+        best, mean_dice = _run_steps(out, bundle, bundle_dir, dev, common, epochs=int(epochs),
+                                     learning_rate=float(learning_rate), echo=echo, times=times)
+    scores_csv, scores_json = out / "scores.csv", out / "scores.json"
     predictions = sorted((out / "predictions").glob("*_seg.nii.gz"))
     return DemoResult(output_dir=out, bundle_dir=bundle_dir, checkpoint=out / "models" / "model.pt",
                       metrics_csv=out / "metrics.csv", plot=out / "training_curves.png", predictions=predictions,
                       scores_csv=scores_csv, scores_json=scores_json, best_val_dice=best["dice"],
                       mean_dice=mean_dice, seconds=times)
+
+
+def _run_steps(out: Path, bundle: str, bundle_dir: Path, dev: str, common: dict[str, Any], *, epochs: int,
+               learning_rate: float, echo: Callable[[str], None], times: dict[str, float]) -> tuple[dict, float]:
+    """Steps 1 to 4 (data, training, inference, scoring), each timed into ``times``; returns the best validation
+    Dice ({"dice": ...}) and the scored predictions' mean Dice."""
+    num_samples, size, seed = common["num_samples"], common["synthetic_size"][0], common["seed"]
+    t0 = time.perf_counter()
+    echo(f"[1/4] synthetic lesion set: {num_samples} cases of {size}^3 voxels -> {out / 'data'}")
+    from medloss.data import prepare_data
+
+    data = prepare_data(None, out / "data", num_samples=num_samples, size=size, seed=seed)
+    times["data"] = time.perf_counter() - t0
+
+    echo(f"[2/4] training bundle {bundle!r} for {plural(epochs, 'epoch')} on {dev} ({bundle_dir})")
+    echo(f"      building the network and caching {plural(len(data['training']), 'training case')}...")
+    t0 = time.perf_counter()
+    best = _train(bundle_dir, {**common, "epochs": epochs, "learning_rate": learning_rate}, echo, t0)
+    times["train"] = time.perf_counter() - t0
+
+    echo(f"[3/4] inference on {plural(len(data['validation']), 'validation case')} with the best checkpoint "
+         f"-> {out / 'predictions'}")
+    t0 = time.perf_counter()
+    _run_workflow(_workflow(bundle_dir, ["inference.json"], "infer", common))
+    times["inference"] = time.perf_counter() - t0
+
+    echo("[4/4] scoring the predictions (medloss.scoring.score_folders, as `medloss score`)")
+    t0 = time.perf_counter()
+    reference = _copy_reference(out, data["validation"])
+    mean_dice = _score(out / "predictions", reference, out / "scores.csv", out / "scores.json")
+    times["score"] = time.perf_counter() - t0
+    return best, mean_dice
+
+
+def _check_demo_options(*, epochs: int, num_samples: int, size: int, roi_size: int, learning_rate: float) -> None:
+    """Refuse out-of-range demo options, naming the CLI flag, before anything is imported or written."""
+    for flag, value, low in (("--epochs", epochs, 1), ("--num-samples", num_samples, 2), ("--size", size, 16),
+                             ("--roi-size", roi_size, 16)):
+        if int(value) < low:
+            raise InvalidOptionError(f"`{flag}` must be at least {low}, got {value}.")
+    if not 0.0 < float(learning_rate) <= 1.0:
+        raise InvalidOptionError(f"`--learning-rate` must be in (0, 1], got {learning_rate}.")
+    if roi_size > size:
+        raise InvalidOptionError(f"`--roi-size` ({roi_size}) must not exceed `--size` ({size}).")
+
+
+def _clear_earlier(out: Path, earlier: list[str]) -> None:
+    """Remove an earlier demo's outputs (only with --overwrite) and create ``out``; data/ is regenerated in place
+    by prepare_data."""
+    for stale in earlier:
+        if stale != "data":
+            path = out / stale
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _train(bundle_dir: Path, overrides: dict[str, Any], echo: Callable[[str], None], t0: float) -> dict[str, float]:
+    """Train the bundle; returns {"dice": the best validation Dice} (NaN when no validation ran)."""
+    train = _workflow(bundle_dir, ["train.json"], "train", overrides)
+    best = {"dice": float("nan")}
+    _run_workflow(train, lambda wf: _attach_progress(wf, best, echo, t0))
+    return best
+
+
+def _copy_reference(out: Path, validation: list[dict]) -> Path:
+    """Copy the validation cases' labels into ``out/reference`` (the folder the predictions are scored against)."""
+    reference = out / "reference"
+    reference.mkdir(exist_ok=True)
+    for item in validation:
+        with atomic_output(reference / Path(item["label"]).name, suffix=".nii.gz") as tmp:
+            shutil.copyfile(item["label"], tmp)
+    return reference
 
 
 #: what a demo writes into its output folder (an earlier demo's are refused without --overwrite)

@@ -174,9 +174,24 @@ def make_lesion_volume(
     positions = _class_positions(class_contrast, num_classes)
     class_ranges = _class_radius_ranges(class_radius, num_classes)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    head, wm, csf = _anatomy(shape, rng)
+    # fractions per tissue: background, white matter, grey matter, CSF (lesions are painted on top below)
+    fractions = [1.0 - head, wm * (1.0 - csf), head - wm, wm * csf]
+    lesion_occ, radii_out = _paint_lesions(shape, rng, head=head, wm=wm, csf=csf, num_lesions=num_lesions,
+                                           radius_range=radius_range, num_classes=num_classes,
+                                           class_ranges=class_ranges)
+    label = np.zeros(shape, dtype=np.uint8)
+    for cls in range(1, num_classes):  # later classes win where lesions of different classes overlap
+        label[(lesion_occ[cls] >= 0.5) & (lesion_occ[cls] >= lesion_occ[1:].max(0))] = cls
+    image = _render(shape, rng, fractions, lesion_occ, positions, num_channels=num_channels, noise=noise,
+                    scale=scale)
+    return LesionCase(image=image, label=label, lesion_radii=radii_out)
+
+
+def _anatomy(shape: tuple[int, ...], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Soft occupancies of the head, its white matter and the two ventricles (CSF), around a jittered centre."""
     shape_arr = np.asarray(shape, dtype=np.float64)
     center = shape_arr / 2.0 + rng.uniform(-0.03, 0.03, 3) * shape_arr
-
     head_r = shape_arr * rng.uniform(0.40, 0.46, 3)
     head = _soft_ellipsoid(shape, center, head_r)
     wm = _soft_ellipsoid(shape, center, head_r * rng.uniform(0.72, 0.8))
@@ -184,10 +199,16 @@ def make_lesion_volume(
     for side in (-1.0, 1.0):  # two ventricles, left and right of the midline
         offset = np.array([side * head_r[0] * 0.22, 0.0, 0.0])
         csf = np.maximum(csf, _soft_ellipsoid(shape, center + offset, head_r * np.array([0.1, 0.32, 0.22])))
-    # fractions per tissue: background, white matter, grey matter, CSF (lesions are painted on top below)
-    fractions = [1.0 - head, wm * (1.0 - csf), head - wm, wm * csf]
+    return head, wm, csf
 
-    lesion_occ = np.zeros((num_classes,) + shape)  # occupancy per class (index 0 unused)
+
+def _paint_lesions(shape: tuple[int, ...], rng: np.random.Generator, *, head: np.ndarray, wm: np.ndarray,
+                   csf: np.ndarray, num_lesions: Sequence[int], radius_range: Sequence[float], num_classes: int,
+                   class_ranges: list[tuple[float, ...]] | None) -> tuple[np.ndarray, list[tuple[float, int]]]:
+    """Lesion occupancy per class (C, *shape; index 0 unused) and each lesion's (radius, class), lesions centred in
+    the inner white matter."""
+    shape_arr = np.asarray(shape, dtype=np.float64)
+    lesion_occ = np.zeros((num_classes,) + shape)
     radii_out: list[tuple[float, int]] = []
     wm_inner = ndimage.binary_erosion(wm > 0.5, iterations=2) & (csf < 0.05)
     candidates = np.argwhere(wm_inner)
@@ -212,12 +233,15 @@ def make_lesion_volume(
             occ = _soft_ellipsoid(shape, lobe_center, lobe_r, box) * head
             lesion_occ[cls] = np.maximum(lesion_occ[cls], occ)
         radii_out.append((round(radius, 3), cls))
+    return lesion_occ, radii_out
 
+
+def _render(shape: tuple[int, ...], rng: np.random.Generator, fractions: list[np.ndarray], lesion_occ: np.ndarray,
+            positions: list[float], *, num_channels: int, noise: float, scale: float) -> np.ndarray:
+    """The (C, *shape) float32 image: tissue contrasts with texture, lesion levels per class, a bias field and
+    Rician noise."""
+    num_classes = lesion_occ.shape[0]
     total_lesion = np.clip(lesion_occ[1:].sum(0), 0.0, 1.0)
-    label = np.zeros(shape, dtype=np.uint8)
-    for cls in range(1, num_classes):  # later classes win where lesions of different classes overlap
-        label[(lesion_occ[cls] >= 0.5) & (lesion_occ[cls] >= lesion_occ[1:].max(0))] = cls
-
     bias = np.exp(0.12 * _smooth_field(rng, shape, sigma=12.0))
     image = np.empty((num_channels,) + shape, dtype=np.float32)
     for ch in range(num_channels):
@@ -234,7 +258,7 @@ def make_lesion_volume(
         sigma = noise * scale
         noisy = np.sqrt((signal + rng.normal(0.0, sigma, shape)) ** 2 + rng.normal(0.0, sigma, shape) ** 2)
         image[ch] = noisy.astype(np.float32)
-    return LesionCase(image=image, label=label, lesion_radii=radii_out)
+    return image
 
 
 @dataclass(frozen=True)

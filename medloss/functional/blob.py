@@ -110,7 +110,8 @@ def blob_loss(
         target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index, soft_label=None, check_input=check_input
     )
     p = prepare.flatten(
-        prepare.activate(input, sigmoid=sigmoid, softmax=softmax, other_act=other_act, check_input=check_input)
+        prepare.activate(input, activation=prepare.activation_of(sigmoid=sigmoid, softmax=softmax),
+                         other_act=other_act, check_input=check_input)
     )
     labels = maps.label_map_of(target, input, to_onehot_y=to_onehot_y)
     if components is None:

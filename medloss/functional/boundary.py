@@ -23,19 +23,18 @@ from medloss.functional.distance import (
 from medloss.functional.stats import distributed_sum
 
 
-def _prepared(input, target, distance, *, include_background, to_onehot_y, sigmoid, softmax, other_act,
-              ignore_index, check_input):
+def _prepared(input, target, distance, *, include_background, to_onehot_y, activation, other_act, ignore_index,
+              check_input):
     """(p, g, maps or None, valid) of the scored classes, (B, C', N) each (maps (B, C', *S)); valid (B, 1, N)."""
     prepare.check_input_tensor(input)
     target, maps = split_distance_target(target, input, to_onehot_y=to_onehot_y, distance=distance)
     if check_input and maps is not None:
         check_maps(maps)
-    if check_input and (sigmoid or softmax or other_act is not None):
+    if check_input and (activation is not None or other_act is not None):
         prepare.check_finite(input)
     g, valid = prepare.dense_target(target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index,
                                     soft_label=None, check_input=check_input)
-    p = prepare.flatten(prepare.activate(input, sigmoid=sigmoid, softmax=softmax, other_act=other_act,
-                                         check_input=check_input))
+    p = prepare.flatten(prepare.activate(input, activation=activation, other_act=other_act, check_input=check_input))
     if not include_background:
         if input.shape[1] == 1:
             prepare.warn_single_channel("include_background=False")
@@ -79,8 +78,9 @@ def boundary_loss(
 ) -> torch.Tensor:
     """Boundary loss mean(p_c phi_c), (B, C') before reduction. See :class:`medloss.losses.BoundaryLoss`."""
     p, g, maps, valid = _prepared(input, target, distance, include_background=include_background,
-                                  to_onehot_y=to_onehot_y, sigmoid=sigmoid, softmax=softmax, other_act=other_act,
-                                  ignore_index=ignore_index, check_input=check_input)
+                                  to_onehot_y=to_onehot_y,
+                                  activation=prepare.activation_of(sigmoid=sigmoid, softmax=softmax),
+                                  other_act=other_act, ignore_index=ignore_index, check_input=check_input)
     spacing = check_spacing(spacing, input.ndim - 2)
     phi = maps_or_compute(maps, _in_no_class(g, valid).reshape(*g.shape[:2], *input.shape[2:]), spacing,
                           owner="BoundaryLoss")
@@ -108,8 +108,9 @@ def hausdorff_dt_loss(
     """Hausdorff distance-transform loss, (B, C') or (1, C') before reduction. See
     :class:`medloss.losses.HausdorffDTLoss`."""
     p, g, maps, valid = _prepared(input, target, distance, include_background=include_background,
-                                  to_onehot_y=to_onehot_y, sigmoid=sigmoid, softmax=softmax, other_act=other_act,
-                                  ignore_index=ignore_index, check_input=check_input)
+                                  to_onehot_y=to_onehot_y,
+                                  activation=prepare.activation_of(sigmoid=sigmoid, softmax=softmax),
+                                  other_act=other_act, ignore_index=ignore_index, check_input=check_input)
     shape, spacing = (*g.shape[:2], *input.shape[2:]), check_spacing(spacing, input.ndim - 2)
     d_g = maps_or_compute(maps, _in_no_class(g, valid).reshape(shape), spacing, owner="HausdorffDTLoss").abs()
     # the prediction's field, at every step; ignored voxels are in no class for both fields, so their values

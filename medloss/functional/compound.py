@@ -7,9 +7,11 @@ For label-map targets both terms come from one pass over the tables (no one-hot 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 
 import torch
 
+from medloss.backends.options import TableOptions
 from medloss.errors import InvalidOptionError, ShapeMismatchError, check_choice
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
@@ -80,6 +82,22 @@ def dice_term(kept: RegionStats, options: RegionOptions | dict, weight, reductio
     return _reduce.reduce_table(apply_dice_weight(loss, weight), reduction)
 
 
+def dense_dice_term(input: torch.Tensor, target: torch.Tensor, options: RegionOptions, weight,
+                    reduction: str) -> torch.Tensor:
+    """The reduced Dice term of a compound computed on its own (not fused with the voxel term)."""
+    return dice_term(stats_for(input, target, options), options, weight, reduction)
+
+
+def weighted_sum(input: torch.Tensor, terms: Sequence[tuple[float, Callable[[], torch.Tensor]]]) -> torch.Tensor:
+    """A compound's terms computed apart: the sum of ``lam * term()`` in order, in the compute dtype, over the terms
+    whose weight ``lam`` is not 0 (a term weighted 0 is not computed, so it neither costs nor checks anything)."""
+    total = input.new_zeros((), dtype=prepare.compute_dtype(input))
+    for lam, term in terms:
+        if lam:
+            total = total + lam * term()
+    return total
+
+
 def _finish(stats: RegionStats, options: RegionOptions) -> RegionStats:
     """The scored classes' tables from the all-class tables of a fused pass."""
     return finish_stats(stats, include_background=options.include_background, batch=options.batch)
@@ -118,10 +136,13 @@ def dice_ce_loss(
     reduction: str = "mean",
     dice_options: RegionOptions | dict,
     check_input: bool = True,
+    ce_options: TableOptions | None = None,
+    bce_options: TableOptions | None = None,
 ) -> torch.Tensor:
     """lambda_dice Dice + lambda_ce CE (BCE with logits for one channel). See :class:`medloss.losses.DiceCELoss`.
     ``dice_options``: the Dice term's region options (a dict; or a loss's validated :class:`RegionOptions`, which
-    then also holds ``ignore_index`` and ``check_input``)."""
+    then also holds ``ignore_index`` and ``check_input``); ``ce_options``, ``bce_options``: the loss's
+    :func:`voxel_tables_options` of the CE (BCE) term when it is computed alone (built per call when None)."""
     prepare.check_input_tensor(input)
     opts = compound_options(dice_options, ignore_index=ignore_index, check_input=check_input,
                             voxel_terms={"softmax": "ce"})
@@ -135,26 +156,25 @@ def dice_ce_loss(
         dice = _dice_on_tables(stats, opts, dice_weight, reduction)
         ce = ce_from_tables(stats, vox, weight, reduction)
         return (lambda_dice * dice + lambda_ce * ce).to(input.dtype)
-    total = input.new_zeros((), dtype=prepare.compute_dtype(input))
-    if lambda_dice:
-        total = total + lambda_dice * dice_term(stats_for(input, target, opts), opts, dice_weight, reduction)
-    if lambda_ce:
+
+    def ce_alone() -> torch.Tensor:
         if input.shape[1] == 1:
-            ce = bce_with_logits(
+            return bce_with_logits(
                 input, target.to(input.dtype) if not target.is_floating_point() else target, pos_weight=weight,
-                ignore_index=ignore_index, reduction=reduction, check_input=check_input,
+                ignore_index=ignore_index, reduction=reduction, check_input=check_input, options=bce_options,
             )
+        if not opts.to_onehot_y and target.shape[1] == input.shape[1]:
+            ce_target = target.to(prepare.compute_dtype(input))  # one-hot / soft target: probabilities
         else:
-            if not opts.to_onehot_y and target.shape[1] == input.shape[1]:
-                ce_target = target.to(prepare.compute_dtype(input))  # one-hot / soft target: probabilities
-            else:
-                ce_target = target
-            ce = cross_entropy(
-                input, ce_target, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                label_smoothing=label_smoothing, check_input=check_input,
-            )
-        total = total + lambda_ce * ce
-    return total.to(input.dtype)
+            ce_target = target
+        return cross_entropy(
+            input, ce_target, weight=weight, ignore_index=ignore_index, reduction=reduction,
+            label_smoothing=label_smoothing, check_input=check_input, options=ce_options,
+        )
+
+    return weighted_sum(input, [
+        (lambda_dice, lambda: dense_dice_term(input, target, opts, dice_weight, reduction)), (lambda_ce, ce_alone),
+    ]).to(input.dtype)
 
 
 def dice_focal_loss(
@@ -177,51 +197,58 @@ def dice_focal_loss(
 
     ``region_options``: a loss's validated :class:`RegionOptions` (which then also holds ``ignore_index`` and
     ``check_input``, and the fused pass's focal term), or a dict of region options validated here;
-    ``focal_options``: the focal term's keyword arguments of :func:`focal_loss`; ``dice_weight`` weighs the Dice
-    term, ``w_type`` and ``empty`` the Generalized Dice term. ``reduction="none"``: the region term's (B, C') table
-    (GDL: (B, 1)) broadcast over the focal term's (B, C', *S) elements, MONAI's shape.
+    ``focal_options``: the focal term's keyword arguments of :func:`focal` (its activation by name);
+    ``dice_weight`` weighs the Dice term, ``w_type`` and ``empty`` the Generalized Dice term.
+    ``reduction="none"``: the region term's (B, C') table (GDL: (B, 1)) broadcast over the focal term's
+    (B, C', *S) elements, MONAI's shape.
     """
     prepare.check_input_tensor(input)
     opts = compound_options(region_options, ignore_index=ignore_index, check_input=check_input,
                             voxel_terms={"softmax": "focal", "sigmoid": "focal"}, gamma=focal_options["gamma"])
     ignore_index, check_input = opts.ignore_index, opts.check_input
-    focal_options = dict(focal_options, alpha=softmax_alpha(focal_options["alpha"], focal_options["use_softmax"],
+    focal_options = dict(focal_options, alpha=softmax_alpha(focal_options["alpha"], focal_options["activation"],
                                                             focal_options["include_background"]))
     region = functools.partial(_region_term, options=opts, generalized=generalized, weight=dice_weight,
                                w_type=w_type, empty=empty, reduction=reduction)
     both = lambda_dice and lambda_focal and reduction != "none"
-    path = _path(input, opts)
-    if path == "softmax" and focal_options["use_softmax"] and both:
-        stats, vox = label_map_tables(input, target, options=opts.compound_tables)
-        focal_value = softmax_focal_from_tables(stats, vox, alpha=focal_options["alpha"],
-                                                weight=focal_options["weight"],
-                                                include_background=focal_options["include_background"],
-                                                reduction=reduction)
+    fused = _fused_focal(input, target, opts, focal_options, reduction) if both else None
+    if fused is not None:  # one pass over the tables for both terms
+        stats, focal_value = fused
         return (lambda_dice * region(_finish(stats, opts)) + lambda_focal * focal_value).to(input.dtype)
-    tables = None
-    if (path == "sigmoid" and not focal_options["use_softmax"] and both
-            and tables_take_alpha(focal_options["alpha"], opts.to_onehot_y)):
-        prepare.warn_onehot_single_channel(input, opts.to_onehot_y)
-        tables = sigmoid_tables(input, target, options=opts.compound_tables)
-    if tables is not None:  # one kernel pass for both terms (binary targets)
-        stats, vpos, vneg = tables
-        focal_value = sigmoid_focal_from_tables(stats, vpos, vneg, alpha=focal_options["alpha"],
-                                                weight=focal_options["weight"],
-                                                include_background=focal_options["include_background"],
-                                                reduction=reduction)
-        return (lambda_dice * region(_finish(stats, opts)) + lambda_focal * focal_value).to(input.dtype)
-    total = input.new_zeros((), dtype=prepare.compute_dtype(input))
-    if lambda_dice:
+
+    def region_alone() -> torch.Tensor:
         region_value = region(stats_for(input, target, opts)).to(input.dtype)
         if reduction == "none":  # (B, C') -> (B, C', 1, ..., 1), broadcast over the voxels
             region_value = region_value.reshape(*region_value.shape, *([1] * (input.ndim - 2)))
-        total = total + lambda_dice * region_value
-    if lambda_focal:
-        total = total + lambda_focal * focal(input, target, ignore_index=ignore_index, reduction=reduction,
-                                             check_input=check_input, **focal_options)
+        return region_value
+
+    total = weighted_sum(input, [
+        (lambda_dice, region_alone),
+        (lambda_focal, lambda: focal(input, target, ignore_index=ignore_index, reduction=reduction,
+                                     check_input=check_input, **focal_options)),
+    ])
     if reduction == "none":  # the elementwise shape also when one lambda is 0
         total = total.expand(*total.shape[:2], *input.shape[2:])
     return total.to(input.dtype)
+
+
+def _fused_focal(input: torch.Tensor, target: torch.Tensor, opts: RegionOptions, focal_options: dict,
+                 reduction: str) -> tuple[RegionStats, torch.Tensor] | None:
+    """The all-class tables and the focal term from one pass, where the operator takes the focal term's activation
+    (and, for sigmoid, its alpha); None: the terms are computed apart."""
+    path, activation = _path(input, opts), focal_options["activation"]
+    kept = dict(alpha=focal_options["alpha"], weight=focal_options["weight"],
+                include_background=focal_options["include_background"], reduction=reduction)
+    if path == "softmax" and activation == "softmax":
+        stats, vox = label_map_tables(input, target, options=opts.compound_tables)
+        return stats, softmax_focal_from_tables(stats, vox, **kept)
+    if path == "sigmoid" and activation == "sigmoid" and tables_take_alpha(focal_options["alpha"], opts.to_onehot_y):
+        prepare.warn_onehot_single_channel(input, opts.to_onehot_y)
+        tables = sigmoid_tables(input, target, options=opts.compound_tables)
+        if tables is not None:  # binary targets
+            stats, vpos, vneg = tables
+            return stats, sigmoid_focal_from_tables(stats, vpos, vneg, **kept)
+    return None
 
 
 def bce_dice_loss(
@@ -235,9 +262,10 @@ def bce_dice_loss(
     reduction: str = "mean",
     dice_options: RegionOptions | dict,
     check_input: bool = True,
+    bce_options: TableOptions | None = None,
 ) -> torch.Tensor:
-    """lambda_bce BCE + lambda_dice sigmoid Dice. See :class:`medloss.losses.BCEDiceLoss`; ``dice_options`` as
-    :func:`dice_ce_loss`'s."""
+    """lambda_bce BCE + lambda_dice sigmoid Dice. See :class:`medloss.losses.BCEDiceLoss`; ``dice_options`` and
+    ``bce_options`` as :func:`dice_ce_loss`'s."""
     prepare.check_input_tensor(input)
     opts = compound_options(dice_options, ignore_index=ignore_index, check_input=check_input,
                             voxel_terms={"sigmoid": "bce"})
@@ -257,12 +285,9 @@ def bce_dice_loss(
         dice = _dice_on_tables(stats, opts, None, reduction)
         bce = bce_from_tables(stats, vpos, vneg, pos_weight=pos_weight, reduction=reduction)
         return (lambda_dice * dice + lambda_bce * bce).to(input.dtype)
-    total = input.new_zeros((), dtype=prepare.compute_dtype(input))
-    if lambda_bce:  # first: its target checks word the errors for this loss (a sum of two terms, order-free)
-        total = total + lambda_bce * bce_with_logits(
-            input, target, pos_weight=pos_weight, ignore_index=ignore_index, reduction=reduction,
-            check_input=check_input,
-        )
-    if lambda_dice:
-        total = total + lambda_dice * dice_term(stats_for(input, target, opts), opts, None, reduction)
-    return total.to(input.dtype)
+    # BCE first: its target checks word the errors for this loss (a sum of two terms, order-free)
+    return weighted_sum(input, [
+        (lambda_bce, lambda: bce_with_logits(input, target, pos_weight=pos_weight, ignore_index=ignore_index,
+                                             reduction=reduction, check_input=check_input, options=bce_options)),
+        (lambda_dice, lambda: dense_dice_term(input, target, opts, None, reduction)),
+    ]).to(input.dtype)

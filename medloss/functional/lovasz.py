@@ -332,7 +332,8 @@ def lovasz_softmax_loss(
         prepare.check_finite(input)
     labels, valid = _labels(target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index, check_input=check_input)
     p = prepare.flatten(
-        prepare.activate(input, sigmoid=sigmoid, softmax=softmax, other_act=other_act, check_input=check_input)
+        prepare.activate(input, activation=prepare.activation_of(sigmoid=sigmoid, softmax=softmax),
+                         other_act=other_act, check_input=check_input)
     )
     if check_input and other_act is not None:
         lo, hi = prepare.check_finite(p, arg="other_act(input)")

@@ -19,7 +19,8 @@ import warnings
 import numpy as np
 import torch
 
-from medloss.errors import InvalidOptionError, LabelValueError, OptionTypeError, ShapeMismatchError
+from medloss.checks import check_labels
+from medloss.errors import InvalidOptionError, OptionTypeError, ShapeMismatchError
 
 _WARNED: set[str] = set()
 
@@ -98,24 +99,12 @@ def integer_map(values: torch.Tensor, name: str, *, upper: int | None, check: bo
     """A map whose values are integers (component ids, skeleton classes) as int64, by one rule for every map.
 
     Checked (``check``): NaN, inf, negative, non-integer values and values >= ``upper`` raise
-    :class:`LabelValueError` naming ``name`` and ending with ``fix``. Unchecked, a float map is rounded to the
-    nearest integer (as the transforms do with float label maps), never truncated.
+    :class:`LabelValueError` naming ``name`` and saying ``fix`` (the labels' check,
+    :func:`medloss.checks.check_labels`). Unchecked, a float map is rounded to the nearest integer (as the
+    transforms do with float label maps), never truncated.
     """
-    if check and values.numel():
-        lo, hi = torch.aminmax(values.detach())
-        if not (torch.isfinite(lo.double()) and torch.isfinite(hi.double())):
-            raise LabelValueError(f"`{name}` holds NaN or infinite values; {fix}.")
-        if values.is_floating_point():
-            fractional = values != torch.round(values)
-            if bool(fractional.any()):
-                raise LabelValueError(
-                    f"`{name}` holds non-integer value {float(values[fractional].flatten()[0])}; {fix}."
-                )
-        if float(lo) < 0 or (upper is not None and float(hi) >= upper):
-            bound = "" if upper is None else f" and < {upper}"
-            raise LabelValueError(
-                f"`{name}` holds values in [{float(lo):g}, {float(hi):g}], expected >= 0{bound}; {fix}."
-            )
+    if check:
+        check_labels(values, upper, None, arg=name, what=fix, non_integer_fix=None, range_fix=fix, noun="values")
     if values.is_floating_point():
         values = torch.round(values)
     return values.long()

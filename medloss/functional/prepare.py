@@ -53,21 +53,21 @@ def activation_of(*, sigmoid: bool = False, softmax: bool = False) -> str | None
 def activate(
     input: torch.Tensor,
     *,
-    sigmoid: bool = False,
-    softmax: bool = False,
+    activation: str | None = None,
     other_act: Activation | None = None,
     check_input: bool = True,
 ) -> torch.Tensor:
-    """Return probabilities (B, C, N) in the compute dtype; check [0, 1] when no activation is configured."""
+    """Return probabilities (B, C, N) in the compute dtype, by ``activation`` (``"softmax"``, ``"sigmoid"``; None:
+    ``other_act``, or probabilities as given, checked in [0, 1])."""
     x = input.to(compute_dtype(input))
-    if softmax:
+    if activation == "softmax":
         if x.shape[1] == 1:
             raise InvalidOptionError(
                 "`softmax=True` with a single input channel gives probability 1 everywhere; "
                 "use `sigmoid=True` for binary segmentation with one channel."
             )
         return torch.softmax(x, dim=1)
-    if sigmoid:
+    if activation == "sigmoid":
         return torch.sigmoid(x)
     if other_act is not None:
         return other_act(x)

@@ -1,4 +1,5 @@
-"""The single reduction of medloss: ``"mean"``, ``"sum"`` or ``"none"`` over a (B, C) table of per-class losses."""
+"""The single reduction of medloss: ``"mean"``, ``"sum"`` or ``"none"`` over a (B, C) table of per-class losses, and
+MONAI's focal reductions over (B, C, N) element losses (:func:`reduce_voxels`)."""
 from __future__ import annotations
 
 import torch
@@ -47,3 +48,20 @@ def reduce_table(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "sum":
         return loss.sum()
     return loss
+
+
+def reduce_voxels(loss: torch.Tensor, valid: torch.Tensor | None, reduction: str, input: torch.Tensor
+                  ) -> torch.Tensor:
+    """(B, C, N) element losses -> MONAI's focal reductions, with ignored voxels in no denominator.
+
+    mean: sum / (C * valid voxels); sum: per (b, c) the mean over valid voxels, summed (MONAI's "sum");
+    none: (B, C, *S) element losses (0 at ignored voxels).
+    """
+    if reduction == "none":
+        return loss.reshape(loss.shape[0], loss.shape[1], *input.shape[2:])
+    count = loss.shape[2] if valid is None else valid.sum(dim=2, keepdim=True).clamp_min(1.0)
+    if reduction == "sum":
+        return (loss.sum(dim=2, keepdim=True) / count).sum()
+    if valid is None:
+        return loss.mean()
+    return loss.sum() / (valid.sum() * loss.shape[1]).clamp_min(1.0)

@@ -77,11 +77,6 @@ class RegionOptions:
         set_(self, "tables", self._table_options(None, 0.0))
         set_(self, "compound_tables", self._table_options(self.voxel_term, self.gamma) if self.voxel_term else None)
 
-    def flags(self) -> dict:
-        """MONAI's activation flags, for the dense path's :func:`medloss.functional.prepare.activate`."""
-        return dict(sigmoid=self.activation == "sigmoid", softmax=self.activation == "softmax",
-                    other_act=self.other_act)
-
     def _table_options(self, voxel_term: str | None, gamma: float) -> TableOptions | None:
         if self.soft_label or self.activation is None:
             return None

@@ -147,7 +147,8 @@ def stats_for(input: torch.Tensor, target: torch.Tensor, options: RegionOptions)
             target, input, to_onehot_y=options.to_onehot_y, ignore_index=options.ignore_index,
             soft_label=options.soft_label, check_input=check,
         )
-        p = prepare.flatten(prepare.activate(input, **options.flags(), check_input=check))
+        p = prepare.flatten(prepare.activate(input, activation=options.activation, other_act=options.other_act,
+                                             check_input=check))
         tp, pred, tgt = _dense_stats(p, g, valid, squared=options.squared_pred, soft_label=options.soft_label)
         stats = RegionStats(tp, pred, tgt, _voxel_count(valid, tp, p.shape[2]))
     return finish_stats(stats, include_background=options.include_background, batch=options.batch)

@@ -19,9 +19,9 @@ import torch
 from medloss.errors import check_number
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
-from medloss.functional.compound import check_compound_reduction, compound_options, dice_term
+from medloss.functional.compound import check_compound_reduction, compound_options, dense_dice_term, weighted_sum
 from medloss.functional.region_options import RegionOptions
-from medloss.functional.stats import distributed_sum, stats_for
+from medloss.functional.stats import distributed_sum
 from medloss.functional.voxel import cross_entropy
 
 
@@ -160,15 +160,17 @@ def dice_topk_loss(
     if not isinstance(dice_options, RegionOptions):  # a direct call
         k = check_k(k)
     opts = compound_options(dice_options, ignore_index=ignore_index, check_input=check_input, voxel_terms={})
-    total = input.new_zeros((), dtype=prepare.compute_dtype(input))
-    if lambda_dice:
-        dice = dice_term(stats_for(input, target, opts), opts, None, reduction).to(input.dtype)
-        total = total + lambda_dice * dice
-    if lambda_topk:
-        if not opts.to_onehot_y and tuple(target.shape) == tuple(input.shape):
-            target = target.to(prepare.compute_dtype(input))  # one-hot / soft target: class probabilities
-        total = total + lambda_topk * topk_value(
-            input, target, k=k, weight=weight, ignore_index=opts.ignore_index, label_smoothing=label_smoothing,
-            batch=topk_batch, reduction=reduction, check_input=opts.check_input,
+
+    def topk_alone() -> torch.Tensor:
+        probabilities = not opts.to_onehot_y and tuple(target.shape) == tuple(input.shape)
+        # a one-hot / soft target: class probabilities
+        return topk_value(
+            input, target.to(prepare.compute_dtype(input)) if probabilities else target, k=k, weight=weight,
+            ignore_index=opts.ignore_index, label_smoothing=label_smoothing, batch=topk_batch, reduction=reduction,
+            check_input=opts.check_input,
         )
-    return total.to(input.dtype)
+
+    return weighted_sum(input, [
+        (lambda_dice, lambda: dense_dice_term(input, target, opts, None, reduction).to(input.dtype)),
+        (lambda_topk, topk_alone),
+    ]).to(input.dtype)

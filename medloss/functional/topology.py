@@ -82,8 +82,7 @@ def spatial_inputs(
     *,
     include_background: bool,
     to_onehot_y: bool,
-    sigmoid: bool,
-    softmax: bool,
+    activation: str | None,
     other_act,
     ignore_index: int | None,
     check_input: bool,
@@ -95,12 +94,12 @@ def spatial_inputs(
     """
     prepare.check_input_tensor(input)
     _pool(input)
-    if check_input and (sigmoid or softmax or other_act is not None):
+    if check_input and (activation is not None or other_act is not None):
         prepare.check_finite(input)
     g, valid = prepare.dense_target(
         target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index, soft_label=True, check_input=check_input
     )
-    p = prepare.activate(input, sigmoid=sigmoid, softmax=softmax, other_act=other_act, check_input=check_input)
+    p = prepare.activate(input, activation=activation, other_act=other_act, check_input=check_input)
     shape = (input.shape[0], -1, *input.shape[2:])
     g = g.reshape(shape)
     if valid is not None:
@@ -202,8 +201,9 @@ def soft_cldice_loss(
     :class:`medloss.losses.SoftclDiceLoss` and :class:`medloss.losses.SoftDiceclDiceLoss`."""
     target, skeleton = maps.split_packed_target(target, input, skeleton, to_onehot_y=to_onehot_y, name="skeleton")
     p, g, valid = spatial_inputs(
-        input, target, include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
-        softmax=softmax, other_act=other_act, ignore_index=ignore_index, check_input=check_input,
+        input, target, include_background=include_background, to_onehot_y=to_onehot_y,
+        activation=prepare.activation_of(sigmoid=sigmoid, softmax=softmax), other_act=other_act,
+        ignore_index=ignore_index, check_input=check_input,
     )
     if skeleton is not None:
         skeleton = skeleton_onehot(skeleton, input.shape[1], include_background=include_background, dtype=p.dtype,
@@ -257,8 +257,9 @@ def skeleton_recall_loss(
     target, skeleton = maps.split_packed_target(target, input, skeleton, to_onehot_y=to_onehot_y, name="skeleton")
     include_background = input.shape[1] == 1  # one sigmoid channel is the foreground; else class 0 is dropped
     p, _, valid = spatial_inputs(
-        input, target, include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
-        softmax=softmax, other_act=None, ignore_index=ignore_index, check_input=check_input,
+        input, target, include_background=include_background, to_onehot_y=to_onehot_y,
+        activation=prepare.activation_of(sigmoid=sigmoid, softmax=softmax), other_act=None,
+        ignore_index=ignore_index, check_input=check_input,
     )
     if skeleton is None:
         maps.warn_once(

@@ -19,11 +19,11 @@ def check_unit_interval(name: str, value: object, *, upper_open: bool = False) -
     return check_number(name, value, low=0, high=1, high_open=upper_open)
 
 
-def _probabilities_and_target(input, target, *, to_onehot_y, sigmoid, softmax, ignore_index, check_input):
+def _probabilities_and_target(input, target, *, to_onehot_y, activation, ignore_index, check_input):
     """(p, g, valid): (B, C2, N) with C2 = max(C, 2) (one channel is expanded to [1 - p, p]), valid (B, 1, N)."""
-    if check_input and (sigmoid or softmax):
+    if check_input and activation is not None:
         prepare.check_finite(input)
-    p = prepare.flatten(prepare.activate(input, sigmoid=sigmoid, softmax=softmax, check_input=check_input))
+    p = prepare.flatten(prepare.activate(input, activation=activation, check_input=check_input))
     if input.shape[1] > 1:
         g, valid = prepare.dense_target(target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index,
                                         soft_label=True, check_input=check_input)
@@ -60,7 +60,8 @@ def unified_focal_loss(
             f"`num_classes={num_classes}` but `input` has {input.shape[1]} channel(s), i.e. {classes} classes; "
             "leave `num_classes=None` to take it from the input."
         )
-    p, g, valid = _probabilities_and_target(input, target, to_onehot_y=to_onehot_y, sigmoid=sigmoid, softmax=softmax,
+    p, g, valid = _probabilities_and_target(input, target, to_onehot_y=to_onehot_y,
+                                            activation=prepare.activation_of(sigmoid=sigmoid, softmax=softmax),
                                             ignore_index=ignore_index, check_input=check_input)
     p = p.clamp(epsilon, 1.0 - epsilon)
     tp, pred, tgt = _dense_stats(p, g, valid, squared=False, soft_label=False)

@@ -16,6 +16,7 @@ from medloss.backends.op import voxel_value
 from medloss.backends.options import TableOptions
 from medloss.errors import InvalidOptionError, LabelValueError, ShapeMismatchError
 from medloss.functional import prepare
+from medloss.functional import reduce as _reduce
 from medloss.functional.stats import RegionStats, label_map_tables, sigmoid_tables, tables_path
 
 
@@ -212,11 +213,11 @@ def bce_with_logits(input: torch.Tensor, target: torch.Tensor, *, pos_weight: to
     return loss.to(input.dtype)
 
 
-def softmax_alpha(alpha, use_softmax: bool, include_background: bool):
-    """``alpha`` as the focal loss uses it: a scalar alpha with ``use_softmax`` and ``include_background=False``
-    would weigh every scored class alike (1 - alpha belongs to the dropped class 0), so it is ignored with MONAI
-    1.6.1's warning and value; anything else is returned unchanged."""
-    if use_softmax and not include_background and alpha is not None and torch.as_tensor(alpha).ndim == 0:
+def softmax_alpha(alpha, activation: str, include_background: bool):
+    """``alpha`` as the focal loss uses it: a scalar alpha with the softmax ``activation`` and
+    ``include_background=False`` would weigh every scored class alike (1 - alpha belongs to the dropped class 0), so
+    it is ignored with MONAI 1.6.1's warning and value; anything else is returned unchanged."""
+    if activation == "softmax" and not include_background and alpha is not None and torch.as_tensor(alpha).ndim == 0:
         warnings.warn("`include_background=False`, scalar `alpha` ignored when using softmax.", stacklevel=3)
         return None
     return alpha
@@ -313,6 +314,17 @@ def focal_loss(
 
     (N, C) classification logits (no spatial axis, as MONAI accepts) are scored as (N, C, 1); ``reduction="none"``
     then returns (N, C). ``options``: the loss's :func:`voxel_tables_options` (from the keywords when None)."""
+    return focal_loss_for(input, target, activation="softmax" if use_softmax else "sigmoid",
+                          include_background=include_background, to_onehot_y=to_onehot_y, gamma=gamma, alpha=alpha,
+                          weight=weight, reduction=reduction, ignore_index=ignore_index, check_input=check_input,
+                          options=options)
+
+
+def focal_loss_for(input: torch.Tensor, target: torch.Tensor, *, activation: str, include_background: bool,
+                   to_onehot_y: bool, gamma: float, alpha, weight: torch.Tensor | None, reduction: str,
+                   ignore_index: int | None, check_input: bool, options: TableOptions | None) -> torch.Tensor:
+    """:func:`focal_loss` with its activation by name (``"softmax"`` or ``"sigmoid"``), as :class:`FocalLoss` holds
+    it."""
     if isinstance(input, torch.Tensor) and input.ndim == 2:
         if not isinstance(target, torch.Tensor) or target.ndim != 2:
             raise ShapeMismatchError(
@@ -320,26 +332,28 @@ def focal_loss(
                 f"(or (N, 1) class indices with to_onehot_y=True), got "
                 f"{tuple(target.shape) if isinstance(target, torch.Tensor) else type(target).__name__}."
             )
-        loss = focal_loss(input.unsqueeze(-1), target.unsqueeze(-1), include_background=include_background,
-                          to_onehot_y=to_onehot_y, gamma=gamma, alpha=alpha, weight=weight, reduction=reduction,
-                          use_softmax=use_softmax, ignore_index=ignore_index, check_input=check_input,
-                          options=options)
+        loss = focal_loss_for(input.unsqueeze(-1), target.unsqueeze(-1), activation=activation,
+                              include_background=include_background, to_onehot_y=to_onehot_y, gamma=gamma,
+                              alpha=alpha, weight=weight, reduction=reduction, ignore_index=ignore_index,
+                              check_input=check_input, options=options)
         return loss.squeeze(-1) if reduction == "none" else loss
     prepare.check_input_tensor(input)
     return focal(input, target, include_background=include_background, to_onehot_y=to_onehot_y, gamma=gamma,
-                 alpha=alpha, weight=weight, reduction=reduction, use_softmax=use_softmax, ignore_index=ignore_index,
+                 alpha=alpha, weight=weight, reduction=reduction, activation=activation, ignore_index=ignore_index,
                  check_input=check_input, options=options)
 
 
 def focal(input: torch.Tensor, target: torch.Tensor, *, include_background: bool, to_onehot_y: bool, gamma: float,
-          alpha, weight: torch.Tensor | None, reduction: str, use_softmax: bool, ignore_index: int | None,
+          alpha, weight: torch.Tensor | None, reduction: str, activation: str, ignore_index: int | None,
           check_input: bool, options: TableOptions | None = None) -> torch.Tensor:
-    """:func:`focal_loss` of a (B, C, *S) input its caller checked (a compound checks it once)."""
+    """:func:`focal_loss` of a (B, C, *S) input its caller checked (a compound checks it once); ``activation``:
+    ``"softmax"`` or ``"sigmoid"``."""
     prepare.warn_onehot_single_channel(input, to_onehot_y)
-    alpha = softmax_alpha(alpha, use_softmax, include_background)
-    if use_softmax and input.shape[1] == 1:
+    alpha = softmax_alpha(alpha, activation, include_background)
+    softmax = activation == "softmax"
+    if softmax and input.shape[1] == 1:
         raise InvalidOptionError("`use_softmax=True` needs C >= 2 channels; use the sigmoid focal loss for C = 1.")
-    path = tables_path("softmax" if use_softmax else "sigmoid", label_map=to_onehot_y, channels=input.shape[1])
+    path = tables_path(activation, label_map=to_onehot_y, channels=input.shape[1])
     if options is None and path is not None and reduction != "none":
         options = voxel_tables_options("focal", activation=path, ignore_index=ignore_index, gamma=gamma,
                                        to_onehot_y=to_onehot_y, check_input=check_input)
@@ -359,7 +373,7 @@ def focal(input: torch.Tensor, target: torch.Tensor, *, include_background: bool
         target, input, to_onehot_y=to_onehot_y, ignore_index=ignore_index, soft_label=True, check_input=check_input
     )
     x = prepare.flatten(input.to(t.dtype))
-    if use_softmax:
+    if softmax:
         loss = voxel_value(torch.log_softmax(x, dim=1), "focal", gamma) * t
     else:
         bce = x - x * t - F.logsigmoid(x)  # = BCE with logits, stable
@@ -368,32 +382,16 @@ def focal(input: torch.Tensor, target: torch.Tensor, *, include_background: bool
     keep_all = include_background or num_classes == 1
     loss, t = _scored_classes(include_background, loss, t)
     if alpha is not None:
-        if not use_softmax and torch.as_tensor(alpha).ndim == 0:  # alpha on positives, 1 - alpha on negatives
+        if not softmax and torch.as_tensor(alpha).ndim == 0:  # alpha on positives, 1 - alpha on negatives
             loss = loss * (t * alpha + (1 - t) * (1 - alpha))
         else:
             kept = _kept_alpha(alpha, num_classes, keep_all, loss)
             assert kept is not None  # alpha is not None in this branch
             a = kept.view(1, -1, 1)
-            loss = loss * (a if use_softmax else torch.where(t == 1, a, torch.ones_like(a)))
+            loss = loss * (a if softmax else torch.where(t == 1, a, torch.ones_like(a)))
     w = _kept_weight(weight, loss.shape[1], loss)
     if w is not None:
         loss = loss * (w.view(1, -1, 1) if w.ndim == 1 else w)
     if valid is not None:
         loss = loss * valid
-    return _reduce_voxels(loss, valid, reduction, input).to(input.dtype)
-
-
-def _reduce_voxels(loss: torch.Tensor, valid: torch.Tensor | None, reduction: str, input: torch.Tensor):
-    """(B, C, N) element losses -> MONAI's focal reductions, with ignored voxels in no denominator.
-
-    mean: sum / (C * valid voxels); sum: per (b, c) the mean over valid voxels, summed (MONAI's "sum");
-    none: (B, C, *S) element losses (0 at ignored voxels).
-    """
-    if reduction == "none":
-        return loss.reshape(loss.shape[0], loss.shape[1], *input.shape[2:])
-    count = loss.shape[2] if valid is None else valid.sum(dim=2, keepdim=True).clamp_min(1.0)
-    if reduction == "sum":
-        return (loss.sum(dim=2, keepdim=True) / count).sum()
-    if valid is None:
-        return loss.mean()
-    return loss.sum() / (valid.sum() * loss.shape[1]).clamp_min(1.0)
+    return _reduce.reduce_voxels(loss, valid, reduction, input).to(input.dtype)

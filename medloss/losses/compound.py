@@ -12,25 +12,28 @@ from medloss.functional import reduce as _reduce
 from medloss.functional.compound import (
     bce_dice_loss,
     check_compound_reduction,
-    compound_options,
     dice_ce_loss,
     dice_focal_loss,
 )
-from medloss.functional.region import EMPTY_POLICIES, W_TYPES, check_region_options
+from medloss.functional.region import EMPTY_POLICIES, W_TYPES
+from medloss.functional.region_options import RegionOptions
 from medloss.functional.voxel import voxel_tables_options
 from medloss.losses._base import check_ignore_index
 from medloss.losses.voxel import check_focal_alpha
 
 
-def _region_options(include_background: bool, to_onehot_y: bool, sigmoid: bool, softmax: bool,
-                    other_act: Callable[[torch.Tensor], torch.Tensor] | None, squared_pred: bool, jaccard: bool,
-                    smooth_nr: float, smooth_dr: float, batch: bool) -> dict:
-    """The Dice-term options of a compound, validated and normalised (passed on to the functional Dice)."""
-    check_region_options(smooth_nr=smooth_nr, smooth_dr=smooth_dr)
-    return dict(
-        include_background=bool(include_background), to_onehot_y=bool(to_onehot_y), sigmoid=bool(sigmoid),
-        softmax=bool(softmax), other_act=other_act, squared_pred=bool(squared_pred), jaccard=bool(jaccard),
-        smooth_nr=float(smooth_nr), smooth_dr=float(smooth_dr), batch=bool(batch),
+def _dice_options(include_background: bool, to_onehot_y: bool, sigmoid: bool, softmax: bool,
+                  other_act: Callable[[torch.Tensor], torch.Tensor] | None, squared_pred: bool, jaccard: bool,
+                  smooth_nr: float, smooth_dr: float, batch: bool, *, ignore_index: int | None, check_input: bool,
+                  voxel_terms: dict[str, str], gamma: float = 0.0) -> RegionOptions:
+    """A compound's Dice-term options from MONAI's arguments, validated once; ``voxel_terms``: activation -> the
+    voxel term its fused pass sums with them (exponent ``gamma``)."""
+    activation = prepare.activation_of(sigmoid=sigmoid, softmax=softmax)
+    return RegionOptions(
+        include_background=include_background, to_onehot_y=to_onehot_y, activation=activation, other_act=other_act,
+        squared_pred=squared_pred, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
+        ignore_index=ignore_index, check_input=check_input, voxel_term=voxel_terms.get(activation or ""),
+        gamma=gamma,
     )
 
 
@@ -97,11 +100,14 @@ class DiceCELoss(_CompoundLoss):
                          lambdas={"lambda_dice": lambda_dice, "lambda_ce": lambda_ce})
         self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
         # one options object for both terms: the fused pass sums the voxel term of the Dice activation with them
-        self.dice_options = compound_options(
-            _region_options(include_background, to_onehot_y, sigmoid, softmax, other_act, squared_pred, jaccard,
-                            smooth_nr, smooth_dr, batch),
-            ignore_index=ignore_index, check_input=check_input, voxel_terms=self._VOXEL_TERMS,
+        self.dice_options = _dice_options(
+            include_background, to_onehot_y, sigmoid, softmax, other_act, squared_pred, jaccard, smooth_nr, smooth_dr,
+            batch, ignore_index=self.ignore_index, check_input=self.check_input, voxel_terms=self._VOXEL_TERMS,
         )
+        # the voxel term's own pass, when it is computed alone (one lambda 0, or an activation the Dice fuses not)
+        self.ce_options = voxel_tables_options("ce", ignore_index=self.ignore_index, check_input=self.check_input)
+        self.bce_options = voxel_tables_options("bce", activation="sigmoid", ignore_index=self.ignore_index,
+                                                check_input=self.check_input)
         self.register_buffer("weight", _reduce.class_weight_tensor(weight))
 
     #: activation -> the voxel term of the fused pass (BCE + Dice: "bce" with sigmoid)
@@ -111,7 +117,8 @@ class DiceCELoss(_CompoundLoss):
         return dice_ce_loss(
             input, target, lambda_dice=self.lambda_dice, lambda_ce=self.lambda_ce, weight=self.weight,
             label_smoothing=self.label_smoothing, ignore_index=self.ignore_index, reduction=self.reduction,
-            dice_options=self.dice_options, check_input=self.check_input,
+            dice_options=self.dice_options, check_input=self.check_input, ce_options=self.ce_options,
+            bce_options=self.bce_options,
         )
 
 
@@ -168,18 +175,17 @@ class DiceFocalLoss(_CompoundLoss):
                                      "logits with `sigmoid=True` or `softmax=True`.")
         gamma = check_number("gamma", gamma, low=0)
         self.dice_weight = _reduce.class_weight_tensor(weight)  # both terms, as MONAI 1.6.1
-        self.region_options = compound_options(
-            _region_options(include_background, to_onehot_y, sigmoid, softmax, None, squared_pred, jaccard,
-                            smooth_nr, smooth_dr, batch),
-            ignore_index=self.ignore_index, check_input=self.check_input,
+        self.region_options = _dice_options(
+            include_background, to_onehot_y, sigmoid, softmax, None, squared_pred, jaccard, smooth_nr, smooth_dr,
+            batch, ignore_index=self.ignore_index, check_input=self.check_input,
             voxel_terms={"softmax": "focal", "sigmoid": "focal"}, gamma=gamma,
         )
+        activation = "softmax" if softmax else "sigmoid"  # the focal term's: sigmoid also without an activation
         self.focal_options = dict(
             include_background=bool(include_background), to_onehot_y=bool(to_onehot_y), gamma=gamma,
-            alpha=check_focal_alpha(alpha), weight=self.dice_weight, use_softmax=bool(softmax),
-            options=voxel_tables_options("focal", activation="softmax" if softmax else "sigmoid",
-                                         ignore_index=self.ignore_index, gamma=gamma, to_onehot_y=to_onehot_y,
-                                         check_input=self.check_input),
+            alpha=check_focal_alpha(alpha), weight=self.dice_weight, activation=activation,
+            options=voxel_tables_options("focal", activation=activation, ignore_index=self.ignore_index, gamma=gamma,
+                                         to_onehot_y=to_onehot_y, check_input=self.check_input),
         )
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -292,5 +298,5 @@ class BCEDiceLoss(DiceCELoss):
         return bce_dice_loss(
             input, target, lambda_dice=self.lambda_dice, lambda_bce=self.lambda_bce, pos_weight=self.pos_weight,
             ignore_index=self.ignore_index, reduction=self.reduction, dice_options=self.dice_options,
-            check_input=self.check_input,
+            check_input=self.check_input, bce_options=self.bce_options,
         )

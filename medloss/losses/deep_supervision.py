@@ -283,11 +283,8 @@ class DeepSupervisionLoss(_Loss):
                     f"`input[{i}]` has {y.shape[1]} channels but `input[0]` has {first.shape[1]}: every "
                     "deep-supervision head must predict the same classes."
                 )
-            if any(a > b for a, b in zip(y.shape[2:], prev.shape[2:], strict=True)):
-                raise ShapeMismatchError(
-                    f"`input[{i}]` has spatial shape {tuple(y.shape[2:])}, larger than `input[{i - 1}]`'s "
-                    f"{tuple(prev.shape[2:])}: outputs must come full resolution first, in non-increasing size."
-                )
+            _check_not_larger(f"input[{i}]", y, f"input[{i - 1}]", prev,
+                              "outputs must come full resolution first, in non-increasing size")
         if not isinstance(target, torch.Tensor):
             raise OptionTypeError(f"`target` must be a torch.Tensor, got {type(target).__name__}.")
         if target.ndim == first.ndim - 1:
@@ -297,11 +294,8 @@ class DeepSupervisionLoss(_Loss):
                 f"`target` of shape {tuple(target.shape)} does not fit `input[0]` of shape {tuple(first.shape)}: "
                 "expected (B, 1, *S) or (B, *S) labels or (B, C, *S) one-hot at full resolution."
             )
-        if any(a > b for a, b in zip(first.shape[2:], target.shape[2:], strict=True)):
-            raise ShapeMismatchError(
-                f"`input[0]` has spatial shape {tuple(first.shape[2:])}, larger than `target`'s "
-                f"{tuple(target.shape[2:])}: pass the target at full (the largest output's) resolution."
-            )
+        _check_not_larger("input[0]", first, "target", target,
+                          "pass the target at full (the largest output's) resolution")
         return target.as_subclass(torch.Tensor) if type(target) is not torch.Tensor else target
 
     def _resized_by_nearest(self, target: torch.Tensor, num_classes: int) -> bool:
@@ -361,6 +355,13 @@ class DeepSupervisionLoss(_Loss):
             if w == 0.0 and y.requires_grad:
                 total = total + _ZeroGradient.apply(y).to(total.dtype)
         return total
+
+
+def _check_not_larger(name: str, x: torch.Tensor, other: str, y: torch.Tensor, fix: str) -> None:
+    """Refuse ``x`` if it is larger than ``y`` on a spatial axis (the scales shrink from the target down)."""
+    if any(a > b for a, b in zip(x.shape[2:], y.shape[2:], strict=True)):
+        raise ShapeMismatchError(f"`{name}` has spatial shape {tuple(x.shape[2:])}, larger than `{other}`'s "
+                                 f"{tuple(y.shape[2:])}: {fix}.")
 
 
 class _ZeroGradient(torch.autograd.Function):

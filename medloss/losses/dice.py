@@ -170,7 +170,7 @@ class MaskedDiceLoss(DiceLoss):
         if self.check_input:
             self._check_mask_and_target(mask, input, target)
         p = prepare.activate(
-            input, sigmoid=self.sigmoid, softmax=self.softmax, other_act=self.other_act, check_input=self.check_input
+            input, activation=self.options.activation, other_act=self.other_act, check_input=self.check_input
         )
         return dice_loss(p * mask, target * mask, weight=self.class_weight, options=self._masked_options,
                          reduction=self.reduction)

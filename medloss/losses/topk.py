@@ -7,10 +7,9 @@ import torch
 
 from medloss.errors import InvalidOptionError, check_number
 from medloss.functional import reduce as _reduce
-from medloss.functional.compound import compound_options
 from medloss.functional.topk import check_k, dice_topk_loss, topk_loss
 from medloss.losses._base import MedlossLoss, check_ignore_index
-from medloss.losses.compound import _CompoundLoss, _region_options
+from medloss.losses.compound import _CompoundLoss, _dice_options
 
 
 class TopKLoss(MedlossLoss):
@@ -132,10 +131,9 @@ class DiceTopKLoss(_CompoundLoss):
         self.k = check_k(k)
         self.label_smoothing = check_number("label_smoothing", label_smoothing, low=0, high=1)
         self.topk_batch = bool(topk_batch)
-        self.dice_options = compound_options(
-            _region_options(include_background, to_onehot_y, sigmoid, softmax, other_act, squared_pred, jaccard,
-                            smooth_nr, smooth_dr, batch),
-            ignore_index=self.ignore_index, check_input=self.check_input, voxel_terms={},
+        self.dice_options = _dice_options(
+            include_background, to_onehot_y, sigmoid, softmax, other_act, squared_pred, jaccard, smooth_nr, smooth_dr,
+            batch, ignore_index=self.ignore_index, check_input=self.check_input, voxel_terms={},
         )
         self.register_buffer("weight", _reduce.class_weight_tensor(weight))
 

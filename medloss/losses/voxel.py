@@ -7,7 +7,7 @@ import torch
 
 from medloss.errors import check_number
 from medloss.functional import reduce as _reduce
-from medloss.functional.voxel import bce_with_logits_loss, cross_entropy_loss, focal_loss, voxel_tables_options
+from medloss.functional.voxel import bce_with_logits_loss, cross_entropy_loss, focal_loss_for, voxel_tables_options
 from medloss.losses._base import MedlossLoss, check_ignore_index
 
 
@@ -174,18 +174,23 @@ class FocalLoss(MedlossLoss):
         self.to_onehot_y = bool(to_onehot_y)
         self.gamma = check_number("gamma", gamma, low=0)
         self.alpha = check_focal_alpha(alpha)
-        self.use_softmax = bool(use_softmax if softmax is None else softmax)
+        self.activation = "softmax" if (use_softmax if softmax is None else softmax) else "sigmoid"
         self.ignore_index = check_ignore_index(ignore_index)
         self.register_buffer("class_weight", _reduce.class_weight_tensor(weight))
         self.table_options = voxel_tables_options(
-            "focal", activation="softmax" if self.use_softmax else "sigmoid", ignore_index=self.ignore_index,
-            gamma=self.gamma, to_onehot_y=self.to_onehot_y, check_input=self.check_input,
+            "focal", activation=self.activation, ignore_index=self.ignore_index, gamma=self.gamma,
+            to_onehot_y=self.to_onehot_y, check_input=self.check_input,
         )
 
+    @property
+    def use_softmax(self) -> bool:
+        """MONAI's name of the activation (read-only; the loss holds ``activation``)."""
+        return self.activation == "softmax"
+
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return focal_loss(
-            input, target, include_background=self.include_background, to_onehot_y=self.to_onehot_y,
-            gamma=self.gamma, alpha=self.alpha, weight=self.class_weight, reduction=self.reduction,
-            use_softmax=self.use_softmax, ignore_index=self.ignore_index, check_input=self.check_input,
+        return focal_loss_for(
+            input, target, activation=self.activation, include_background=self.include_background,
+            to_onehot_y=self.to_onehot_y, gamma=self.gamma, alpha=self.alpha, weight=self.class_weight,
+            reduction=self.reduction, ignore_index=self.ignore_index, check_input=self.check_input,
             options=self.table_options,
         )

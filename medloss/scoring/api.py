@@ -212,14 +212,45 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], *,
     explicit = labels is not None or regions is not None
     surface, worst_distance, empty, regions = preset_defaults(cfg, surface=surface, worst_distance=worst_distance,
                                                               empty=empty, labels=labels, regions=regions)
+    _check_options(surface=surface, empty=empty, uncovered=uncovered, tolerance=tolerance)
+    worst = worst_distance_mm(ref.shape, sp, worst_distance)
+    from_preset = not explicit and regions is not None  # preset_defaults gave the lesion preset's regions
+    labels, regions = _targets(pred, ref, labels, regions, ignore_index)
+    if explicit or from_preset:  # default labels are every label found: nothing to check
+        check_coverage(labels_in(pred, ignore_index), labels_in(ref, ignore_index), labels, regions,
+                       policy=uncovered or "warn", case=case, preset=cfg.preset if cfg is not None else None)
+    valid = (ref != ignore_index) if ignore_index is not None and np.any(ref == ignore_index) else None
+    chosen = specs(metrics)
+    cols = columns(cfg if cfg is not None else False, metrics=metrics)
+    rows = []
+    for lab, values in [(lab, (lab,)) for lab in labels] + regions:
+        r = ref == values[0] if len(values) == 1 else np.isin(ref, values)
+        p = pred == values[0] if len(values) == 1 else np.isin(pred, values)
+        if valid is not None:
+            p &= valid
+        row = _score_masks(r, p, {"case": case, "label": lab}, sp=sp, surface=surface, tolerance=float(tolerance),
+                           percentile=percentile, workers=workers, chosen=chosen, empty=empty, worst=worst, cfg=cfg,
+                           instances=instances)
+        out = {c: row.get(c) for c in cols}
+        if instances and cfg is not None:
+            out["instances"] = row["instances"]
+        rows.append(out)
+    return rows
+
+
+def _check_options(*, surface: str, empty: str, uncovered: str | None, tolerance: float) -> None:
+    """Refuse an unknown surface convention, empty or coverage policy, or a tolerance that is not a number >= 0."""
     check_choice("surface", surface, SURFACE_CONVENTIONS)
     check_choice("empty", empty, EMPTY_POLICIES)
     if uncovered is not None:
         check_choice("uncovered", uncovered, COVERAGE_POLICIES)
     if not (isinstance(tolerance, (int, float)) and tolerance >= 0 and math.isfinite(tolerance)):
         raise InvalidOptionError(f"`tolerance` must be a finite number of mm >= 0, got {tolerance!r}.")
-    worst = worst_distance_mm(ref.shape, sp, worst_distance)
-    from_preset = not explicit and regions is not None  # preset_defaults gave the lesion preset's regions
+
+
+def _targets(pred: np.ndarray, ref: np.ndarray, labels: Iterable[int] | None, regions: Any,
+             ignore_index: int | None) -> tuple[list[int], list[tuple[str, tuple[int, ...]]]]:
+    """The labels and the resolved regions to score, checked (>= 0, distinct names, not the ``ignore_index``)."""
     regions = resolve_regions(regions) if regions is not None else []
     if labels is None:
         labels = [] if regions else (default_labels(pred, ref, ignore_index) or [1])
@@ -229,39 +260,28 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], *,
     check_target_names(labels, regions)
     if ignore_index is not None and (ignore_index in labels or any(ignore_index in labs for _, labs in regions)):
         raise InvalidOptionError(f"label {ignore_index} is the `ignore_index`; it cannot also be scored.")
-    if explicit or from_preset:  # default labels are every label found: nothing to check
-        check_coverage(labels_in(pred, ignore_index), labels_in(ref, ignore_index), labels, regions,
-                       policy=uncovered or "warn", case=case, preset=cfg.preset if cfg is not None else None)
-    valid = (ref != ignore_index) if ignore_index is not None and np.any(ref == ignore_index) else None
-    chosen = specs(metrics)
-    cols = columns(cfg if cfg is not None else False, metrics=metrics)
-    rows = []
-    targets = [(lab, (lab,)) for lab in labels] + regions
-    for lab, values in targets:
-        r = ref == values[0] if len(values) == 1 else np.isin(ref, values)
-        p = pred == values[0] if len(values) == 1 else np.isin(pred, values)
-        if valid is not None:
-            p &= valid
-        box = bounding_box(r | p)
-        masks = LabelMasks(r, p, box, sp, surface=surface, tolerance=float(tolerance), percentile=percentile,
-                           workers=workers)
-        n_ref, n_pred, n_tp = masks.n_ref, masks.n_pred, masks.n_tp
-        row: dict[str, Any] = {"case": case, "label": lab}
-        for spec in chosen:
-            if n_ref and n_pred or any(c.both is None for c in spec.columns):
-                row.update(spec.compute(masks))
-            if not (n_ref and n_pred):
-                row.update(empty_values(spec, n_ref, n_pred, empty, worst))
-        row["empty"] = "none" if n_ref and n_pred else "both" if not (n_ref or n_pred) else \
-            ("ref" if not n_ref else "pred")
-        row.update({"n_ref": n_ref, "n_pred": n_pred, "n_tp": n_tp, "surface": surface,
-                    "tolerance_mm": float(tolerance), "spacing_mm": "x".join(f"{s:.6g}" for s in sp)})
-        if cfg is not None:
-            row.update(lesion_scores(r, p, sp, cfg, empty=empty, workers=workers, box=box, instances=instances))
-            if cfg.panoptica_global:
-                row.update(_panoptica_global(r, p, box, n_tp, empty, worst, workers))
-        out = {c: row.get(c) for c in cols}
-        if instances and cfg is not None:
-            out["instances"] = row["instances"]
-        rows.append(out)
-    return rows
+    return labels, regions
+
+
+def _score_masks(r: np.ndarray, p: np.ndarray, row: dict[str, Any], *, sp: tuple[float, ...], surface: str,
+                 tolerance: float, percentile: float, workers: int, chosen: list, empty: str, worst: float,
+                 cfg: LesionConfig | None, instances: bool) -> dict[str, Any]:
+    """``row`` completed with the metrics of one reference / prediction mask pair (empty-mask values by the
+    ``empty`` policy), the bookkeeping columns and, with ``cfg``, the lesion-wise ones."""
+    box = bounding_box(r | p)
+    masks = LabelMasks(r, p, box, sp, surface=surface, tolerance=tolerance, percentile=percentile, workers=workers)
+    n_ref, n_pred, n_tp = masks.n_ref, masks.n_pred, masks.n_tp
+    for spec in chosen:
+        if n_ref and n_pred or any(c.both is None for c in spec.columns):
+            row.update(spec.compute(masks))
+        if not (n_ref and n_pred):
+            row.update(empty_values(spec, n_ref, n_pred, empty, worst))
+    row["empty"] = "none" if n_ref and n_pred else "both" if not (n_ref or n_pred) else \
+        ("ref" if not n_ref else "pred")
+    row.update({"n_ref": n_ref, "n_pred": n_pred, "n_tp": n_tp, "surface": surface,
+                "tolerance_mm": tolerance, "spacing_mm": "x".join(f"{s:.6g}" for s in sp)})
+    if cfg is not None:
+        row.update(lesion_scores(r, p, sp, cfg, empty=empty, workers=workers, box=box, instances=instances))
+        if cfg.panoptica_global:
+            row.update(_panoptica_global(r, p, box, n_tp, empty, worst, workers))
+    return row

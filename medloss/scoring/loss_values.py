@@ -49,7 +49,6 @@ LOGIT_TERMS = {
 RAW_LOGITS = ("NACLLoss",)
 # region losses that pool their classes into one value per case
 POOLED_REGION = ("GeneralizedDiceLoss", "GeneralizedWassersteinDiceLoss")
-_ACTIVATION_KEYS = ("softmax", "sigmoid", "use_softmax", "other_act")
 LOG_FLOOR = -100.0  # torch.nn.BCELoss's clamp of log(p)
 SUM_TOLERANCE = 1e-3
 
@@ -81,13 +80,14 @@ class LossScorer:
     kind: str | None
     per_class: bool
     reduction: str
+    activations: tuple[str, ...]  # the registry's: the activations set by the constructor flag of that name
     _built: dict = field(default_factory=dict)
     warned: list[str] = field(default_factory=list)  # the loss's warnings, each once
 
     def module(self, form: str | None) -> torch.nn.Module:
         """The loss instance whose activation flags match ``form`` (None: no activation)."""
         if form not in self._built:
-            self._built[form] = _instantiate(self.name, self.params, self.options, form, self.reduction)
+            self._built[form] = _instantiate(self, form)
         return self._built[form]
 
     def form_for(self, channels: int, softmax_probabilities: bool | None) -> str | None:
@@ -128,7 +128,7 @@ def build_loss(name: str, activation: str, options: dict) -> tuple[LossScorer, b
     if unknown:
         raise InvalidOptionError(f"{info.name} has no option(s) {unknown}; its options: {sorted(params)}."
                                  f"{did_you_mean(unknown[0], params)}")
-    flags = sorted(set(options) & set(_ACTIVATION_KEYS))
+    flags = sorted(set(options) & set(registry.ACTIVATION_OPTIONS))
     if flags:
         raise InvalidOptionError(f"set the activation with `--activation none|softmax|sigmoid`, not with "
                                  f"`--loss-option {flags[0]}=...` (it must mean the same for every term).")
@@ -138,12 +138,12 @@ def build_loss(name: str, activation: str, options: dict) -> tuple[LossScorer, b
                                  "computed from probabilities: give the network's logits with `--activation softmax`.")
     if kind in ("softmax", "sigmoid") and activation not in ("none", kind):
         raise _mismatch(info.name, kind, activation, None)
-    if kind is None and activation != "none" and activation not in params:
+    if kind is None and activation != "none" and activation not in info.activations:
         raise InvalidOptionError(f"{info.name} has no `{activation}` option: give probabilities with "
                                  "`--activation none`.")
     per_class = info.family in ("region", "distance") and info.name not in POOLED_REGION
     reduction = "none" if per_class else options.get("reduction", "mean")
-    scorer = LossScorer(info.name, activation, options, params, kind, per_class, reduction)
+    scorer = LossScorer(info.name, activation, options, params, kind, per_class, reduction, info.activations)
     if kind in ("either", "channels"):
         forms: tuple[str | None, ...] = ("softmax", "sigmoid") if activation == "none" else (activation,)
     else:
@@ -153,24 +153,22 @@ def build_loss(name: str, activation: str, options: dict) -> tuple[LossScorer, b
     return scorer, per_class
 
 
-def _instantiate(name: str, params: dict, options: dict, form: str | None, reduction: str) -> torch.nn.Module:
+def _instantiate(scorer: LossScorer, form: str | None) -> torch.nn.Module:
+    """The loss with label-map targets, the activation ``form`` set by its registered flag, and the user's options."""
     from medloss import registry
 
     kwargs: dict = {}
-    if "to_onehot_y" in params:
+    if "to_onehot_y" in scorer.params:
         kwargs["to_onehot_y"] = True
-    if form == "softmax":
-        kwargs["use_softmax" if "use_softmax" in params else "softmax"] = True
-    elif form == "sigmoid" and "sigmoid" in params:
-        kwargs["sigmoid"] = True
-    kwargs = {k: v for k, v in kwargs.items() if k in params}
-    kwargs.update(options)
-    if "reduction" in params:
-        kwargs["reduction"] = reduction
+    if form in scorer.activations:
+        kwargs[form] = True
+    kwargs.update(scorer.options)
+    if "reduction" in scorer.params:
+        kwargs["reduction"] = scorer.reduction
     try:
-        return registry.load(name)(**kwargs)
+        return registry.load(scorer.name)(**kwargs)
     except TypeError as exc:
-        raise OptionTypeError(f"cannot build {name} with {kwargs}: {exc}") from exc
+        raise OptionTypeError(f"cannot build {scorer.name} with {kwargs}: {exc}") from exc
 
 
 def _logits_of(prob: torch.Tensor, form: str | None) -> torch.Tensor:

@@ -50,7 +50,7 @@ def test_blob_ids_shared_across_samples_stay_per_sample():
 
 
 @pytest.mark.parametrize("bad,text", [
-    (math.nan, "NaN or infinite"), (math.inf, "NaN or infinite"), (-1.0, r"expected >= 0"), (1.5, "non-integer"),
+    (math.nan, "NaN or infinite"), (math.inf, "NaN or infinite"), (-1.0, r"below 0"), (1.5, "non-integer"),
 ])
 def test_bad_component_maps_are_refused_when_checking(bad, text):
     logits, labels, comps = _case()
@@ -70,7 +70,7 @@ def _skeleton_case():
 
 @pytest.mark.parametrize("cls", [L.SoftclDiceLoss, L.SkeletonRecallLoss])
 @pytest.mark.parametrize("bad,text", [
-    (math.nan, "NaN or infinite"), (-1.0, r"expected >= 0 and < 3"), (3.0, r"expected >= 0 and < 3"),
+    (math.nan, "NaN or infinite"), (-1.0, r"outside \[0, 3\)"), (3.0, r"outside \[0, 3\)"),
     (1.5, "non-integer"),
 ])
 def test_bad_skeleton_maps_are_refused_when_checking(cls, bad, text):

@@ -81,3 +81,14 @@ def test_log_hausdorff_is_log1p_of_hausdorff_per_entry():
     hd = L.HausdorffDTLoss(**kw)(x, y)
     assert hd.shape == (2, 2)
     torch.testing.assert_close(L.LogHausdorffDTLoss(**kw)(x, y), torch.log1p(hd))
+
+
+@pytest.mark.parametrize("kwargs,activation", [
+    ({}, "sigmoid"), ({"use_softmax": True}, "softmax"), ({"softmax": True}, "softmax"),
+    ({"use_softmax": True, "softmax": False}, "sigmoid"),  # the alias, when given, decides
+])
+def test_focal_holds_one_activation_name_and_reads_back_monais_flag(kwargs, activation):
+    loss = L.FocalLoss(**kwargs)
+    assert loss.activation == activation
+    assert loss.use_softmax is (activation == "softmax")
+    assert monai_losses.FocalLoss(use_softmax=loss.use_softmax).use_softmax is loss.use_softmax

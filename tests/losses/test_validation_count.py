@@ -9,6 +9,7 @@ from medloss import checks
 from medloss.backends.options import TableOptions
 from medloss.functional import prepare
 from medloss.losses import (
+    BCEDiceLoss,
     BCELoss,
     CrossEntropyLoss,
     DiceCELoss,
@@ -24,6 +25,14 @@ from medloss.losses import (
 
 LOSSES = {
     "DiceCELoss": lambda: DiceCELoss(softmax=True, to_onehot_y=True),
+    "DiceCELoss-dice0": lambda: DiceCELoss(softmax=True, to_onehot_y=True, lambda_dice=0),
+    "DiceCELoss-ce0": lambda: DiceCELoss(softmax=True, to_onehot_y=True, lambda_ce=0),
+    "DiceCELoss-sigmoid": lambda: DiceCELoss(sigmoid=True, to_onehot_y=True),
+    "BCEDiceLoss-dice0": lambda: BCEDiceLoss(lambda_dice=0),
+    "BCEDiceLoss-bce0": lambda: BCEDiceLoss(lambda_bce=0),
+    "DiceFocalLoss-dice0": lambda: DiceFocalLoss(softmax=True, to_onehot_y=True, lambda_dice=0),
+    "DiceFocalLoss-focal0": lambda: DiceFocalLoss(sigmoid=True, to_onehot_y=True, lambda_focal=0),
+    "DiceTopKLoss-dice0": lambda: DiceTopKLoss(softmax=True, to_onehot_y=True, lambda_dice=0),
     "DiceLoss": lambda: DiceLoss(softmax=True, to_onehot_y=True),
     "TverskyLoss": lambda: TverskyLoss(softmax=True, to_onehot_y=True, alpha=0.3, beta=0.7),
     "DiceLoss-ignore": lambda: DiceLoss(softmax=True, to_onehot_y=True, ignore_index=255, batch=True),
@@ -45,8 +54,10 @@ LOSSES = {
     "GeneralizedWassersteinDiceLoss": lambda: GeneralizedWassersteinDiceLoss(
         [[0.0, 1.0, 0.5], [1.0, 0.0, 0.7], [0.5, 0.7, 0.0]], ignore_index=255, batch=True),
 }
-NO_TABLES = {"TopKLoss", "TopKLoss-sample"}  # per-voxel values (torch's cross-entropy), no table options to build
-DENSE_TARGET = {"BCELoss-dense", "FocalLoss-sigmoid-dense"}  # (B, C, *S) binary targets, one per logit
+# per-voxel values (torch's cross-entropy), no table options to build
+NO_TABLES = {"TopKLoss", "TopKLoss-sample", "DiceTopKLoss-dice0"}
+# (B, C, *S) binary targets, one per logit
+DENSE_TARGET = {"BCELoss-dense", "FocalLoss-sigmoid-dense", "BCEDiceLoss-dice0", "BCEDiceLoss-bce0"}
 
 
 @pytest.fixture

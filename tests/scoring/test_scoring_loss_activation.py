@@ -51,6 +51,14 @@ def _same_or_same_error(name, pair_none, pair_logits):
     return got
 
 
+@pytest.mark.parametrize("name", registry.names())
+def test_the_registry_declares_the_activation_flags_each_loss_takes(name):
+    # the scorer sets an activation by the declared flag, never by reading the signature: the declaration must be
+    # exactly the constructor's flags
+    params = registry.defaults(name)
+    assert set(registry.get(name).activations) == {flag for flag in ("softmax", "sigmoid") if flag in params}
+
+
 @pytest.mark.parametrize("name", sorted(set(registry.names()) - set(RAW_LOGITS)))
 def test_softmax_probabilities_score_as_their_logits(name):
     probs = torch.softmax(torch.from_numpy(LOGITS3), 0).numpy()
