@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 
 import pytest
 import torch
@@ -94,44 +95,65 @@ def pytest_collection_modifyitems(config, items):
 
 
 # --- background tests -------------------------------------------------------------------------------------------
-# A test marked ``background`` checks a long subprocess (its module's ``background_command()`` gives argv and
-# environment, or None when there is nothing to run). The subprocess starts as soon as collection ends, on one CPU
-# thread, and runs beside the session on the other core; the test itself runs last and waits for it, so the
-# session's wall time is not the sum of the two. Whatever is still running when the session ends is stopped.
-_BACKGROUND = pytest.StashKey[dict]()
+# A test marked ``background`` checks a long subprocess: its module's ``background_command()`` gives (argv,
+# environment), or None when there is nothing to run. The subprocesses run one after the other, on one CPU thread
+# each, in a lane that starts as soon as collection ends, beside the session on the other core; the tests
+# themselves run last and wait for their results, so the session's wall time is not the sum of the two. Whatever
+# is still running when the session ends is stopped.
+class _BackgroundLane(threading.Thread):
+    def __init__(self, jobs: list[tuple[str, list[str], dict[str, str]]], cwd: str) -> None:
+        super().__init__(name="background-tests", daemon=True)
+        self.jobs, self.cwd = jobs, cwd
+        self.results: dict[str, tuple[int, str]] = {}
+        self.finished = {nodeid: threading.Event() for nodeid, _, _ in jobs}
+        self.stopping = threading.Event()
+        self.current: subprocess.Popen | None = None
+
+    def run(self) -> None:
+        for nodeid, argv, env in self.jobs:
+            with tempfile.TemporaryFile() as log:
+                if not self.stopping.is_set():
+                    self.current = subprocess.Popen(
+                        argv, cwd=self.cwd, env=dict(env, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"),
+                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                    self.current.wait()
+                    log.seek(0)
+                    self.results[nodeid] = self.current.returncode, log.read().decode("utf-8", "replace")
+            self.finished[nodeid].set()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.current is not None and self.current.poll() is None:
+            os.killpg(self.current.pid, signal.SIGKILL)
+        self.join()
+
+
+_LANE = pytest.StashKey[_BackgroundLane]()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    started = session.config.stash.setdefault(_BACKGROUND, {})
+    jobs = []
     for item in session.items:
-        if item.get_closest_marker("background") is None or not isinstance(item, pytest.Function):
-            continue
-        command = item.module.background_command()
-        if command is None:
-            continue
-        argv, env = command
-        env = dict(env, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in pytest_sessionfinish, after the subprocess ends)
-        proc = subprocess.Popen(argv, cwd=str(session.config.rootpath), env=env, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        started[item.nodeid] = proc, log
+        if item.get_closest_marker("background") is not None and isinstance(item, pytest.Function):
+            command = item.module.background_command()
+            if command is not None:
+                jobs.append((item.nodeid, *command))
+    if jobs:
+        lane = session.config.stash[_LANE] = _BackgroundLane(jobs, str(session.config.rootpath))
+        lane.start()
 
 
 @pytest.fixture
 def background_result(request: pytest.FixtureRequest) -> tuple[int, str]:
     """(return code, output) of this background test's subprocess, once it has finished."""
-    started = request.config.stash.get(_BACKGROUND, {})
-    if request.node.nodeid not in started:
+    lane = request.config.stash.get(_LANE, None)
+    if lane is None or request.node.nodeid not in lane.finished:
         pytest.skip("nothing to run in the background (background_command() gave None)")
-    proc, log = started[request.node.nodeid]
-    proc.wait()
-    log.seek(0)
-    return proc.returncode, log.read().decode("utf-8", "replace")
+    lane.finished[request.node.nodeid].wait()
+    return lane.results[request.node.nodeid]
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    for proc, log in session.config.stash.get(_BACKGROUND, {}).values():
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+    lane = session.config.stash.get(_LANE, None)
+    if lane is not None:
+        lane.stop()
