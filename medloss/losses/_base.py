@@ -22,6 +22,15 @@ class MedlossLoss(_Loss):
         self.check_input = bool(check_input)
 
 
+class ActivationFlags:
+    """MONAI's ``sigmoid`` / ``softmax`` flags, read back (read-only) from the one value a loss holds its activation
+    as: ``activation``, ``"softmax"``, ``"sigmoid"`` or None (:func:`medloss.functional.prepare.activation_of`)."""
+
+    activation: str | None
+    sigmoid = property(lambda self: self.activation == "sigmoid")
+    softmax = property(lambda self: self.activation == "softmax")
+
+
 class RegionLoss(MedlossLoss):
     """Base of the region losses: their shared options (MONAI's names), validated once into one frozen
     :class:`~medloss.functional.region_options.RegionOptions` that ``forward`` hands whole to the functional layer.
@@ -63,6 +72,7 @@ class RegionLoss(MedlossLoss):
                     reduction=self.reduction, check_input=self.check_input)
 
     # MONAI's option names, read from the options object (one copy of each value)
+    activation = property(lambda self: self.options.activation)
     include_background = property(lambda self: self.options.include_background)
     to_onehot_y = property(lambda self: self.options.to_onehot_y)
     sigmoid = property(lambda self: self.options.activation == "sigmoid")

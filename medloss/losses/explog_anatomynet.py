@@ -10,10 +10,10 @@ from medloss.errors import InvalidOptionError, OptionTypeError, ShapeMismatchErr
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
 from medloss.functional.explog_anatomynet import anatomynet_loss, explog_loss
-from medloss.losses._base import MedlossLoss, check_ignore_index
+from medloss.losses._base import ActivationFlags, MedlossLoss, check_ignore_index
 
 
-class ExpLogLoss(MedlossLoss):
+class ExpLogLoss(ActivationFlags, MedlossLoss):
     """Exponential Logarithmic loss (Wong, Moradi, Tang, Syeda-Mahmood, MICCAI 2018)::
 
         L       = w_dice * L_dice + w_cross * L_cross
@@ -80,7 +80,7 @@ class ExpLogLoss(MedlossLoss):
         self.gamma_cross = check_number("gamma_cross", gamma_cross, low=0, low_open=True)
         self.clamp = check_number("clamp", clamp, low=0, high=0.5, low_open=True, high_open=True)
         self.include_background, self.to_onehot_y = bool(include_background), bool(to_onehot_y)
-        self.softmax, self.sigmoid = bool(softmax), bool(sigmoid)
+        self.activation = prepare.activation_of(sigmoid=sigmoid, softmax=softmax)
         self.ignore_index = check_ignore_index(ignore_index)
         self.smooth_nr = check_number("smooth_nr", smooth_nr, low=0)
         # > 0: an absent, unpredicted class has Dice 0/0
@@ -138,7 +138,7 @@ class ExpLogLoss(MedlossLoss):
         )
 
 
-class AnatomyNetLoss(MedlossLoss):
+class AnatomyNetLoss(ActivationFlags, MedlossLoss):
     """AnatomyNet hybrid Dice + focal loss for small organs (Zhu et al., Med. Phys. 2019)::
 
         L       = L_dice + lambda_focal * L_focal
@@ -199,7 +199,7 @@ class AnatomyNetLoss(MedlossLoss):
         self.gamma = check_number("gamma", gamma, low=0)
         self.lambda_focal = check_number("lambda_focal", lambda_focal, low=0)
         self.include_background, self.to_onehot_y = bool(include_background), bool(to_onehot_y)
-        self.softmax = bool(softmax)
+        self.activation = prepare.activation_of(softmax=softmax)
         self.ignore_index = check_ignore_index(ignore_index)
         self.smooth_nr = check_number("smooth_nr", smooth_nr, low=0)
         self.smooth_dr = check_number("smooth_dr", smooth_dr, low=0)

@@ -9,7 +9,7 @@ import torch
 from medloss.errors import InvalidOptionError, OptionTypeError, check_number
 from medloss.functional import prepare
 from medloss.functional.topology import check_recall_reduction, skeleton_recall_loss, soft_cldice_loss
-from medloss.losses._base import MedlossLoss, RegionLoss, check_ignore_index
+from medloss.losses._base import ActivationFlags, MedlossLoss, RegionLoss, check_ignore_index
 
 
 def _check_iter(iter_: object) -> int:
@@ -140,7 +140,7 @@ class SoftDiceclDiceLoss(SoftclDiceLoss):
         return soft_cldice_loss(input, target, skeleton=skeleton, alpha=self.alpha, **self._options())
 
 
-class SkeletonRecallLoss(MedlossLoss):
+class SkeletonRecallLoss(ActivationFlags, MedlossLoss):
     """Skeleton Recall loss (Kirchhoff et al., ECCV 2024) with the paper's Dice + CE, as nnU-Net's trainer::
 
         recall[b, c] = (sum_n v p_c K_c + smooth) / (sum_n v K_c + smooth)
@@ -198,7 +198,8 @@ class SkeletonRecallLoss(MedlossLoss):
         check_recall_reduction(self.reduction, self.lambda_dice, self.lambda_ce)
         self.tube = bool(tube)
         self.smooth = check_number("smooth", smooth, low=0)
-        self.to_onehot_y, self.sigmoid, self.softmax = bool(to_onehot_y), bool(sigmoid), bool(softmax)
+        self.to_onehot_y = bool(to_onehot_y)
+        self.activation = prepare.activation_of(sigmoid=sigmoid, softmax=softmax)
         self.batch = bool(batch)
         self.ignore_index = check_ignore_index(ignore_index)
 

@@ -6,10 +6,10 @@ import torch
 from medloss.errors import InvalidOptionError, check_number
 from medloss.functional import prepare
 from medloss.functional.unified_focal import check_unit_interval, unified_focal_loss
-from medloss.losses._base import MedlossLoss, check_ignore_index
+from medloss.losses._base import ActivationFlags, MedlossLoss, check_ignore_index
 
 
-class UnifiedFocalLoss(MedlossLoss):
+class UnifiedFocalLoss(ActivationFlags, MedlossLoss):
     """Unified Focal loss (Yeung et al., CMIG 2022), for C >= 2 classes with class 0 the background::
 
         L = weight * L_F + (1 - weight) * L_FTL
@@ -77,8 +77,7 @@ class UnifiedFocalLoss(MedlossLoss):
         self.gamma = check_unit_interval("gamma", gamma, upper_open=True)
         self.delta = check_unit_interval("delta", delta)
         self.ignore_index = check_ignore_index(ignore_index)
-        self.sigmoid = bool(sigmoid)
-        self.softmax = bool(softmax)
+        self.activation = prepare.activation_of(sigmoid=sigmoid, softmax=softmax)
         self.epsilon = check_number("epsilon", epsilon, low=0, high=0.5, low_open=True, high_open=True)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
