@@ -1,7 +1,7 @@
 """The explog_lesion bundle: what is specific to it (the Exponential Logarithmic loss).
 
 Layout, metadata, config IDs, train/evaluate/infer from the bundle folder, resume, bad input and DDP are checked for
-every bundle in ``test_bundles.py``.
+every bundle in ``bundle_cases.py``.
 """
 from __future__ import annotations
 

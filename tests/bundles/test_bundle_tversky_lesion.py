@@ -1,7 +1,7 @@
 """The tversky_lesion bundle: what is specific to it (the Focal-Tversky loss, real NRRD/NIfTI data).
 
 Layout, metadata, config IDs, train/evaluate/infer, resume, bad input and DDP are checked for every bundle in
-``test_bundles.py``.
+``bundle_cases.py``.
 """
 from __future__ import annotations
 

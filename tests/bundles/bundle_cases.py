@@ -3,6 +3,9 @@ schema, overridable config IDs, train / evaluate / infer from the bundle folder,
 bad input, and DDP with two gloo processes.
 
 Loss- and task-specific checks live in ``test_bundle_<name>.py``.
+
+Not collected by a plain ``pytest`` (its name does not start with ``test_``): ``test_bundles_and_wheel.py`` runs
+it in a subprocess beside the session (a background test); ``pytest tests/bundles/bundle_cases.py`` runs it directly.
 """
 from __future__ import annotations
 

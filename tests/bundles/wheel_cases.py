@@ -6,6 +6,9 @@ The wheel goes into a fresh venv without downloading anything: `--no-deps --no-b
 interpreter's own site-packages (torch, MONAI, ...) are appended to the venv's path by a ``.pth`` file, after the
 venv's site-packages, so `import medloss` finds the installed wheel and the editable install of the checkout is
 not activated (``.pth`` files of an appended folder are not processed).
+
+Not collected by a plain ``pytest`` (its name does not start with ``test_``): ``test_bundles_and_wheel.py`` runs
+it in a subprocess beside the session (a background test); ``pytest tests/bundles/wheel_cases.py`` runs it directly.
 """
 from __future__ import annotations
 
