@@ -301,6 +301,8 @@ ML_CLONES static void FN(backward_range)(job_t *J) {
             so[j] = q;
             uy[j] = w;
         }
+        /* Two copies of the class loop: the Wasserstein one adds the cost-matrix gather M[y, c] per voxel, which
+           would keep the common loop from vectorising; the two differ only in that term. */
         for (int64_t c = 0; c < C && wass; ++c) {
             const REAL *ec = E + c * BLK;
             REAL *gc = gb + c * N;
