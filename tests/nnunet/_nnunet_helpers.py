@@ -1,6 +1,7 @@
 """Real nnU-Net trainer objects on minimal plans, so tests call the trainers' own ``_build_loss``."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 #: 4 encoder stages -> 3 deep-supervision outputs at full, 1/2 and 1/4 resolution
@@ -37,6 +38,18 @@ def trainer(cls: type, tmp_path, monkeypatch, *, batch_dice: bool, ignore: bool,
                    dataset_json=dataset_json(regions=regions, ignore=ignore), device=torch.device("cpu"))
     instance.enable_deep_supervision = deep_supervision
     return instance
+
+
+def augmented_scales(cls: type, tmp_path, monkeypatch, segmentation: torch.Tensor) -> list[torch.Tensor]:
+    """The segmentation scales the training transforms of trainer ``cls`` (batch Dice, ignore label 3, 16^3 patch)
+    give for one (1, 24, 24, 24) sample, with torch and numpy seeded."""
+    instance = trainer(cls, tmp_path, monkeypatch, batch_dice=True, ignore=True, regions=False)
+    rotation, _, _, mirror = instance.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    pipeline = instance.get_training_transforms([16, 16, 16], rotation, instance._get_deep_supervision_scales(),
+                                                mirror, False, ignore_label=3)
+    torch.manual_seed(0)
+    np.random.seed(0)
+    return pipeline(image=torch.rand(1, 24, 24, 24), segmentation=segmentation)["segmentation"]
 
 
 def batch(*, regions: bool, ignore: bool, seed: int = 0, shape=(16, 16, 16)):

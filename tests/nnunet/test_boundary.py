@@ -46,14 +46,7 @@ def test_validation_pipeline_gives_exact_labels_and_the_maps_of_each_scale(tmp_p
 
 
 def test_training_pipeline_maps_the_augmented_label_of_each_scale(tmp_path, monkeypatch):
-    trainer = helpers.trainer(nnUNetTrainerMedlossDiceBoundary, tmp_path, monkeypatch, batch_dice=True, ignore=True,
-                              regions=False)
-    rotation, _, _, mirror = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-    pipeline = trainer.get_training_transforms([16, 16, 16], rotation, trainer._get_deep_supervision_scales(),
-                                               mirror, False, ignore_label=3)
-    torch.manual_seed(0)
-    np.random.seed(0)
-    out = pipeline(image=torch.rand(1, 24, 24, 24), segmentation=_sample_label())["segmentation"]
+    out = helpers.augmented_scales(nnUNetTrainerMedlossDiceBoundary, tmp_path, monkeypatch, _sample_label())
     assert [tuple(scale.shape) for scale in out] == [(4, 16, 16, 16), (4, 8, 8, 8), (4, 4, 4, 4)]
     for scale in out:
         label = scale[0].numpy()

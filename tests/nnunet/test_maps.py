@@ -58,13 +58,7 @@ def test_validation_pipeline_maps_equal_medloss_map_functions_at_every_scale(kin
 @pytest.mark.parametrize("kind", list(CASES))
 def test_training_pipeline_maps_the_augmented_label_of_each_scale(kind, tmp_path, monkeypatch):
     trainer_cls, map_fn, _ = CASES[kind]
-    trainer = helpers.trainer(trainer_cls, tmp_path, monkeypatch, batch_dice=True, ignore=True, regions=False)
-    rotation, _, _, mirror = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-    pipeline = trainer.get_training_transforms([16, 16, 16], rotation, trainer._get_deep_supervision_scales(),
-                                               mirror, False, ignore_label=3)
-    torch.manual_seed(0)
-    np.random.seed(0)
-    out = pipeline(image=torch.rand(1, 24, 24, 24), segmentation=_sample_label())["segmentation"]
+    out = helpers.augmented_scales(trainer_cls, tmp_path, monkeypatch, _sample_label())
     assert [tuple(scale.shape) for scale in out] == [(2, 16, 16, 16), (2, 8, 8, 8), (2, 4, 4, 4)]
     for scale in out:
         np.testing.assert_array_equal(scale[1].numpy(), map_fn(scale[0].numpy()))
