@@ -141,6 +141,23 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if jobs:
         lane = session.config.stash[_LANE] = _BackgroundLane(jobs, str(session.config.rootpath))
         lane.start()
+        _stop_lane_on_termination(lane)
+
+
+def _stop_lane_on_termination(lane: _BackgroundLane) -> None:
+    """A session killed by SIGTERM or SIGHUP (a CI timeout, a closed terminal) never reaches
+    ``pytest_sessionfinish``; the lane's subprocess runs in its own session, so nothing else would stop it."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def terminate(signum: int, _frame: object) -> None:
+        lane.stop()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) in (signal.SIG_DFL, None):
+            signal.signal(signum, terminate)
 
 
 @pytest.fixture
