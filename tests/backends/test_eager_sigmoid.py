@@ -67,4 +67,4 @@ def test_eager_sigmoid_tables_equal_plain_sums_and_gradcheck(channels, layout, v
         t = tables(logits, target, options, "eager")
         return t.tp, t.pred, t.vpos, t.vneg
 
-    assert torch.autograd.gradcheck(f, (x.clone().requires_grad_(),))
+    assert torch.autograd.gradcheck(f, (x.clone().requires_grad_(),), fast_mode=True)

@@ -136,7 +136,7 @@ def test_gradcheck():
             def f(inp, opts=opts):
                 tp, pred, _, vox = softmax_tables(inp.reshape(2, 3, -1), lab, "cpu", opts)
                 return tp, pred, vox
-            assert torch.autograd.gradcheck(f, (x,))
+            assert torch.autograd.gradcheck(f, (x,), fast_mode=True)
 
 
 def test_backward_is_reentrant():

@@ -161,7 +161,7 @@ def test_gradcheck_float64():
             tp, pred, _, vox = softmax_tables(logits, lab, "triton", TableOptions(255, True, term, gamma, clamp))
             return tp, pred, vox
 
-        assert torch.autograd.gradcheck(fn, (xf,), eps=1e-6, atol=1e-6)
+        assert torch.autograd.gradcheck(fn, (xf,), eps=1e-6, atol=1e-6, fast_mode=True)
 
 
 def test_deterministic():
