@@ -11,6 +11,13 @@ import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+if "OMP_NUM_THREADS" not in os.environ:
+    # One intra-op thread per process, subprocesses included: the tests' tensors are tiny, and a second OpenMP
+    # thread spin-waits whenever the other core is busy (the background lane, a DDP peer, a subprocess). On the
+    # 2-core machine with the other core loaded, 2 threads made the convergence tests 6x slower than 1. The tests of
+    # the kernels' threading set their thread counts themselves; export OMP_NUM_THREADS to choose another count.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 if not torch.cuda.is_available():
     # the Triton kernels run (slowly) on CPU tensors in Triton's interpreter; only tests ask for them on a CPU
     os.environ.setdefault("TRITON_INTERPRET", "1")
