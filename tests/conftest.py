@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import tempfile
@@ -102,52 +103,87 @@ def pytest_collection_modifyitems(config, items):
 
 
 # --- background tests -------------------------------------------------------------------------------------------
-# A test marked ``background`` checks a long subprocess: its module's ``background_command()`` gives (argv,
-# environment), or None when there is nothing to run. The subprocesses run one after the other, on one CPU thread
-# each, in a lane that starts as soon as collection ends, beside the session on the other core; the tests
-# themselves run last and wait for their results, so the session's wall time is not the sum of the two. Whatever
-# is still running when the session ends is stopped.
-class _BackgroundLane(threading.Thread):
+# A test marked ``background`` checks a long subprocess: its module's ``background_command(**params)`` (params: the
+# test's parametrization) gives (argv, environment), or None when there is nothing to run. The subprocesses run on
+# one CPU thread each in a lane that starts as soon as collection ends, beside the session on the other core; the
+# tests themselves run last and wait for their results. When the session reaches them its own core is free, so a
+# second worker joins the lane and the remaining subprocesses run two at a time. Whatever is still running when the
+# session ends is stopped.
+class _BackgroundLane:
     def __init__(self, jobs: list[tuple[str, list[str], dict[str, str]]], cwd: str) -> None:
-        super().__init__(name="background-tests", daemon=True)
-        self.jobs, self.cwd = jobs, cwd
+        self.cwd = cwd
+        self.queue: queue.SimpleQueue[tuple[str, list[str], dict[str, str]]] = queue.SimpleQueue()
+        for job in jobs:
+            self.queue.put(job)
         self.results: dict[str, tuple[int, str]] = {}
         self.finished = {nodeid: threading.Event() for nodeid, _, _ in jobs}
         self.stopping = threading.Event()
-        self.current: subprocess.Popen | None = None
+        self.running: set[subprocess.Popen] = set()
+        self.lock = threading.Lock()
+        self.workers: list[threading.Thread] = []
 
-    def run(self) -> None:
-        for nodeid, argv, env in self.jobs:
+    def add_worker(self, limit: int) -> None:
+        """Start one more worker, up to ``limit`` in all."""
+        with self.lock:
+            if len(self.workers) < limit and not self.stopping.is_set():
+                worker = threading.Thread(target=self._work, name=f"background-tests-{len(self.workers)}",
+                                          daemon=True)
+                self.workers.append(worker)
+                worker.start()
+
+    def _work(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                nodeid, argv, env = self.queue.get_nowait()
+            except queue.Empty:
+                return
             with tempfile.TemporaryFile() as log:
-                if not self.stopping.is_set():
-                    self.current = subprocess.Popen(
+                with self.lock:
+                    if self.stopping.is_set():
+                        return
+                    process = subprocess.Popen(
                         argv, cwd=self.cwd, env=dict(env, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"),
                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-                    self.current.wait()
-                    log.seek(0)
-                    self.results[nodeid] = self.current.returncode, log.read().decode("utf-8", "replace")
+                    self.running.add(process)
+                process.wait()
+                with self.lock:
+                    self.running.discard(process)
+                log.seek(0)
+                self.results[nodeid] = process.returncode, log.read().decode("utf-8", "replace")
             self.finished[nodeid].set()
 
     def stop(self) -> None:
-        self.stopping.set()
-        if self.current is not None and self.current.poll() is None:
-            os.killpg(self.current.pid, signal.SIGKILL)
-        self.join()
+        with self.lock:
+            self.stopping.set()
+            for process in self.running:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+        for worker in self.workers:
+            worker.join()
+        for event in self.finished.values():  # a test still waiting (a signal mid-session) stops waiting
+            event.set()
 
 
 _LANE = pytest.StashKey[_BackgroundLane]()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return
     jobs = []
     for item in session.items:
-        if item.get_closest_marker("background") is not None and isinstance(item, pytest.Function):
-            command = item.module.background_command()
+        marker = item.get_closest_marker("background")
+        if marker is not None and isinstance(item, pytest.Function):
+            params = item.callspec.params if hasattr(item, "callspec") else {}
+            command = item.module.background_command(**params)
             if command is not None:
-                jobs.append((item.nodeid, *command))
+                jobs.append((marker.kwargs.get("seconds", 0), item.nodeid, *command))
+    # longest first (``pytest.mark.background(seconds=...)``: about how long it takes one core), so that the two
+    # workers of the end of the session share short jobs
+    jobs = [job[1:] for job in sorted(jobs, key=lambda job: -job[0])]
     if jobs:
         lane = session.config.stash[_LANE] = _BackgroundLane(jobs, str(session.config.rootpath))
-        lane.start()
+        lane.add_worker(limit=1)
         _stop_lane_on_termination(lane)
 
 
@@ -173,7 +209,10 @@ def background_result(request: pytest.FixtureRequest) -> tuple[int, str]:
     lane = request.config.stash.get(_LANE, None)
     if lane is None or request.node.nodeid not in lane.finished:
         pytest.skip("nothing to run in the background (background_command() gave None)")
+    lane.add_worker(limit=2)  # the session has reached its background tests: its core is free
     lane.finished[request.node.nodeid].wait()
+    if request.node.nodeid not in lane.results:
+        pytest.fail("the background lane was stopped before this test's subprocess finished")
     return lane.results[request.node.nodeid]
 
 

@@ -13,14 +13,16 @@ import pytest
 CASES = ("tests/bundles/bundle_cases.py", "tests/bundles/wheel_cases.py")
 
 
-def background_command() -> tuple[list[str], dict[str, str]]:
-    """The subprocess of :func:`test_bundles_and_the_installed_wheel`: (argv, environment)."""
-    return [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *CASES], dict(os.environ)
+def background_command(cases: str) -> tuple[list[str], dict[str, str]]:
+    """The subprocess of :func:`test_bundles_and_the_installed_wheel` for one of :data:`CASES`: (argv, environment)."""
+    return [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", cases], dict(os.environ)
 
 
 @pytest.mark.slow
 @pytest.mark.background
-@pytest.mark.timeout(1800)  # waits for the subprocess, which runs after the other background tests
-def test_bundles_and_the_installed_wheel(background_result):
+@pytest.mark.timeout(1800)  # waits for the subprocess, which may run after the other background tests
+@pytest.mark.parametrize("cases", [pytest.param(CASES[0], marks=pytest.mark.background(seconds=180)),
+                                   pytest.param(CASES[1], marks=pytest.mark.background(seconds=75))])
+def test_bundles_and_the_installed_wheel(cases, background_result):
     returncode, output = background_result
     assert returncode == 0, output[-5000:]

@@ -21,7 +21,7 @@ def background_command() -> tuple[list[str], dict[str, str]] | None:
 
 
 @pytest.mark.slow
-@pytest.mark.background
+@pytest.mark.background(seconds=120)
 @pytest.mark.timeout(1800)  # waits for the subprocess, which runs after the other background tests
 @pytest.mark.skipif(not HAS_NNUNET, reason="nnunetv2 is not installed")
 def test_train_predict_score_with_medloss_trainers(background_result):
