@@ -36,14 +36,15 @@ def fused_loss(input: torch.Tensor, target: torch.Tensor, table_options: TableOp
             or torch.compiler.is_compiling() or (spec.batch and _distributed())):
         return None
     labels = prepare.label_map(target, input)
-    labels = labels.reshape(labels.shape[0], 1, -1)
-    logits = prepare.flatten(input)
-    if engine_for(logits, labels, table_options) != "triton":
+    if not (input.is_contiguous() and labels.is_contiguous()):  # the Triton engine takes contiguous tensors only
+        return None
+    batch, num_classes = input.shape[:2]
+    if engine_for(input.view(batch, num_classes, -1), labels.view(batch, 1, -1), table_options) != "triton":
         return None
     ignore = table_options.ignore_index
     if ignore is not None and prepare.representable_ignore(ignore, labels.dtype) is None:
         return None
-    return _fused.loss(logits, labels, table_options, spec)
+    return _fused.loss(input, labels, table_options, spec)
 
 
 @functools.lru_cache(maxsize=256)

@@ -73,6 +73,7 @@ class _Plan(NamedTuple):
     finalize: tuple  # the finalize kernel's scalars (B, C, programs per sample) and parameter tensor
     flags: dict  # the finalize kernel's constexprs
     has: tuple  # which coefficients the backward reads: dL/dPRED, dL/dTP, dL/dVPOS
+    options: object  # the tables' TableOptions
 
 
 @functools.lru_cache(maxsize=256)
@@ -92,7 +93,7 @@ def _plan(shape: tuple, dtype: torch.dtype, float_labels: bool, options, spec: L
                  CHUNK=max(1, min(64, 512 // block_c)), ACC=table[3]["ACC"])
     region = spec.region is not None
     return _Plan((batch, nprog, _api.ROWS, block_c), (batch, SCRATCH, block_c), acc, table,
-                 (batch, num_classes, nprog, par), flags, (region, region, spec.voxel is not None))
+                 (batch, num_classes, nprog, par), flags, (region, region, spec.voxel is not None), options)
 
 
 def _forward(logits: torch.Tensor, labels: torch.Tensor, plan: _Plan) -> tuple:
@@ -120,7 +121,7 @@ def _backward(logits: torch.Tensor, labels: torch.Tensor, plan: _Plan, scratch: 
     tp = scratch.select(1, 1) if has_a else logits
     vpos = (scratch.select(1, 2) if has_k else scratch) if has_u else logits
     step = scratch.stride(0)
-    grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
+    grad = torch.empty_like(logits)  # contiguous, as the logits
     _api.kernels()._backward_kernel[grid](logits, labels, scratch, tp, vpos, grad, n, num_classes, ignore, par, matrix,
                                           step, 1, step, 1, step, 1, **common, num_warps=_api.WARPS, HAS_K=has_k,
                                           HAS_A=has_a, HAS_U=has_u, gout_ptr=grad_out, SCALE=True)
@@ -131,25 +132,28 @@ class _FusedLoss(torch.autograd.Function):
     """One node per loss call: forward = table + finalize kernels, backward = the table backward kernel."""
 
     @staticmethod
-    def forward(ctx, logits, labels, options, spec):
-        plan = _plan(tuple(logits.shape), logits.dtype, labels.dtype.is_floating_point, options, spec,
-                     logits.device)
+    def forward(ctx, logits, labels, plan):
         value, scratch, status = _forward(logits, labels, plan)
+        options = plan.options
         if options.check:
             _api.check(status, logits, options,
                        lambda: _api.raise_for_status(status, logits, labels, options.ignore_index))
-        ctx.save_for_backward(logits, labels)
-        ctx.scratch, ctx.plan = scratch, plan
+        ctx.save_for_backward(logits)
+        ctx.labels, ctx.scratch, ctx.plan = labels, scratch, plan  # labels: never a gradient, nothing to check
         return value
 
     @staticmethod
     def backward(ctx, grad_out):
-        logits, labels = ctx.saved_tensors
-        return _backward(logits, labels, ctx.plan, ctx.scratch, grad_out), None, None, None
+        (logits,) = ctx.saved_tensors
+        return _backward(logits, ctx.labels, ctx.plan, ctx.scratch, grad_out), None, None
 
 
 def loss(logits: torch.Tensor, labels: torch.Tensor, options, spec: LossSpec) -> torch.Tensor:
-    """The loss ``spec`` of (B, C, N) softmax logits against (B, 1, N) labels (inputs the Triton engine takes, with
-    ``options`` the tables' :class:`~medloss.backends.options.TableOptions`), a 0-dim tensor in the logits' dtype,
-    differentiable in the logits."""
-    return _FusedLoss.apply(logits, labels.contiguous(), options, spec)
+    """The loss ``spec`` of contiguous (B, C, *S) softmax logits against (B, 1, *S) labels (inputs whose (B, C, N)
+    and (B, 1, N) views the Triton engine takes, with ``options`` the tables' :class:`~medloss.backends.options.
+    TableOptions`), a 0-dim tensor in the logits' dtype, differentiable in the logits. The kernels read the tensors
+    as they are (flat views would add a node to the autograd graph)."""
+    batch, num_classes = logits.shape[:2]
+    plan = _plan((batch, num_classes, logits.numel() // (batch * num_classes)), logits.dtype,
+                 labels.dtype.is_floating_point, options, spec, logits.device)
+    return _FusedLoss.apply(logits, labels.contiguous(), plan)
