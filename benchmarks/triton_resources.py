@@ -118,7 +118,10 @@ def variants(quick: bool):
         name = f"sigmoid C={c} {dname} {term} {'dense' if dense else 'labels'}"
         yield name + " forward", sig._forward_kernel, types, common
         yield name + " backward", sig._backward_kernel, types, dict(common, HAS_K=True, HAS_A=True, HAS_P=voxel > 0,
-                                                                     HAS_N=voxel > 0)
+                                                                     HAS_N=voxel > 0, SCALE=False)
+        if voxel == 1:  # BCEDice fused: coefficients times grad_output
+            yield (name + " fused backward", sig._backward_kernel, dict(types, gout_ptr=PTR[dtype]),
+                   dict(common, HAS_K=True, HAS_A=True, HAS_P=True, HAS_N=True, SCALE=True))
     for c, dname in itertools.product(classes, ("fp32", "fp64") if not quick else ("fp32",)):
         block_c = api.blocks(c)[1]
         ctype = f"*{dname}"
@@ -132,7 +135,8 @@ LOSSES = {"dice": dict(REGION=1, VOXEL=0, BATCH=False, FIRST=0, MEAN=True, FOCAL
           "tversky-focal batch nobg": dict(REGION=2, VOXEL=0, BATCH=True, FIRST=1, MEAN=True, FOCAL=True),
           "gdl": dict(REGION=3, VOXEL=0, BATCH=False, FIRST=0, MEAN=True, FOCAL=False),
           "focal sum": dict(REGION=0, VOXEL=2, BATCH=False, FIRST=0, MEAN=False, FOCAL=False),
-          "dicece": dict(REGION=1, VOXEL=1, BATCH=False, FIRST=0, MEAN=True, FOCAL=False)}
+          "dicece": dict(REGION=1, VOXEL=1, BATCH=False, FIRST=0, MEAN=True, FOCAL=False),
+          "bcedice": dict(REGION=1, VOXEL=3, BATCH=False, FIRST=0, MEAN=True, FOCAL=False)}
 
 
 def _loss_variants(classes, quick: bool):

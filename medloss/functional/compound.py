@@ -284,6 +284,10 @@ def bce_dice_loss(
     tables = None
     if (_path(input, opts) == "sigmoid" and lambda_dice and lambda_bce
             and (ignore_index is None or input.shape[1] == 1) and reduction != "none"):
+        spec = region_spec("dice", opts, reduction, weighted=pos_weight is not None, lam_region=lambda_dice,
+                           lam_voxel=lambda_bce, voxel="bce")
+        if (fused := fused_loss(input, target, opts.compound_tables, spec)) is not None:
+            return fused
         tables = sigmoid_tables(input, target, options=opts.compound_tables)
     if tables is not None:  # one kernel pass for both terms (binary targets; BCE's element-wise ignore = voxel-wise)
         stats, vpos, vneg = tables

@@ -55,17 +55,34 @@ CASES = {
                                                                   include_background=False, ignore_index=0),
                                              (2, 4, 5, 5, 3), 0),
     "dicece jaccard C=2": (lambda: L.DiceCELoss(**SM, jaccard=True), (1, 2, 5, 5, 3), None),
+    "sigmoid dice labels ignore": (lambda: L.DiceLoss(sigmoid=True, to_onehot_y=True, ignore_index=2),
+                                   (2, 4, 5, 5, 3), 2),
+    "sigmoid gdl dense": (lambda: L.GeneralizedDiceLoss(sigmoid=True), (2, 4, 5, 5, 3), None),
+    "bcedice dense": (lambda: L.BCEDiceLoss(), (2, 4, 7, 7, 7), None),
+    "bcedice dense sum lambdas nobg batch squared": (lambda: L.BCEDiceLoss(
+        include_background=False, batch=True, squared_pred=True, reduction="sum", lambda_dice=0.4, lambda_bce=1.3),
+        (1, 14, 5, 4, 3), None),
 }
 
 
-def _inputs(shape, dtype, ignore, seed=0):
+def _inputs(shape, dtype, ignore, seed=0, dense=False):
+    """Logits and a label map, or (``dense``) a binary target per logit (one-hot of the labels, class 1 drawn on its
+    own so that channels overlap, as multi-label targets do; strided, as ``movedim`` leaves it)."""
     gen = torch.Generator().manual_seed(seed)
     x = (3 * torch.randn(shape, generator=gen, dtype=torch.float64)).to(dtype)
     y = torch.randint(0, shape[1], (shape[0], 1, *shape[2:]), generator=gen)
     y[..., :2] = shape[1] - 1  # the last class present in every sample
     if ignore is not None:
         y[:, :, :1] = ignore
+    if dense:
+        y = torch.nn.functional.one_hot(y[:, 0], shape[1]).movedim(-1, 1).to(dtype)
+        y[:, 1] = (torch.rand(y[:, 1].shape, generator=gen) > 0.5).to(dtype)
     return x.to(DEVICE), y.to(DEVICE)
+
+
+def _case(name, dtype, seed=0, shape=None):
+    make, case_shape, ignore = CASES[name]
+    return make(), *_inputs(shape or case_shape, dtype, ignore, seed, dense="dense" in name)
 
 
 def _run(loss, x, y, *, fused: bool, monkeypatch) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -90,9 +107,7 @@ def _run(loss, x, y, *, fused: bool, monkeypatch) -> tuple[torch.Tensor, torch.T
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-10), (torch.float32, 1e-5)], ids=["fp64", "fp32"])
 @pytest.mark.parametrize("name", list(CASES))
 def test_fused_loss_equals_the_torch_formula(name, dtype, rtol, monkeypatch):
-    make, shape, ignore = CASES[name]
-    loss = make()
-    x, y = _inputs(shape, dtype, ignore)
+    loss, x, y = _case(name, dtype)
     value, grad, calls = _run(loss, x, y, fused=True, monkeypatch=monkeypatch)
     ref_value, ref_grad, ref_calls = _run(loss, x, y, fused=False, monkeypatch=monkeypatch)
     assert (calls, ref_calls) == (1, 0)
@@ -101,11 +116,9 @@ def test_fused_loss_equals_the_torch_formula(name, dtype, rtol, monkeypatch):
     torch.testing.assert_close(grad, ref_grad, rtol=rtol, atol=rtol * float(ref_grad.abs().max()))
 
 
-@pytest.mark.parametrize("name", ["gdl", "dicece"])
+@pytest.mark.parametrize("name", ["gdl", "dicece", "bcedice dense"])
 def test_fused_loss_with_bf16_logits(name, monkeypatch):
-    make, shape, ignore = CASES[name]
-    loss = make()
-    x, y = _inputs(shape, torch.bfloat16, ignore)
+    loss, x, y = _case(name, torch.bfloat16)
     value, grad, calls = _run(loss, x, y, fused=True, monkeypatch=monkeypatch)
     ref_value, ref_grad, _ = _run(loss, x, y, fused=False, monkeypatch=monkeypatch)
     assert calls == 1 and value.dtype == grad.dtype == torch.bfloat16
@@ -113,11 +126,9 @@ def test_fused_loss_with_bf16_logits(name, monkeypatch):
     torch.testing.assert_close(grad.float(), ref_grad.float(), rtol=2e-2, atol=2e-2 * float(ref_grad.abs().max()))
 
 
-@pytest.mark.parametrize("name", ["focal tversky", "dicece lambdas sum batch nobg ignore"])
+@pytest.mark.parametrize("name", ["focal tversky", "dicece lambdas sum batch nobg ignore", "bcedice dense"])
 def test_fused_gradient_passes_gradcheck(name):
-    make, shape, ignore = CASES[name]
-    loss = make()
-    x, y = _inputs((2, shape[1], 2, 2, 1), torch.float64, ignore, seed=3)
+    loss, x, y = _case(name, torch.float64, seed=3, shape=(2, 4, 2, 2, 1))
     assert torch.autograd.gradcheck(lambda t: loss(t, y), (x.requires_grad_(),), fast_mode=True)
 
 
@@ -140,30 +151,26 @@ UNSUPPORTED = {
     "focal alpha": lambda: L.FocalLoss(use_softmax=True, to_onehot_y=True, alpha=[0.1, 0.2, 0.3, 0.4]),
     "dicece label smoothing": lambda: L.DiceCELoss(**SM, label_smoothing=0.1),
     "dicece weight": lambda: L.DiceCELoss(**SM, weight=torch.tensor([1.0, 2.0, 3.0, 4.0])),
-    "sigmoid": lambda: L.DiceLoss(sigmoid=True, to_onehot_y=True),
     "mcc": lambda: L.MCCLoss(**SM),
+    "dense bcedice pos_weight": lambda: L.BCEDiceLoss(pos_weight=[1.0, 2.0, 3.0, 4.0]),
+    "dense sigmoid dice soft labels": lambda: L.DiceLoss(sigmoid=True, soft_label=True),
 }
 
 
 @pytest.mark.parametrize("name", list(UNSUPPORTED))
 def test_the_predicate_leaves_other_options_to_the_torch_formulas(name, monkeypatch):
-    x, y = _inputs((1, 4, 4, 3, 2), torch.float64, None)
+    x, y = _inputs((1, 4, 4, 3, 2), torch.float64, None, dense="dense" in name)
     value, _, calls = _run(UNSUPPORTED[name](), x, y, fused=True, monkeypatch=monkeypatch)
     assert calls == 0 and torch.isfinite(value).all()
 
 
-def test_batch_pooling_across_a_process_group_and_compiling_take_the_operator(monkeypatch):
-    """DDP all-reduces batch-pooled tables (the fused path would skip it); under torch.compile the registered
-    operator is traced: neither takes the fused path, and both give the torch formula's numbers."""
+def test_batch_pooling_across_a_process_group_takes_the_operator(monkeypatch):
+    """DDP all-reduces batch-pooled tables (the fused path would skip it): the torch formula's path and numbers.
+    (torch.compile: test_compiled_fused_losses_have_no_graph_break; a traced fused path would break the graph.)"""
     x, y = _inputs((2, 4, 4, 3, 2), torch.float64, None)
     loss = L.DiceLoss(**SM, batch=True)
     ref_value, ref_grad, _ = _run(loss, x, y, fused=False, monkeypatch=monkeypatch)
     monkeypatch.setattr(fused_path, "_distributed", lambda: True)
-    value, grad, calls = _run(loss, x, y, fused=True, monkeypatch=monkeypatch)
-    assert calls == 0
-    torch.testing.assert_close((value, grad), (ref_value, ref_grad), rtol=1e-12, atol=1e-14)
-    monkeypatch.setattr(fused_path, "_distributed", lambda: False)
-    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     value, grad, calls = _run(loss, x, y, fused=True, monkeypatch=monkeypatch)
     assert calls == 0
     torch.testing.assert_close((value, grad), (ref_value, ref_grad), rtol=1e-12, atol=1e-14)
@@ -176,12 +183,11 @@ def _checked(call):
     return out
 
 
-@pytest.mark.parametrize("name", ["dice", "focal", "dicece"])
+@pytest.mark.parametrize("name", ["dice", "focal", "dicece", "bcedice dense"])
 def test_checked_fused_losses_raise_the_typed_errors(name, monkeypatch):
-    loss = CASES[name][0]()
-    x, y = _inputs((1, 4, 4, 3, 2), torch.float32, None)
+    loss, x, y = _case(name, torch.float32, shape=(1, 4, 4, 3, 2))
     bad = y.clone()
-    bad[0, 0, 1, 1, 1] = 7
+    bad[0, 0, 1, 1, 1] = 0.5 if "dense" in name else 7  # a fractional binary target, a label out of range
     calls = []
     real = triton_fused.loss
     monkeypatch.setattr(triton_fused, "loss", lambda *a: calls.append(1) or real(*a))
@@ -204,3 +210,13 @@ def test_unchecked_fused_loss_reads_nothing_back(monkeypatch):
     ref_value, _, _ = _run(loss, x, bad, fused=False, monkeypatch=monkeypatch)
     assert calls == 1
     torch.testing.assert_close(value, ref_value, rtol=1e-10, atol=0.0)
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["unchecked", "checked"])
+@pytest.mark.parametrize("make", [L.GeneralizedDiceLoss, L.DiceCELoss], ids=["gdl", "dicece"])
+def test_compiled_fused_losses_have_no_graph_break(make, check):
+    """Under torch.compile the predicate steps aside: the registered table operator is traced, in one graph."""
+    loss = make(**SM, check_input=check)
+    x, y = _inputs((1, 4, 4, 3, 2), torch.float32, None)
+    explained = torch._dynamo.explain(lambda a, b: loss(a, b))(x.requires_grad_(), y)
+    assert explained.graph_break_count == 0, [str(r.reason)[:200] for r in explained.break_reasons]

@@ -12,11 +12,11 @@ import triton.language as tl
 from medloss.backends import triton as _api
 
 ROWS = tl.constexpr(_api.ROWS)  # rows of a partial table: TP, PRED, TARGET, VOXELS, VPOS, VNEG
-#: rows of the scratch buffer, per sample: the gradient coefficients dL/dPRED, dL/dTP, dL/dVPOS that the backward
-#: kernel reads (dL/dVPOS first for a voxel loss alone: the buffer itself is then the pointer to the one coefficient
-#: read), then the tables TP, PRED, TARGET, VOXELS, VPOS in the compute dtype
-SCRATCH = tl.constexpr(8)
-T = tl.constexpr(3)  # the first table row
+#: rows of the scratch buffer, per sample: the gradient coefficients dL/dPRED, dL/dTP, dL/dVPOS, dL/dVNEG that the
+#: backward kernel reads (dL/dVPOS first for a voxel loss alone: the buffer itself is then the pointer to the one
+#: coefficient read), then the tables TP, PRED, TARGET, VOXELS, VPOS, VNEG in the compute dtype
+SCRATCH = tl.constexpr(10)
+T = tl.constexpr(4)  # the first table row
 
 
 @triton.jit
@@ -25,9 +25,9 @@ def _bit_or(a, b):
 
 
 @triton.jit
-def _sum_rows(part_ptr, status_ptr, b, nblk, word, BLOCK_C: tl.constexpr, CHUNK: tl.constexpr):
-    """Sample b's partial tables summed over its programs in float64, in a fixed order (deterministic); the status
-    words of its programs ORed into ``word``."""
+def _sum_rows(part_ptr, status_ptr, b, nblk, word, NEG: tl.constexpr, BLOCK_C: tl.constexpr, CHUNK: tl.constexpr):
+    """Sample b's partial tables summed over its programs in float64, in a fixed order (deterministic), VNEG only
+    with NEG (sigmoid BCE); the status words of its programs ORed into ``word``."""
     offs_c = tl.arange(0, BLOCK_C)
     offs_k = tl.arange(0, CHUNK)
     tp = tl.zeros([BLOCK_C], dtype=tl.float64)
@@ -35,6 +35,7 @@ def _sum_rows(part_ptr, status_ptr, b, nblk, word, BLOCK_C: tl.constexpr, CHUNK:
     target = tl.zeros([BLOCK_C], dtype=tl.float64)
     voxels = tl.zeros([BLOCK_C], dtype=tl.float64)
     vpos = tl.zeros([BLOCK_C], dtype=tl.float64)
+    vneg = tl.zeros([BLOCK_C], dtype=tl.float64)
     for start in range(0, nblk, CHUNK):
         blk = start + offs_k
         inside = (blk < nblk)[:, None]
@@ -44,8 +45,10 @@ def _sum_rows(part_ptr, status_ptr, b, nblk, word, BLOCK_C: tl.constexpr, CHUNK:
         target += tl.sum(tl.load(row + 2 * BLOCK_C, mask=inside, other=0.0).to(tl.float64), axis=0)
         voxels += tl.sum(tl.load(row + 3 * BLOCK_C, mask=inside, other=0.0).to(tl.float64), axis=0)
         vpos += tl.sum(tl.load(row + 4 * BLOCK_C, mask=inside, other=0.0).to(tl.float64), axis=0)
+        if NEG:
+            vneg += tl.sum(tl.load(row + 5 * BLOCK_C, mask=inside, other=0.0).to(tl.float64), axis=0)
         word = word | tl.load(status_ptr + b * nblk + blk, mask=blk < nblk, other=0)
-    return tp, pred, target, voxels, vpos, word
+    return tp, pred, target, voxels, vpos, vneg, word
 
 
 @triton.jit
@@ -124,7 +127,7 @@ def _loss_kernel(part_ptr, status_ptr, par_ptr, scratch_ptr, loss_ptr, B, C, nbl
     into the scratch rows and gathers what every row needs (the batch-pooled tables, the label count, the voxel
     counts); pass 2 evaluates the loss (stored in ``loss_ptr``'s dtype) and writes the gradient coefficients of
     every sample. FIRST: the first kept class, MEAN: mean (else sum) reduction, VOXEL 0: none, 1: cross-entropy,
-    2: softmax focal."""
+    2: softmax focal, 3: sigmoid BCE."""
     offs_c = tl.arange(0, BLOCK_C)
     kept = (offs_c >= FIRST) & (offs_c < C)
     # as tensors: Triton passes a size of 1 as a constant, which has no dtype
@@ -140,13 +143,15 @@ def _loss_kernel(part_ptr, status_ptr, par_ptr, scratch_ptr, loss_ptr, B, C, nbl
     labelled = tl.zeros([BLOCK_C], dtype=ACC)
     counted = tl.zeros([BLOCK_C], dtype=ACC)
     for b in range(B):
-        tp, pred, target, voxels, vpos, word = _sum_rows(part_ptr, status_ptr, b, nblk, word, BLOCK_C, CHUNK)
+        tp, pred, target, voxels, vpos, vneg, word = _sum_rows(part_ptr, status_ptr, b, nblk, word, VOXEL == 3,
+                                                               BLOCK_C, CHUNK)
         row = scratch_ptr + (b * SCRATCH + T) * BLOCK_C + offs_c
         tl.store(row, tp.to(ACC))
         tl.store(row + BLOCK_C, pred.to(ACC))
         tl.store(row + 2 * BLOCK_C, target.to(ACC))
         tl.store(row + 3 * BLOCK_C, voxels.to(ACC))
         tl.store(row + 4 * BLOCK_C, vpos.to(ACC))
+        tl.store(row + 5 * BLOCK_C, vneg.to(ACC))
         pooled_tp += tp.to(ACC)
         pooled_pred += pred.to(ACC)
         pooled_target += target.to(ACC)
@@ -181,6 +186,11 @@ def _loss_kernel(part_ptr, status_ptr, par_ptr, scratch_ptr, loss_ptr, B, C, nbl
                 voxel += tl.where(offs_c < C, vpos, 0.0)
                 u = lam_voxel / tl.sum(labelled, axis=0) if MEAN else lam_voxel
                 u = tl.where(offs_c < C, u, 0.0)
+            elif VOXEL == 3:  # sigmoid BCE: mean over C times the counted voxels of the batch
+                voxel += tl.where(offs_c < C, vpos + tl.load(row + 5 * BLOCK_C), 0.0)
+                u = lam_voxel / tl.maximum(tl.sum(pooled_voxels, axis=0) * C, 1.0) if MEAN else lam_voxel
+                u = tl.where(offs_c < C, u, 0.0)
+                tl.store(coef + 3 * BLOCK_C, u)
             elif MEAN:  # softmax focal, mean over C' times the counted voxels (MONAI's reduction)
                 voxel += tl.where(kept, vpos, 0.0)
                 u = tl.where(kept, lam_voxel / (count_all * nkept), 0.0)
@@ -198,6 +208,11 @@ def _loss_kernel(part_ptr, status_ptr, par_ptr, scratch_ptr, loss_ptr, B, C, nbl
     if VOXEL != 0:
         reduced = tl.sum(voxel, axis=0)
         if MEAN:
-            reduced = reduced / (tl.sum(labelled, axis=0) if VOXEL == 1 else count_all * nkept)
+            if VOXEL == 1:
+                reduced = reduced / tl.sum(labelled, axis=0)
+            elif VOXEL == 3:
+                reduced = reduced / tl.maximum(tl.sum(pooled_voxels, axis=0) * C, 1.0)
+            else:
+                reduced = reduced / (count_all * nkept)
         total += lam_voxel * reduced
     tl.store(loss_ptr + tl.arange(0, 1), total.to(loss_ptr.dtype.element_ty))
