@@ -94,7 +94,7 @@ class LaunchStubs:
 
         from medloss.backends import triton as api
 
-        for kind in ("softmax", "sigmoid"):
+        for kind in ("softmax", "sigmoid", "loss"):
             module = api.kernels(kind)
             for name, value in vars(module).copy().items():
                 if isinstance(value, triton.runtime.jit.KernelInterface):

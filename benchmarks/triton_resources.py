@@ -98,7 +98,11 @@ def variants(quick: bool):
                      grad_ptr=PTR[dtype], k_ptr=ctype, a_ptr=ctype, u_ptr=ctype, m_ptr=ctype)
         name = f"softmax C={c} {dname} {term} {str(labels)[6:]}"
         yield name + " forward", soft._forward_kernel, types, common
-        yield name + " backward", soft._backward_kernel, types, dict(common, HAS_K=True, HAS_A=True, HAS_U=voxel > 0)
+        yield name + " backward", soft._backward_kernel, types, dict(common, HAS_K=True, HAS_A=True, HAS_U=voxel > 0,
+                                                                     SCALE=False)
+        if voxel in (0, 1) and labels == torch.int64:  # a fused loss's backward: coefficients times grad_output
+            yield (name + " fused backward", soft._backward_kernel, dict(types, gout_ptr=PTR[dtype]),
+                   dict(common, HAS_K=True, HAS_A=True, HAS_U=voxel > 0, SCALE=True))
     for (dname, dtype), c, (term, voxel), dense in itertools.product(
             dtypes.items(), classes, SIGMOID_TERMS.items(), (False, True)):
         if quick and (voxel != 2 or dense):
@@ -114,12 +118,39 @@ def variants(quick: bool):
         name = f"sigmoid C={c} {dname} {term} {'dense' if dense else 'labels'}"
         yield name + " forward", sig._forward_kernel, types, common
         yield name + " backward", sig._backward_kernel, types, dict(common, HAS_K=True, HAS_A=True, HAS_P=voxel > 0,
-                                                                     HAS_N=voxel > 0)
+                                                                     HAS_N=voxel > 0, SCALE=False)
+        if voxel == 1:  # BCEDice fused: coefficients times grad_output
+            yield (name + " fused backward", sig._backward_kernel, dict(types, gout_ptr=PTR[dtype]),
+                   dict(common, HAS_K=True, HAS_A=True, HAS_P=True, HAS_N=True, SCALE=True))
     for c, dname in itertools.product(classes, ("fp32", "fp64") if not quick else ("fp32",)):
         block_c = api.blocks(c)[1]
         ctype = f"*{dname}"
         yield (f"finalize C={c} {dname}", soft._finalize_kernel, dict(part_ptr=ctype, status_ptr="*i32", out_ptr=ctype),
                dict(BLOCK_C=block_c, CHUNK=max(1, min(64, 512 // block_c))))
+    yield from _loss_variants(classes, quick)
+
+
+#: the fused losses' finalize kernel: name -> its constexprs (medloss.backends.triton.fused)
+LOSSES = {"dice": dict(REGION=1, VOXEL=0, BATCH=False, FIRST=0, MEAN=True, FOCAL=False),
+          "tversky-focal batch nobg": dict(REGION=2, VOXEL=0, BATCH=True, FIRST=1, MEAN=True, FOCAL=True),
+          "gdl": dict(REGION=3, VOXEL=0, BATCH=False, FIRST=0, MEAN=True, FOCAL=False),
+          "focal sum": dict(REGION=0, VOXEL=2, BATCH=False, FIRST=0, MEAN=False, FOCAL=False),
+          "dicece": dict(REGION=1, VOXEL=1, BATCH=False, FIRST=0, MEAN=True, FOCAL=False),
+          "bcedice": dict(REGION=1, VOXEL=3, BATCH=False, FIRST=0, MEAN=True, FOCAL=False)}
+
+
+def _loss_variants(classes, quick: bool):
+    tl = api.kernels().tl
+    for c, dname, (loss, flags) in itertools.product(classes, ("fp32", "fp64") if not quick else ("fp32",),
+                                                     LOSSES.items()):
+        if quick and loss != "dicece":
+            continue
+        block_c = api.blocks(c)[1]
+        ctype = f"*{dname}"
+        yield (f"loss C={c} {dname} {loss}", api.kernels("loss")._loss_kernel,
+               dict(part_ptr=ctype, status_ptr="*i32", par_ptr=ctype, scratch_ptr=ctype, loss_ptr=ctype),
+               dict(flags, W_TYPE=0, EMPTY_PENALIZE=True, BLOCK_C=block_c, CHUNK=max(1, min(64, 512 // block_c)),
+                    ACC=tl.float64 if dname == "fp64" else tl.float32))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and not any(part in name for part in args.only):
             continue
         for aligned in (True, False):
-            if name.startswith("finalize") and not aligned:
+            if name.startswith(("finalize", "loss")) and not aligned:
                 continue
             r = compile_variant(fn, types, constexprs, aligned)
             r.update(variant=name, n_multiple_of_16=aligned)

@@ -15,6 +15,7 @@ from medloss.backends.options import TableOptions
 from medloss.errors import InvalidOptionError, ShapeMismatchError, check_choice
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
+from medloss.functional.fused import fused_loss, region_spec
 from medloss.functional.region import (
     apply_dice_weight,
     dice_from_stats,
@@ -152,6 +153,10 @@ def dice_ce_loss(
     keep_all = weight is None or weight.ndim == 0 or opts.include_background
     dice_weight = weight if keep_all or weight is None else weight[1:]
     if _path(input, opts) == "softmax" and label_smoothing == 0.0 and lambda_dice and lambda_ce:
+        spec = region_spec("dice", opts, reduction, weighted=weight is not None, lam_region=lambda_dice,
+                           lam_voxel=lambda_ce)
+        if (fused := fused_loss(input, target, opts.compound_tables, spec)) is not None:
+            return fused
         stats, vox = label_map_tables(input, target, options=opts.compound_tables)
         dice = _dice_on_tables(stats, opts, dice_weight, reduction)
         ce = ce_from_tables(stats, vox, weight, reduction)
@@ -279,6 +284,10 @@ def bce_dice_loss(
     tables = None
     if (_path(input, opts) == "sigmoid" and lambda_dice and lambda_bce
             and (ignore_index is None or input.shape[1] == 1) and reduction != "none"):
+        spec = region_spec("dice", opts, reduction, weighted=pos_weight is not None, lam_region=lambda_dice,
+                           lam_voxel=lambda_bce, voxel="bce")
+        if (fused := fused_loss(input, target, opts.compound_tables, spec)) is not None:
+            return fused
         tables = sigmoid_tables(input, target, options=opts.compound_tables)
     if tables is not None:  # one kernel pass for both terms (binary targets; BCE's element-wise ignore = voxel-wise)
         stats, vpos, vneg = tables

@@ -8,7 +8,9 @@ from __future__ import annotations
 import torch
 
 from medloss.errors import check_choice
+from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
+from medloss.functional.fused import fused_loss, region_spec
 from medloss.functional.prepare import Activation
 from medloss.functional.region_options import RegionOptions, check_region_options  # noqa: F401  (re-exported)
 from medloss.functional.stats import RegionStats, region_stats
@@ -149,6 +151,10 @@ def dice_loss(
         other_act=other_act, squared_pred=squared_pred, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
         soft_label=soft_label, batch=batch, ignore_index=ignore_index, check_input=check_input,
     )
+    prepare.check_input_tensor(input)
+    spec = region_spec("dice", options, reduction, weighted=weight is not None)
+    if (fused := fused_loss(input, target, options.tables, spec)) is not None:
+        return fused
     stats = region_stats(input, target, options=options)
     loss = dice_from_stats(stats, jaccard=options.jaccard, smooth_nr=options.smooth_nr, smooth_dr=options.smooth_dr)
     return _reduce.reduce_table(apply_dice_weight(loss, weight), reduction).to(input.dtype)
@@ -179,6 +185,10 @@ def tversky_loss(
     :class:`medloss.losses.FocalTverskyLoss`; ``options`` are the shared region options of :func:`region_stats`
     (or ``options=``, a loss's validated :class:`RegionOptions`)."""
     opts = _options(options, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
+    prepare.check_input_tensor(input)
+    spec = region_spec("tversky", opts, reduction, alpha=alpha, beta=beta, gamma=gamma, eps=FOCAL_TVERSKY_EPS)
+    if (fused := fused_loss(input, target, opts.tables, spec)) is not None:
+        return fused
     stats = region_stats(input, target, options=opts)
     smooth = dict(smooth_nr=opts.smooth_nr, smooth_dr=opts.smooth_dr)
     if gamma is None:
@@ -204,6 +214,10 @@ def generalized_dice_loss(
     if options.get("options") is None:  # a direct call (a loss checked these in its constructor)
         check_choice("w_type", w_type, W_TYPES)
         check_choice("empty", empty, EMPTY_POLICIES)
+    prepare.check_input_tensor(input)
+    spec = region_spec("gdl", opts, reduction, w_type=w_type, empty=empty)
+    if (fused := fused_loss(input, target, opts.tables, spec)) is not None:
+        return fused
     stats = region_stats(input, target, options=opts)
     loss = generalized_dice_from_stats(stats, w_type=w_type, empty=empty, smooth_nr=opts.smooth_nr,
                                        smooth_dr=opts.smooth_dr)

@@ -17,6 +17,7 @@ from medloss.backends.options import TableOptions
 from medloss.errors import InvalidOptionError, LabelValueError, ShapeMismatchError
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
+from medloss.functional.fused import focal_spec, fused_loss
 from medloss.functional.stats import RegionStats, label_map_tables, sigmoid_tables, tables_path
 
 
@@ -358,6 +359,9 @@ def focal(input: torch.Tensor, target: torch.Tensor, *, include_background: bool
         options = voxel_tables_options("focal", activation=path, ignore_index=ignore_index, gamma=gamma,
                                        to_onehot_y=to_onehot_y, check_input=check_input)
     if path == "softmax" and reduction != "none":  # one-hot-free fused path
+        spec = focal_spec(include_background, reduction, weighted=weight is not None, alpha_free=alpha is None)
+        if (fused := fused_loss(input, target, options, spec)) is not None:
+            return fused
         stats, vox = label_map_tables(input, target, options=options)
         return softmax_focal_from_tables(stats, vox, alpha=alpha, weight=weight,
                                          include_background=include_background, reduction=reduction).to(input.dtype)

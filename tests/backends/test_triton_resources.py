@@ -15,8 +15,9 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reas
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # the heaviest variants of each kernel (those that spilled at some tile size): softmax focal in bf16, sigmoid focal
-# against labels, the finalize step
-HEAVY = ("softmax C=4 bf16 focal int64", "sigmoid C=4 fp32 focal labels", "finalize C=4 fp32")
+# against labels, the finalize step; the fused losses' finalize and backward with the most registers
+HEAVY = ("softmax C=4 bf16 focal int64", "sigmoid C=4 fp32 focal labels", "finalize C=4 fp32",
+         "loss C=14 fp32 tversky-focal", "softmax C=14 fp32 ce int64 fused backward")
 
 
 @pytest.mark.slow
@@ -31,7 +32,8 @@ def test_heaviest_variants_compile_for_sm90_without_spills(tmp_path):
         pytest.skip(f"this Triton cannot compile for sm_90: {proc.stderr[-300:]}")
     assert out.exists(), proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
-    assert len(rows) == 9  # forward and backward, N % 16 == 0 or not, for two kernels; one finalize
+    assert len(rows) == 12  # forward and backward, N % 16 == 0 or not, for two kernels; one finalize, one loss
+    # finalize; the fused backward, N % 16 == 0 or not
     for row in rows:
         assert row["spill_bytes"] == 0 and row["local_stores"] == 0, row
         if row["n_multiple_of_16"]:

@@ -190,9 +190,12 @@ def test_losses_equal_on_triton_and_eager(make, layout, monkeypatch):
     x, t = _case(3, layout, n=6 * 6 * 6, dtype=torch.float32)
     x, t = x.reshape(B, 3, 6, 6, 6), t.reshape(B, -1, 6, 6, 6)
     t = t.masked_fill(t == 255, 0) if not isinstance(make(), L.DiceFocalLoss) else t
+    from medloss.backends.triton import fused
+
     calls, out = [], []
-    forward = triton_tables.forward
+    forward, fused_loss = triton_tables.forward, fused.loss  # the engine's tables, or its fused losses
     monkeypatch.setattr(triton_tables, "forward", lambda *a: calls.append(1) or forward(*a))
+    monkeypatch.setattr(fused, "loss", lambda *a: calls.append(1) or fused_loss(*a))
     for engine in ("triton", "eager"):
         monkeypatch.setenv("MEDLOSS_BACKEND", engine)
         xg = x.detach().to(DEVICE).requires_grad_()

@@ -212,12 +212,15 @@ def test_takes_only_what_it_can():
 
 
 def test_losses_take_the_triton_engine_when_asked(monkeypatch):
-    """MEDLOSS_BACKEND=triton routes the label-map losses through the Triton engine (a spy counts the calls)."""
+    """MEDLOSS_BACKEND=triton routes the label-map losses through the Triton engine, its tables or its fused losses
+    (spies count the calls)."""
     import medloss.losses as L
+    from medloss.backends.triton import fused
 
     calls = []
-    original = triton_tables.forward
+    original, original_fused = triton_tables.forward, fused.loss
     monkeypatch.setattr(triton_tables, "forward", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(fused, "loss", lambda *a: calls.append(1) or original_fused(*a))
     monkeypatch.setenv("MEDLOSS_BACKEND", "triton")
     x, y = _case((2, 3, 6, 6, 6), torch.float32, ignore=255)
     x = x.to(DEVICE).requires_grad_()

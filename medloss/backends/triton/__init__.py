@@ -60,7 +60,12 @@ def available() -> bool:
 
 @functools.cache
 def kernels(kind: str = "softmax"):
-    """The kernel module of ``kind`` (``"softmax"`` or ``"sigmoid"``), imported on first use."""
+    """The kernel module of ``kind`` (``"softmax"``, ``"sigmoid"`` or ``"loss"``: the fused losses' finalize
+    kernel), imported on first use."""
+    if kind == "loss":
+        from medloss.backends.triton import _loss_kernels
+
+        return _loss_kernels
     if kind == "sigmoid":
         from medloss.backends.triton import _sigmoid_kernels
 

@@ -207,7 +207,8 @@ def _backward_kernel(x_ptr, y_ptr, k_ptr, a_ptr, u_ptr, grad_ptr, N, C, ignore, 
                      uc,
                      HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr, SQUARED: tl.constexpr,
                      VOXEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr,
-                     HAS_K: tl.constexpr, HAS_A: tl.constexpr, HAS_U: tl.constexpr):
+                     HAS_K: tl.constexpr, HAS_A: tl.constexpr, HAS_U: tl.constexpr, gout_ptr=None,
+                     SCALE: tl.constexpr = False):
     blk = tl.program_id(0)
     b = tl.program_id(1)
     lo, hi, gamma = tl.load(par_ptr), tl.load(par_ptr + 1), tl.load(par_ptr + 2)  # in ACC: exact for float64
@@ -216,6 +217,9 @@ def _backward_kernel(x_ptr, y_ptr, k_ptr, a_ptr, u_ptr, grad_ptr, N, C, ignore, 
     k = _coef(k_ptr, b, kb, kc, offs_c, C, HAS_K, BLOCK_C, ACC)
     a = _coef(a_ptr, b, ab, ac, offs_c, C, HAS_A, BLOCK_C, ACC)
     u = _coef(u_ptr, b, ub, uc, offs_c, C, HAS_U, BLOCK_C, ACC)
+    if SCALE:  # a fused loss's coefficients, times its incoming gradient (read here: no host read)
+        scale = tl.load(gout_ptr).to(ACC)
+        k, a, u = k * scale, a * scale, u * scale
     v = valid.to(ACC)
     g = 2.0 * k[:, None] * p * v[None, :] if SQUARED else tl.broadcast_to(k[:, None], (BLOCK_C, BLOCK_N)) * v[None, :]
     if VOXEL == 4:  # Wasserstein: dWE/dx_c = p_c (M[y, c] - WE), i.e. v u_y M[y, c] joins g (and so K)

@@ -132,7 +132,7 @@ def _backward_kernel(x_ptr, t_ptr, k_ptr, a_ptr, upos_ptr, uneg_ptr, grad_ptr, N
                      DENSE: tl.constexpr, HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr,
                      SQUARED: tl.constexpr, VOXEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
                      ACC: tl.constexpr, HAS_K: tl.constexpr, HAS_A: tl.constexpr, HAS_P: tl.constexpr,
-                     HAS_N: tl.constexpr):
+                     HAS_N: tl.constexpr, gout_ptr=None, SCALE: tl.constexpr = False):
     blk = tl.program_id(0)
     b = tl.program_id(1)
     gamma = tl.load(par_ptr)  # in ACC: exact for float64
@@ -142,6 +142,9 @@ def _backward_kernel(x_ptr, t_ptr, k_ptr, a_ptr, upos_ptr, uneg_ptr, grad_ptr, N
     a = _coef(a_ptr, b, ab, ac, offs_c, C, HAS_A, BLOCK_C, ACC)[:, None]
     upos = _coef(upos_ptr, b, pb, pc, offs_c, C, HAS_P, BLOCK_C, ACC)[:, None]
     uneg = _coef(uneg_ptr, b, nb, nc, offs_c, C, HAS_N, BLOCK_C, ACC)[:, None]
+    if SCALE:  # a fused loss's coefficients, times its incoming gradient (read here: no host read)
+        scale = tl.load(gout_ptr).to(ACC)
+        k, a, upos, uneg = k * scale, a * scale, upos * scale, uneg * scale
     p = 1.0 / (1.0 + tl.exp(-x))
     q = 1.0 / (1.0 + tl.exp(x))  # 1 - p, accurate where p is near 1
     dp = a * g + (2.0 * k * p if SQUARED else k)
