@@ -56,7 +56,7 @@ class SoftclDiceLoss(RegionLoss):
             skeleton, so what the network predicts there changes nothing.
         check_input: validate values (labels, probabilities in [0, 1], no NaN).
 
-    Differences from MONAI 1.6.1 (README, "Where medloss differs"): the ratios are per class and then averaged
+    Differences from MONAI 1.6.1 (docs/monai-differences.md): the ratios are per class and then averaged
     (MONAI pools all channels of a sample into one ratio, so a large class hides a thin one; with one channel,
     e.g. binary vessels, the numbers are identical); ``reduction="none"`` is (B, C') (MONAI: (B,)); sums in
     float32 for fp16/bf16; logits without an activation are an error; ``ignore_index``, ``batch`` and a
