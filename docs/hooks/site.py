@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import shutil
 import sys
 import tempfile
@@ -47,6 +48,16 @@ def on_files(files: Any, config: Any) -> Any:
     for uri, path in COPIED.items():
         files.append(File.generated(config, uri, abs_src_path=str(path)))
     return files
+
+
+# the docstrings cross-reference in Sphinx's notation (":class:`~medloss.losses.DiceLoss`"), which Markdown renders
+# as the role's name before the code; the name is dropped and the code kept
+_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj):(<code>)~?")
+
+
+def on_page_content(html: str, **kwargs: Any) -> str:
+    html = _ROLE.sub(r"\1", html)
+    return html.replace("::</p>", ":</p>")  # reST's "::" before a literal block
 
 
 def mathjax_dir() -> Path:

@@ -1,8 +1,7 @@
-// MathJax 2 (copied into the site by docs/hooks/site.py) typesets what pymdownx.arithmatex marks, nothing else
+// MathJax 2 (copied into the site by docs/hooks/site.py) typesets what pymdownx.arithmatex marks, nothing else.
+// The package ships the output processors only inside its combined configuration, hence `config`.
 window.MathJax = {
-  jax: ["input/TeX", "output/HTML-CSS"],
-  extensions: ["tex2jax.js"],
-  TeX: { extensions: ["AMSmath.js", "AMSsymbols.js"] },
+  config: ["TeX-AMS-MML_HTMLorMML-full.js"],
   tex2jax: { inlineMath: [["\\(", "\\)"]], displayMath: [["\\[", "\\]"]], processEscapes: true,
              ignoreClass: ".*", processClass: "arithmatex" },
   "HTML-CSS": { availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null },

@@ -89,9 +89,13 @@ def cross_entropy_loss(
     check_input: bool = True,
     options: TableOptions | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy with torch's semantics on (B, C, *S) logits. See :class:`medloss.losses.CrossEntropyLoss`.
+    """Cross-entropy as torch's on (B, C, *S) logits; the arguments of :class:`medloss.losses.CrossEntropyLoss`.
 
-    ``options``: the loss's validated :func:`voxel_tables_options` (built from the keyword arguments when None)."""
+    ``options``: the loss's validated :func:`voxel_tables_options` (built from the keyword arguments when None).
+
+    Returns:
+        The loss: a scalar, or (B, *S) for ``reduction="none"``.
+    """
     prepare.check_input_tensor(input)
     return cross_entropy(input, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
                          label_smoothing=label_smoothing, check_input=check_input, options=options)
@@ -162,9 +166,13 @@ def bce_with_logits_loss(
     check_input: bool = True,
     options: TableOptions | None = None,
 ) -> torch.Tensor:
-    """Binary cross-entropy on logits with an ignore mask. See :class:`medloss.losses.BCELoss`.
+    """Binary cross-entropy on logits with an ignore mask; the arguments of :class:`medloss.losses.BCELoss`.
 
-    ``options``: the loss's validated :func:`voxel_tables_options` (built from the keyword arguments when None)."""
+    ``options``: the loss's validated :func:`voxel_tables_options` (built from the keyword arguments when None).
+
+    Returns:
+        The loss: a scalar, or (B, C, *S) for ``reduction="none"``.
+    """
     prepare.check_input_tensor(input)
     return bce_with_logits(input, target, pos_weight=pos_weight, ignore_index=ignore_index, reduction=reduction,
                            check_input=check_input, options=options)
@@ -310,10 +318,14 @@ def focal_loss(
     check_input: bool = True,
     options: TableOptions | None = None,
 ) -> torch.Tensor:
-    """Sigmoid or softmax focal loss on logits. See :class:`medloss.losses.FocalLoss`.
+    """Sigmoid or softmax focal loss on logits. See :class:`medloss.losses.FocalLoss`, whose arguments these are.
 
     (N, C) classification logits (no spatial axis, as MONAI accepts) are scored as (N, C, 1); ``reduction="none"``
-    then returns (N, C). ``options``: the loss's :func:`voxel_tables_options` (from the keywords when None)."""
+    then returns (N, C). ``options``: the loss's :func:`voxel_tables_options` (from the keywords when None).
+
+    Returns:
+        The loss: a scalar, or (B, C', *S) for ``reduction="none"``.
+    """
     return focal_loss_for(input, target, activation="softmax" if use_softmax else "sigmoid",
                           include_background=include_background, to_onehot_y=to_onehot_y, gamma=gamma, alpha=alpha,
                           weight=weight, reduction=reduction, ignore_index=ignore_index, check_input=check_input,

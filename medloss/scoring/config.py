@@ -115,9 +115,21 @@ def scoring_config(preset: str | None = None, *, lesions: bool = False, lesion: 
                    empty: str | None = None, worst_distance: str | float | None = None, ignore_index: int | None = None,
                    metrics: str | Iterable[str] | None = None, allow_uncovered_labels: bool = False,
                    geometry_tolerance: float = 1e-3, kd_workers: int = -1) -> ScoringConfig:
-    """Resolve a :class:`ScoringConfig`: ``preset`` is a lesion preset name (:data:`LESION_PRESETS`, implies lesion
-    scoring), ``lesions=True`` turns on the default lesion rules, ``lesion`` overrides the preset's rules; the other
-    arguments are those of :func:`~medloss.scoring.score_arrays` (``None`` = the preset's default)."""
+    """Resolve a :class:`ScoringConfig` once for a run.
+
+    Args:
+        preset: a lesion preset name (:data:`LESION_PRESETS`); implies lesion scoring.
+        lesions: turn on the default lesion rules.
+        lesion: overrides of the preset's lesion rules.
+        labels, regions, surface, tolerance, percentile, empty, worst_distance, ignore_index, metrics: as
+            :func:`~medloss.scoring.score_arrays` (``None`` = the preset's default); ``labels`` may be ``"1,2"``.
+        allow_uncovered_labels: score a case whose labels a preset's regions do not cover (with a warning).
+        geometry_tolerance: how far (mm) the two volumes' geometry may differ.
+        kd_workers: threads of the KD-tree queries (-1: all).
+
+    Returns:
+        The frozen, picklable config.
+    """
     lesion = lesion or LesionOverrides()
     spec: bool | str = preset if preset else bool(lesions or lesion.given())
     cfg = lesion_config(spec, connectivity=int(lesion.connectivity) if lesion.connectivity else None,

@@ -53,9 +53,15 @@ def check_coverage(in_pred: set[int], in_ref: set[int], labels: list[int], regio
 
 
 def coverage_summary(rows: list[dict]) -> dict:
-    """``{"unscored_labels": {case: [labels]}, "absent_everywhere": [labels and region names]}`` of a run's rows:
-    the cases with labels no scored label or region covers, and the scored labels/regions empty in both volumes of
-    every case."""
+    """The label-coverage part of a run's summary.
+
+    Args:
+        rows: the run's rows.
+
+    Returns:
+        ``{"unscored_labels": {case: [labels]}, "absent_everywhere": [labels and region names]}``: the cases with
+        labels no scored label or region covers, and the scored labels/regions empty in both volumes of every case.
+    """
     from medloss.scoring.summary import SummaryAccumulator
 
     acc = SummaryAccumulator()

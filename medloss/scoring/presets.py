@@ -147,6 +147,14 @@ def lesion_config(spec: bool | str | LesionConfig | None, **overrides: Any) -> L
     """Turn ``True`` / a preset name / a :class:`LesionConfig` (plus non-None overrides) into a config.
 
     Choosing a one-to-one ``matching`` without a ``threshold`` resets the preset's threshold to the 0.5 default.
+
+    Args:
+        spec: ``False``/``None`` (no lesion scoring), ``True`` (the default preset), a preset name
+            (:data:`LESION_PRESETS`) or a config.
+        **overrides: fields of :class:`LesionConfig` to replace (``None`` values are ignored).
+
+    Returns:
+        The config, or ``None`` without lesion scoring.
     """
     if spec is None or spec is False:
         return None
@@ -182,7 +190,13 @@ def parse_label_list(text: str, arg: str = "`labels`") -> tuple[int, ...]:
     """``"1,2, 3"`` -> ``(1, 2, 3)``: comma-separated distinct integers >= 0 (spaces only around the commas).
 
     ``"1 2"`` is an error, not label 12 or labels 1 and 2: a space-separated list is ambiguous on a shell line.
-    ``arg`` is the name the messages give the value (e.g. ``"'--labels'"`` for the command line).
+
+    Args:
+        text: the list.
+        arg: the name the messages give the value (e.g. ``"'--labels'"`` for the command line).
+
+    Returns:
+        The labels in the given order.
     """
     pieces = [piece.strip() for piece in str(text).split(",")]
     if not all(re.fullmatch(r"[0-9]+", piece) for piece in pieces):
@@ -195,7 +209,14 @@ def parse_label_list(text: str, arg: str = "`labels`") -> tuple[int, ...]:
 
 
 def parse_region(spec: str) -> tuple[str, tuple[int, ...]]:
-    """``"WT=1,2,3"`` -> ``("WT", (1, 2, 3))`` (labels >= 0, comma-separated, no duplicates)."""
+    """``"WT=1,2,3"`` -> ``("WT", (1, 2, 3))`` (labels >= 0, comma-separated, no duplicates).
+
+    Args:
+        spec: ``NAME=L1,L2,...``.
+
+    Returns:
+        The region's name and labels.
+    """
     name, sep, rest = str(spec).partition("=")
     name = name.strip()
     try:
