@@ -35,7 +35,14 @@ from medloss.functional.region_options import RegionOptions
 
 
 class RegionStats(NamedTuple):
-    """Per-class statistics, each (B, C), or (1, C) when pooled over the batch; ``voxels`` is (B, 1) / (1, 1)."""
+    """Per-class statistics, each (B, C), or (1, C) when pooled over the batch; ``voxels`` is (B, 1) / (1, 1).
+
+    Args:
+        tp: sum of p g (true positives).
+        pred: sum of p (or p^2 with ``squared_pred``).
+        target: sum of g (or g^2).
+        voxels: the number of valid voxels.
+    """
 
     tp: torch.Tensor
     pred: torch.Tensor

@@ -108,6 +108,11 @@ class SoftDiceclDiceLoss(SoftclDiceLoss):
     (0.5). MONAI's "none" output cannot be formed (its Dice part is (B, C, 1, ...), its clDice part (B,)); ours is
     (B, C').
 
+    Args:
+        alpha: the clDice share, in [0, 1] (0.5).
+
+    The other arguments are :class:`SoftclDiceLoss`'s.
+
     References:
         Shit et al., CVPR 2021, arXiv:2003.07311 (Dice + clDice, Eq. 3).
     """

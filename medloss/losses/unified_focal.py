@@ -98,6 +98,13 @@ class AsymmetricUnifiedFocalLoss(UnifiedFocalLoss):
     over voxels), so its value equals ``(1 - w) / (1 - l)`` times this loss with weight l = w / (2 - w)
     (tests/losses/test_distance_losses.py checks value and gradient that way); MONAI supports two classes only,
     applies no activation (its docstring says sigmoid) and has no (B,) "none" reduction.
+
+    Args:
+        weight: lambda, the share of the focal term (0.5).
+        delta: weight of the foreground classes against the background (0.7).
+        gamma: focal exponent (0.5).
+
+    The other arguments are :class:`UnifiedFocalLoss`'s.
     """
 
     _asymmetric = True

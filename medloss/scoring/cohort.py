@@ -40,7 +40,14 @@ from medloss.scoring.summary import SummaryAccumulator
 @dataclass(frozen=True)
 class Progress:
     """Passed to ``progress=`` at the start and after each finished case: ``done`` of ``total`` cases scored by
-    this run (resumed cases are not counted), ``elapsed_s`` since scoring started."""
+    this run (resumed cases are not counted), ``elapsed_s`` since scoring started.
+
+    Args:
+        done: cases scored by this run so far.
+        total: cases this run scores.
+        elapsed_s: seconds since scoring started.
+        case: the case that just finished (``None`` at the start).
+    """
 
     done: int
     total: int

@@ -22,7 +22,15 @@ from medloss.scoring.surface import SURFACE_CONVENTIONS
 
 @dataclass(frozen=True)
 class LesionOverrides:
-    """Overrides of a lesion preset's rules (``None`` = the preset's); any set one turns lesion scoring on."""
+    """Overrides of a lesion preset's rules (``None`` = the preset's); any set one turns lesion scoring on.
+
+    Args:
+        connectivity: 6, 18 or 26 (3-D).
+        dilation: of the reference lesions before matching, in voxels.
+        min_volume_mm3: lesions of this volume or less are left out.
+        matching: ``"overlap"``, ``"iou"`` or ``"dice"``.
+        threshold: of the one-to-one rules.
+    """
 
     connectivity: int | None = None
     dilation: int | None = None

@@ -20,7 +20,12 @@ COVERAGE_POLICIES = ("error", "warn")
 
 class UncoveredLabelWarning(UserWarning):
     """A case holds labels that no scored label or region covers (they were scored as background); ``labels``
-    lists them."""
+    lists them.
+
+    Args:
+        message: the warning's text.
+        labels: the uncovered labels.
+    """
 
     def __init__(self, message: str, labels: list[int] | None = None) -> None:
         super().__init__(message)

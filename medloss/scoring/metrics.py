@@ -66,7 +66,15 @@ class LabelMasks:
 @dataclass(frozen=True)
 class MetricSpec:
     """A per-label metric: ``compute(masks)`` returns ``{column: value}`` for every column, and is called only when
-    both masks are non-empty unless a column's ``both`` is ``None`` (then always)."""
+    both masks are non-empty unless a column's ``both`` is ``None`` (then always).
+
+    Args:
+        name: the metric's name (``--metrics``).
+        columns: its :class:`Column` declarations (name, both-empty and one-empty values).
+        compute: the function of the label's masks.
+        notes: the convention note of the documentation table.
+        default: computed when no metrics are chosen.
+    """
 
     name: str
     columns: tuple[Column, ...]
