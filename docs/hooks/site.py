@@ -57,6 +57,8 @@ _ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj):(<code>)~?")
 
 def on_page_content(html: str, **kwargs: Any) -> str:
     html = _ROLE.sub(r"\1", html)
+    # click 8.3 marks "no default" with a sentinel object, which mkdocs-click prints as is
+    html = html.replace("<td><code>Sentinel.UNSET</code></td>", "<td>(none)</td>")
     return html.replace("::</p>", ":</p>")  # reST's "::" before a literal block
 
 
