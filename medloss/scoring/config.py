@@ -47,12 +47,18 @@ class LesionOverrides:
 class ScoringConfig:
     """Every option of a scoring run, resolved (build it with :func:`scoring_config`).
 
-    ``labels``: the labels to score, or ``None`` for each case's foreground labels (then a label found in some
-    case but absent from both volumes of another gets that case's both-empty row, so every case has the same
-    labels). ``regions``: ``(name, labels)`` unions scored as one row each. ``uncovered``: the coverage policy
-    (``"error"`` or ``"warn"``, :mod:`medloss.scoring.coverage`). ``metrics``: the per-label metrics
-    (:mod:`medloss.scoring.metrics`). ``kd_workers``: KD-tree threads per case (-1 = all cores; 1 when cases run
-    in parallel).
+    Args:
+        labels: the labels to score, or ``None`` for each case's foreground labels (then a label found in some
+            case but absent from both volumes of another gets that case's both-empty row, so every case has the
+            same labels).
+        regions: ``(name, labels)`` unions scored as one row each.
+        surface, tolerance, percentile, empty, worst_distance, ignore_index: as
+            :func:`~medloss.scoring.score_arrays`.
+        lesions: the lesion rules, or ``None`` without lesion scoring.
+        metrics: the per-label metrics (:mod:`medloss.scoring.metrics`).
+        uncovered: the coverage policy (``"error"`` or ``"warn"``, :mod:`medloss.scoring.coverage`).
+        geometry_tolerance: how far (mm) the two volumes' geometry may differ.
+        kd_workers: KD-tree threads per case (-1 = all cores; 1 when cases run in parallel).
     """
 
     labels: tuple[int, ...] | None = None

@@ -50,17 +50,27 @@ HD95_RULES = ("max", "pooled")
 class LesionConfig:
     """Lesion-wise scoring options (see :mod:`medloss.scoring.lesion` for the definitions).
 
-    ``matching``: ``"overlap"`` (a predicted component matches every reference lesion whose match region it
-    touches: many-to-many), ``"iou"`` or ``"dice"`` (one-to-one pairs whose IoU / Dice is ``>= threshold``,
-    default 0.5). ``hd95_surface`` / ``hd95_rule``: the convention of the per-lesion HD95 (``"max"`` of the two
-    directed percentiles, or the ``"pooled"`` percentile of both directions, as panoptica). ``regions``,
-    ``lesion_nsd``: add ``sq_nsd``, the mean over matched pairs of panoptica's NSD (the mean of the two directed
-    fractions of surface within min(spacing) mm; GaNDLF's formula, not the DeepMind surface Dice).
-    ``panoptica_global``: add ``global_hd95`` and ``global_nsd``, brats-evaluation's whole-region HD95 (pooled
-    percentile, voxel surfaces) and NSD (at 0.5), in voxel units as panoptica 2.1.7 computes them, with its
-    no-shared-voxel edge case (worst distance, NSD 0).
-    ``surface``, ``worst_distance``, ``empty``: scoring defaults of a challenge preset (empty / ``None`` = the
-    caller's).
+    Args:
+        connectivity: of the connected components, 6, 18 or 26 (3-D).
+        dilation: iterations of the reference lesions' dilation before matching (BraTS 2023).
+        exclude_volume_mm3: reference lesions of this volume or less are left out of the counts.
+        hd95: add ``lesion_hd95`` (and ``sq_hd95`` under one-to-one rules).
+        penalty_mm: the HD95 of a missed lesion or a false-positive component.
+        preset: the preset's name, written in the recipe.
+        matching: ``"overlap"`` (a predicted component matches every reference lesion whose match region it
+            touches: many-to-many), ``"iou"`` or ``"dice"`` (one-to-one pairs whose IoU / Dice is
+            ``>= threshold``, default 0.5).
+        threshold: of the one-to-one rules.
+        hd95_surface: surface convention of the per-lesion HD95, ``"voxel"`` or ``"surfel"``.
+        hd95_rule: ``"max"`` of the two directed percentiles, or the ``"pooled"`` percentile of both directions,
+            as panoptica.
+        lesion_nsd: add ``sq_nsd``, the mean over matched pairs of panoptica's NSD (the mean of the two directed
+            fractions of surface within min(spacing) mm; GaNDLF's formula, not the DeepMind surface Dice).
+        panoptica_global: add ``global_hd95`` and ``global_nsd``, brats-evaluation's whole-region HD95 (pooled
+            percentile, voxel surfaces) and NSD (at 0.5), in voxel units as panoptica 2.1.7 computes them, with
+            its no-shared-voxel edge case (worst distance, NSD 0).
+        regions: the preset's ``(name, labels)`` regions.
+        surface, worst_distance, empty: scoring defaults of a challenge preset (empty / ``None`` = the caller's).
     """
 
     connectivity: int = 26
