@@ -2,8 +2,8 @@
 
 * ``on_files`` draws the figures of :mod:`figures` and adds them, with the loss study's plot, to the site under
   ``img/`` (so a page's link to them is checked like any other link).
-* ``on_post_build`` copies MathJax 2 from the ``jupyter-server-mathjax`` package (the ``docs`` extra) into the
-  site, so formulas render without a network connection.
+* ``on_post_build`` copies MathJax 3 from the ``django-static-mathjax`` package (the ``docs`` extra: MathJax's files
+  and nothing else) into the site, so formulas render without a network connection.
 """
 from __future__ import annotations
 
@@ -63,12 +63,12 @@ def on_page_content(html: str, **kwargs: Any) -> str:
 
 
 def mathjax_dir() -> Path:
-    """The MathJax 2 tree shipped by ``jupyter-server-mathjax`` (found without importing the Jupyter server)."""
-    spec = importlib.util.find_spec("jupyter_server_mathjax")
+    """MathJax 3's browser build, as shipped by ``django-static-mathjax`` (located without importing the package)."""
+    spec = importlib.util.find_spec("mathjax")
     if spec is None or spec.origin is None:
         raise RuntimeError("MathJax not found: install the docs extra (pip install -e \".[docs]\"), which brings "
-                           "jupyter-server-mathjax")
-    return Path(spec.origin).parent / "static"
+                           "django-static-mathjax")
+    return Path(spec.origin).parent / "static" / "mathjax" / "es5"
 
 
 def on_post_build(config: Any) -> None:
