@@ -393,11 +393,5 @@ def lovasz_hinge_loss(
     return (table.sum() if reduction == "sum" else table.mean()).to(input.dtype)
 
 
-__all__ = [
-    "CHUNK_ELEMENTS",
-    "Workspace",
-    "check_classes",
-    "lovasz_hinge_loss",
-    "lovasz_signed_rows",
-    "lovasz_softmax_loss",
-]
+__all__ = ["CHUNK_ELEMENTS", "Workspace", "check_classes", "lovasz_hinge_loss", "lovasz_signed_rows",
+           "lovasz_softmax_loss"]
