@@ -17,7 +17,7 @@ from medloss.functional.compound import (
 )
 from medloss.functional.region import EMPTY_POLICIES, W_TYPES
 from medloss.functional.region_options import RegionOptions
-from medloss.functional.voxel import voxel_tables_options
+from medloss.functional.stats import voxel_tables_options
 from medloss.losses._base import check_ignore_index
 from medloss.losses.voxel import check_focal_alpha
 
