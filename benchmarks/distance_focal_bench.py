@@ -2,7 +2,7 @@
 """HausdorffDTLoss and AsymmetricUnifiedFocalLoss: medloss vs MONAI 1.6.1, time and memory of forward+backward in
 one interleaved run, parity-gated.
 
-    python benchmarks/distance_focal_bench.py                      # the README's figures (~1 min on 2 cores)
+    python benchmarks/distance_focal_bench.py                      # benchmarks/README.md's figures (~1 min on 2 cores)
     python benchmarks/distance_focal_bench.py --hd-shape 1x3x16 --aufl-shape 1x2x16 --repeats 2 --json out.json
 
 Implementations (each case checks value and gradient against MONAI, rtol 1e-5, before timing):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """medloss's nnU-Net trainer losses vs nnU-Net's own: forward+backward time and peak memory with deep supervision.
 
-    python benchmarks/nnunet_loss_bench.py                               # the README's CPU figures
+    python benchmarks/nnunet_loss_bench.py                               # benchmarks/README.md's CPU figures
     python benchmarks/nnunet_loss_bench.py --device cuda                 # on a GPU
     python benchmarks/nnunet_loss_bench.py --shapes 1x3x16 --levels 3 --repeats 1 --json out.json   # plumbing
 

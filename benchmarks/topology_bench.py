@@ -2,11 +2,11 @@
 
 For each case the two implementations get the same float32 logits and target; they must agree (loss and gradient,
 rtol 1e-4) before timing where MONAI's definition is medloss's (one channel: MONAI pools channels, medloss scores
-each class, README "Where medloss differs"); multi-class cases are timed anyway and marked. Time: median of
+each class, docs/monai-differences.md); multi-class cases are timed anyway and marked. Time: median of
 ``--repeats`` forward+backward passes, medloss and MONAI alternating. Memory: peak extra RSS of one forward+backward
 in a fresh subprocess (the peak is reset after the inputs are built), as a multiple of the logits' size.
 
-    python benchmarks/topology_bench.py --repeats 5     # the README table (2.5 min on the shared 2-core VM)
+    python benchmarks/topology_bench.py --repeats 5     # benchmarks/README.md's table (2.5 min on the shared 2-core VM)
     python benchmarks/topology_bench.py --shapes 1x1x24 --repeats 2 --json rows.json
 """
 from __future__ import annotations

@@ -84,6 +84,9 @@ def dataset_class_counts(
         num_classes: C, background included.
         label_key: the key of the label map in each dict item.
         ignore_index: label value not counted.
+
+    Returns:
+        (C,) int64 counts: entry c is the number of voxels labelled c.
     """
     counter = RunningClassCounts(num_classes, ignore_index=ignore_index)
     for n, item in enumerate(_items(data)):
@@ -103,9 +106,16 @@ def compute_class_weights(
     k: float = 1.02,
 ) -> torch.Tensor:
     """(C,) float32 class weights from the voxel counts of a dataset: :func:`dataset_class_counts`, then
-    :func:`medloss.functional.weights.class_weights` (``scheme``, ``normalize``, ``absent`` and ``k`` as there).
+    :func:`medloss.functional.weights.class_weights`.
 
     The result goes straight into ``CrossEntropyLoss(weight=...)`` or ``FocalLoss(weight=...)``.
+
+    Args:
+        data, num_classes, label_key, ignore_index: as :func:`dataset_class_counts`.
+        scheme, normalize, absent, k: as :func:`medloss.functional.weights.class_weights`.
+
+    Returns:
+        (C,) float32 weights.
     """
     counts = dataset_class_counts(data, num_classes, label_key=label_key, ignore_index=ignore_index)
     return class_weights(counts, scheme, normalize=normalize, absent=absent, k=k)

@@ -108,9 +108,9 @@ def _parse_targets(labels: str | None, regions: tuple[str, ...]) -> list[int] | 
                    "[default: the lesion preset's (brats23: 374), else diagonal].")
 @click.option("--lesions", is_flag=True, help="Add lesion-wise (connected-component) detection columns.")
 @click.option("--lesion-preset", type=click.Choice(_PRESETS), default=None,
-              help="Lesion conventions of an official evaluator (implies --lesions; README table): brats23[-men, "
-                   "-met, -ssa, -ped] = BraTS 2023 lesion-wise code, brats25[-mets, -ped] = brats-evaluation, "
-                   "autopet, isles, default.")
+              help="Lesion conventions of an official evaluator (implies --lesions; table in docs/scoring-lesions.md): "
+                   "brats23[-men, -met, -ssa, -ped] = BraTS 2023 lesion-wise code, brats25[-mets, -ped] = "
+                   "brats-evaluation, autopet, isles, default.")
 @click.option("--lesion-matching", type=click.Choice(("overlap", "iou", "dice")), default=None,
               help="Lesion matching: 'overlap' (any voxel, many-to-many) or one-to-one pairs with IoU/Dice >= "
                    "--lesion-threshold, adding PQ/SQ/RQ columns (implies --lesions; default: the preset's).")
@@ -152,7 +152,7 @@ def _parse_targets(labels: str | None, regions: tuple[str, ...]) -> list[int] | 
                    "with the same options) and score only the others.")
 @click.option("--metrics", default=None, metavar="NAME,...",
               help="Per-label metrics to compute: overlap, volume, distance (the default set), boundary_iou "
-                   "(README table).")
+                   "(table in docs/scoring.md).")
 @click.option("--pred-suffix", default="", help="Suffix stripped from prediction names to get case ids (e.g. _pred).")
 @click.option("--ref-suffix", default="", help="Suffix stripped from reference names to get case ids (e.g. _seg).")
 @click.option("--quiet", "-q", is_flag=True, help="No table on the terminal.")

@@ -38,11 +38,18 @@ def signed_distance_maps(label: Any, num_classes: int, spacing: Sequence[float] 
                          ignore_index: int | None = None) -> torch.Tensor:
     """(C, *S) float32 signed distance maps of a (1, *S) label map or a (C, *S) one-hot label.
 
-    ``num_classes=1`` means one foreground channel (label > 0), the layout of ``sigmoid=True`` losses with one
-    input channel. ``spacing`` None measures in voxels, as the losses do by default (and MONAI's
-    HausdorffDTLoss); ``"pixdim"`` reads a MetaTensor's ``pixdim`` (give the loss the same ``spacing``: its
-    prediction field is computed at every step with the loss's own). Voxels labelled ``ignore_index`` belong to
-    no class (as in the losses, which compute missing maps the same way).
+    Args:
+        label: the label, channel first (tensor, MetaTensor or array).
+        num_classes: C; 1 means one foreground channel (label > 0), the layout of ``sigmoid=True`` losses with one
+            input channel.
+        spacing: None measures in voxels, as the losses do by default (and MONAI's HausdorffDTLoss); ``"pixdim"``
+            reads a MetaTensor's ``pixdim`` (give the loss the same ``spacing``: its prediction field is computed at
+            every step with the loss's own).
+        ignore_index: voxels with this label belong to no class (as in the losses, which compute missing maps the
+            same way).
+
+    Returns:
+        (C, *S) float32 maps, negative inside each class, positive outside.
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise InvalidOptionError(f"`num_classes` must be an int >= 1, got {num_classes!r}.")

@@ -92,6 +92,13 @@ class ReferenceSkeletond(_MapTransform):
     cross as Skeleton Recall's loader does, each voxel holding its class (int16). Use ``tube=True`` for
     :class:`~medloss.losses.SkeletonRecallLoss` and ``tube=False`` for :class:`~medloss.losses.SoftclDiceLoss`.
     Voxels equal to ``ignore_index`` count as background. Cost: about a second per 128^3 volume on one core.
+
+    Args:
+        keys: label keys (channel-first label maps).
+        tube: dilate the skeleton into Skeleton Recall's tube.
+        ignore_index: label value counted as background.
+        output_key: where to store the map (default ``f"{key}_skeleton"``).
+        allow_missing_keys: as MONAI's ``MapTransform``.
     """
 
     def __init__(
@@ -116,6 +123,13 @@ class ConnectedComponentsd(_MapTransform):
     Per channel, :func:`medloss.functional.maps.component_map` (``cc3d``): ids 1..K, each component of one class,
     26-connected in 3-D by default. Voxels equal to ``ignore_index`` belong to no component. For
     :class:`~medloss.losses.BlobLoss`.
+
+    Args:
+        keys: label keys (channel-first label maps).
+        connectivity: 6, 18 or 26 in 3-D (4 or 8 in 2-D); default the largest.
+        ignore_index: label value of voxels outside every component.
+        output_key: where to store the map (default ``f"{key}_components"``).
+        allow_missing_keys: as MONAI's ``MapTransform``.
     """
 
     def __init__(

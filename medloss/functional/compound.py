@@ -15,6 +15,13 @@ from medloss.backends.options import TableOptions
 from medloss.errors import InvalidOptionError, ShapeMismatchError, check_choice
 from medloss.functional import prepare
 from medloss.functional import reduce as _reduce
+from medloss.functional.focal import (
+    focal,
+    sigmoid_focal_from_tables,
+    softmax_alpha,
+    softmax_focal_from_tables,
+    tables_take_alpha,
+)
 from medloss.functional.fused import fused_loss, region_spec
 from medloss.functional.region import (
     apply_dice_weight,
@@ -30,17 +37,7 @@ from medloss.functional.stats import (
     stats_for,
     tables_path,
 )
-from medloss.functional.voxel import (
-    bce_from_tables,
-    bce_with_logits,
-    ce_from_tables,
-    cross_entropy,
-    focal,
-    sigmoid_focal_from_tables,
-    softmax_alpha,
-    softmax_focal_from_tables,
-    tables_take_alpha,
-)
+from medloss.functional.voxel import bce_from_tables, bce_with_logits, ce_from_tables, cross_entropy
 
 COMPOUND_REDUCTIONS = ("mean", "sum")
 

@@ -318,7 +318,11 @@ def lovasz_softmax_loss(
     reduction: str = "mean",
     check_input: bool = True,
 ) -> torch.Tensor:
-    """Lovász-Softmax loss. See :class:`medloss.losses.LovaszSoftmaxLoss`."""
+    """Lovász-Softmax loss. See :class:`medloss.losses.LovaszSoftmaxLoss`, whose arguments these are.
+
+    Returns:
+        The loss: a scalar, or (B, C') per image / (1, C') pooled for ``reduction="none"``.
+    """
     prepare.check_input_tensor(input)
     classes = check_classes(classes)
     reduce.check_reduction(reduction)
@@ -366,7 +370,11 @@ def lovasz_hinge_loss(
     reduction: str = "mean",
     check_input: bool = True,
 ) -> torch.Tensor:
-    """Binary Lovász hinge loss on logits. See :class:`medloss.losses.LovaszHingeLoss`."""
+    """Binary Lovász hinge loss on logits. See :class:`medloss.losses.LovaszHingeLoss`, whose arguments these are.
+
+    Returns:
+        The loss: a scalar, or (B, 1) per image / (1, 1) pooled for ``reduction="none"``.
+    """
     prepare.check_input_tensor(input)
     reduce.check_reduction(reduction)
     if input.shape[1] != 1:
@@ -385,11 +393,5 @@ def lovasz_hinge_loss(
     return (table.sum() if reduction == "sum" else table.mean()).to(input.dtype)
 
 
-__all__ = [
-    "CHUNK_ELEMENTS",
-    "Workspace",
-    "check_classes",
-    "lovasz_hinge_loss",
-    "lovasz_signed_rows",
-    "lovasz_softmax_loss",
-]
+__all__ = ["CHUNK_ELEMENTS", "Workspace", "check_classes", "lovasz_hinge_loss", "lovasz_signed_rows",
+           "lovasz_softmax_loss"]

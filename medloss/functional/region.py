@@ -27,12 +27,29 @@ def overlap_index(
     """(k TP + s_nr) / (k TP + a FP + b FN + s_dr), per table entry.
 
     Dice is k=2, a=b=1; MONAI's Jaccard k=2, a=b=2; Tversky k=1, a=alpha (FP), b=beta (FN).
+
+    Args:
+        stats: the tables of :func:`region_stats`.
+        k, a, b: weights of TP, FP and FN.
+        smooth_nr, smooth_dr: additive smoothing of numerator and denominator (s_nr, s_dr).
+
+    Returns:
+        (B, C) indices in [0, 1], (1, C) for batch-pooled tables.
     """
     return (k * stats.tp + smooth_nr) / (k * stats.tp + a * stats.fp + b * stats.fn + smooth_dr)
 
 
 def dice_from_stats(stats: RegionStats, *, jaccard: bool, smooth_nr: float, smooth_dr: float) -> torch.Tensor:
-    """1 - Dice (or 1 - Jaccard) per table entry."""
+    """1 - Dice (or 1 - Jaccard) per table entry.
+
+    Args:
+        stats: the tables of :func:`region_stats`.
+        jaccard: MONAI's Jaccard form, 1 - (2 TP + s_nr) / (2 (PRED + TARGET - TP) + s_dr).
+        smooth_nr, smooth_dr: additive smoothing of numerator and denominator.
+
+    Returns:
+        (B, C) losses, (1, C) for batch-pooled tables.
+    """
     if jaccard:
         return 1.0 - overlap_index(stats, k=2.0, a=2.0, b=2.0, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
     # Dice is overlap_index(k=2, a=b=1); 2TP + FP + FN = PRED + TARGET exactly, which avoids PRED - TP cancellation
@@ -42,14 +59,33 @@ def dice_from_stats(stats: RegionStats, *, jaccard: bool, smooth_nr: float, smoo
 def tversky_from_stats(
     stats: RegionStats, *, alpha: float, beta: float, smooth_nr: float, smooth_dr: float
 ) -> torch.Tensor:
-    """1 - Tversky index per table entry (alpha weighs false positives, beta false negatives)."""
+    """1 - Tversky index per table entry (alpha weighs false positives, beta false negatives).
+
+    Args:
+        stats: the tables of :func:`region_stats`.
+        alpha, beta: weights of false positives and false negatives.
+        smooth_nr, smooth_dr: additive smoothing of numerator and denominator.
+
+    Returns:
+        (B, C) losses, (1, C) for batch-pooled tables.
+    """
     return 1.0 - overlap_index(stats, k=1.0, a=alpha, b=beta, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
 
 
 def focal_tversky_from_stats(
     stats: RegionStats, *, alpha: float, beta: float, gamma: float, smooth_nr: float, smooth_dr: float
 ) -> torch.Tensor:
-    """(1 - Tversky index)^(1/gamma) per table entry, the exponent taken per class (Abraham & Khan 2019)."""
+    """(1 - Tversky index)^(1/gamma) per table entry, the exponent taken per class (Abraham & Khan 2019).
+
+    Args:
+        stats: the tables of :func:`region_stats`.
+        alpha, beta: weights of false positives and false negatives.
+        gamma: the focal parameter (the exponent is 1/gamma).
+        smooth_nr, smooth_dr: additive smoothing of numerator and denominator.
+
+    Returns:
+        (B, C) losses, (1, C) for batch-pooled tables.
+    """
     loss = tversky_from_stats(stats, alpha=alpha, beta=beta, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
     return loss.clamp_min(FOCAL_TVERSKY_EPS).pow(1.0 / gamma)
 
@@ -82,6 +118,15 @@ def generalized_dice_from_stats(
     weights 0: loss 0, gradient 0); ``empty="penalize"`` uses the soft false-positive rate
     sum_c PRED_c / (C * VOXELS), the mean predicted probability of the classes, which is 0 only without false
     positives and whose gradient does not vanish (a Dice ratio with tiny smoothing saturates at 1 there).
+
+    Args:
+        stats: the tables of :func:`region_stats`.
+        w_type: class weights, "square" (1 / TARGET_c^2) | "simple" (1 / TARGET_c) | "uniform".
+        empty: "penalize" | "monai", the value of a row without any scored class.
+        smooth_nr, smooth_dr: additive smoothing of numerator and denominator.
+
+    Returns:
+        (B, 1) losses, (1, 1) for batch-pooled tables.
     """
     w = gdl_weights(stats.target, w_type=w_type)
     numer = 2.0 * (w * stats.tp).sum(dim=1, keepdim=True) + smooth_nr
@@ -144,8 +189,17 @@ def dice_loss(
     check_input: bool = True,
     options: RegionOptions | None = None,
 ) -> torch.Tensor:
-    """Dice / Jaccard loss. See :class:`medloss.losses.DiceLoss`. ``options``: a loss's validated options, used
-    instead of the region keyword arguments (everything but ``reduction`` and ``weight``)."""
+    """Dice / Jaccard loss. See :class:`medloss.losses.DiceLoss`, whose arguments the others are.
+
+    Args:
+        input: (B, C, *S) logits (with an activation flag) or probabilities.
+        target: (B, 1, *S) / (B, *S) label map with ``to_onehot_y=True``, else (B, C, *S) one-hot or soft.
+        options: a loss's validated options, used instead of the region keyword arguments (everything but
+            ``reduction`` and ``weight``).
+
+    Returns:
+        The loss: a scalar, or (B, C') for ``reduction="none"`` ((1, C') with ``batch``).
+    """
     options = region_options(
         options, include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid, softmax=softmax,
         other_act=other_act, squared_pred=squared_pred, jaccard=jaccard, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
@@ -182,8 +236,19 @@ def tversky_loss(
     **options,
 ) -> torch.Tensor:
     """Tversky loss, or Focal-Tversky when ``gamma`` is given. See :class:`medloss.losses.TverskyLoss` and
-    :class:`medloss.losses.FocalTverskyLoss`; ``options`` are the shared region options of :func:`region_stats`
-    (or ``options=``, a loss's validated :class:`RegionOptions`)."""
+    :class:`medloss.losses.FocalTverskyLoss`.
+
+    Args:
+        input: (B, C, *S) logits (with an activation flag) or probabilities.
+        target: (B, 1, *S) / (B, *S) label map with ``to_onehot_y=True``, else (B, C, *S) one-hot or soft.
+        alpha, beta, gamma, reduction, smooth_nr, smooth_dr: as :class:`medloss.losses.FocalTverskyLoss`
+            (``gamma=None``: the Tversky loss).
+        **options: the shared region options of :func:`region_stats` (or ``options=``, a loss's validated
+            :class:`RegionOptions`).
+
+    Returns:
+        The loss: a scalar, or (B, C') for ``reduction="none"`` ((1, C') with ``batch``).
+    """
     opts = _options(options, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
     prepare.check_input_tensor(input)
     spec = region_spec("tversky", opts, reduction, alpha=alpha, beta=beta, gamma=gamma, eps=FOCAL_TVERSKY_EPS)
@@ -209,7 +274,18 @@ def generalized_dice_loss(
     smooth_dr: float = 1e-5,
     **options,
 ) -> torch.Tensor:
-    """Generalized Dice loss, (B, 1) before reduction. See :class:`medloss.losses.GeneralizedDiceLoss`."""
+    """Generalized Dice loss, (B, 1) before reduction. See :class:`medloss.losses.GeneralizedDiceLoss`.
+
+    Args:
+        input: (B, C, *S) logits (with an activation flag) or probabilities.
+        target: (B, 1, *S) / (B, *S) label map with ``to_onehot_y=True``, else (B, C, *S) one-hot or soft.
+        w_type, empty, reduction, smooth_nr, smooth_dr: as :class:`medloss.losses.GeneralizedDiceLoss`.
+        **options: the shared region options of :func:`region_stats` (or ``options=``, a loss's validated
+            :class:`RegionOptions`).
+
+    Returns:
+        The loss: a scalar, or (B, 1) for ``reduction="none"`` ((1, 1) with ``batch``).
+    """
     opts = _options(options, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
     if options.get("options") is None:  # a direct call (a loss checked these in its constructor)
         check_choice("w_type", w_type, W_TYPES)

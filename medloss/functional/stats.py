@@ -25,7 +25,7 @@ Sums accumulate in float32 (float64 for float64 input) whatever the input dtype.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 
@@ -35,7 +35,14 @@ from medloss.functional.region_options import RegionOptions
 
 
 class RegionStats(NamedTuple):
-    """Per-class statistics, each (B, C), or (1, C) when pooled over the batch; ``voxels`` is (B, 1) / (1, 1)."""
+    """Per-class statistics, each (B, C), or (1, C) when pooled over the batch; ``voxels`` is (B, 1) / (1, 1).
+
+    Args:
+        tp: sum of p g (true positives).
+        pred: sum of p (or p^2 with ``squared_pred``).
+        target: sum of g (or g^2).
+        voxels: the number of valid voxels.
+    """
 
     tp: torch.Tensor
     pred: torch.Tensor
@@ -87,6 +94,21 @@ def tables_path(
     if activation == "softmax":
         return "softmax" if label_map and channels > 1 else None
     return "sigmoid" if activation == "sigmoid" else None
+
+
+def voxel_tables_options(voxel_term: str, *, activation: str = "softmax", ignore_index: float | None = None,
+                         gamma: float = 0.0, to_onehot_y: bool = False, check_input: bool = True
+                         ) -> TableOptions | None:
+    """The table operator's options of a voxel loss's fused pass, built once by the loss module (per call by a direct
+    functional call). Sigmoid tables take a label map with ``to_onehot_y``, else one (fractional) target per logit;
+    None where they cannot hold ``ignore_index`` (not an integer): the plain path serves it."""
+    if activation == "softmax":  # a label value: a non-integer gets TableOptions' typed error
+        return TableOptions(ignore_index=cast("int | None", ignore_index), voxel_term=voxel_term,
+                            gamma=float(gamma), region=False, check=check_input)
+    if ignore_index is not None and not float(ignore_index).is_integer():
+        return None
+    return TableOptions(ignore_index=None if ignore_index is None else int(ignore_index), voxel_term=voxel_term,
+                        gamma=float(gamma), check=check_input, activation="sigmoid", dense=not to_onehot_y, soft=True)
 
 
 def region_stats(

@@ -17,7 +17,7 @@ from medloss.functional.compound import (
 )
 from medloss.functional.region import EMPTY_POLICIES, W_TYPES
 from medloss.functional.region_options import RegionOptions
-from medloss.functional.voxel import voxel_tables_options
+from medloss.functional.stats import voxel_tables_options
 from medloss.losses._base import check_ignore_index
 from medloss.losses.voxel import check_focal_alpha
 
@@ -65,6 +65,14 @@ class DiceCELoss(_CompoundLoss):
 
     Shapes: input (B, C, *S) logits; target (B, 1, *S) label map (``to_onehot_y=True``) or (B, C, *S).
     Output: scalar ("mean" or "sum" of each term; "none" is undefined for a compound, as in MONAI).
+
+    Args:
+        lambda_dice, lambda_ce: weights of the two terms (1 each).
+        weight: class weights of both terms (see above).
+        label_smoothing: of the cross-entropy term, as ``torch.nn.CrossEntropyLoss``.
+        ignore_index: label value of voxels left out of both terms.
+
+    The other arguments are :class:`~medloss.losses.DiceLoss`'s.
 
     References:
         Isensee et al., "nnU-Net", Nature Methods 2021 (Dice + CE as the default segmentation loss).
@@ -136,6 +144,14 @@ class DiceFocalLoss(_CompoundLoss):
     Shapes: as :class:`DiceCELoss`. Output: scalar ("mean" or "sum"); (B, C', *S) for ``reduction="none"``:
     the (B, C') Dice table broadcast over the focal loss's elements, as MONAI.
 
+    Args:
+        lambda_dice, lambda_focal: weights of the two terms (1 each).
+        gamma, alpha: of the focal term, as :class:`~medloss.losses.FocalLoss`.
+        weight: class weights of both terms.
+        ignore_index: label value of voxels left out of both terms.
+
+    The other arguments are :class:`~medloss.losses.DiceLoss`'s (``other_act`` is refused, see above).
+
     References:
         Zhu et al., "AnatomyNet", Med. Phys. 2019, arXiv:1808.05238 (Dice + focal for small organs; the
         paper-faithful form is :class:`~medloss.losses.AnatomyNetLoss`).
@@ -206,6 +222,14 @@ class GeneralizedDiceFocalLoss(DiceFocalLoss):
     term only (GDL has its own class weights), as MONAI. ``reduction="none"``: (B, 1) GDL broadcast over the
     (B, C', *S) focal elements.
 
+    Args:
+        lambda_gdl, lambda_focal: weights of the two terms (1 each).
+        w_type, empty: as :class:`~medloss.losses.GeneralizedDiceLoss`.
+        gamma, alpha, weight: of the focal term, as :class:`~medloss.losses.FocalLoss`.
+        ignore_index: label value of voxels left out of both terms.
+
+    The other arguments are :class:`~medloss.losses.DiceLoss`'s (``other_act`` is refused, see above).
+
     References:
         Sudre et al., DLMIA 2017, arXiv:1707.03237; Lin et al., ICCV 2017.
     """
@@ -261,6 +285,13 @@ class BCEDiceLoss(DiceCELoss):
 
     Shapes: input (B, C, *S) logits; target (B, C, *S) in {0, 1} (or (B, 1, *S) for C = 1).
     Output: scalar ("mean" or "sum").
+
+    Args:
+        lambda_bce, lambda_dice: weights of the two terms (1 each).
+        pos_weight: per-channel weight of positives in the BCE term, as ``torch.nn.BCEWithLogitsLoss``.
+        ignore_index: target value of voxels left out of both terms.
+
+    The other arguments are :class:`~medloss.losses.DiceLoss`'s.
 
     References:
         Isensee et al., nnU-Net (``DC_and_BCE_loss`` for region-based training), Nature Methods 2021.

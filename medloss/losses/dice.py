@@ -134,9 +134,8 @@ class MaskedDiceLoss(DiceLoss):
         input, target: as :class:`DiceLoss`; mask: (B, 1, *S) or (1, 1, *S).
         output: as :class:`DiceLoss`.
 
-    Args:
-        As :class:`DiceLoss`. ``forward(input, target, mask=None)``: without a mask, MONAI's warning and the plain
-        Dice loss.
+    Arguments as :class:`DiceLoss`. ``forward(input, target, mask=None)``: without a mask, MONAI's warning and the
+    plain Dice loss.
 
     Differences from MONAI 1.6.1: as :class:`DiceLoss`; a mask whose batch, channel or spatial size does not fit is
     a :class:`~medloss.errors.ShapeMismatchError` (MONAI warns about a spatial mismatch, then broadcasts).
@@ -227,7 +226,8 @@ class GeneralizedDiceLoss(RegionLoss):
     Args:
         w_type: "square" | "simple" | "uniform".
         empty: "penalize" | "monai" (see above).
-        Other arguments as :class:`DiceLoss`.
+
+    Other arguments as :class:`DiceLoss`.
 
     References:
         Sudre, Li, Vercauteren, Ourselin, Cardoso, "Generalised Dice overlap as a deep learning loss function for

@@ -169,6 +169,14 @@ class AnatomyNetLoss(ActivationFlags, MedlossLoss):
         (``to_onehot_y=True``) or (B, C, *S) one-hot. output: scalar ("sum": the paper's L, default; "mean": L / C');
         (1, C') per-class terms for ``reduction="none"``.
 
+    Args:
+        alpha, beta: weights of false negatives and false positives in the Dice term (paper's notation; 0.5 each).
+        gamma: focal exponent (2).
+        lambda_focal: weight of the focal term (0.1).
+        class_weights: per-class weights w_c (C' values).
+
+    The other arguments are :class:`~medloss.losses.DiceLoss`'s.
+
     References:
         Zhu, Huang, Tang, Qian, Du, Fan, Xie, "AnatomyNet: Deep learning for fast and fully automated
         whole-volume segmentation of head and neck anatomy", Medical Physics 46(2), 2019, arXiv:1808.05238.

@@ -32,7 +32,8 @@ class MCCLoss(RegionLoss):
             (default 1e-5), MONAI's defaults.
         ignore_index: label value whose voxels are left out of every entry (medloss extra).
         check_input: validate values (labels in range, probabilities in [0, 1], no NaN); default True.
-        Other arguments as :class:`DiceLoss`.
+
+    Other arguments as :class:`DiceLoss`.
 
     Differences from MONAI 1.6.1: as :class:`DiceLoss` (an error for logits without activation and for
     ``softmax`` on one channel; sums in float32 for half-precision input).

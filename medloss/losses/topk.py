@@ -88,6 +88,15 @@ class DiceTopKLoss(_CompoundLoss):
     Shapes: input (B, C, *S) logits, C >= 2; target (B, 1, *S) label map (``to_onehot_y=True``) or (B, C, *S).
     Output: scalar ("mean" or "sum" of each term; "none" is undefined for a compound).
 
+    Args:
+        lambda_dice, lambda_topk: weights of the two terms (1 each).
+        k: percentage of the voxels kept by the top-k term (10).
+        weight, label_smoothing: of the top-k cross-entropy, as :class:`TopKLoss`.
+        topk_batch: pool the top-k voxels over the batch (nnU-Net's), as ``TopKLoss(batch=...)``.
+        ignore_index: label value of voxels left out of both terms.
+
+    The other arguments are :class:`~medloss.losses.DiceLoss`'s (``sigmoid`` and ``other_act`` are refused).
+
     References:
         Isensee et al., nnU-Net, Nature Methods 2021; Ma et al., "Loss odyssey in medical image segmentation",
         MedIA 71 (2021) (DiceTopK10: best or near-best on liver tumour and multi-organ).

@@ -56,7 +56,7 @@ class SoftclDiceLoss(RegionLoss):
             skeleton, so what the network predicts there changes nothing.
         check_input: validate values (labels, probabilities in [0, 1], no NaN).
 
-    Differences from MONAI 1.6.1 (README, "Where medloss differs"): the ratios are per class and then averaged
+    Differences from MONAI 1.6.1 (docs/monai-differences.md): the ratios are per class and then averaged
     (MONAI pools all channels of a sample into one ratio, so a large class hides a thin one; with one channel,
     e.g. binary vessels, the numbers are identical); ``reduction="none"`` is (B, C') (MONAI: (B,)); sums in
     float32 for fp16/bf16; logits without an activation are an error; ``ignore_index``, ``batch`` and a
@@ -107,6 +107,11 @@ class SoftDiceclDiceLoss(SoftclDiceLoss):
     MONAI). Same arguments, shapes and differences from MONAI as :class:`SoftclDiceLoss`, plus ``alpha`` in [0, 1]
     (0.5). MONAI's "none" output cannot be formed (its Dice part is (B, C, 1, ...), its clDice part (B,)); ours is
     (B, C').
+
+    Args:
+        alpha: the clDice share, in [0, 1] (0.5).
+
+    The other arguments are :class:`SoftclDiceLoss`'s.
 
     References:
         Shit et al., CVPR 2021, arXiv:2003.07311 (Dice + clDice, Eq. 3).

@@ -29,7 +29,8 @@ class TverskyLoss(RegionLoss):
     Args:
         alpha: weight of false positives (default 0.5).
         beta: weight of false negatives (default 0.5). Salehi et al. report alpha = 0.3, beta = 0.7 for lesions.
-        Other arguments as :class:`~medloss.losses.DiceLoss` (no ``squared_pred``/``weight``, as MONAI).
+
+    Other arguments as :class:`~medloss.losses.DiceLoss` (no ``squared_pred``/``weight``, as MONAI).
 
     References:
         Salehi, Erdogmus, Gholipour, "Tversky loss function for image segmentation using 3D fully convolutional

@@ -93,11 +93,18 @@ class AsymmetricUnifiedFocalLoss(UnifiedFocalLoss):
     """Asymmetric Unified Focal loss (Yeung et al., CMIG 2022); MONAI's name, arguments and defaults (delta 0.7,
     gamma 0.5, weight 0.5), for any number of classes. The formula is :class:`UnifiedFocalLoss`'s asymmetric form.
 
-    Differs from ``monai.losses.AsymmetricUnifiedFocalLoss`` 1.6.1 (README, "Where medloss differs"): MONAI's focal
+    Differs from ``monai.losses.AsymmetricUnifiedFocalLoss`` 1.6.1 (docs/monai-differences.md): MONAI's focal
     term is a mean over the two channels as well as the voxels, i.e. half the paper's L_F (sum over classes, mean
     over voxels), so its value equals ``(1 - w) / (1 - l)`` times this loss with weight l = w / (2 - w)
     (tests/losses/test_distance_losses.py checks value and gradient that way); MONAI supports two classes only,
     applies no activation (its docstring says sigmoid) and has no (B,) "none" reduction.
+
+    Args:
+        weight: lambda, the share of the focal term (0.5).
+        delta: weight of the foreground classes against the background (0.7).
+        gamma: focal exponent (0.5).
+
+    The other arguments are :class:`UnifiedFocalLoss`'s.
     """
 
     _asymmetric = True

@@ -1,4 +1,5 @@
-"""Voxel-wise losses: cross-entropy, BCE with logits, focal (thin shells over :mod:`medloss.functional.voxel`)."""
+"""Voxel-wise losses: cross-entropy, BCE with logits, focal (thin shells over :mod:`medloss.functional.voxel` and
+:mod:`medloss.functional.focal`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -7,7 +8,9 @@ import torch
 
 from medloss.errors import check_number
 from medloss.functional import reduce as _reduce
-from medloss.functional.voxel import bce_with_logits_loss, cross_entropy_loss, focal_loss_for, voxel_tables_options
+from medloss.functional.focal import focal_loss_for
+from medloss.functional.stats import voxel_tables_options
+from medloss.functional.voxel import bce_with_logits_loss, cross_entropy_loss
 from medloss.losses._base import MedlossLoss, check_ignore_index
 
 

@@ -42,9 +42,16 @@ EXTRA_COLUMNS = metric_columns()[1] + _BOOKKEEPING
 
 def columns(lesions: bool | LesionConfig = False, lesion_hd95: bool = False,
             metrics: Iterable[str] | None = None) -> list[str]:
-    """Column order of the CSV (and of the JSON row keys): the per-label ``metrics``' columns
-    (:mod:`medloss.scoring.metrics`; default the default metrics), then, if ``lesions`` is a :class:`LesionConfig`,
-    its columns, or if it is ``True``, the ``overlap``-rule columns (with ``lesion_hd95`` if asked)."""
+    """Column order of the CSV (and of the JSON row keys).
+
+    Args:
+        lesions: ``True`` for the ``overlap``-rule lesion columns, a :class:`LesionConfig` for its columns.
+        lesion_hd95: with ``lesions=True``, add ``lesion_hd95``.
+        metrics: the per-label metrics (:mod:`medloss.scoring.metrics`); default the default metrics.
+
+    Returns:
+        The per-label metrics' columns, then the lesion-wise ones.
+    """
     main, secondary = metric_columns(metrics)
     cols = ["case", "label"] + main + secondary + _BOOKKEEPING
     if isinstance(lesions, LesionConfig):
@@ -57,7 +64,14 @@ def columns(lesions: bool | LesionConfig = False, lesion_hd95: bool = False,
 def resolve_regions(
     regions: Mapping[str, Iterable[int]] | Iterable[str | tuple[str, Iterable[int]]],
 ) -> list[tuple[str, tuple[int, ...]]]:
-    """``{"WT": [1, 2, 3]}``, ``[("WT", (1, 2, 3))]`` or ``["WT=1,2,3"]`` -> ``[("WT", (1, 2, 3)), ...]``."""
+    """``{"WT": [1, 2, 3]}``, ``[("WT", (1, 2, 3))]`` or ``["WT=1,2,3"]`` -> ``[("WT", (1, 2, 3)), ...]``.
+
+    Args:
+        regions: a mapping, ``(name, labels)`` pairs or ``"NAME=L1,L2"`` strings.
+
+    Returns:
+        ``(name, labels)`` pairs in the given order.
+    """
     items = regions.items() if isinstance(regions, dict) else regions
     out = []
     for item in items:
@@ -80,7 +94,15 @@ def resolve_regions(
 
 def check_target_names(labels: Iterable[int], regions: Iterable[tuple[str, tuple[int, ...]]]) -> None:
     """Each scored label and region is one row named by its ``label``: a label listed twice, or a region named
-    like a label (``--region 1=2 --labels 1``), would give two rows one name and merge them in the summary."""
+    like a label (``--region 1=2 --labels 1``), would give two rows one name and merge them in the summary.
+
+    Args:
+        labels: the scored labels.
+        regions: the scored regions, ``(name, labels)`` pairs.
+
+    Raises:
+        InvalidOptionError: a repeated label, or a region named like a label or another region.
+    """
     names = [str(v) for v in labels] + [str(name) for name, _ in regions]
     twice = sorted({n for n in names if names.count(n) > 1}, key=lambda n: (len(n), n))
     if twice:
@@ -91,7 +113,16 @@ def check_target_names(labels: Iterable[int], regions: Iterable[tuple[str, tuple
 
 def worst_distance_mm(shape: Sequence[int], spacing: Sequence[float],
                       worst_distance: str | float = "diagonal") -> float:
-    """The distance given to HD/HD95/ASSD when exactly one mask is empty (see the module docstring)."""
+    """The distance given to HD/HD95/ASSD when exactly one mask is empty (see the module docstring).
+
+    Args:
+        shape: the volume's shape.
+        spacing: voxel size in mm, in the axis order of ``shape``.
+        worst_distance: ``"diagonal"`` (the volume's diagonal in mm) or a number of mm.
+
+    Returns:
+        The distance in mm.
+    """
     if worst_distance == "diagonal":
         return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing, strict=True))))
     try:
@@ -148,7 +179,15 @@ def _check_arrays(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
 
 
 def labels_in(a: np.ndarray, ignore_index: int | None = None) -> set[int]:
-    """The foreground labels (> 0, not ``ignore_index``) of one integer volume."""
+    """The foreground labels (> 0, not ``ignore_index``) of one integer volume.
+
+    Args:
+        a: an integer label volume.
+        ignore_index: a label that is left out.
+
+    Returns:
+        The set of labels.
+    """
     if a.size == 0:
         return set()
     lo, hi = int(a.min()), int(a.max())
@@ -164,6 +203,13 @@ def default_labels(pred: np.ndarray, ref: np.ndarray, ignore_index: int | None =
 
     Including the prediction's labels means a label predicted where the reference has none is scored as a false
     positive (Dice 0) instead of being dropped.
+
+    Args:
+        pred, ref: integer label volumes.
+        ignore_index: a label that is never scored.
+
+    Returns:
+        The labels, sorted.
     """
     return sorted(labels_in(ref, ignore_index) | labels_in(pred, ignore_index))
 

@@ -40,7 +40,14 @@ from medloss.scoring.summary import SummaryAccumulator
 @dataclass(frozen=True)
 class Progress:
     """Passed to ``progress=`` at the start and after each finished case: ``done`` of ``total`` cases scored by
-    this run (resumed cases are not counted), ``elapsed_s`` since scoring started."""
+    this run (resumed cases are not counted), ``elapsed_s`` since scoring started.
+
+    Args:
+        done: cases scored by this run so far.
+        total: cases this run scores.
+        elapsed_s: seconds since scoring started.
+        case: the case that just finished (``None`` at the start).
+    """
 
     done: int
     total: int
@@ -59,8 +66,17 @@ class Progress:
 
 
 def score_case(case: str, pred_path: str, ref_path: str, config: ScoringConfig) -> str:
-    """Read, check and score one case; return its record as a JSON line (:mod:`medloss.scoring.stream`), with
-    ``error`` set (and no rows) when the case cannot be scored."""
+    """Read, check and score one case.
+
+    Args:
+        case: the case id.
+        pred_path, ref_path: the prediction and reference volume files.
+        config: the run's :class:`ScoringConfig`.
+
+    Returns:
+        The case's record as a JSON line (:mod:`medloss.scoring.stream`), with ``error`` set (and no rows) when the
+        case cannot be scored.
+    """
     from medloss.io import as_label_array, check_geometry, read_volume
     from medloss.scoring.api import score_arrays
     from medloss.scoring.coverage import UncoveredLabelWarning
@@ -166,10 +182,22 @@ class ScoringResult:
 def score_pairs(pairs: Sequence[tuple[str, str, str]], config: ScoringConfig, *, executor: Any = None,
                 progress: Callable[[Progress], None] | None = None, on_error: Callable[[dict], None] | None = None,
                 part_file: str | None = None, resume: bool = False, errors: Sequence[dict] = ()) -> ScoringResult:
-    """Score ``(case, pred_path, ref_path)`` pairs (module docstring). ``executor``: see
-    :func:`~medloss.scoring.executors.resolve_executor` (default: this process); ``part_file``: the JSON Lines
-    file records are appended to (default: memory); ``resume``: keep its finished cases; ``errors``: errors found
-    before scoring (e.g. unpaired files), reported with the others."""
+    """Score ``(case, pred_path, ref_path)`` pairs (module docstring).
+
+    Args:
+        pairs: the cases to score.
+        config: the run's :class:`ScoringConfig` (:func:`scoring_config`).
+        executor: ``None`` or 1 (this process), N local processes, ``"dask"``, or a ``distributed.Client``; see
+            :func:`~medloss.scoring.executors.resolve_executor`.
+        progress: called with a :class:`Progress` (done, total, cases/s, ETA) as cases finish.
+        on_error: called with each error record.
+        part_file: the JSON Lines file records are appended to (default: memory).
+        resume: keep the finished cases of ``part_file`` and score the others.
+        errors: errors found before scoring (e.g. unpaired files), reported with the others.
+
+    Returns:
+        The :class:`ScoringResult`: rows, summary, recipe and errors.
+    """
     if not isinstance(config, ScoringConfig):
         raise InvalidOptionError(f"`config` must be a ScoringConfig (medloss.scoring.scoring_config(...)), got "
                                  f"{type(config).__name__}.")
@@ -238,7 +266,17 @@ def score_folders(pred: str, ref: str, config: ScoringConfig, *, pred_suffix: st
                   on_error: Callable[[dict], None] | None = None, **kwargs: Any) -> ScoringResult:
     """Pair the cases of two folders by case id (:func:`medloss.io.pair_folders`; two volume files are one case)
     and :func:`score_pairs` them; unpaired or unreadable files are errors of the result (and go to ``on_error``).
-    Keyword arguments are those of :func:`score_pairs`."""
+
+    Args:
+        pred, ref: the prediction and reference folders.
+        config: the run's :class:`ScoringConfig` (:func:`scoring_config`).
+        pred_suffix, ref_suffix: suffixes stripped from the file names to get the case ids.
+        on_error: called with each error record.
+        **kwargs: those of :func:`score_pairs` (``executor``, ``progress``, ``part_file``, ``resume``).
+
+    Returns:
+        The :class:`ScoringResult`: rows, summary, recipe and errors.
+    """
     from medloss.io import resolve_inputs
 
     batch, pairing = resolve_inputs(pred, ref, pred_suffix, ref_suffix)

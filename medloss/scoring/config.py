@@ -22,7 +22,15 @@ from medloss.scoring.surface import SURFACE_CONVENTIONS
 
 @dataclass(frozen=True)
 class LesionOverrides:
-    """Overrides of a lesion preset's rules (``None`` = the preset's); any set one turns lesion scoring on."""
+    """Overrides of a lesion preset's rules (``None`` = the preset's); any set one turns lesion scoring on.
+
+    Args:
+        connectivity: 6, 18 or 26 (3-D).
+        dilation: of the reference lesions before matching, in voxels.
+        min_volume_mm3: lesions of this volume or less are left out.
+        matching: ``"overlap"``, ``"iou"`` or ``"dice"``.
+        threshold: of the one-to-one rules.
+    """
 
     connectivity: int | None = None
     dilation: int | None = None
@@ -39,12 +47,18 @@ class LesionOverrides:
 class ScoringConfig:
     """Every option of a scoring run, resolved (build it with :func:`scoring_config`).
 
-    ``labels``: the labels to score, or ``None`` for each case's foreground labels (then a label found in some
-    case but absent from both volumes of another gets that case's both-empty row, so every case has the same
-    labels). ``regions``: ``(name, labels)`` unions scored as one row each. ``uncovered``: the coverage policy
-    (``"error"`` or ``"warn"``, :mod:`medloss.scoring.coverage`). ``metrics``: the per-label metrics
-    (:mod:`medloss.scoring.metrics`). ``kd_workers``: KD-tree threads per case (-1 = all cores; 1 when cases run
-    in parallel).
+    Args:
+        labels: the labels to score, or ``None`` for each case's foreground labels (then a label found in some
+            case but absent from both volumes of another gets that case's both-empty row, so every case has the
+            same labels).
+        regions: ``(name, labels)`` unions scored as one row each.
+        surface, tolerance, percentile, empty, worst_distance, ignore_index: as
+            :func:`~medloss.scoring.score_arrays`.
+        lesions: the lesion rules, or ``None`` without lesion scoring.
+        metrics: the per-label metrics (:mod:`medloss.scoring.metrics`).
+        uncovered: the coverage policy (``"error"`` or ``"warn"``, :mod:`medloss.scoring.coverage`).
+        geometry_tolerance: how far (mm) the two volumes' geometry may differ.
+        kd_workers: KD-tree threads per case (-1 = all cores; 1 when cases run in parallel).
     """
 
     labels: tuple[int, ...] | None = None
@@ -115,9 +129,21 @@ def scoring_config(preset: str | None = None, *, lesions: bool = False, lesion: 
                    empty: str | None = None, worst_distance: str | float | None = None, ignore_index: int | None = None,
                    metrics: str | Iterable[str] | None = None, allow_uncovered_labels: bool = False,
                    geometry_tolerance: float = 1e-3, kd_workers: int = -1) -> ScoringConfig:
-    """Resolve a :class:`ScoringConfig`: ``preset`` is a lesion preset name (:data:`LESION_PRESETS`, implies lesion
-    scoring), ``lesions=True`` turns on the default lesion rules, ``lesion`` overrides the preset's rules; the other
-    arguments are those of :func:`~medloss.scoring.score_arrays` (``None`` = the preset's default)."""
+    """Resolve a :class:`ScoringConfig` once for a run.
+
+    Args:
+        preset: a lesion preset name (:data:`LESION_PRESETS`); implies lesion scoring.
+        lesions: turn on the default lesion rules.
+        lesion: overrides of the preset's lesion rules.
+        labels, regions, surface, tolerance, percentile, empty, worst_distance, ignore_index, metrics: as
+            :func:`~medloss.scoring.score_arrays` (``None`` = the preset's default); ``labels`` may be ``"1,2"``.
+        allow_uncovered_labels: score a case whose labels a preset's regions do not cover (with a warning).
+        geometry_tolerance: how far (mm) the two volumes' geometry may differ.
+        kd_workers: threads of the KD-tree queries (-1: all).
+
+    Returns:
+        The frozen, picklable config.
+    """
     lesion = lesion or LesionOverrides()
     spec: bool | str = preset if preset else bool(lesions or lesion.given())
     cfg = lesion_config(spec, connectivity=int(lesion.connectivity) if lesion.connectivity else None,

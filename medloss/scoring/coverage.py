@@ -20,7 +20,12 @@ COVERAGE_POLICIES = ("error", "warn")
 
 class UncoveredLabelWarning(UserWarning):
     """A case holds labels that no scored label or region covers (they were scored as background); ``labels``
-    lists them."""
+    lists them.
+
+    Args:
+        message: the warning's text.
+        labels: the uncovered labels.
+    """
 
     def __init__(self, message: str, labels: list[int] | None = None) -> None:
         super().__init__(message)
@@ -53,9 +58,15 @@ def check_coverage(in_pred: set[int], in_ref: set[int], labels: list[int], regio
 
 
 def coverage_summary(rows: list[dict]) -> dict:
-    """``{"unscored_labels": {case: [labels]}, "absent_everywhere": [labels and region names]}`` of a run's rows:
-    the cases with labels no scored label or region covers, and the scored labels/regions empty in both volumes of
-    every case."""
+    """The label-coverage part of a run's summary.
+
+    Args:
+        rows: the run's rows.
+
+    Returns:
+        ``{"unscored_labels": {case: [labels]}, "absent_everywhere": [labels and region names]}``: the cases with
+        labels no scored label or region covers, and the scored labels/regions empty in both volumes of every case.
+    """
     from medloss.scoring.summary import SummaryAccumulator
 
     acc = SummaryAccumulator()

@@ -27,7 +27,11 @@ Job = tuple[str, str, str]
 
 
 class LocalExecutor:
-    """``workers`` processes on this machine (1 = score in this process)."""
+    """``workers`` processes on this machine (1 = score in this process).
+
+    Args:
+        workers: number of processes (1: this process).
+    """
 
     name = "local"
 
@@ -80,7 +84,13 @@ class LocalExecutor:
 
 class DaskExecutor:
     """Cases as Dask tasks (module docstring). ``client``: a ``distributed.Client``; ``scheduler``: an address to
-    connect to; neither: a loopback ``LocalCluster`` of ``workers`` processes (default: the CPU count)."""
+    connect to; neither: a loopback ``LocalCluster`` of ``workers`` processes (default: the CPU count).
+
+    Args:
+        client: a running ``distributed.Client``.
+        scheduler: the address of a running scheduler, e.g. ``tcp://10.1.2.3:8786``.
+        workers: processes of the local cluster started when neither is given (default: the CPU count).
+    """
 
     name = "dask"
     parallel = True

@@ -60,7 +60,14 @@ LESION_COLUMNS = BASE + ["lesion_hd95"] + PQ + ["sq_hd95", "sq_nsd", "global_hd9
 
 
 def lesion_columns(cfg: LesionConfig) -> list[str]:
-    """The lesion-wise columns a config produces, in order."""
+    """The lesion-wise columns a config produces, in order.
+
+    Args:
+        cfg: the lesion config.
+
+    Returns:
+        The column names.
+    """
     cols = list(BASE) + (["lesion_hd95"] if cfg.hd95 else [])
     if cfg.one_to_one:
         cols += PQ + (["sq_hd95"] if cfg.hd95 else []) + (["sq_nsd"] if cfg.lesion_nsd else [])
@@ -85,10 +92,19 @@ def _pairs(a_at: np.ndarray, b_at: np.ndarray, nb: int) -> tuple[np.ndarray, np.
 def lesion_scores(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float], config: LesionConfig | None = None,
                   empty: str = "worst", workers: int = -1, box: tuple[slice, ...] | None = None,
                   instances: bool = False) -> dict:
-    """Lesion-wise scores of two boolean masks (the columns of :func:`lesion_columns`; module docstring).
+    """Lesion-wise scores of two boolean masks (module docstring).
 
-    ``box``: the union bounding box, if the caller has it (used only without dilation). ``instances``: add the
-    per-instance rows under the key ``"instances"``.
+    Args:
+        ref, pred: boolean masks of the same shape.
+        spacing: voxel size in mm, in the arrays' axis order.
+        config: the lesion rules (default: the ``default`` preset).
+        empty: the empty-mask policy, ``"worst"`` or ``"nan"``.
+        workers: threads of the KD-tree queries (-1: all).
+        box: the union bounding box, if the caller has it (used only without dilation).
+        instances: add the per-instance rows under the key ``"instances"``.
+
+    Returns:
+        ``{column: value}`` for the columns of :func:`lesion_columns` (and ``"instances"``).
     """
     cfg = config or LESION_PRESETS["default"]
     voxel_ml = float(np.prod(spacing)) / 1000.0

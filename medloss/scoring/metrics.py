@@ -1,8 +1,9 @@
 """Per-label metrics, each declared once: its name, columns, empty-mask values, convention notes and computation.
 
 The CSV/JSON columns (:func:`medloss.scoring.columns`), the empty-mask values of :func:`~medloss.scoring.score_arrays`
-and the documentation table (:func:`metrics_table`, README "Per-label metrics") are all derived from
-:data:`PER_LABEL_METRICS`. Adding a metric is one :class:`MetricSpec` appended to it (README: "Adding a metric").
+and the documentation table (:func:`metrics_table`, docs/scoring.md, "Per-label metrics") are all derived from
+:data:`PER_LABEL_METRICS`. Adding a metric is one :class:`MetricSpec` appended to it (docs/scoring.md:
+"Per-label metrics and adding one").
 
 Empty-mask values are given per column for the ``worst`` policy: ``both`` when reference and prediction are empty
 (``None``: the column is computed in every situation, e.g. volumes), ``one`` when exactly one is empty
@@ -65,7 +66,15 @@ class LabelMasks:
 @dataclass(frozen=True)
 class MetricSpec:
     """A per-label metric: ``compute(masks)`` returns ``{column: value}`` for every column, and is called only when
-    both masks are non-empty unless a column's ``both`` is ``None`` (then always)."""
+    both masks are non-empty unless a column's ``both`` is ``None`` (then always).
+
+    Args:
+        name: the metric's name (``--metrics``).
+        columns: its :class:`Column` declarations (name, both-empty and one-empty values).
+        compute: the function of the label's masks.
+        notes: the convention note of the documentation table.
+        default: computed when no metrics are chosen.
+    """
 
     name: str
     columns: tuple[Column, ...]
@@ -193,7 +202,7 @@ def _cell(v: float | str | None, nan: bool = False) -> str:
 
 
 def metrics_table() -> str:
-    """The Markdown table of every per-label metric (README "Per-label metrics"), derived from the declarations."""
+    """The Markdown table of every per-label metric (docs/scoring.md, "Per-label metrics"), from the declarations."""
     lines = ["| metric | columns | both empty (`worst`; `nan`: NaN) | one empty (`worst`) | one empty (`nan`) "
              "| default | definition |",
              "|---|---|---|---|---|---|---|"]

@@ -50,17 +50,27 @@ HD95_RULES = ("max", "pooled")
 class LesionConfig:
     """Lesion-wise scoring options (see :mod:`medloss.scoring.lesion` for the definitions).
 
-    ``matching``: ``"overlap"`` (a predicted component matches every reference lesion whose match region it
-    touches: many-to-many), ``"iou"`` or ``"dice"`` (one-to-one pairs whose IoU / Dice is ``>= threshold``,
-    default 0.5). ``hd95_surface`` / ``hd95_rule``: the convention of the per-lesion HD95 (``"max"`` of the two
-    directed percentiles, or the ``"pooled"`` percentile of both directions, as panoptica). ``regions``,
-    ``lesion_nsd``: add ``sq_nsd``, the mean over matched pairs of panoptica's NSD (the mean of the two directed
-    fractions of surface within min(spacing) mm; GaNDLF's formula, not the DeepMind surface Dice).
-    ``panoptica_global``: add ``global_hd95`` and ``global_nsd``, brats-evaluation's whole-region HD95 (pooled
-    percentile, voxel surfaces) and NSD (at 0.5), in voxel units as panoptica 2.1.7 computes them, with its
-    no-shared-voxel edge case (worst distance, NSD 0).
-    ``surface``, ``worst_distance``, ``empty``: scoring defaults of a challenge preset (empty / ``None`` = the
-    caller's).
+    Args:
+        connectivity: of the connected components, 6, 18 or 26 (3-D).
+        dilation: iterations of the reference lesions' dilation before matching (BraTS 2023).
+        exclude_volume_mm3: reference lesions of this volume or less are left out of the counts.
+        hd95: add ``lesion_hd95`` (and ``sq_hd95`` under one-to-one rules).
+        penalty_mm: the HD95 of a missed lesion or a false-positive component.
+        preset: the preset's name, written in the recipe.
+        matching: ``"overlap"`` (a predicted component matches every reference lesion whose match region it
+            touches: many-to-many), ``"iou"`` or ``"dice"`` (one-to-one pairs whose IoU / Dice is
+            ``>= threshold``, default 0.5).
+        threshold: of the one-to-one rules.
+        hd95_surface: surface convention of the per-lesion HD95, ``"voxel"`` or ``"surfel"``.
+        hd95_rule: ``"max"`` of the two directed percentiles, or the ``"pooled"`` percentile of both directions,
+            as panoptica.
+        lesion_nsd: add ``sq_nsd``, the mean over matched pairs of panoptica's NSD (the mean of the two directed
+            fractions of surface within min(spacing) mm; GaNDLF's formula, not the DeepMind surface Dice).
+        panoptica_global: add ``global_hd95`` and ``global_nsd``, brats-evaluation's whole-region HD95 (pooled
+            percentile, voxel surfaces) and NSD (at 0.5), in voxel units as panoptica 2.1.7 computes them, with
+            its no-shared-voxel edge case (worst distance, NSD 0).
+        regions: the preset's ``(name, labels)`` regions.
+        surface, worst_distance, empty: scoring defaults of a challenge preset (empty / ``None`` = the caller's).
     """
 
     connectivity: int = 26
@@ -147,6 +157,14 @@ def lesion_config(spec: bool | str | LesionConfig | None, **overrides: Any) -> L
     """Turn ``True`` / a preset name / a :class:`LesionConfig` (plus non-None overrides) into a config.
 
     Choosing a one-to-one ``matching`` without a ``threshold`` resets the preset's threshold to the 0.5 default.
+
+    Args:
+        spec: ``False``/``None`` (no lesion scoring), ``True`` (the default preset), a preset name
+            (:data:`LESION_PRESETS`) or a config.
+        **overrides: fields of :class:`LesionConfig` to replace (``None`` values are ignored).
+
+    Returns:
+        The config, or ``None`` without lesion scoring.
     """
     if spec is None or spec is False:
         return None
@@ -182,7 +200,13 @@ def parse_label_list(text: str, arg: str = "`labels`") -> tuple[int, ...]:
     """``"1,2, 3"`` -> ``(1, 2, 3)``: comma-separated distinct integers >= 0 (spaces only around the commas).
 
     ``"1 2"`` is an error, not label 12 or labels 1 and 2: a space-separated list is ambiguous on a shell line.
-    ``arg`` is the name the messages give the value (e.g. ``"'--labels'"`` for the command line).
+
+    Args:
+        text: the list.
+        arg: the name the messages give the value (e.g. ``"'--labels'"`` for the command line).
+
+    Returns:
+        The labels in the given order.
     """
     pieces = [piece.strip() for piece in str(text).split(",")]
     if not all(re.fullmatch(r"[0-9]+", piece) for piece in pieces):
@@ -195,7 +219,14 @@ def parse_label_list(text: str, arg: str = "`labels`") -> tuple[int, ...]:
 
 
 def parse_region(spec: str) -> tuple[str, tuple[int, ...]]:
-    """``"WT=1,2,3"`` -> ``("WT", (1, 2, 3))`` (labels >= 0, comma-separated, no duplicates)."""
+    """``"WT=1,2,3"`` -> ``("WT", (1, 2, 3))`` (labels >= 0, comma-separated, no duplicates).
+
+    Args:
+        spec: ``NAME=L1,L2,...``.
+
+    Returns:
+        The region's name and labels.
+    """
     name, sep, rest = str(spec).partition("=")
     name = name.strip()
     try:

@@ -172,9 +172,17 @@ def _nearest(points_from: np.ndarray, points_to: np.ndarray, workers: int) -> np
 
 def surface_distances(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float], convention: str = "voxel",
                       box: tuple[slice, ...] | None = None, workers: int = -1) -> SurfaceDistances | None:
-    """Directed surface distances between two non-empty boolean masks (``None`` if either is empty).
+    """Directed surface distances between two non-empty boolean masks.
 
-    ``box`` is the union bounding box if the caller already has it.
+    Args:
+        ref, pred: boolean masks of the same shape.
+        spacing: voxel size in mm, in the arrays' axis order.
+        convention: ``"voxel"`` (MONAI's surface voxels) or ``"surfel"`` (DeepMind's area-weighted surfels).
+        box: the union bounding box, if the caller already has it.
+        workers: threads of the KD-tree queries (-1: all).
+
+    Returns:
+        The distances both ways (with their weights under ``"surfel"``), or ``None`` if either mask is empty.
     """
     check_choice("surface", convention, SURFACE_CONVENTIONS)
     if box is None:
@@ -203,8 +211,15 @@ def distance_metrics(sd: SurfaceDistances, tolerance: float = 1.0, percentile: f
                      pooled: bool = False) -> dict[str, float]:
     """HD, HD95 (any ``percentile``), ASSD, the two directed mean distances and NSD at ``tolerance`` mm.
 
-    ``pooled``: HD95 is the percentile of both directions' distances together (medpy ``hd95``, panoptica, hence
-    the BraTS 2025 evaluator) instead of the larger of the two directed percentiles; voxel convention only.
+    Args:
+        sd: the directed surface distances of :func:`surface_distances`.
+        tolerance: NSD tolerance in mm.
+        percentile: percentile of the robust Hausdorff distance reported as ``hd95``.
+        pooled: HD95 is the percentile of both directions' distances together (medpy ``hd95``, panoptica, hence
+            the BraTS 2025 evaluator) instead of the larger of the two directed percentiles; voxel convention only.
+
+    Returns:
+        ``{"hd", "hd95", "assd", "asd_ref_to_pred", "asd_pred_to_ref", "nsd"}`` in mm (NSD a fraction).
     """
     if not (tolerance >= 0) or not math.isfinite(tolerance):
         raise InvalidOptionError(f"`tolerance` must be a finite number of mm >= 0, got {tolerance!r}.")

@@ -39,7 +39,7 @@ SEEDS = (0, 1, 2)
 #   GDL_PENALIZE_ALL_ABSENT  GeneralizedDiceLoss(empty="penalize") on a sample without any present class
 #       "unit_weights":     brief - all class weights 1, i.e. 1 - s_nr / (sum_c P_c + s_dr)  (~1)
 #       "mean_probability": the mean predicted probability over the kept classes and valid voxels
-FOCAL_SOFTMAX_NO_BG = "activation_first"  # medloss decision: softmax over all classes (README)
+FOCAL_SOFTMAX_NO_BG = "activation_first"  # medloss decision: softmax over all classes (docs/monai-differences.md)
 PER_CLASS_ARGS_NO_BG = "kept_channels"
 GDL_PENALIZE_ALL_ABSENT = "mean_probability"  # medloss decision: soft FP rate (GeneralizedDiceLoss doc)
 

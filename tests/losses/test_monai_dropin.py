@@ -1,7 +1,7 @@
 """Same class name and arguments as MONAI 1.6.1 -> MONAI's numbers, shapes and warnings (issue 12, section 1).
 
 Each test compares with MONAI live (skipped without MONAI) and with medloss's own components where that states
-the rule more plainly. Deliberate differences are in README "Where medloss differs from MONAI" and
+the rule more plainly. Deliberate differences are in docs/monai-differences.md and
 ``test_monai_published.DIFFERENCES``.
 """
 from __future__ import annotations
@@ -91,7 +91,7 @@ def test_dice_focal_and_gdfl_reduction_none_is_monais_elementwise_shape(weight):
         ours = getattr(L, name)(**kw)(x, y)
         assert ours.shape == x.shape
         _close(ours, getattr(M, name)(**kw)(x, y))
-    x, y = _softmax_case()  # softmax: medloss's focal term is the softmax focal loss (README); shapes agree
+    x, y = _softmax_case()  # softmax: medloss's focal term is the softmax focal loss (docs); shapes agree
     ours = L.GeneralizedDiceFocalLoss(softmax=True, to_onehot_y=True, reduction="none")(x, y)
     assert ours.shape == M.GeneralizedDiceFocalLoss(softmax=True, to_onehot_y=True, reduction="none")(x, y).shape
 
@@ -118,7 +118,7 @@ def test_focal_on_classification_input(use_softmax, reduction):
     ours = L.FocalLoss(**kw)(x, onehot)
     _close(L.FocalLoss(to_onehot_y=True, **kw)(x, labels), ours)
     if reduction == "sum":  # MONAI's "sum" is a sum of spatial means; with no spatial axis its mean(dim=[])
-        # averages everything (so its "sum" equals its "mean"); medloss sums the elements (README)
+        # averages everything (so its "sum" equals its "mean"); medloss sums the elements (docs/monai-differences.md)
         elements = L.FocalLoss(**dict(kw, reduction="none"))(x, onehot)
         _close(ours, elements.sum())
         _close(M.FocalLoss(**kw)(x, onehot), elements.mean())
@@ -212,7 +212,7 @@ GRID_CLASSES = {  # class -> the options of the grid it takes besides activation
 
 
 def _grid(name):
-    """Every combination of the shared options, minus the README's deliberate differences."""
+    """Every combination of the shared options, minus the deliberate differences of docs/monai-differences.md."""
     extra = GRID_CLASSES[name]
     for act, onehot_y, background, reduction, batch, squared, weighted, ignore in itertools.product(
         ("sigmoid", "softmax"), (True, False), (True, False), ("mean", "sum", "none"), (False, True), (False, True),
@@ -224,11 +224,11 @@ def _grid(name):
             continue
         if name == "DiceCELoss" and reduction == "none":  # refused by both
             continue
-        if act == "softmax" and name in ("DiceFocalLoss", "GeneralizedDiceFocalLoss"):  # softmax focal (README)
+        if act == "softmax" and name in ("DiceFocalLoss", "GeneralizedDiceFocalLoss"):  # softmax focal (docs)
             continue
         if name == "FocalLoss" and act == "softmax" and not background:  # softmax before dropping class 0
             continue
-        if name == "FocalLoss" and ignore and reduction == "mean":  # mean over C x valid voxels (README)
+        if name == "FocalLoss" and ignore and reduction == "mean":  # mean over C x valid voxels (docs)
             continue
         kw = dict(include_background=background, to_onehot_y=onehot_y, reduction=reduction)
         kw.update({"use_softmax": act == "softmax"} if name == "FocalLoss" else {act: True})

@@ -1,7 +1,7 @@
 """Value and gradient parity with MONAI 1.6.1 (and torch for CE/BCE) in float64, rtol 1e-5.
 
-Where MONAI is wrong or differs by design, the test checks medloss's documented behaviour instead (see README,
-"Where medloss differs from MONAI").
+Where MONAI is wrong or differs by design, the test checks medloss's documented behaviour instead (see
+docs/monai-differences.md, "Where medloss differs from MONAI").
 """
 from __future__ import annotations
 

@@ -3,8 +3,8 @@
 ``data/monai_cases.json`` holds the inputs, options and expected values of the ``TEST_CASES*`` lists of MONAI's
 ``tests/losses/test_{dice,dice_ce,focal,generalized_dice,tversky,ds}_loss.py`` (regenerate with
 ``data/make_monai_cases.py``). Every case must give MONAI's published number, or be listed in ``DIFFERENCES`` with
-the README's reason and the behaviour medloss has instead (checked too). MONAI 1.6.1 itself reproduces every
-published number (checked live, so the data is the installed MONAI's behaviour, not an older one's).
+the reason in docs/monai-differences.md and the behaviour medloss has instead (checked too). MONAI 1.6.1 itself
+reproduces every published number (checked live, so the data is the installed MONAI's behaviour, not an older one's).
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ _SOFT = ("fractional target with soft_label=False: medloss raises LabelValueErro
 _LOGITS = ("probabilities expected but logits given (no activation): MONAI returns a negative Dice, medloss raises "
            "InputRangeError; check_input=False computes MONAI's number", InputRangeError, {"check_input": False})
 
-# case -> (why medloss differs, as README "Where medloss differs from MONAI" says; what the default does instead:
+# case -> (why medloss differs, as docs/monai-differences.md says; what the default does instead:
 # the error it raises, or None for another number; the options that give MONAI's published number)
 DIFFERENCES: dict[str, tuple[str, type[Exception] | None, dict]] = {
     "dice_loss:TEST_CASES[3]": _SOFT,

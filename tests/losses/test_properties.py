@@ -88,7 +88,7 @@ def test_half_precision_outside_autocast(name, factory, kind, dtype):
 
 
 def test_monai_dice_fails_in_fp16_where_medloss_does_not():
-    """The documented MONAI defect the fp32 accumulation fixes (README, "Where medloss differs from MONAI")."""
+    """The documented MONAI defect the fp32 accumulation fixes (docs/monai-differences.md)."""
     import monai.losses as M
 
     logits, labels = random_case((1, 2, 64, 64, 64), dtype=torch.float32)

@@ -172,7 +172,7 @@ def test_monai_parity_on_one_channel(name, spatial):
 
 
 def test_monai_pools_channels_where_medloss_scores_each_class():
-    """README "Where medloss differs": MONAI's clDice is one ratio over all channels of a sample."""
+    """docs/monai-differences.md: MONAI's clDice is one ratio over all channels of a sample."""
     monai_losses = pytest.importorskip("monai.losses")
     logits, labels = random_case((2, 3, 6, 6, 5), seed=1)
     target = torch.from_numpy(_onehot(labels, 3))

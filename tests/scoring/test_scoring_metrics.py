@@ -1,5 +1,5 @@
 """Per-label metric declarations: boundary IoU against a plain loop, the empty-mask values and columns derived from
-the declarations, and the README table generated from them."""
+the declarations, and the table in docs/scoring.md generated from them."""
 from __future__ import annotations
 
 import math
@@ -84,9 +84,9 @@ def test_columns_come_from_the_declarations_in_order():
     assert resolve_metrics(["boundary_iou", "overlap"]) == ("overlap", "boundary_iou")
 
 
-def test_readme_metric_table_is_the_generated_one():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_docs_metric_table_is_the_generated_one():
+    text = (ROOT / "docs" / "scoring.md").read_text(encoding="utf-8")
     block = re.search(r"<!-- metrics-table -->\n(.*?)<!-- /metrics-table -->", text, re.S)
-    assert block is not None, "README lacks the generated per-label metric table"
+    assert block is not None, "docs/scoring.md lacks the generated per-label metric table"
     assert block.group(1) == metrics_table(), "regenerate it: python -c 'from medloss.scoring.metrics import " \
                                               "metrics_table; print(metrics_table())'"

@@ -159,7 +159,7 @@ def test_region_rows_equal_masks_built_outside():
 @pytest.mark.slow
 def test_live_panoptica_on_a_real_merged_prediction(real_masks):
     """A real MS case (37 lesions) predicted two voxels too wide: the lesions merge into 32 blobs. Overlap matching
-    finds all 37, IoU >= 0.5 matching none; panoptica agrees with the latter (the README's example)."""
+    finds all 37, IoU >= 0.5 matching none; panoptica agrees with the latter (docs/scoring-lesions.md's example)."""
     from scipy import ndimage as ndi
 
     pytest.importorskip("panoptica")
