@@ -15,8 +15,10 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reas
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # the heaviest variants of each kernel (those that spilled at some tile size): softmax focal in bf16, sigmoid focal
-# against labels, the finalize step
-HEAVY = ("softmax C=4 bf16 focal int64", "sigmoid C=4 fp32 focal labels", "finalize C=4 fp32")
+# against labels, the finalize step, and the float64 explog forward at C = 14 (it spilled 8-32 B with Triton 3.6
+# before its tile was halved and its registers capped at 128, the launch's options that the compile uses too)
+HEAVY = ("softmax C=4 bf16 focal int64", "sigmoid C=4 fp32 focal labels", "finalize C=4 fp32",
+         "softmax C=14 fp64 explog int64 forward")
 
 
 @pytest.mark.slow
@@ -31,9 +33,32 @@ def test_heaviest_variants_compile_for_sm90_without_spills(tmp_path):
         pytest.skip(f"this Triton cannot compile for sm_90: {proc.stderr[-300:]}")
     assert out.exists(), proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
-    assert len(rows) == 9  # forward and backward, N % 16 == 0 or not, for two kernels; one finalize
+    assert len(rows) == 11  # forward and backward, N % 16 == 0 or not, for two kernels; one finalize; fp64 forward
+    assert [row["maxnreg"] for row in rows if "fp64" in row["variant"]] == [128, 128]
     for row in rows:
         assert row["spill_bytes"] == 0 and row["local_stores"] == 0, row
-        if row["n_multiple_of_16"]:
-            assert row["load_widths"].startswith("v4"), row
+        if row["n_multiple_of_16"]:  # 16-byte loads: v4 of 32-bit words, v2 of float64
+            assert row["load_widths"].startswith("v2" if "fp64" in row["variant"] else "v4"), row
     assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+def test_heavy_forward_launches_cap_registers_and_halve_tiles():
+    """The launch options and tiles that the compile above measures: 128 registers at most for the forward kernels
+    of a logarithmic voxel term on float64 (or half precision, C > 8) logits, whose tiles are halved; the common
+    float32 launches and every backward keep Triton's register allocation and their tiles."""
+    import torch
+
+    from medloss.backends import triton as api
+    from medloss.backends.options import TableOptions
+
+    focal, plain = TableOptions(voxel_term="focal"), TableOptions()
+    wasserstein = TableOptions(voxel_term="wasserstein", matrix=((0.0, 1.0), (1.0, 0.0)))
+    assert api.launch_options(4, focal, torch.float64, True) == {"num_warps": api.WARPS, "maxnreg": 128}
+    assert api.launch_options(14, focal, torch.bfloat16, True)["maxnreg"] == 128
+    for args in ((4, focal, torch.float64, False), (4, focal, torch.bfloat16, True), (4, focal, torch.float32, True),
+                 (14, focal, torch.float32, True), (4, plain, torch.float64, True),
+                 (4, wasserstein, torch.float64, True)):
+        assert api.launch_options(*args) == {"num_warps": api.WARPS}, args
+    assert api.blocks(4, focal, torch.float64) == (128, 4) and api.blocks(4, plain, torch.float64) == (256, 4)
+    assert api.blocks(14, focal, torch.bfloat16) == (64, 16) and api.blocks(4, focal, torch.bfloat16) == (512, 4)
+    assert api.blocks(4, focal, torch.float32) == api.blocks(4, plain, torch.float32) == (1024, 4)
