@@ -44,8 +44,9 @@ def test_heaviest_variants_compile_for_sm90_without_spills(tmp_path):
 
 def test_heavy_forward_launches_cap_registers_and_halve_tiles():
     """The launch options and tiles that the compile above measures: 128 registers at most for the forward kernels
-    of a logarithmic voxel term on float64 (or half precision, C > 8) logits, whose tiles are halved; the common
-    float32 launches and every backward keep Triton's register allocation and their tiles."""
+    of a logarithmic voxel term on float64 (or half precision, C > 8) logits and of the Wasserstein term on float64
+    (or float32, C > 8), on halved tiles; the common float32 launches and every backward keep Triton's register
+    allocation and their tiles."""
     import torch
 
     from medloss.backends import triton as api
@@ -54,11 +55,14 @@ def test_heavy_forward_launches_cap_registers_and_halve_tiles():
     focal, plain = TableOptions(voxel_term="focal"), TableOptions()
     wasserstein = TableOptions(voxel_term="wasserstein", matrix=((0.0, 1.0), (1.0, 0.0)))
     assert api.launch_options(4, focal, torch.float64, True) == {"num_warps": api.WARPS, "maxnreg": 128}
-    assert api.launch_options(14, focal, torch.bfloat16, True)["maxnreg"] == 128
+    for args in ((14, focal, torch.bfloat16, True), (4, wasserstein, torch.float64, True),
+                 (14, wasserstein, torch.float32, True)):
+        assert api.launch_options(*args)["maxnreg"] == 128, args
     for args in ((4, focal, torch.float64, False), (4, focal, torch.bfloat16, True), (4, focal, torch.float32, True),
                  (14, focal, torch.float32, True), (4, plain, torch.float64, True),
-                 (4, wasserstein, torch.float64, True)):
+                 (4, wasserstein, torch.float32, True), (14, wasserstein, torch.bfloat16, True)):
         assert api.launch_options(*args) == {"num_warps": api.WARPS}, args
     assert api.blocks(4, focal, torch.float64) == (128, 4) and api.blocks(4, plain, torch.float64) == (256, 4)
+    assert api.blocks(4, wasserstein, torch.float64) == (128, 4)
     assert api.blocks(14, focal, torch.bfloat16) == (64, 16) and api.blocks(4, focal, torch.bfloat16) == (512, 4)
     assert api.blocks(4, focal, torch.float32) == api.blocks(4, plain, torch.float32) == (1024, 4)

@@ -118,12 +118,17 @@ def forward_programs(nblk: int, batch: int) -> int:
     return max(1, min(nblk, PROGRAMS // batch))
 
 
-def _log_heavy(num_classes: int, options, dtype: torch.dtype) -> bool:
-    """Whether a launch carries a logarithmic voxel term (cross-entropy, focal, explog, BCE) on float64 logits or on
-    half-precision logits with more than 8 classes: the variants whose forward kernel ptxas allocates at about 128
-    registers and, left to itself, fits into 128 or 80 with 8-36 B of spill stores."""
-    return options is not None and options.voxel_term not in (None, "wasserstein") and (
-        dtype == torch.float64 or (dtype in (torch.float16, torch.bfloat16) and num_classes > 8))
+def _capped(num_classes: int, options, dtype: torch.dtype) -> bool:
+    """Whether a launch's forward kernel runs with at most 128 registers (:func:`launch_options`) on a halved tile
+    (:func:`blocks`): a logarithmic voxel term (cross-entropy, focal, explog, BCE) on float64 logits or on half
+    precision with more than 8 classes, and the Wasserstein term on float64 or on float32 with more than 8 classes.
+    ptxas allocates these forward kernels at about 128 registers and, left to itself, fits them into 128 or 80 with
+    8-40 B of spill stores."""
+    if options is None or options.voxel_term is None:
+        return False
+    if options.voxel_term == "wasserstein":
+        return dtype == torch.float64 or (dtype == torch.float32 and num_classes > 8)
+    return dtype == torch.float64 or (dtype in (torch.float16, torch.bfloat16) and num_classes > 8)
 
 
 def blocks(num_classes: int, options=None, dtype: torch.dtype = torch.float32) -> tuple[int, int]:
@@ -137,7 +142,7 @@ def blocks(num_classes: int, options=None, dtype: torch.dtype = torch.float32) -
     block_c = max(2, 1 << (num_classes - 1).bit_length())
     heavy = options is not None and options.voxel_term is not None and (
         options.activation == "sigmoid" or (options.voxel_term == "wasserstein" and dtype == torch.float32)
-        or _log_heavy(num_classes, options, dtype))
+        or _capped(num_classes, options, dtype))
     elements = {torch.float32: 4096, torch.float64: 1024}.get(dtype, 2048) // (2 if heavy else 1)
     block_n = max(16, min(1024, elements // block_c))
     return block_n, block_c
@@ -145,11 +150,11 @@ def blocks(num_classes: int, options=None, dtype: torch.dtype = torch.float32) -
 
 def launch_options(num_classes: int, options, dtype: torch.dtype, forward: bool) -> dict:
     """Compile options of a table kernel launch: :data:`WARPS` warps, and for the forward kernels of the launches
-    that :func:`_log_heavy` names a cap of 128 registers per thread (``maxnreg``, in Triton 3.6 and 3.9). Left to
+    that :func:`_capped` names a cap of 128 registers per thread (``maxnreg``, in Triton 3.6 and 3.9). Left to
     itself ptxas (12.8 under Triton 3.6, 13.x under 3.9) gives these 128 or 80 registers with 8-36 B of spill
     stores, or 130-150 registers (one program per SM); with the cap and the halved tile it fits them in 96-128
     registers without a spill, two programs per SM. benchmarks/triton_resources.py compiles with these options."""
-    return dict(num_warps=WARPS, maxnreg=128) if forward and _log_heavy(num_classes, options, dtype) else dict(
+    return dict(num_warps=WARPS, maxnreg=128) if forward and _capped(num_classes, options, dtype) else dict(
         num_warps=WARPS)
 
 
