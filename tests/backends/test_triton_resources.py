@@ -63,6 +63,7 @@ def test_heavy_forward_launches_cap_registers_and_halve_tiles():
                  (4, wasserstein, torch.float32, True), (14, wasserstein, torch.bfloat16, True)):
         assert api.launch_options(*args) == {"num_warps": api.WARPS}, args
     assert api.blocks(4, focal, torch.float64) == (128, 4) and api.blocks(4, plain, torch.float64) == (256, 4)
-    assert api.blocks(4, wasserstein, torch.float64) == (128, 4)
+    assert api.blocks(4, wasserstein, torch.float64) == (128, 4) and api.blocks(4, wasserstein) == (512, 4)
+    assert api.blocks(14, wasserstein, torch.float32) == (64, 16)
     assert api.blocks(14, focal, torch.bfloat16) == (64, 16) and api.blocks(4, focal, torch.bfloat16) == (512, 4)
     assert api.blocks(4, focal, torch.float32) == api.blocks(4, plain, torch.float32) == (1024, 4)

@@ -135,15 +135,15 @@ def blocks(num_classes: int, options=None, dtype: torch.dtype = torch.float32) -
     """(BLOCK_N, BLOCK_C) of the table kernels: 4096 tile elements per program for float32 logits, 2048 for half
     precision (the conversions hold registers) and 1024 for float64 (two registers per value), halved again for a
     sigmoid voxel term (BCE and focal keep the most values alive per element), for the Wasserstein term on float32
-    logits (its gathered cost rows are a second tile; the smaller half and float64 tiles hold it) and for the
-    launches that :func:`launch_options` caps at 128 registers (a logarithmic voxel term on float64 logits, or on
-    half precision with more than 8 classes: at the full tile they need 130-150): at 8 warps ptxas compiles every
-    variant for sm_90 without spilling (benchmarks/triton_resources.py)."""
+    logits (its gathered cost rows are a second tile), and halved for the softmax launches that
+    :func:`launch_options` caps at 128 registers (:func:`_capped`; at their previous tile they need 130-190): at
+    8 warps ptxas compiles every variant for sm_90 without spilling (benchmarks/triton_resources.py)."""
     block_c = max(2, 1 << (num_classes - 1).bit_length())
     heavy = options is not None and options.voxel_term is not None and (
-        options.activation == "sigmoid" or (options.voxel_term == "wasserstein" and dtype == torch.float32)
-        or _capped(num_classes, options, dtype))
-    elements = {torch.float32: 4096, torch.float64: 1024}.get(dtype, 2048) // (2 if heavy else 1)
+        options.activation == "sigmoid" or (options.voxel_term == "wasserstein" and dtype == torch.float32))
+    # a capped launch halves the tile of its kind (the sigmoid voxel terms' is halved already)
+    capped = _capped(num_classes, options, dtype) and options.activation != "sigmoid"
+    elements = {torch.float32: 4096, torch.float64: 1024}.get(dtype, 2048) >> (int(heavy) + int(capped))
     block_n = max(16, min(1024, elements // block_c))
     return block_n, block_c
 
