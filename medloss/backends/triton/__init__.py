@@ -123,7 +123,7 @@ def _capped(num_classes: int, options, dtype: torch.dtype) -> bool:
     (:func:`blocks`): a logarithmic voxel term (cross-entropy, focal, explog, BCE) on float64 logits or on half
     precision with more than 8 classes, and the Wasserstein term on float64 or on float32 with more than 8 classes.
     ptxas allocates these forward kernels at about 128 registers and, left to itself, fits them into 128 or 80 with
-    8-40 B of spill stores."""
+    4-48 B of spill stores."""
     if options is None or options.voxel_term is None:
         return False
     if options.voxel_term == "wasserstein":
@@ -151,8 +151,8 @@ def blocks(num_classes: int, options=None, dtype: torch.dtype = torch.float32) -
 def launch_options(num_classes: int, options, dtype: torch.dtype, forward: bool) -> dict:
     """Compile options of a table kernel launch: :data:`WARPS` warps, and for the forward kernels of the launches
     that :func:`_capped` names a cap of 128 registers per thread (``maxnreg``, in Triton 3.6 and 3.9). Left to
-    itself ptxas (12.8 under Triton 3.6, 13.x under 3.9) gives these 128 or 80 registers with 8-36 B of spill
-    stores, or 130-150 registers (one program per SM); with the cap and the halved tile it fits them in 96-128
+    itself ptxas (12.8 under Triton 3.6, 13.x under 3.9) gives these 128 or 80 registers with 4-48 B of spill
+    stores, or 130-190 registers (one program per SM); with the cap and the halved tile it fits them in 76-128
     registers without a spill, two programs per SM. benchmarks/triton_resources.py compiles with these options."""
     return dict(num_warps=WARPS, maxnreg=128) if forward and _capped(num_classes, options, dtype) else dict(
         num_warps=WARPS)
