@@ -6,9 +6,10 @@
     python benchmarks/triton_resources.py --only "C=4 fp32 focal" --json out.json
 
 For each variant (kernel x logits dtype x class bucket x voxel term x target kind, N a multiple of 16 or not) it
-prints the registers per thread, the spill stores and stack frame (``ptxas -v`` on the generated PTX), the local
-stores (``st.local`` in the PTX), the shared memory Triton reserved, and how the global loads of the kernel are
-issued (``ld.global`` vector width: v4/v2 are vectorised, v1 scalar). Exits 1 when any variant spills.
+prints what the cubin Triton built for it holds (``cuobjdump``): registers per thread, spill stores (the ``STL``
+instructions of the SASS and their bytes) and stack frame; the shared memory Triton reserved; and how the global
+loads are issued (``ld.global`` vector width in the PTX: v4/v2 are vectorised, v1 scalar). Exits 1 when any
+variant spills.
 """
 from __future__ import annotations
 
@@ -40,15 +41,20 @@ SIGMOID_TERMS = {"none": 0, "bce": 1, "focal": 2}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
 
 
-def _ptxas():
+def _cuobjdump(*args: str) -> str:
+    """Run the cuobjdump that ships with this Triton (next to its ptxas) and return its output."""
     from triton.backends.nvidia.compiler import get_ptxas
 
-    return get_ptxas(TARGET.arch).path
+    tool = os.path.join(os.path.dirname(get_ptxas(TARGET.arch).path), "cuobjdump")
+    return subprocess.run([tool, *args], capture_output=True, text=True, check=True).stdout
 
 
-def compile_variant(fn, types: dict, constexprs: dict, aligned: bool) -> dict:
-    """Compile ``fn`` with argument ``types`` (pointer/scalar type strings) and ``constexprs``; pointers are
-    16-byte aligned (torch allocations are), integer sizes divisible by 16 only when ``aligned``."""
+def compile_variant(fn, types: dict, constexprs: dict, aligned: bool, launch: dict | None = None) -> dict:
+    """Compile ``fn`` with argument ``types`` (pointer/scalar type strings), ``constexprs`` and the launch's compile
+    options ``launch`` (:func:`medloss.backends.triton.launch_options`; None: Triton's defaults); pointers are
+    16-byte aligned (torch allocations are), integer sizes divisible by 16 only when ``aligned``. The figures are
+    read from the cubin Triton built (its own ptxas flags, e.g. Triton 3.9's ``--regAllocOptLevel=2``), so they
+    are those of the code a launch runs."""
     signature, attrs = {}, {}
     for i, name in enumerate(fn.arg_names):
         if name in constexprs:
@@ -57,27 +63,27 @@ def compile_variant(fn, types: dict, constexprs: dict, aligned: bool) -> dict:
             signature[name] = types.get(name, "i32")
             if signature[name].startswith("*") or (aligned and name == "N"):
                 attrs[(i,)] = [["tt.divisibility", 16]]
-    warps = {"num_warps": api.WARPS} if "BLOCK_N" in constexprs else None  # the finalize kernel runs with 4
-    kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=TARGET, options=warps)
+    kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=TARGET, options=launch)
     ptx = kernel.asm["ptx"]
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "k.ptx")
-        with open(path, "w") as fh:
-            fh.write(ptx)
-        log = subprocess.run([_ptxas(), "-v", "--gpu-name=sm_90a", path, "-o", os.path.join(tmp, "k.cubin")],
-                             capture_output=True, text=True, check=True).stderr
-    regs = re.search(r"Used (\d+) registers", log)
-    spill = re.search(r"(\d+) bytes spill stores", log)
-    stack = re.search(r"(\d+) bytes stack frame", log)
+        path = os.path.join(tmp, "k.cubin")
+        with open(path, "wb") as fh:
+            fh.write(kernel.asm["cubin"])
+        usage, sass = _cuobjdump("-res-usage", path), _cuobjdump("-sass", path)
+    regs = re.search(r"REG:(\d+)", usage)
+    stack = re.search(r"STACK:(\d+)", usage)
+    # spill stores: the STL instructions of the SASS (Triton itself allocates no local memory), bytes by width
+    stores = re.findall(r"\bSTL(?:\.(64|128|U8|S8|U16|S16))?\b", sass)
+    width = {"": 4, "64": 8, "128": 16, "U8": 1, "S8": 1, "U16": 2, "S16": 2}
     loads = re.findall(r"ld\.global(?:\.[a-z]+)*?(\.v[248])?\.[busf]\d+", ptx)
     widths = sorted({w[2:] if w else "1" for w in loads}, key=int, reverse=True)
-    return {"regs": int(regs.group(1)) if regs else None, "spill_bytes": int(spill.group(1)) if spill else 0,
-            "stack_bytes": int(stack.group(1)) if stack else 0, "local_stores": ptx.count("st.local"),
+    return {"regs": int(regs.group(1)) if regs else None, "spill_bytes": sum(width[w] for w in stores),
+            "stack_bytes": int(stack.group(1)) if stack else 0, "local_stores": len(stores),
             "shared": kernel.metadata.shared, "load_widths": "/".join(f"v{w}" for w in widths) or "-"}
 
 
 def variants(quick: bool):
-    """(name, kernel, types, constexprs) of every variant (``quick``: the first of each kernel)."""
+    """(name, kernel, types, constexprs, compile options) of every variant (``quick``: the first of each kernel)."""
     soft = api.kernels("softmax")
     sig = api.kernels("sigmoid")
     tl = soft.tl
@@ -88,8 +94,8 @@ def variants(quick: bool):
         if quick and (voxel not in (0, 1) or labels != torch.int64):
             continue
         matrix = ((0.0, 1.0), (1.0, 0.0)) if term == "wasserstein" else None  # only its presence matters here
-        block_n, block_c = api.blocks(c, TableOptions(voxel_term=[None, "ce", "focal", "explog", "wasserstein"][voxel],
-                                                      matrix=matrix), dtype)
+        options = TableOptions(voxel_term=[None, "ce", "focal", "explog", "wasserstein"][voxel], matrix=matrix)
+        block_n, block_c = api.blocks(c, options, dtype)
         acc = tl.float64 if dtype == torch.float64 else tl.float32
         ctype = "*fp64" if dtype == torch.float64 else "*fp32"
         common = dict(HAS_IGNORE=True, FLOAT_LABELS=False, SQUARED=False, VOXEL=voxel, BLOCK_N=block_n,
@@ -97,12 +103,14 @@ def variants(quick: bool):
         types = dict(x_ptr=PTR[dtype], y_ptr=PTR[labels], part_ptr=ctype, status_ptr="*i32", par_ptr=ctype,
                      grad_ptr=PTR[dtype], k_ptr=ctype, a_ptr=ctype, u_ptr=ctype, m_ptr=ctype)
         name = f"softmax C={c} {dname} {term} {str(labels)[6:]}"
-        yield name + " forward", soft._forward_kernel, types, common
-        yield name + " backward", soft._backward_kernel, types, dict(common, HAS_K=True, HAS_A=True, HAS_U=voxel > 0,
-                                                                     SCALE=False)
+        yield name + " forward", soft._forward_kernel, types, common, api.launch_options(c, options, dtype, True)
+        yield (name + " backward", soft._backward_kernel, types,
+               dict(common, HAS_K=True, HAS_A=True, HAS_U=voxel > 0, SCALE=False),
+               api.launch_options(c, options, dtype, False))
         if voxel in (0, 1) and labels == torch.int64:  # a fused loss's backward: coefficients times grad_output
             yield (name + " fused backward", soft._backward_kernel, dict(types, gout_ptr=PTR[dtype]),
-                   dict(common, HAS_K=True, HAS_A=True, HAS_U=voxel > 0, SCALE=True))
+                   dict(common, HAS_K=True, HAS_A=True, HAS_U=voxel > 0, SCALE=True),
+                   api.launch_options(c, options, dtype, False))
     for (dname, dtype), c, (term, voxel), dense in itertools.product(
             dtypes.items(), classes, SIGMOID_TERMS.items(), (False, True)):
         if quick and (voxel != 2 or dense):
@@ -116,17 +124,19 @@ def variants(quick: bool):
         types = dict(x_ptr=PTR[dtype], t_ptr=PTR[dtype] if dense else "*i64", part_ptr=ctype, status_ptr="*i32",
                      par_ptr=ctype, grad_ptr=PTR[dtype], k_ptr=ctype, a_ptr=ctype, upos_ptr=ctype, uneg_ptr=ctype)
         name = f"sigmoid C={c} {dname} {term} {'dense' if dense else 'labels'}"
-        yield name + " forward", sig._forward_kernel, types, common
-        yield name + " backward", sig._backward_kernel, types, dict(common, HAS_K=True, HAS_A=True, HAS_P=voxel > 0,
-                                                                     HAS_N=voxel > 0, SCALE=False)
+        yield name + " forward", sig._forward_kernel, types, common, api.launch_options(c, options, dtype, True)
+        yield (name + " backward", sig._backward_kernel, types,
+               dict(common, HAS_K=True, HAS_A=True, HAS_P=voxel > 0, HAS_N=voxel > 0, SCALE=False),
+               api.launch_options(c, options, dtype, False))
         if voxel == 1:  # BCEDice fused: coefficients times grad_output
             yield (name + " fused backward", sig._backward_kernel, dict(types, gout_ptr=PTR[dtype]),
-                   dict(common, HAS_K=True, HAS_A=True, HAS_P=True, HAS_N=True, SCALE=True))
+                   dict(common, HAS_K=True, HAS_A=True, HAS_P=True, HAS_N=True, SCALE=True),
+                   api.launch_options(c, options, dtype, False))
     for c, dname in itertools.product(classes, ("fp32", "fp64") if not quick else ("fp32",)):
         block_c = api.blocks(c)[1]
         ctype = f"*{dname}"
         yield (f"finalize C={c} {dname}", soft._finalize_kernel, dict(part_ptr=ctype, status_ptr="*i32", out_ptr=ctype),
-               dict(BLOCK_C=block_c, CHUNK=max(1, min(64, 512 // block_c))))
+               dict(BLOCK_C=block_c, CHUNK=max(1, min(64, 512 // block_c))), None)  # launched with Triton's defaults
     yield from _loss_variants(classes, quick)
 
 
@@ -150,7 +160,7 @@ def _loss_variants(classes, quick: bool):
         yield (f"loss C={c} {dname} {loss}", api.kernels("loss")._loss_kernel,
                dict(part_ptr=ctype, status_ptr="*i32", par_ptr=ctype, scratch_ptr=ctype, loss_ptr=ctype),
                dict(flags, W_TYPE=0, EMPTY_PENALIZE=True, BLOCK_C=block_c, CHUNK=max(1, min(64, 512 // block_c)),
-                    ACC=tl.float64 if dname == "fp64" else tl.float32))
+                    ACC=tl.float64 if dname == "fp64" else tl.float32), None)  # launched with Triton's defaults
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,16 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
     print(f"triton {triton.__version__}, target sm_90")
-    print(f"{'variant':44} {'N%16':>5} {'regs':>4} {'spill B':>7} {'stack B':>7} {'st.local':>8} {'smem B':>6}  loads")
+    print(f"{'variant':44} {'N%16':>5} {'regs':>4} {'spill B':>7} {'stack B':>7} {'STL':>8} {'smem B':>6}  loads")
     rows, spills = [], 0
-    for name, fn, types, constexprs in variants(args.quick):
+    for name, fn, types, constexprs, launch in variants(args.quick):
         if args.only and not any(part in name for part in args.only):
             continue
         for aligned in (True, False):
             if name.startswith(("finalize", "loss")) and not aligned:
                 continue
-            r = compile_variant(fn, types, constexprs, aligned)
-            r.update(variant=name, n_multiple_of_16=aligned)
+            r = compile_variant(fn, types, constexprs, aligned, launch)
+            r.update(variant=name, n_multiple_of_16=aligned, maxnreg=(launch or {}).get("maxnreg"))
             rows.append(r)
             spills += bool(r["spill_bytes"] or r["local_stores"])
             print(f"{name:44} {'yes' if aligned else 'no':>5} {r['regs']:4d} {r['spill_bytes']:7d} "

@@ -123,19 +123,44 @@ def forward_programs(nblk: int, batch: int) -> int:
     return max(1, min(nblk, PROGRAMS // batch))
 
 
+def _capped(num_classes: int, options, dtype: torch.dtype) -> bool:
+    """Whether a launch's forward kernel runs with at most 128 registers (:func:`launch_options`) on a halved tile
+    (:func:`blocks`): a logarithmic voxel term (cross-entropy, focal, explog, BCE) on float64 logits or on half
+    precision with more than 8 classes, and the Wasserstein term on float64 or on float32 with more than 8 classes.
+    ptxas allocates these forward kernels at about 128 registers and, left to itself, fits them into 128 or 80 with
+    4-48 B of spill stores."""
+    if options is None or options.voxel_term is None:
+        return False
+    if options.voxel_term == "wasserstein":
+        return dtype == torch.float64 or (dtype == torch.float32 and num_classes > 8)
+    return dtype == torch.float64 or (dtype in (torch.float16, torch.bfloat16) and num_classes > 8)
+
+
 def blocks(num_classes: int, options=None, dtype: torch.dtype = torch.float32) -> tuple[int, int]:
     """(BLOCK_N, BLOCK_C) of the table kernels: 4096 tile elements per program for float32 logits, 2048 for half
     precision (the conversions hold registers) and 1024 for float64 (two registers per value), halved again for a
-    sigmoid voxel term (BCE and focal keep the most values alive per element) and for the Wasserstein term on
-    float32 logits (its gathered cost rows are a second tile; the smaller half and float64 tiles hold it): at 8
-    warps ptxas keeps these within 128 registers or compiles them without spilling for sm_90
-    (benchmarks/triton_resources.py)."""
+    sigmoid voxel term (BCE and focal keep the most values alive per element), for the Wasserstein term on float32
+    logits (its gathered cost rows are a second tile), and halved for the softmax launches that
+    :func:`launch_options` caps at 128 registers (:func:`_capped`; at their previous tile they need 130-190): at
+    8 warps ptxas compiles every variant for sm_90 without spilling (benchmarks/triton_resources.py)."""
     block_c = max(2, 1 << (num_classes - 1).bit_length())
     heavy = options is not None and options.voxel_term is not None and (
         options.activation == "sigmoid" or (options.voxel_term == "wasserstein" and dtype == torch.float32))
-    elements = {torch.float32: 4096, torch.float64: 1024}.get(dtype, 2048) // (2 if heavy else 1)
+    # a capped launch halves the tile of its kind (the sigmoid voxel terms' is halved already)
+    capped = _capped(num_classes, options, dtype) and options.activation != "sigmoid"
+    elements = {torch.float32: 4096, torch.float64: 1024}.get(dtype, 2048) >> (int(heavy) + int(capped))
     block_n = max(16, min(1024, elements // block_c))
     return block_n, block_c
+
+
+def launch_options(num_classes: int, options, dtype: torch.dtype, forward: bool) -> dict:
+    """Compile options of a table kernel launch: :data:`WARPS` warps, and for the forward kernels of the launches
+    that :func:`_capped` names a cap of 128 registers per thread (``maxnreg``, in Triton 3.6 and 3.9). Left to
+    itself ptxas (12.8 under Triton 3.6, 13.x under 3.9) gives these 128 or 80 registers with 4-48 B of spill
+    stores, or 130-190 registers (one program per SM); with the cap and the halved tile it fits them in 76-128
+    registers without a spill, two programs per SM. benchmarks/triton_resources.py compiles with these options."""
+    return dict(num_warps=WARPS, maxnreg=128) if forward and _capped(num_classes, options, dtype) else dict(
+        num_warps=WARPS)
 
 
 @functools.lru_cache(maxsize=256)
@@ -156,21 +181,22 @@ def _plan(shape: tuple, dtype: torch.dtype, float_labels: bool, options, device:
     common = dict(HAS_IGNORE=options.ignore_index is not None, FLOAT_LABELS=float_labels,
                   SQUARED=bool(options.squared), VOXEL=_VOXEL[options.voxel_term], BLOCK_N=block_n,
                   BLOCK_C=block_c, ACC=acc)
-    return grid, grid_forward, (n, num_classes, ignore, par, matrix), common
+    launch = (launch_options(num_classes, options, dtype, True), launch_options(num_classes, options, dtype, False))
+    return grid, grid_forward, (n, num_classes, ignore, par, matrix), common, launch
 
 
 def _launch(backward: bool, logits, labels, options, out, status=None) -> None:
-    grid, grid_forward, (n, num_classes, ignore, par, matrix), common = _plan(
+    grid, grid_forward, (n, num_classes, ignore, par, matrix), common, (fwd, bwd) = _plan(
         tuple(logits.shape), logits.dtype, labels.dtype.is_floating_point, options, logits.device)
     k = kernels()
     if backward:
         grads, grad = out
         ptrs, strides, has = coefficient_args(logits, grads)
         k._backward_kernel[grid](logits, labels, *ptrs, grad, n, num_classes, ignore, par, matrix, *strides, **common,
-                                 num_warps=WARPS, HAS_K=has[0], HAS_A=has[1], HAS_U=has[2])
+                                 **bwd, HAS_K=has[0], HAS_A=has[1], HAS_U=has[2])
     else:
         k._forward_kernel[grid_forward](logits, labels, out, status, n, num_classes, grid[0], grid_forward[0], ignore,
-                                        par, matrix, **common, num_warps=WARPS)
+                                        par, matrix, **common, **fwd)
 
 
 def coefficient_args(logits, grads) -> tuple[list, list, list]:

@@ -39,6 +39,13 @@ def _softplus_pair(x):
 
 
 @triton.jit
+def _softplus_signed(x, g, sp_pos, sp_neg, DENSE: tl.constexpr):
+    """softplus(x (2g - 1)) given sp_pos = softplus(x) and sp_neg = softplus(-x): a label map's g is 0 or 1, so it
+    is one of them (the same bits); a dense target's g may lie between, so it is computed."""
+    return _softplus(x * (2.0 * g - 1.0)) if DENSE else tl.where(g > 0.0, sp_pos, sp_neg)
+
+
+@triton.jit
 def _tile(x_ptr, t_ptr, b, blk, N, C, NCLS, ignore,
           DENSE: tl.constexpr, HAS_IGNORE: tl.constexpr, FLOAT_LABELS: tl.constexpr, BLOCK_N: tl.constexpr,
           BLOCK_C: tl.constexpr, ACC: tl.constexpr):
@@ -51,7 +58,8 @@ def _tile(x_ptr, t_ptr, b, blk, N, C, NCLS, ignore,
     inside = in_c[:, None] & in_n[None, :]
     offsets = b.to(tl.int64) * C * N + offs_c[:, None].to(tl.int64) * N + offs_n[None, :]
     x = tl.load(x_ptr + offsets, mask=inside, other=0.0).to(ACC)
-    bad = tl.zeros([BLOCK_N], dtype=tl.int32)
+    finite = (x == x) & (tl.abs(x) < float("inf"))
+    bits = tl.where(inside & ~finite, STATUS_NONFINITE, 0)  # the tile's status bits, OR-ed over classes once
     if DENSE:
         t = tl.load(t_ptr + offsets, mask=inside, other=0.0).to(ACC)
         valid = in_n
@@ -59,19 +67,16 @@ def _tile(x_ptr, t_ptr, b, blk, N, C, NCLS, ignore,
             ignored = tl.max(tl.where(inside & (t == ignore), 1, 0), axis=0)
             valid = valid & (ignored == 0)
         counted = inside & valid[None, :]
-        out_of_range = tl.max(tl.where(counted & ~((t >= 0.0) & (t <= 1.0)), 1, 0), axis=0)
-        fractional = tl.max(tl.where(counted & (t != 0.0) & (t != 1.0), 1, 0), axis=0)
-        bad = tl.where(out_of_range > 0, bad | STATUS_LABEL, bad)
-        bad = tl.where(fractional > 0, bad | STATUS_SOFT, bad)
+        bits = bits | tl.where(counted & ~((t >= 0.0) & (t <= 1.0)), STATUS_LABEL, 0)
+        bits = bits | tl.where(counted & (t != 0.0) & (t != 1.0), STATUS_SOFT, 0)
+        bad = tl.reduce(bits, 0, _bit_or)
         g = tl.where(counted, t, 0.0)
     else:
         raw = tl.load(t_ptr + b.to(tl.int64) * N + offs_n, mask=in_n, other=0)
         y, valid, bad = labels(raw, in_n, ignore, NCLS, HAS_IGNORE, FLOAT_LABELS, ACC)
+        bad = bad | tl.reduce(bits, 0, _bit_or)
         hot = tl.where(C == 1, 1, offs_c)
         g = tl.where((hot[:, None] == y[None, :]) & inside & valid[None, :], 1.0, 0.0).to(ACC)
-    finite = (x == x) & (tl.abs(x) < float("inf"))
-    nonfinite = tl.max(tl.where(inside & ~finite, 1, 0), axis=0)
-    bad = tl.where((nonfinite > 0) & in_n, bad | STATUS_NONFINITE, bad)
     v = tl.where(inside & valid[None, :], 1.0, 0.0).to(ACC)
     return offs_n, offs_c, inside, valid, bad, x, g, v
 
@@ -91,7 +96,7 @@ def _forward_kernel(x_ptr, t_ptr, part_ptr, status_ptr, N, C, NCLS, nblk, nprog,
     target = tl.zeros([BLOCK_C], dtype=ACC)
     pos_sum = tl.zeros([BLOCK_C], dtype=ACC)
     neg_sum = tl.zeros([BLOCK_C], dtype=ACC)
-    voxels = tl.zeros([BLOCK_N], dtype=ACC)
+    voxels = tl.zeros([BLOCK_N], dtype=tl.int32)  # counts: exact in int32, and one register a lane in float64
     flags = tl.zeros([BLOCK_N], dtype=tl.int32)
     for blk in range(pid, nblk, nprog):
         offs_n, offs_c, inside, valid, bad, x, g, v = _tile(
@@ -102,7 +107,7 @@ def _forward_kernel(x_ptr, t_ptr, part_ptr, status_ptr, N, C, NCLS, nblk, nprog,
         tp += tl.sum(pv * g, axis=1)
         pred += tl.sum(pv * p, axis=1) if SQUARED else tl.sum(pv, axis=1)
         target += tl.sum(gv * g, axis=1) if SQUARED else tl.sum(gv, axis=1)
-        voxels += valid.to(ACC)
+        voxels += valid.to(tl.int32)
         flags = flags | bad
         if VOXEL != 0:
             sp_pos, sp_neg = _softplus_pair(x)  # -log(1 - p), -log p
@@ -111,7 +116,8 @@ def _forward_kernel(x_ptr, t_ptr, part_ptr, status_ptr, N, C, NCLS, nblk, nprog,
                 neg = (v - gv) * sp_pos
             else:
                 bce = g * sp_neg + (1.0 - g) * sp_pos
-                focal = tl.exp(-gamma * _softplus(x * (2.0 * g - 1.0))) * bce  # sigmoid(x (1 - 2g))^gamma * bce
+                # sigmoid(x (1 - 2g))^gamma * bce
+                focal = tl.exp(-gamma * _softplus_signed(x, g, sp_pos, sp_neg, DENSE)) * bce
                 pos = gv * focal
                 neg = (v - gv) * focal
             pos_sum += tl.sum(pos, axis=1)
@@ -120,7 +126,7 @@ def _forward_kernel(x_ptr, t_ptr, part_ptr, status_ptr, N, C, NCLS, nblk, nprog,
     tl.store(row, tp)
     tl.store(row + BLOCK_C, pred)
     tl.store(row + 2 * BLOCK_C, target)
-    tl.store(row + 3 * BLOCK_C, tl.where(offs_c == 0, tl.sum(voxels, axis=0), 0.0))
+    tl.store(row + 3 * BLOCK_C, tl.where(offs_c == 0, tl.sum(voxels, axis=0).to(ACC), 0.0))
     tl.store(row + 4 * BLOCK_C, pos_sum)
     tl.store(row + 5 * BLOCK_C, neg_sum)
     tl.store(status_ptr + b * nprog + pid, tl.reduce(flags, 0, _bit_or))
@@ -154,9 +160,10 @@ def _backward_kernel(x_ptr, t_ptr, k_ptr, a_ptr, upos_ptr, uneg_ptr, grad_ptr, N
     elif VOXEL == 2:
         sp_pos, sp_neg = _softplus_pair(x)
         bce = g * sp_neg + (1.0 - g) * sp_pos
-        z = x * (2.0 * g - 1.0)
-        w = tl.exp(-gamma * _softplus(z))
-        slope = w * (gamma * (1.0 / (1.0 + tl.exp(-z))) * (1.0 - 2.0 * g) * bce + p - g)
+        w = tl.exp(-gamma * _softplus_signed(x, g, sp_pos, sp_neg, DENSE))
+        # sigmoid(x (2g - 1)): p or q for a label map's g (0 or 1)
+        sig_z = 1.0 / (1.0 + tl.exp(-x * (2.0 * g - 1.0))) if DENSE else tl.where(g > 0.0, p, q)
+        slope = w * (gamma * sig_z * (1.0 - 2.0 * g) * bce + p - g)
         dx += (upos * g + uneg * (1.0 - g)) * slope
     dx = dx * v
     offsets = b.to(tl.int64) * C * N + offs_c[:, None].to(tl.int64) * N + offs_n[None, :]

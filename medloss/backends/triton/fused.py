@@ -107,19 +107,18 @@ def _plan(shape: tuple, dtype: torch.dtype, float_labels: bool, options, spec: L
 def _forward(logits: torch.Tensor, labels: torch.Tensor, plan: _Plan) -> tuple:
     """Table kernel + finalize kernel: (the loss in the logits' dtype, the (B, SCRATCH, BLOCK_C) buffer of
     coefficients and tables, the status words)."""
-    grid, grid_forward, scalars, common = plan.table
+    grid, grid_forward, scalars, common, (launch, _) = plan.table
     batch, _, nprog, loss_par = plan.finalize
     part = torch.empty(plan.part, dtype=plan.dtype, device=logits.device)
     status = torch.empty(batch * nprog + 1, dtype=torch.int32, device=logits.device)
     if plan.sigmoid:
         n, num_classes, ncls, ignore, par = scalars
         _api.kernels("sigmoid")._forward_kernel[grid_forward](logits, labels, part, status, n, num_classes, ncls,
-                                                              grid[0], nprog, ignore, par, **common,
-                                                              num_warps=_api.WARPS)
+                                                              grid[0], nprog, ignore, par, **common, **launch)
     else:
         n, num_classes, ignore, par, matrix = scalars
         _api.kernels()._forward_kernel[grid_forward](logits, labels, part, status, n, num_classes, grid[0], nprog,
-                                                     ignore, par, matrix, **common, num_warps=_api.WARPS)
+                                                     ignore, par, matrix, **common, **launch)
     scratch = torch.empty(plan.scratch, dtype=plan.dtype, device=logits.device)
     value = torch.empty((), dtype=logits.dtype, device=logits.device)
     _api.kernels("loss")._loss_kernel[(1,)](part, status, loss_par, scratch, value, *plan.finalize[:3], **plan.flags)
@@ -129,7 +128,7 @@ def _forward(logits: torch.Tensor, labels: torch.Tensor, plan: _Plan) -> tuple:
 def _backward(logits: torch.Tensor, labels: torch.Tensor, plan: _Plan, scratch: torch.Tensor,
               grad_out: torch.Tensor) -> torch.Tensor:
     """dL/dlogits from the finalize kernel's coefficients, times ``grad_out`` (read by the kernel)."""
-    grid, _, scalars, common = plan.table
+    grid, _, scalars, common, (_, launch) = plan.table
     has_k, has_a, has_u, has_n = plan.has
     # the buffer is the pointer to its first row (dL/dPRED, or dL/dVPOS for a voxel loss alone); the logits stand
     # in for a coefficient the kernel does not read
@@ -142,12 +141,12 @@ def _backward(logits: torch.Tensor, labels: torch.Tensor, plan: _Plan, scratch: 
         vneg = scratch.select(1, 3) if has_n else logits
         _api.kernels("sigmoid")._backward_kernel[grid](
             logits, labels, scratch, tp, vpos, vneg, grad, n, num_classes, ncls, ignore, par, step, 1, step, 1, step,
-            1, step, 1, **common, num_warps=_api.WARPS, HAS_K=has_k, HAS_A=has_a, HAS_P=has_u, HAS_N=has_n,
+            1, step, 1, **common, **launch, HAS_K=has_k, HAS_A=has_a, HAS_P=has_u, HAS_N=has_n,
             gout_ptr=grad_out, SCALE=True)
         return grad
     n, num_classes, ignore, par, matrix = scalars
     _api.kernels()._backward_kernel[grid](logits, labels, scratch, tp, vpos, grad, n, num_classes, ignore, par, matrix,
-                                          step, 1, step, 1, step, 1, **common, num_warps=_api.WARPS, HAS_K=has_k,
+                                          step, 1, step, 1, step, 1, **common, **launch, HAS_K=has_k,
                                           HAS_A=has_a, HAS_U=has_u, gout_ptr=grad_out, SCALE=True)
     return grad
 

@@ -46,21 +46,23 @@ def _plan(shape: tuple, dtype: torch.dtype, target_float: bool, options, device:
                   VOXEL=_VOXEL[options.voxel_term], BLOCK_N=block_n, BLOCK_C=block_c, ACC=acc)
     ignore = int(options.ignore_index) if options.ignore_index is not None else 0
     par = api.params((float(options.gamma),), torch.float64 if dtype == torch.float64 else torch.float32, device)
-    return grid, grid_forward, (n, num_classes, max(num_classes, 2), ignore, par), common
+    launch = (api.launch_options(num_classes, options, dtype, True),
+              api.launch_options(num_classes, options, dtype, False))
+    return grid, grid_forward, (n, num_classes, max(num_classes, 2), ignore, par), common, launch
 
 
 def _launch(backward: bool, logits, target, options, out, status=None) -> None:
-    grid, grid_forward, (n, num_classes, ncls, ignore, par), common = _plan(
+    grid, grid_forward, (n, num_classes, ncls, ignore, par), common, (fwd, bwd) = _plan(
         tuple(logits.shape), logits.dtype, target.dtype.is_floating_point, options, logits.device)
     k = api.kernels("sigmoid")
     if backward:
         grads, grad = out
         ptrs, strides, has = api.coefficient_args(logits, grads)
         k._backward_kernel[grid](logits, target, *ptrs, grad, n, num_classes, ncls, ignore, par, *strides, **common,
-                                 num_warps=api.WARPS, HAS_K=has[0], HAS_A=has[1], HAS_P=has[2], HAS_N=has[3])
+                                 **bwd, HAS_K=has[0], HAS_A=has[1], HAS_P=has[2], HAS_N=has[3])
     else:
         k._forward_kernel[grid_forward](logits, target, out, status, n, num_classes, ncls, grid[0], grid_forward[0],
-                                        ignore, par, **common, num_warps=api.WARPS)
+                                        ignore, par, **common, **fwd)
 
 
 def _raise_for_status(status: torch.Tensor, logits, target, options) -> None:
