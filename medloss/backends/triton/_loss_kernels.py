@@ -10,6 +10,7 @@ import triton
 import triton.language as tl
 
 from medloss.backends import triton as _api
+from medloss.backends.triton._kernels import any_bits
 
 ROWS = tl.constexpr(_api.ROWS)  # rows of a partial table: TP, PRED, TARGET, VOXELS, VPOS, VNEG
 #: rows of the scratch buffer, per sample: the gradient coefficients dL/dPRED, dL/dTP, dL/dVPOS, dL/dVNEG that the
@@ -17,11 +18,6 @@ ROWS = tl.constexpr(_api.ROWS)  # rows of a partial table: TP, PRED, TARGET, VOX
 #: coefficient read), then the tables TP, PRED, TARGET, VOXELS, VPOS, VNEG in the compute dtype
 SCRATCH = tl.constexpr(10)
 T = tl.constexpr(4)  # the first table row
-
-
-@triton.jit
-def _bit_or(a, b):
-    return a | b
 
 
 @triton.jit
@@ -158,7 +154,7 @@ def _loss_kernel(part_ptr, status_ptr, par_ptr, scratch_ptr, loss_ptr, B, C, nbl
         pooled_voxels += voxels.to(ACC)
         labelled += tl.where(offs_c < C, target.to(ACC), 0.0)
         counted += tl.maximum(tl.sum(voxels.to(ACC), axis=0), 1.0)
-    tl.store(status_ptr + B * nblk, tl.reduce(word, 0, _bit_or))
+    tl.store(status_ptr + B * nblk, any_bits(word, 0))
     tl.debug_barrier()  # pass 2 reads the rows other threads of this program stored
     lam_region, lam_voxel = tl.load(par_ptr + 7), tl.load(par_ptr + 8)
     region = tl.zeros([BLOCK_C], dtype=ACC)

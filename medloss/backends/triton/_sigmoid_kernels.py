@@ -10,7 +10,7 @@ import triton
 import triton.language as tl
 
 from medloss.backends import triton as _api
-from medloss.backends.triton._kernels import _bit_or, _coef, labels
+from medloss.backends.triton._kernels import _bit_or, _coef, any_bits, labels
 
 STATUS_NONFINITE = tl.constexpr(_api.STATUS_NONFINITE)
 STATUS_LABEL = tl.constexpr(_api.STATUS_LABEL)
@@ -69,7 +69,7 @@ def _tile(x_ptr, t_ptr, b, blk, N, C, NCLS, ignore,
         counted = inside & valid[None, :]
         bits = bits | tl.where(counted & ~((t >= 0.0) & (t <= 1.0)), STATUS_LABEL, 0)
         bits = bits | tl.where(counted & (t != 0.0) & (t != 1.0), STATUS_SOFT, 0)
-        bad = tl.reduce(bits, 0, _bit_or)
+        bad = tl.reduce(bits, 0, _bit_or)  # in the tile loop: one reduction holds fewer registers than any_bits
         g = tl.where(counted, t, 0.0)
     else:
         raw = tl.load(t_ptr + b.to(tl.int64) * N + offs_n, mask=in_n, other=0)
@@ -129,7 +129,7 @@ def _forward_kernel(x_ptr, t_ptr, part_ptr, status_ptr, N, C, NCLS, nblk, nprog,
     tl.store(row + 3 * BLOCK_C, tl.where(offs_c == 0, tl.sum(voxels, axis=0).to(ACC), 0.0))
     tl.store(row + 4 * BLOCK_C, pos_sum)
     tl.store(row + 5 * BLOCK_C, neg_sum)
-    tl.store(status_ptr + b * nprog + pid, tl.reduce(flags, 0, _bit_or))
+    tl.store(status_ptr + b * nprog + pid, any_bits(flags, 0))
 
 
 @triton.jit
