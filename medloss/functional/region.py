@@ -13,7 +13,7 @@ from medloss.functional import reduce as _reduce
 from medloss.functional.fused import fused_loss, region_spec
 from medloss.functional.prepare import Activation
 from medloss.functional.region_options import RegionOptions, check_region_options  # noqa: F401  (re-exported)
-from medloss.functional.stats import RegionStats, region_stats
+from medloss.functional.stats import RegionStats, region_stats, stats_for
 
 W_TYPES = ("square", "simple", "uniform")
 EMPTY_POLICIES = ("penalize", "monai")
@@ -209,7 +209,7 @@ def dice_loss(
     spec = region_spec("dice", options, reduction, weighted=weight is not None)
     if (fused := fused_loss(input, target, options.tables, spec)) is not None:
         return fused
-    stats = region_stats(input, target, options=options)
+    stats = stats_for(input, target, options)
     loss = dice_from_stats(stats, jaccard=options.jaccard, smooth_nr=options.smooth_nr, smooth_dr=options.smooth_dr)
     return _reduce.reduce_table(apply_dice_weight(loss, weight), reduction).to(input.dtype)
 
@@ -254,7 +254,7 @@ def tversky_loss(
     spec = region_spec("tversky", opts, reduction, alpha=alpha, beta=beta, gamma=gamma, eps=FOCAL_TVERSKY_EPS)
     if (fused := fused_loss(input, target, opts.tables, spec)) is not None:
         return fused
-    stats = region_stats(input, target, options=opts)
+    stats = stats_for(input, target, opts)
     smooth = dict(smooth_nr=opts.smooth_nr, smooth_dr=opts.smooth_dr)
     if gamma is None:
         loss = tversky_from_stats(stats, alpha=alpha, beta=beta, **smooth)
@@ -294,7 +294,7 @@ def generalized_dice_loss(
     spec = region_spec("gdl", opts, reduction, w_type=w_type, empty=empty)
     if (fused := fused_loss(input, target, opts.tables, spec)) is not None:
         return fused
-    stats = region_stats(input, target, options=opts)
+    stats = stats_for(input, target, opts)
     loss = generalized_dice_from_stats(stats, w_type=w_type, empty=empty, smooth_nr=opts.smooth_nr,
                                        smooth_dr=opts.smooth_dr)
     return _reduce.reduce_table(loss, reduction).to(input.dtype)
