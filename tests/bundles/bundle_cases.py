@@ -238,6 +238,8 @@ def test_documented_commands_train_evaluate_infer_from_the_bundle_folder(tmp_pat
 
 @pytest.mark.slow
 def test_multi_gpu_train_with_two_gloo_processes(tmp_path, name):
+    if name != "tversky_lesion":  # the bundles share one multi_gpu_train.json (test_multi_gpu_config_is_shared)
+        pytest.skip("same multi_gpu_train.json as tversky_lesion, which runs it")
     bundle = copy_bundle(name, tmp_path)
     torchrun(bundle, "['configs/train.json','configs/multi_gpu_train.json']", "--epochs", "2", "--num_samples", "8",
              "--synthetic_size", "[32,32,32]", "--roi_size", "[16,16,16]")
@@ -245,3 +247,10 @@ def test_multi_gpu_train_with_two_gloo_processes(tmp_path, name):
     assert not any(k.startswith("module.") for k in state)  # a plain state_dict, loadable without DDP
     with (bundle / "eval" / "metrics.csv").open() as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
+
+
+
+def test_multi_gpu_config_is_shared(name):
+    """One two-process run covers every bundle's multi-GPU override because they are the same file."""
+    shared = bundle_dir("tversky_lesion") / "configs" / "multi_gpu_train.json"
+    assert (bundle_dir(name) / "configs" / "multi_gpu_train.json").read_bytes() == shared.read_bytes()
