@@ -74,7 +74,7 @@ class _Plan(NamedTuple):
     part: tuple  # shape of the partial tables
     scratch: tuple  # shape of the finalize kernel's buffer
     dtype: torch.dtype  # the compute dtype
-    table: tuple  # the table kernels' (grid, forward grid, scalars, constexprs): the engine's _plan
+    table: tuple  # the engine's _plan: (grid, forward grid, scalars, constexprs, (forward, backward) launch options)
     finalize: tuple  # the finalize kernel's scalars (B, C, programs per sample) and parameter tensor
     flags: dict  # the finalize kernel's constexprs
     has: tuple  # which coefficients the backward reads: dL/dPRED, dL/dTP, dL/dVPOS, dL/dVNEG
